@@ -5,6 +5,8 @@
 //! The wire facts are documented in `ARCHITECTURE.md` and in the module docs.
 #![forbid(unsafe_code)]
 
+pub mod codes;
 pub mod package;
 
+pub use codes::ErrorCode;
 pub use uuid::Uuid;
