@@ -1,0 +1,633 @@
+//! The proxy's TOML configuration: one loader, strict keys, errors that name the bad key.
+//!
+//! Every section and every key is optional; the defaults are the safe ones (deny every target,
+//! accept only the proxy's own origin, local login off). See `prl-proxy.example.toml` for the
+//! documented format.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Failure to load or validate the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TOML syntax or an unknown / mistyped key (toml names the key and position).
+    #[error("invalid config: {0}")]
+    Parse(String),
+    /// A key has a value the proxy cannot use.
+    #[error("invalid config key `{key}`: {reason}")]
+    Invalid {
+        /// Dotted key path, e.g. `policy.allow[0].cidr`.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    /// Stable snake_case name of the error.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConfigError::Read { .. } => "config_read",
+            ConfigError::Parse(_) => "config_parse",
+            ConfigError::Invalid { .. } => "config_invalid",
+        }
+    }
+
+    pub(crate) fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Listener and origin settings.
+    pub server: ServerConfig,
+    /// wss: certificate and key (absent = plain ws).
+    pub tls: Option<TlsConfig>,
+    /// Static files (web console, npm package).
+    #[serde(rename = "static")]
+    pub static_files: StaticConfig,
+    /// Which service targets may be reached.
+    pub policy: PolicyConfig,
+    /// Signed tickets.
+    pub tickets: Option<TicketsConfig>,
+    /// Sizes, caps, timeouts.
+    pub limits: LimitsConfig,
+    /// Keeping the upstream connection across a browser blip.
+    pub resume: ResumeConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Prometheus endpoint.
+    pub metrics: MetricsConfig,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The origin under which browsers reach this proxy (`https://proxy.example.com`); used as
+    /// the default allowed origin. Needed when listening on an unspecified address.
+    pub public_origin: Option<String>,
+    /// Exact allowed page origins. Empty = the proxy's own origin only.
+    pub allowed_origins: Vec<String>,
+    /// Allow plain `ws://` on a non-loopback address (for a TLS-terminating front end).
+    pub allow_plain_ws: bool,
+    /// WebSocket endpoint path.
+    pub ws_path: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_origin: None,
+            allowed_origins: Vec::new(),
+            allow_plain_ws: false,
+            ws_path: "/ws".into(),
+        }
+    }
+}
+
+/// `[tls]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// Generate a self-signed certificate for `localhost` / the listen address (demos only).
+    pub self_signed: bool,
+}
+
+/// `[static]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StaticConfig {
+    /// Directory served at `/` (the web console).
+    pub root: Option<PathBuf>,
+    /// Further directories under a URL prefix (e.g. the npm package at `/pkg/`).
+    pub mount: Vec<MountConfig>,
+    /// Largest file served, in bytes.
+    pub max_file_bytes: u64,
+}
+
+/// `[[static.mount]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountConfig {
+    /// URL prefix, starting and ending with `/`.
+    pub prefix: String,
+    /// Directory.
+    pub dir: PathBuf,
+}
+
+/// `[policy]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Named targets the browser may ask for by name.
+    pub target: Vec<TargetConfig>,
+    /// CIDR + port allow-list for hosts the browser names directly.
+    pub allow: Vec<AllowConfig>,
+    /// Whether the browser may name DNS hosts that are not configured targets (every resolved
+    /// address is still checked against `allow`).
+    pub resolve_names: bool,
+    /// Allow `login_local` (2186) to the co-located service: it logs the browser in as the
+    /// proxy's own OS user.
+    pub local_login: bool,
+    /// Where `mode = "local"` connects (TCP address of the co-located service).
+    pub local_target: SocketAddr,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            target: Vec::new(),
+            allow: Vec::new(),
+            resolve_names: true,
+            local_login: false,
+            local_target: SocketAddr::from(([127, 0, 0, 1], prl_protocol_default_port())),
+        }
+    }
+}
+
+pub(crate) const fn prl_protocol_default_port() -> u16 {
+    64000
+}
+
+/// `[[policy.target]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// The name the browser uses.
+    pub name: String,
+    /// Host name or IP literal. An IP literal is "explicitly listed": it may be loopback etc.
+    pub host: String,
+    /// Port (default 64000).
+    #[serde(default = "prl_protocol_default_port")]
+    pub port: u16,
+}
+
+/// `[[policy.allow]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowConfig {
+    /// Network, e.g. `10.0.0.0/8` or `2001:db8::/32` (a bare address means /32 or /128).
+    pub cidr: String,
+    /// Allowed ports (default `[64000]`).
+    #[serde(default = "default_ports")]
+    pub ports: Vec<u16>,
+}
+
+fn default_ports() -> Vec<u16> {
+    vec![prl_protocol_default_port()]
+}
+
+/// `[tickets]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketsConfig {
+    /// File holding the HMAC key (at least 32 bytes; raw or base64url text).
+    pub key_file: PathBuf,
+    /// Refuse connections without a valid ticket.
+    #[serde(default = "yes")]
+    pub required: bool,
+    /// Longest ticket lifetime accepted, in seconds.
+    #[serde(default = "default_ticket_ttl")]
+    pub max_ttl_secs: u64,
+    /// Capacity of the replay cache (used tickets remembered until they expire).
+    #[serde(default = "default_replay_cache")]
+    pub replay_cache_size: usize,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_ticket_ttl() -> u64 {
+    120
+}
+fn default_replay_cache() -> usize {
+    100_000
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest WebSocket message from the browser (one IO package or control message).
+    pub max_message_bytes: usize,
+    /// Largest WebSocket frame from the browser.
+    pub max_frame_bytes: usize,
+    /// Largest IO package accepted from the service.
+    pub max_package_bytes: usize,
+    /// tungstenite read buffer per connection.
+    pub ws_read_buffer_bytes: usize,
+    /// tungstenite write buffer per connection (0 = write each message through).
+    pub ws_write_buffer_bytes: usize,
+    /// Packages queued toward each side before reading from the other side stops.
+    pub queue_packages: usize,
+    /// Bytes queued toward each side before reading from the other side stops.
+    pub queue_bytes: usize,
+    /// TLS + HTTP request + first relay message must complete within this.
+    pub handshake_timeout_ms: u64,
+    /// Ceiling of every upstream connect (the client's 0 means this).
+    pub connect_timeout_ms: u64,
+    /// All connections (HTTP, WebSocket, detached sessions).
+    pub max_connections: usize,
+    /// Connections that have not completed `open` / `resume` yet.
+    pub max_preauth_connections: usize,
+    /// Concurrent connections from one client IP.
+    pub max_connections_per_ip: usize,
+    /// Login attempts (2039) per client IP: burst, then this many per minute.
+    pub login_burst_per_ip: u32,
+    /// Login attempts per client IP per minute after the burst.
+    pub login_per_minute_per_ip: u32,
+    /// Login attempts per user name: burst.
+    pub login_burst_per_user: u32,
+    /// Login attempts per user name per minute after the burst.
+    pub login_per_minute_per_user: u32,
+    /// Close a session with no package either way for this long.
+    pub idle_timeout_ms: u64,
+    /// Close every session after this long.
+    pub max_lifetime_ms: u64,
+    /// WebSocket ping interval toward the browser.
+    pub ping_interval_ms: u64,
+    /// HTTP connections that never upgrade are closed after this long.
+    pub http_connection_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_message_bytes: 1 << 20,
+            max_frame_bytes: 1 << 20,
+            max_package_bytes: 16 << 20,
+            ws_read_buffer_bytes: 4096,
+            ws_write_buffer_bytes: 0,
+            queue_packages: 64,
+            queue_bytes: 4 << 20,
+            handshake_timeout_ms: 10_000,
+            connect_timeout_ms: 60_000,
+            max_connections: 10_000,
+            max_preauth_connections: 512,
+            max_connections_per_ip: 64,
+            login_burst_per_ip: 10,
+            login_per_minute_per_ip: 30,
+            login_burst_per_user: 5,
+            login_per_minute_per_user: 10,
+            idle_timeout_ms: 30 * 60_000,
+            max_lifetime_ms: 24 * 3_600_000,
+            ping_interval_ms: 30_000,
+            http_connection_ms: 60_000,
+        }
+    }
+}
+
+/// `[resume]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResumeConfig {
+    /// Keep the upstream connection this long after the browser's WebSocket drops (0 = off).
+    pub window_ms: u64,
+    /// Service packages kept for replay.
+    pub buffer_packages: usize,
+    /// Bytes of service packages kept for replay.
+    pub buffer_bytes: usize,
+    /// Detached sessions kept at once.
+    pub max_detached: usize,
+}
+
+impl Default for ResumeConfig {
+    fn default() -> Self {
+        ResumeConfig {
+            window_ms: 60_000,
+            buffer_packages: 512,
+            buffer_bytes: 2 << 20,
+            max_detached: 1000,
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `human` or `json`.
+    pub format: LogFormat,
+    /// tracing filter (`RUST_LOG` overrides it).
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Human,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve `/metrics`.
+    pub enabled: bool,
+    /// Serve `/metrics` to non-loopback clients too.
+    pub allow_remote: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            allow_remote: false,
+        }
+    }
+}
+
+impl Config {
+    /// Parse and validate TOML text.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Read, parse and validate a file. Relative paths inside are resolved against the file's
+    /// directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Config::from_toml_str(&text)?;
+        if let Some(base) = path.parent() {
+            config.resolve_paths(base);
+        }
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(tls) = &mut self.tls {
+            tls.cert_file.as_mut().map(fix);
+            tls.key_file.as_mut().map(fix);
+        }
+        if let Some(root) = &mut self.static_files.root {
+            fix(root);
+        }
+        for m in &mut self.static_files.mount {
+            fix(&mut m.dir);
+        }
+        if let Some(t) = &mut self.tickets {
+            fix(&mut t.key_file);
+        }
+    }
+
+    /// Checks the values serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        if !s.ws_path.starts_with('/') {
+            return Err(ConfigError::invalid(
+                "server.ws_path",
+                "must start with '/'",
+            ));
+        }
+        let listen_ip = s.listen.ip();
+        if self.tls.is_none() && !listen_ip.is_loopback() && !s.allow_plain_ws {
+            return Err(ConfigError::invalid(
+                "server.listen",
+                "plain ws on a non-loopback address needs [tls] or server.allow_plain_ws = true",
+            ));
+        }
+        if listen_ip.is_unspecified() && s.public_origin.is_none() && s.allowed_origins.is_empty() {
+            return Err(ConfigError::invalid(
+                "server.public_origin",
+                "must be set (or server.allowed_origins) when listening on an unspecified address",
+            ));
+        }
+        if let Some(o) = &s.public_origin {
+            crate::origin::normalize_origin(o)
+                .ok_or_else(|| ConfigError::invalid("server.public_origin", "not an origin"))?;
+        }
+        for (i, o) in s.allowed_origins.iter().enumerate() {
+            crate::origin::normalize_origin(o).ok_or_else(|| {
+                ConfigError::invalid(
+                    format!("server.allowed_origins[{i}]"),
+                    "not an origin (scheme://host[:port])",
+                )
+            })?;
+        }
+        if let Some(tls) = &self.tls {
+            match (&tls.cert_file, &tls.key_file, tls.self_signed) {
+                (Some(_), Some(_), false) | (None, None, true) => {}
+                (None, None, false) => {
+                    return Err(ConfigError::invalid(
+                        "tls",
+                        "set cert_file and key_file, or self_signed = true",
+                    ))
+                }
+                (_, _, true) => {
+                    return Err(ConfigError::invalid(
+                        "tls.self_signed",
+                        "cannot be combined with cert_file / key_file",
+                    ))
+                }
+                (None, Some(_), false) => {
+                    return Err(ConfigError::invalid("tls.cert_file", "missing"))
+                }
+                (Some(_), None, false) => {
+                    return Err(ConfigError::invalid("tls.key_file", "missing"))
+                }
+            }
+        }
+        for (i, m) in self.static_files.mount.iter().enumerate() {
+            if !m.prefix.starts_with('/') || !m.prefix.ends_with('/') || m.prefix.contains("..") {
+                return Err(ConfigError::invalid(
+                    format!("static.mount[{i}].prefix"),
+                    "must start and end with '/'",
+                ));
+            }
+        }
+        crate::policy::TargetPolicy::from_config(&self.policy)?;
+        if let Some(t) = &self.tickets {
+            if t.max_ttl_secs == 0 {
+                return Err(ConfigError::invalid("tickets.max_ttl_secs", "must be > 0"));
+            }
+            if t.replay_cache_size == 0 {
+                return Err(ConfigError::invalid(
+                    "tickets.replay_cache_size",
+                    "must be > 0",
+                ));
+            }
+        }
+        let l = &self.limits;
+        let positive: [(&str, u64); 9] = [
+            ("limits.max_message_bytes", l.max_message_bytes as u64),
+            ("limits.max_frame_bytes", l.max_frame_bytes as u64),
+            ("limits.max_package_bytes", l.max_package_bytes as u64),
+            ("limits.queue_packages", l.queue_packages as u64),
+            ("limits.queue_bytes", l.queue_bytes as u64),
+            ("limits.handshake_timeout_ms", l.handshake_timeout_ms),
+            ("limits.connect_timeout_ms", l.connect_timeout_ms),
+            ("limits.max_connections", l.max_connections as u64),
+            (
+                "limits.max_preauth_connections",
+                l.max_preauth_connections as u64,
+            ),
+        ];
+        for (key, v) in positive {
+            if v == 0 {
+                return Err(ConfigError::invalid(key, "must be > 0"));
+            }
+        }
+        if l.max_message_bytes < prl_protocol::package::HEADER_LEN {
+            return Err(ConfigError::invalid(
+                "limits.max_message_bytes",
+                "must hold at least one package header (82 bytes)",
+            ));
+        }
+        if l.max_frame_bytes > l.max_message_bytes {
+            return Err(ConfigError::invalid(
+                "limits.max_frame_bytes",
+                "must not exceed limits.max_message_bytes",
+            ));
+        }
+        if l.ws_read_buffer_bytes < 512 {
+            return Err(ConfigError::invalid(
+                "limits.ws_read_buffer_bytes",
+                "must be at least 512",
+            ));
+        }
+        let nonzero_ms: [(&str, u64); 4] = [
+            ("limits.idle_timeout_ms", l.idle_timeout_ms),
+            ("limits.max_lifetime_ms", l.max_lifetime_ms),
+            ("limits.ping_interval_ms", l.ping_interval_ms),
+            ("limits.http_connection_ms", l.http_connection_ms),
+        ];
+        for (key, v) in nonzero_ms {
+            if v == 0 {
+                return Err(ConfigError::invalid(key, "must be > 0"));
+            }
+        }
+        if self.resume.window_ms > 0
+            && (self.resume.buffer_packages == 0 || self.resume.buffer_bytes == 0)
+        {
+            return Err(ConfigError::invalid(
+                "resume.buffer_packages",
+                "buffer_packages and buffer_bytes must be > 0 when resume.window_ms > 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_the_safe_default() {
+        let c = Config::from_toml_str("").unwrap();
+        assert!(c.policy.target.is_empty() && c.policy.allow.is_empty());
+        assert!(!c.policy.local_login);
+        assert_eq!(c.resume.window_ms, 60_000);
+        assert_eq!(c.limits.connect_timeout_ms, 60_000);
+        assert!(c.tls.is_none());
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::from_toml_str("[limits]\nmax_mesage_bytes = 5\n").unwrap_err();
+        assert_eq!(err.kind(), "config_parse");
+        assert!(err.to_string().contains("max_mesage_bytes"), "{err}");
+        let err = Config::from_toml_str("[bogus]\n").unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn wrong_types_are_named() {
+        let err = Config::from_toml_str("[limits]\nidle_timeout_ms = \"soon\"\n").unwrap_err();
+        assert!(err.to_string().contains("idle_timeout_ms"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let cases = [
+            ("[server]\nlisten = \"10.0.0.1:80\"\n", "server.listen"),
+            (
+                "[server]\nlisten = \"0.0.0.0:80\"\nallow_plain_ws = true\n",
+                "server.public_origin",
+            ),
+            (
+                "[server]\nallowed_origins = [\"nope\"]\n",
+                "server.allowed_origins[0]",
+            ),
+            (
+                "[[policy.allow]]\ncidr = \"10.0.0.0/33\"\n",
+                "policy.allow[0].cidr",
+            ),
+            (
+                "[[policy.target]]\nname = \"\"\nhost = \"h\"\n",
+                "policy.target[0].name",
+            ),
+            ("[limits]\nqueue_packages = 0\n", "limits.queue_packages"),
+            (
+                "[limits]\nmax_frame_bytes = 999999999\n",
+                "limits.max_frame_bytes",
+            ),
+            ("[tls]\ncert_file = \"c.pem\"\n", "tls.key_file"),
+            (
+                "[[static.mount]]\nprefix = \"pkg\"\ndir = \"x\"\n",
+                "static.mount[0].prefix",
+            ),
+        ];
+        for (text, key) in cases {
+            match Config::from_toml_str(text) {
+                Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_example_file_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("prl-proxy.example.toml");
+        let c = Config::load(&path).unwrap();
+        assert!(!c.policy.target.is_empty());
+        assert!(!c.policy.local_login);
+    }
+}

@@ -1,0 +1,178 @@
+//! Connection caps and login throttling.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// The per-client key of an address: the address itself for IPv4, its /64 for IPv6 (one
+/// subscriber usually owns a whole /64).
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match crate::policy::canonical(ip) {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+    }
+}
+
+/// Counts concurrent connections per client key.
+#[derive(Debug)]
+pub struct PerIpCounter {
+    max: usize,
+    counts: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// Held while a connection from that client is open.
+#[derive(Debug)]
+pub struct IpGuard {
+    counter: Arc<PerIpCounter>,
+    key: IpAddr,
+}
+
+impl PerIpCounter {
+    /// At most `max` connections per client key.
+    pub fn new(max: usize) -> Arc<PerIpCounter> {
+        Arc::new(PerIpCounter {
+            max,
+            counts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Count one more connection, or `None` if that client is at its cap.
+    pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<IpGuard> {
+        let key = client_key(ip);
+        let mut g = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = g.entry(key).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(IpGuard {
+            counter: Arc::clone(self),
+            key,
+        })
+    }
+
+    /// Current count for an address.
+    pub fn count(&self, ip: IpAddr) -> usize {
+        let g = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        g.get(&client_key(ip)).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for IpGuard {
+    fn drop(&mut self) {
+        let mut g = self
+            .counter
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = g.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                g.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Token buckets per key: `burst` at once, then `per_minute`. Bounded number of keys; when the
+/// table is full of active buckets, new keys are refused (fail closed).
+#[derive(Debug)]
+pub struct RateLimiter<K: Eq + Hash> {
+    burst: f64,
+    per_sec: f64,
+    max_keys: usize,
+    buckets: Mutex<HashMap<K, (f64, Instant)>>,
+}
+
+impl<K: Eq + Hash + Clone> RateLimiter<K> {
+    /// A limiter; `burst` 0 disables it (everything allowed).
+    pub fn new(burst: u32, per_minute: u32, max_keys: usize) -> RateLimiter<K> {
+        RateLimiter {
+            burst: f64::from(burst),
+            per_sec: f64::from(per_minute) / 60.0,
+            max_keys: max_keys.max(1),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Take one token for `key` at `now`; false if none is left.
+    pub fn check(&self, key: &K, now: Instant) -> bool {
+        if self.burst <= 0.0 {
+            return true;
+        }
+        let mut g = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if !g.contains_key(key) && g.len() >= self.max_keys {
+            let (burst, per_sec) = (self.burst, self.per_sec);
+            g.retain(|_, (tokens, last)| {
+                *tokens + now.saturating_duration_since(*last).as_secs_f64() * per_sec < burst
+            });
+            if g.len() >= self.max_keys {
+                return false;
+            }
+        }
+        let entry = g.entry(key.clone()).or_insert((self.burst, now));
+        let refill = now.saturating_duration_since(entry.1).as_secs_f64() * self.per_sec;
+        entry.0 = (entry.0 + refill).min(self.burst);
+        entry.1 = now;
+        if entry.0 >= 1.0 {
+            entry.0 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn per_ip_cap_and_release() {
+        let c = PerIpCounter::new(2);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let a = c.try_acquire(ip).unwrap();
+        let _b = c.try_acquire(ip).unwrap();
+        assert!(c.try_acquire(ip).is_none());
+        assert!(c.try_acquire("10.0.0.2".parse().unwrap()).is_some());
+        drop(a);
+        assert!(c.try_acquire(ip).is_some());
+        // Same /64 counts together; a mapped v4 counts as the v4.
+        let v6a: IpAddr = "2001:db8::1".parse().unwrap();
+        let v6b: IpAddr = "2001:db8::2".parse().unwrap();
+        let _x = c.try_acquire(v6a).unwrap();
+        let _y = c.try_acquire(v6b).unwrap();
+        assert!(c.try_acquire(v6a).is_none());
+        assert_eq!(c.count("::ffff:10.0.0.2".parse().unwrap()), 0);
+    }
+
+    #[test]
+    fn token_bucket() {
+        let r: RateLimiter<String> = RateLimiter::new(2, 60, 10);
+        let t0 = Instant::now();
+        let k = "u".to_string();
+        assert!(r.check(&k, t0));
+        assert!(r.check(&k, t0));
+        assert!(!r.check(&k, t0));
+        assert!(r.check(&"v".to_string(), t0));
+        assert!(r.check(&k, t0 + Duration::from_millis(1100)));
+        assert!(!r.check(&k, t0 + Duration::from_millis(1200)));
+    }
+
+    #[test]
+    fn key_table_is_bounded() {
+        let r: RateLimiter<u32> = RateLimiter::new(1, 1, 2);
+        let t0 = Instant::now();
+        assert!(r.check(&1, t0));
+        assert!(r.check(&2, t0));
+        assert!(!r.check(&3, t0));
+        // After refilling, old keys are forgotten and new ones fit.
+        assert!(r.check(&3, t0 + Duration::from_secs(120)));
+    }
+}

@@ -1,0 +1,190 @@
+//! `prl-proxy --config FILE [--listen ADDR]`: run the relay.
+//! `prl-proxy ticket --config FILE --target HOST[:PORT] --origin ORIGIN`: issue a ticket.
+#![forbid(unsafe_code)]
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use prl_proxy::config::LogFormat;
+use prl_proxy::ticket::TicketKey;
+use prl_proxy::{Config, Proxy};
+use tracing_subscriber::EnvFilter;
+
+/// The secure WebSocket relay between browsers and Parallels Service.
+#[derive(Debug, Parser)]
+#[command(name = "prl-proxy", version, about)]
+struct Cli {
+    /// TOML configuration file (see prl-proxy.example.toml).
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+    /// Listen address, overriding server.listen.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a signed ticket for one connection (needs [tickets] in the config).
+    Ticket {
+        /// Target as the browser will name it: HOST or HOST:PORT (port 0/absent = 64000).
+        #[arg(long)]
+        target: String,
+        /// The page origin that will use it.
+        #[arg(long)]
+        origin: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 60)]
+        ttl: u64,
+        /// Optional subject (restores of its sessions need the same subject).
+        #[arg(long)]
+        subject: Option<String>,
+    },
+}
+
+fn init_logging(config: &Config) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Some(path) = cli.config.clone() else {
+        eprintln!("prl-proxy: --config FILE is required");
+        return ExitCode::from(2);
+    };
+    let mut config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("prl-proxy: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(Command::Ticket {
+        target,
+        origin,
+        ttl,
+        subject,
+    }) = &cli.command
+    {
+        return issue_ticket(&config, target, origin, *ttl, subject.clone());
+    }
+    if let Some(listen) = cli.listen {
+        config.server.listen = listen;
+        if let Err(e) = config.validate() {
+            eprintln!("prl-proxy: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("prl-proxy: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(config, path))
+}
+
+async fn run(config: Config, path: PathBuf) -> ExitCode {
+    let proxy = match Proxy::bind(config, Some(path)).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("prl-proxy: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let handle = proxy.handle();
+    #[cfg(unix)]
+    if let Err(e) = handle.spawn_sighup_reloader() {
+        tracing::warn!(error = %e, "cannot install the SIGHUP handler; reload disabled");
+    }
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        wait_for_stop().await;
+        tracing::info!("shutting down");
+        stopper.shutdown();
+    });
+    tracing::info!(url = %handle.url(), "listening");
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "prl-proxy listening on {}", handle.url());
+    let _ = out.flush();
+    proxy.run().await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_stop() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn issue_ticket(
+    config: &Config,
+    target: &str,
+    origin: &str,
+    ttl: u64,
+    subject: Option<String>,
+) -> ExitCode {
+    let Some(tickets) = &config.tickets else {
+        eprintln!("prl-proxy: the config has no [tickets] section");
+        return ExitCode::from(2);
+    };
+    let key = match TicketKey::load(&tickets.key_file) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("prl-proxy: invalid config key `tickets.key_file`: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if ttl == 0 || ttl > tickets.max_ttl_secs {
+        eprintln!(
+            "prl-proxy: --ttl must be between 1 and tickets.max_ttl_secs ({})",
+            tickets.max_ttl_secs
+        );
+        return ExitCode::from(2);
+    }
+    let (host, port) = match target.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') || h.starts_with('[') => match p.parse::<u16>() {
+            Ok(p) => (h.to_string(), p),
+            Err(_) => {
+                eprintln!("prl-proxy: --target port is not a number");
+                return ExitCode::from(2);
+            }
+        },
+        _ => (target.to_string(), 0),
+    };
+    if prl_proxy::origin::normalize_origin(origin).is_none() {
+        eprintln!("prl-proxy: --origin is not an origin (scheme://host[:port])");
+        return ExitCode::from(2);
+    }
+    let now = prl_proxy::util::unix_now();
+    println!("{}", key.issue_for(&host, port, origin, now, ttl, subject));
+    ExitCode::SUCCESS
+}

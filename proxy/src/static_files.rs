@@ -1,0 +1,255 @@
+//! Static files: the web console and the built npm package.
+//!
+//! Only GET/HEAD, only regular files under the configured directories (canonicalised, so
+//! neither `..` nor a symlink can leave them), no dotfiles, no directory listings, a size cap,
+//! correct MIME types (`application/wasm` for streaming compilation) and restrictive headers.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::StaticConfig;
+
+/// Content-Security-Policy of every static response: same-origin scripts plus WebAssembly
+/// compilation, same-origin connections (the relay WebSocket), nothing framed or embedded.
+pub const CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; \
+connect-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; \
+manifest-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// Security headers added to every response.
+pub const SECURITY_HEADERS: [(&str, &str); 5] = [
+    ("content-security-policy", CSP),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("cross-origin-opener-policy", "same-origin"),
+    ("x-frame-options", "DENY"),
+];
+
+/// MIME type by extension.
+pub fn mime_for(path: &Path) -> &'static str {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    match ext.as_str() {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "wasm" => "application/wasm",
+        "json" | "map" => "application/json",
+        "ts" => "text/plain; charset=utf-8",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "ico" => "image/x-icon",
+        "webp" => "image/webp",
+        "woff2" => "font/woff2",
+        "woff" => "font/woff",
+        "txt" | "md" => "text/plain; charset=utf-8",
+        "webmanifest" => "application/manifest+json",
+        _ => "application/octet-stream",
+    }
+}
+
+/// The static mounts, longest prefix first.
+#[derive(Debug, Clone, Default)]
+pub struct StaticFiles {
+    mounts: Vec<(String, PathBuf)>,
+    max_file_bytes: u64,
+}
+
+/// The outcome of a static lookup.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StaticResult {
+    /// Found: MIME type and bytes.
+    File(&'static str, Vec<u8>),
+    /// Nothing (or nothing allowed) there.
+    NotFound,
+    /// Path rejected as malformed or escaping.
+    BadPath,
+    /// Larger than the cap.
+    TooLarge,
+}
+
+fn percent_decode(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let c = *b.get(i)?;
+        if c == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+impl StaticFiles {
+    /// From `[static]` (directories that do not exist are skipped with a warning).
+    pub fn new(config: &StaticConfig) -> StaticFiles {
+        let mut mounts = Vec::new();
+        if let Some(root) = &config.root {
+            mounts.push(("/".to_string(), root.clone()));
+        }
+        for m in &config.mount {
+            mounts.push((m.prefix.clone(), m.dir.clone()));
+        }
+        let mut canon = Vec::with_capacity(mounts.len());
+        for (prefix, dir) in mounts {
+            match std::fs::canonicalize(&dir) {
+                Ok(d) => canon.push((prefix, d)),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "static directory unavailable")
+                }
+            }
+        }
+        canon.sort_by_key(|m| std::cmp::Reverse(m.0.len()));
+        StaticFiles {
+            mounts: canon,
+            max_file_bytes: if config.max_file_bytes == 0 {
+                32 << 20
+            } else {
+                config.max_file_bytes
+            },
+        }
+    }
+
+    /// Look up a request path (without query string).
+    pub async fn lookup(&self, path: &str) -> StaticResult {
+        let Some((prefix, root)) = self
+            .mounts
+            .iter()
+            .find(|(p, _)| path.starts_with(p.as_str()) || path == p.trim_end_matches('/'))
+        else {
+            return StaticResult::NotFound;
+        };
+        let rest = path.get(prefix.len()..).unwrap_or("");
+        let Some(decoded) = percent_decode(rest) else {
+            return StaticResult::BadPath;
+        };
+        let Ok(decoded) = String::from_utf8(decoded) else {
+            return StaticResult::BadPath;
+        };
+        let mut rel = PathBuf::new();
+        for seg in decoded.split('/') {
+            if seg.is_empty() {
+                continue;
+            }
+            if seg.starts_with('.') || seg.contains(['\\', '\0', ':']) {
+                return StaticResult::BadPath;
+            }
+            rel.push(seg);
+        }
+        let mut full = root.join(&rel);
+        let Ok(mut canon) = tokio::fs::canonicalize(&full).await else {
+            return StaticResult::NotFound;
+        };
+        if !canon.starts_with(root) {
+            return StaticResult::BadPath;
+        }
+        let Ok(mut meta) = tokio::fs::metadata(&canon).await else {
+            return StaticResult::NotFound;
+        };
+        if meta.is_dir() {
+            full = canon.join("index.html");
+            let Ok(c) = tokio::fs::canonicalize(&full).await else {
+                return StaticResult::NotFound;
+            };
+            if !c.starts_with(root) {
+                return StaticResult::BadPath;
+            }
+            canon = c;
+            let Ok(m) = tokio::fs::metadata(&canon).await else {
+                return StaticResult::NotFound;
+            };
+            meta = m;
+        }
+        if !meta.is_file() {
+            return StaticResult::NotFound;
+        }
+        if meta.len() > self.max_file_bytes {
+            return StaticResult::TooLarge;
+        }
+        match tokio::fs::read(&canon).await {
+            Ok(bytes) if bytes.len() as u64 <= self.max_file_bytes => {
+                StaticResult::File(mime_for(&canon), bytes)
+            }
+            Ok(_) => StaticResult::TooLarge,
+            Err(_) => StaticResult::NotFound,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MountConfig;
+
+    #[tokio::test]
+    async fn serves_files_and_refuses_escapes() {
+        let outer = tempfile::tempdir().unwrap();
+        let root = outer.path().join("web");
+        let pkg = outer.path().join("pkg");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::create_dir_all(&pkg).unwrap();
+        std::fs::write(root.join("index.html"), "<h1>hi</h1>").unwrap();
+        std::fs::write(root.join(".secret"), "x").unwrap();
+        std::fs::write(outer.path().join("outside.txt"), "nope").unwrap();
+        std::fs::write(pkg.join("client_bg.wasm"), b"\0asm").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(outer.path().join("outside.txt"), root.join("link.txt"))
+            .unwrap();
+        let s = StaticFiles::new(&StaticConfig {
+            root: Some(root.clone()),
+            mount: vec![MountConfig {
+                prefix: "/pkg/".into(),
+                dir: pkg.clone(),
+            }],
+            max_file_bytes: 100,
+        });
+        assert_eq!(
+            s.lookup("/").await,
+            StaticResult::File("text/html; charset=utf-8", b"<h1>hi</h1>".to_vec())
+        );
+        assert_eq!(
+            s.lookup("/index.html").await,
+            StaticResult::File("text/html; charset=utf-8", b"<h1>hi</h1>".to_vec())
+        );
+        assert_eq!(
+            s.lookup("/pkg/client_bg.wasm").await,
+            StaticResult::File("application/wasm", b"\0asm".to_vec())
+        );
+        assert_eq!(s.lookup("/sub").await, StaticResult::NotFound);
+        for bad in [
+            "/../outside.txt",
+            "/%2e%2e/outside.txt",
+            "/.secret",
+            "/%2E%2E%2Foutside.txt",
+            "/a\\..\\b",
+            "/%zz",
+            "/pkg/..%2f..%2foutside.txt",
+        ] {
+            assert_eq!(s.lookup(bad).await, StaticResult::BadPath, "{bad}");
+        }
+        #[cfg(unix)]
+        assert_eq!(s.lookup("/link.txt").await, StaticResult::BadPath);
+        std::fs::write(root.join("big.js"), vec![b'x'; 101]).unwrap();
+        assert_eq!(s.lookup("/big.js").await, StaticResult::TooLarge);
+        assert_eq!(s.lookup("/missing.js").await, StaticResult::NotFound);
+    }
+
+    #[test]
+    fn mime_types() {
+        assert_eq!(mime_for(Path::new("a.wasm")), "application/wasm");
+        assert_eq!(
+            mime_for(Path::new("a.MJS")),
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(mime_for(Path::new("noext")), "application/octet-stream");
+    }
+}

@@ -1,0 +1,401 @@
+//! Signed connection tickets: short-lived, bound to a target and an origin, single use.
+//!
+//! Form: `base64url(claims JSON) "." base64url(HMAC-SHA256(key, first part))`, no padding, so a
+//! ticket is a valid HTTP token and can ride in `Sec-WebSocket-Protocol: prl-ticket.<ticket>`.
+//! A ticket is accepted once: its id goes into a bounded replay cache until it expires. A full
+//! cache refuses new tickets instead of forgetting used ones.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::path::Path;
+use std::sync::Mutex;
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Longest ticket accepted, in bytes.
+pub const MAX_TICKET_LEN: usize = 2048;
+/// Clock skew tolerated for `iat`, in seconds.
+const SKEW_SECS: u64 = 30;
+
+/// Why a ticket was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TicketError {
+    /// Tickets are required and none was presented.
+    #[error("ticket required")]
+    Missing,
+    /// Not `payload.mac`, bad base64, bad JSON or too long.
+    #[error("malformed ticket")]
+    Malformed,
+    /// The MAC does not verify.
+    #[error("ticket signature invalid")]
+    BadSignature,
+    /// `exp` is in the past.
+    #[error("ticket expired")]
+    Expired,
+    /// `iat` is in the future.
+    #[error("ticket not yet valid")]
+    NotYetValid,
+    /// Lifetime longer than the configured maximum.
+    #[error("ticket lifetime exceeds the maximum")]
+    TooLong,
+    /// Issued for another origin.
+    #[error("ticket issued for another origin")]
+    OriginMismatch,
+    /// Issued for another target.
+    #[error("ticket issued for another target")]
+    TargetMismatch,
+    /// Already used.
+    #[error("ticket already used")]
+    Replayed,
+    /// The replay cache is full of unexpired tickets.
+    #[error("ticket replay cache full")]
+    CacheFull,
+    /// Two tickets presented (header and message) that differ.
+    #[error("conflicting tickets")]
+    Conflict,
+}
+
+impl TicketError {
+    /// Stable snake_case name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TicketError::Missing => "missing",
+            TicketError::Malformed => "malformed",
+            TicketError::BadSignature => "bad_signature",
+            TicketError::Expired => "expired",
+            TicketError::NotYetValid => "not_yet_valid",
+            TicketError::TooLong => "lifetime_too_long",
+            TicketError::OriginMismatch => "origin_mismatch",
+            TicketError::TargetMismatch => "target_mismatch",
+            TicketError::Replayed => "replayed",
+            TicketError::CacheFull => "replay_cache_full",
+            TicketError::Conflict => "conflict",
+        }
+    }
+}
+
+/// What a ticket grants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Claims {
+    /// Target as the browser will name it, `host:port` with port 0 written as 64000.
+    pub tgt: String,
+    /// Page origin (normalised).
+    pub org: String,
+    /// Issued at, unix seconds.
+    pub iat: u64,
+    /// Expires at, unix seconds.
+    pub exp: u64,
+    /// Unique id (replay cache key).
+    pub jti: String,
+    /// Optional subject (e.g. the application's user or browser session); sessions created
+    /// under a subject may only be restored by tickets of the same subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+}
+
+/// The canonical `host:port` a ticket binds.
+pub fn target_key(host: &str, port: u16) -> String {
+    let port = if port == 0 { 64000 } else { port };
+    format!(
+        "{}:{port}",
+        host.trim().trim_end_matches('.').to_ascii_lowercase()
+    )
+}
+
+/// The HMAC key.
+#[derive(Clone)]
+pub struct TicketKey(Vec<u8>);
+
+impl fmt::Debug for TicketKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TicketKey(<redacted>)")
+    }
+}
+
+impl TicketKey {
+    /// A key from bytes (at least 32).
+    pub fn new(bytes: Vec<u8>) -> Option<TicketKey> {
+        (bytes.len() >= 32).then_some(TicketKey(bytes))
+    }
+
+    /// Read a key file: base64 / base64url text of at least 32 bytes, or raw bytes.
+    pub fn load(path: &Path) -> Result<TicketKey, String> {
+        let raw =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = String::from_utf8_lossy(&raw);
+        let trimmed = text.trim();
+        let decoded = URL_SAFE_NO_PAD
+            .decode(trimmed.trim_end_matches('='))
+            .or_else(|_| STANDARD.decode(trimmed));
+        if let Ok(k) = decoded {
+            if let Some(key) = TicketKey::new(k) {
+                return Ok(key);
+            }
+        }
+        TicketKey::new(raw).ok_or_else(|| "ticket key must be at least 32 bytes".to_string())
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        // HMAC accepts keys of any length.
+        HmacSha256::new_from_slice(&self.0).unwrap_or_else(|_| unreachable_hmac())
+    }
+
+    /// Sign claims into a ticket string.
+    pub fn issue(&self, claims: &Claims) -> String {
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
+        let mut mac = self.mac();
+        mac.update(payload.as_bytes());
+        let tag = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        format!("{payload}.{tag}")
+    }
+
+    /// A ticket for `host:port` and `origin`, valid `ttl_secs` from `now`.
+    pub fn issue_for(
+        &self,
+        host: &str,
+        port: u16,
+        origin: &str,
+        now: u64,
+        ttl_secs: u64,
+        sub: Option<String>,
+    ) -> String {
+        let mut jti = [0u8; 16];
+        crate::util::fill_random(&mut jti);
+        self.issue(&Claims {
+            tgt: target_key(host, port),
+            org: crate::origin::normalize_origin(origin).unwrap_or_else(|| origin.to_string()),
+            iat: now,
+            exp: now.saturating_add(ttl_secs),
+            jti: URL_SAFE_NO_PAD.encode(jti),
+            sub,
+        })
+    }
+
+    /// Verify signature, time and origin (not the target, not the replay cache).
+    pub fn verify(
+        &self,
+        ticket: &str,
+        origin: &str,
+        now: u64,
+        max_ttl_secs: u64,
+    ) -> Result<Claims, TicketError> {
+        if ticket.len() > MAX_TICKET_LEN {
+            return Err(TicketError::Malformed);
+        }
+        let (payload, tag) = ticket.split_once('.').ok_or(TicketError::Malformed)?;
+        let tag = URL_SAFE_NO_PAD
+            .decode(tag)
+            .map_err(|_| TicketError::Malformed)?;
+        let mut mac = self.mac();
+        mac.update(payload.as_bytes());
+        mac.verify_slice(&tag)
+            .map_err(|_| TicketError::BadSignature)?;
+        let json = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| TicketError::Malformed)?;
+        let claims: Claims = serde_json::from_slice(&json).map_err(|_| TicketError::Malformed)?;
+        if claims.exp <= now {
+            return Err(TicketError::Expired);
+        }
+        if claims.iat > now.saturating_add(SKEW_SECS) {
+            return Err(TicketError::NotYetValid);
+        }
+        if claims.exp.saturating_sub(claims.iat) > max_ttl_secs
+            || claims.exp.saturating_sub(now) > max_ttl_secs
+        {
+            return Err(TicketError::TooLong);
+        }
+        if crate::origin::normalize_origin(origin).as_deref() != Some(claims.org.as_str()) {
+            return Err(TicketError::OriginMismatch);
+        }
+        Ok(claims)
+    }
+}
+
+#[cold]
+fn unreachable_hmac() -> HmacSha256 {
+    // Hmac::new_from_slice never fails for HMAC; keep a total function anyway.
+    <HmacSha256 as Mac>::new_from_slice(&[0u8; 32]).unwrap_or_else(|_| unreachable_hmac())
+}
+
+impl Claims {
+    /// Whether the ticket was issued for this target.
+    pub fn check_target(&self, host: &str, port: u16) -> Result<(), TicketError> {
+        if self.tgt == target_key(host, port) {
+            Ok(())
+        } else {
+            Err(TicketError::TargetMismatch)
+        }
+    }
+}
+
+/// Used ticket ids, remembered until they expire; bounded.
+#[derive(Debug)]
+pub struct ReplayCache {
+    inner: Mutex<ReplayInner>,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct ReplayInner {
+    seen: HashMap<String, u64>,
+    order: VecDeque<(u64, String)>,
+}
+
+impl ReplayCache {
+    /// A cache holding at most `capacity` unexpired ids.
+    pub fn new(capacity: usize) -> ReplayCache {
+        ReplayCache {
+            inner: Mutex::new(ReplayInner::default()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Record a ticket as used; `Replayed` if it was used before.
+    pub fn consume(&self, claims: &Claims, now: u64) -> Result<(), TicketError> {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget expired ids (ordered by insertion; expiry is bounded by the max TTL so a
+        // linear sweep of the front is enough in practice, and a full sweep when full).
+        while let Some((exp, _)) = g.order.front() {
+            if *exp > now {
+                break;
+            }
+            if let Some((_, id)) = g.order.pop_front() {
+                g.seen.remove(&id);
+            }
+        }
+        if g.seen.contains_key(&claims.jti) {
+            return Err(TicketError::Replayed);
+        }
+        if g.seen.len() >= self.capacity {
+            g.order.retain(|(exp, _)| *exp > now);
+            g.seen.retain(|_, exp| *exp > now);
+            if g.seen.len() >= self.capacity {
+                return Err(TicketError::CacheFull);
+            }
+        }
+        g.seen.insert(claims.jti.clone(), claims.exp);
+        g.order.push_back((claims.exp, claims.jti.clone()));
+        Ok(())
+    }
+
+    /// Number of remembered ids.
+    pub fn len(&self) -> usize {
+        self.inner.lock().map(|g| g.seen.len()).unwrap_or(0)
+    }
+
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> TicketKey {
+        TicketKey::new(vec![7u8; 32]).unwrap()
+    }
+
+    const ORIGIN: &str = "https://console.example.com";
+
+    #[test]
+    fn round_trip_and_bindings() {
+        let k = key();
+        let t = k.issue_for("Lab", 0, ORIGIN, 1000, 60, None);
+        assert!(t
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.'));
+        let c = k.verify(&t, ORIGIN, 1001, 120).unwrap();
+        assert_eq!(c.tgt, "lab:64000");
+        c.check_target("lab", 64000).unwrap();
+        assert_eq!(c.check_target("lab", 1), Err(TicketError::TargetMismatch));
+        assert_eq!(c.check_target("other", 0), Err(TicketError::TargetMismatch));
+        assert_eq!(
+            k.verify(&t, "https://evil.example", 1001, 120),
+            Err(TicketError::OriginMismatch)
+        );
+        assert_eq!(k.verify(&t, ORIGIN, 1060, 120), Err(TicketError::Expired));
+        assert_eq!(
+            k.verify(&t, ORIGIN, 900, 120),
+            Err(TicketError::NotYetValid)
+        );
+        assert_eq!(k.verify(&t, ORIGIN, 1001, 30), Err(TicketError::TooLong));
+    }
+
+    #[test]
+    fn tampering_is_detected() {
+        let k = key();
+        let t = k.issue_for("lab", 0, ORIGIN, 1000, 60, None);
+        let other = TicketKey::new(vec![8u8; 32]).unwrap();
+        assert_eq!(
+            other.verify(&t, ORIGIN, 1001, 120),
+            Err(TicketError::BadSignature)
+        );
+        let (p, m) = t.split_once('.').unwrap();
+        let forged = k.issue_for("evil", 0, ORIGIN, 1000, 60, None);
+        let (fp, _) = forged.split_once('.').unwrap();
+        assert_eq!(
+            k.verify(&format!("{fp}.{m}"), ORIGIN, 1001, 120),
+            Err(TicketError::BadSignature)
+        );
+        for bad in ["", "abc", "a.b.c", &format!("{p}."), &"x".repeat(5000)] {
+            let e = k.verify(bad, ORIGIN, 1001, 120).unwrap_err();
+            assert!(
+                matches!(e, TicketError::Malformed | TicketError::BadSignature),
+                "{bad}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn single_use_and_bounded() {
+        let k = key();
+        let cache = ReplayCache::new(2);
+        let t1 = k
+            .verify(
+                &k.issue_for("a", 0, ORIGIN, 1000, 60, None),
+                ORIGIN,
+                1000,
+                60,
+            )
+            .unwrap();
+        let t2 = k
+            .verify(
+                &k.issue_for("a", 0, ORIGIN, 1000, 10, None),
+                ORIGIN,
+                1000,
+                60,
+            )
+            .unwrap();
+        let t3 = k
+            .verify(
+                &k.issue_for("a", 0, ORIGIN, 1000, 60, None),
+                ORIGIN,
+                1000,
+                60,
+            )
+            .unwrap();
+        cache.consume(&t1, 1000).unwrap();
+        assert_eq!(cache.consume(&t1, 1001), Err(TicketError::Replayed));
+        cache.consume(&t2, 1000).unwrap();
+        assert_eq!(cache.consume(&t3, 1001), Err(TicketError::CacheFull));
+        // t2 expired at 1010: room again, and t1 is still remembered.
+        cache.consume(&t3, 1011).unwrap();
+        assert_eq!(cache.consume(&t1, 1012), Err(TicketError::Replayed));
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn debug_is_redacted() {
+        assert_eq!(format!("{:?}", key()), "TicketKey(<redacted>)");
+    }
+}

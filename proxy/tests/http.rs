@@ -1,0 +1,331 @@
+//! The HTTP side of the proxy over real loopback sockets: upgrade checks (Origin,
+//! subprotocol, tickets, URL secrets), static files, health, readiness, metrics, caps,
+//! handshake deadline, wss.
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const RELAY: &str = "prl-relay.v1";
+
+#[tokio::test]
+async fn own_origin_is_accepted_and_the_subprotocol_selected() {
+    let h = start("").await;
+    let origin = own_origin(&h);
+    let (_ws, proto) = ws_connect(h.local_addr(), Some(&origin), &[RELAY])
+        .await
+        .unwrap();
+    assert_eq!(proto.as_deref(), Some(RELAY));
+    // The localhost spelling of a loopback listener is the same site.
+    let localhost = format!("http://localhost:{}", h.local_addr().port());
+    assert!(ws_connect(h.local_addr(), Some(&localhost), &[RELAY])
+        .await
+        .is_ok());
+}
+
+#[tokio::test]
+async fn foreign_and_missing_origins_are_refused_before_the_upgrade() {
+    let h = start("").await;
+    let addr = h.local_addr();
+    for origin in [
+        Some("https://evil.example"),
+        Some("null"),
+        Some("http://127.0.0.1"),
+        Some("https://127.0.0.1.evil.example"),
+        None,
+    ] {
+        assert_eq!(
+            ws_connect(addr, origin, &[RELAY]).await.err(),
+            Some(403),
+            "{origin:?}"
+        );
+    }
+    let text = h.metrics_text();
+    assert_eq!(
+        metric(
+            &text,
+            "prl_proxy_rejections_total{reason=\"origin_denied\"}"
+        ),
+        5.0
+    );
+}
+
+#[tokio::test]
+async fn configured_origins_are_exact() {
+    let h = start("[server]\nallowed_origins = [\"https://console.example.com\"]\n").await;
+    let addr = h.local_addr();
+    assert!(
+        ws_connect(addr, Some("https://console.example.com"), &[RELAY])
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        ws_connect(addr, Some(&own_origin(&h)), &[RELAY])
+            .await
+            .err(),
+        Some(403)
+    );
+    assert_eq!(
+        ws_connect(addr, Some("https://x.console.example.com"), &[RELAY])
+            .await
+            .err(),
+        Some(403)
+    );
+}
+
+#[tokio::test]
+async fn the_relay_subprotocol_is_required_and_urls_carry_nothing() {
+    let h = start("").await;
+    let addr = h.local_addr();
+    let origin = own_origin(&h);
+    assert_eq!(ws_connect(addr, Some(&origin), &[]).await.err(), Some(400));
+    assert_eq!(
+        ws_connect(addr, Some(&origin), &["chat"]).await.err(),
+        Some(400)
+    );
+    let req = format!(
+        "GET /ws?ticket=abc HTTP/1.1\r\nHost: {addr}\r\nOrigin: {origin}\r\nUpgrade: websocket\r\n\
+Connection: Upgrade, close\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+Sec-WebSocket-Protocol: prl-relay.v1\r\n\r\n"
+    );
+    let (status, _, _) = http(addr, &req).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let h = start("").await;
+    let addr = h.local_addr();
+    assert_eq!(get(addr, "/healthz").await.0, 200);
+    assert_eq!(get(addr, "/readyz").await.0, 200);
+    let (status, head, body) = get(addr, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: application/openmetrics-text"));
+    let body = String::from_utf8(body).unwrap();
+    assert!(body.contains("prl_proxy_sessions_active"), "{body}");
+    assert!(body.contains("prl_proxy_connect_seconds"), "{body}");
+    h.shutdown();
+}
+
+#[tokio::test]
+async fn static_files_have_mime_types_and_a_csp() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web");
+    let pkg = dir.path().join("pkg");
+    std::fs::create_dir_all(&web).unwrap();
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(
+        web.join("index.html"),
+        "<!doctype html><title>console</title>",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("secret.txt"), "do not serve").unwrap();
+    std::fs::write(pkg.join("prl_client_bg.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    std::fs::write(pkg.join("prl_client.js"), "export {}").unwrap();
+    let toml = format!(
+        "[static]\nroot = {:?}\n[[static.mount]]\nprefix = \"/pkg/\"\ndir = {:?}\n",
+        web.display().to_string(),
+        pkg.display().to_string()
+    );
+    let h = start(&toml).await;
+    let addr = h.local_addr();
+    let (status, head, body) = get(addr, "/").await;
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: text/html"));
+    assert!(head.contains(
+        "content-security-policy: default-src 'none'; script-src 'self' 'wasm-unsafe-eval'"
+    ));
+    assert!(head.contains("x-content-type-options: nosniff"));
+    assert!(body.starts_with(b"<!doctype html>"));
+    let (status, head, body) = get(addr, "/pkg/prl_client_bg.wasm").await;
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: application/wasm"), "{head}");
+    assert_eq!(body, b"\0asm\x01\0\0\0");
+    let (_, head, _) = get(addr, "/pkg/prl_client.js").await;
+    assert!(head.contains("content-type: text/javascript"));
+    for bad in [
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/pkg/..%2f..%2fsecret.txt",
+        "/pkg/%2e%2e/web/index.html",
+    ] {
+        let (status, _, body) = get(addr, bad).await;
+        assert!(status == 400 || status == 404, "{bad}: {status}");
+        assert!(!String::from_utf8_lossy(&body).contains("do not serve"));
+    }
+    assert_eq!(get(addr, "/nothing.js").await.0, 404);
+    let (status, _, _) = http(
+        addr,
+        &format!(
+            "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    assert_eq!(status, 405);
+}
+
+#[tokio::test]
+async fn metrics_are_loopback_only_by_default_and_can_be_disabled() {
+    let h = start("[metrics]\nenabled = false\n").await;
+    assert_eq!(get(h.local_addr(), "/metrics").await.0, 404);
+}
+
+#[tokio::test]
+async fn a_silent_client_is_cut_at_the_handshake_deadline() {
+    let h = start("[limits]\nhandshake_timeout_ms = 300\n").await;
+    let mut s = TcpStream::connect(h.local_addr()).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap(); // never finishes
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(r.is_ok(), "connection not closed");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn per_ip_and_preauth_caps() {
+    let h = start("[limits]\nmax_connections_per_ip = 2\n").await;
+    let addr = h.local_addr();
+    let origin = own_origin(&h);
+    let a = ws_connect(addr, Some(&origin), &[RELAY]).await.unwrap();
+    let b = ws_connect(addr, Some(&origin), &[RELAY]).await.unwrap();
+    // The third connection from the same address is closed at accept.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert_eq!(
+        metric(
+            &h.metrics_text(),
+            "prl_proxy_rejections_total{reason=\"per_ip_connections\"}"
+        ),
+        1.0
+    );
+    drop((a, b));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(get(addr, "/healthz").await.0, 200);
+
+    let h = start("[limits]\nmax_preauth_connections = 1\n").await;
+    let addr = h.local_addr();
+    let _held = TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert_eq!(
+        metric(
+            &h.metrics_text(),
+            "prl_proxy_rejections_total{reason=\"preauth_connections\"}"
+        ),
+        1.0
+    );
+}
+
+fn ticket_setup(extra: &str) -> (tempfile::TempDir, String, prl_proxy::ticket::TicketKey) {
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("ticket.key");
+    std::fs::write(&key_path, [42u8; 32]).unwrap();
+    let key = prl_proxy::ticket::TicketKey::load(&key_path).unwrap();
+    let toml = format!(
+        "[tickets]\nkey_file = {:?}\nmax_ttl_secs = 60\n{extra}",
+        key_path.display().to_string()
+    );
+    (dir, toml, key)
+}
+
+#[tokio::test]
+async fn tickets_in_the_subprotocol_header_are_checked_before_the_upgrade() {
+    let (_dir, toml, key) = ticket_setup("");
+    let h = start(&toml).await;
+    let addr = h.local_addr();
+    let origin = own_origin(&h);
+    let now = prl_proxy::util::unix_now();
+    let good = key.issue_for("lab", 0, &origin, now, 30, None);
+    let offer = format!("prl-ticket.{good}");
+    let (_ws, proto) = ws_connect(addr, Some(&origin), &[RELAY, &offer])
+        .await
+        .unwrap();
+    assert_eq!(proto.as_deref(), Some(RELAY), "the ticket is never echoed");
+    // Replayed.
+    assert_eq!(
+        ws_connect(addr, Some(&origin), &[RELAY, &offer])
+            .await
+            .err(),
+        Some(403)
+    );
+    // Expired, wrong origin, forged, too long-lived, garbage.
+    let expired = key.issue_for("lab", 0, &origin, now - 100, 30, None);
+    let foreign = key.issue_for("lab", 0, "https://evil.example", now, 30, None);
+    let other_key = prl_proxy::ticket::TicketKey::new(vec![1u8; 32]).unwrap();
+    let forged = other_key.issue_for("lab", 0, &origin, now, 30, None);
+    let eternal = key.issue_for("lab", 0, &origin, now, 86_400, None);
+    for t in [expired, foreign, forged, eternal, "garbage".to_string()] {
+        let offer = format!("prl-ticket.{t}");
+        assert_eq!(
+            ws_connect(addr, Some(&origin), &[RELAY, &offer])
+                .await
+                .err(),
+            Some(403),
+            "{t}"
+        );
+    }
+    assert_eq!(
+        metric(
+            &h.metrics_text(),
+            "prl_proxy_rejections_total{reason=\"ticket_invalid\"}"
+        ),
+        6.0
+    );
+}
+
+#[tokio::test]
+async fn wss_with_a_certificate_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), ck.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
+    let toml = format!(
+        "[tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+        dir.path().join("cert.pem").display().to_string(),
+        dir.path().join("key.pem").display().to_string()
+    );
+    let h = start(&toml).await;
+    assert!(h.url().starts_with("wss://"));
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+    let tcp = TcpStream::connect(h.local_addr()).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    let origin = format!("https://localhost:{}", h.local_addr().port());
+    let req = ws_request(
+        &format!("wss://localhost:{}", h.local_addr().port()),
+        Some(&origin),
+        &[RELAY],
+    );
+    let (_ws, resp) = tokio_tungstenite::client_async(req, tls).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 101);
+    // A plain-text client gets nothing.
+    let (status, _, _) = get(h.local_addr(), "/healthz").await;
+    assert_eq!(status, 0);
+}
