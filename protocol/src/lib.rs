@@ -5,6 +5,8 @@
 //! The wire facts are documented in `ARCHITECTURE.md` and in the module docs.
 #![forbid(unsafe_code)]
 
+pub mod handshake;
 pub mod package;
+pub mod record;
 
 pub use uuid::Uuid;
