@@ -484,10 +484,11 @@ impl<E: TlsEngine> RecordLayer<E> {
     /// in the order their records arrived. Records may split anywhere across calls. On error
     /// the bytes decoded before the bad record are already in `app_out`.
     pub fn receive(&mut self, bytes: &[u8], app_out: &mut Vec<u8>) -> Result<(), RecordError> {
-        self.decoder.push(bytes);
         if !self.established {
+            // Nothing is consumed: before TLS completes, bytes go to `drive_handshake`.
             return Err(RecordError::TlsHandshakeIncomplete);
         }
+        self.decoder.push(bytes);
         while let Some(record) = self.decoder.next_record()? {
             match record {
                 Record::Plain(p) => app_out.extend_from_slice(&p),
