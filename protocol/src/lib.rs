@@ -7,7 +7,9 @@
 
 pub mod codes;
 pub mod crc;
+pub mod handshake;
 pub mod package;
+pub mod record;
 
 pub use codes::ErrorCode;
 pub use uuid::Uuid;
