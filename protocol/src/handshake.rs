@@ -79,7 +79,9 @@ pub const CURRENT_MINOR: u16 = 10;
 pub const SDK_VERSION_TEXT: &str = "6.0.0 (Fri, 06 Jun 2014 17:53:59)";
 
 /// Connection security level (`PRL_SECURITY_LEVEL`, libprlsdk `PrlCommandsFlags.h`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Serialised (relay messages, configs) as `"low"`, `"normal"`, `"high"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[repr(u32)]
 pub enum SecurityLevel {
     /// `PSL_LOW_SECURITY`: everything plain (TLS is still negotiated).
