@@ -25,6 +25,7 @@
 use std::fmt;
 
 use crate::handshake::{RouteName, RoutingTable};
+use crate::package::Package;
 
 /// Size of a record header.
 pub const RECORD_HEADER_LEN: usize = 5;
@@ -480,6 +481,23 @@ impl<E: TlsEngine> RecordLayer<E> {
         self.send(route, part, out)
     }
 
+    /// Sends a whole package on its type's route, one write per part (header, descriptors,
+    /// each non-empty buffer) as the real sender does, so record boundaries match the SDK's.
+    pub fn send_package(
+        &mut self,
+        package: &Package,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RecordError> {
+        let route = self.route_for(package.header.package_type);
+        let mut result = Ok(());
+        package.write_parts(|part| {
+            if result.is_ok() {
+                result = self.send(route, part, out);
+            }
+        });
+        result
+    }
+
     /// Demuxes received bytes: plain payloads and decrypted TLS data are appended to `app_out`
     /// in the order their records arrived. Records may split anywhere across calls. On error
     /// the bytes decoded before the bad record are already in `app_out`.
@@ -626,6 +644,43 @@ mod tests {
             .drive_handshake(&s2c, &mut Vec::new())
             .expect("client done"));
         (c, s)
+    }
+
+    #[test]
+    fn send_package_routes_each_part_by_type() {
+        let login = Package::request(2039, Default::default(), Default::default(), vec![])
+            .with_text("<ParallelsEvent/>");
+        let heartbeat = Package::heartbeat();
+        for level in [
+            SecurityLevel::Low,
+            SecurityLevel::Normal,
+            SecurityLevel::High,
+        ] {
+            let (mut c, mut s) = pair(level);
+            let mut wire = Vec::new();
+            c.send_package(&login, &mut wire).expect("send login");
+            c.send_package(&heartbeat, &mut wire)
+                .expect("send heartbeat");
+            // One record per part: header, descriptors, buffer; then the heartbeat header.
+            let mut decoder = RecordDecoder::new();
+            decoder.push(&wire);
+            let mut kinds = Vec::new();
+            while let Some(r) = decoder.next_record().expect("valid records") {
+                kinds.push(matches!(r, Record::Plain(_)));
+            }
+            let login_plain = level == SecurityLevel::Low;
+            let heartbeat_plain = level != SecurityLevel::High;
+            assert_eq!(
+                kinds,
+                vec![login_plain, login_plain, login_plain, heartbeat_plain],
+                "{level:?}"
+            );
+            let mut app = Vec::new();
+            s.receive(&wire, &mut app).expect("receive");
+            let mut expected = login.encode();
+            expected.extend_from_slice(&heartbeat.encode());
+            assert_eq!(app, expected);
+        }
     }
 
     #[test]
