@@ -5,6 +5,7 @@
 //! The wire facts are documented in `ARCHITECTURE.md` and in the module docs.
 #![forbid(unsafe_code)]
 
+pub mod event;
 pub mod package;
 
 pub use uuid::Uuid;
