@@ -222,3 +222,104 @@ pub(super) fn decode(buf: &[u8]) -> Result<(Event, usize), EventError> {
     }
     Ok((e, c.pos))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn str_bytes(s: &[u8]) -> Vec<u8> {
+        let mut v = (s.len() as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(s);
+        v
+    }
+
+    /// An event whose issuer id is the given raw string and that has one base parameter.
+    fn raw_event(issuer: &[u8], param_type: u32, value: &[u8], cdata: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&100_000u32.to_be_bytes());
+        v.extend_from_slice(&1u32.to_be_bytes());
+        v.extend(str_bytes(issuer));
+        v.extend_from_slice(&[0; 12]);
+        v.extend(str_bytes(b""));
+        v.extend(str_bytes(b""));
+        v.extend_from_slice(&1u32.to_be_bytes());
+        v.extend_from_slice(&CLASS_BASE.to_be_bytes());
+        v.extend_from_slice(&param_type.to_be_bytes());
+        v.extend(str_bytes(value));
+        v.extend(str_bytes(b"n"));
+        v.extend(str_bytes(cdata));
+        v
+    }
+
+    #[test]
+    fn strings_stop_at_nul_like_qstring_from_utf8() {
+        let bin = raw_event(b"ab\0cd", 1, b"v\0w", b"");
+        let (e, used) = decode(&bin).unwrap();
+        assert_eq!(used, bin.len());
+        assert_eq!(e.issuer_id, "ab");
+        assert_eq!(e.issuer_type, 1);
+        assert_eq!(e.string("n"), Some("v"));
+    }
+
+    #[test]
+    fn base_param_value_or_cdata() {
+        let cases: [(u32, &[u8], &[u8], ParamValue); 6] = [
+            (1, b"v", b"", ParamValue::Plain("v".into())),
+            (1, b"", b"", ParamValue::Plain(String::new())),
+            (3, b"", b"", ParamValue::CData(vec![])),
+            (3, b"", b"c", ParamValue::CData(b"c".to_vec())),
+            (1, b"", b"c", ParamValue::CData(b"c".to_vec())),
+            (3, b"v", b"", ParamValue::Plain("v".into())),
+        ];
+        for (t, value, cdata, expected) in cases {
+            let (e, _) = decode(&raw_event(b"", t, value, cdata)).unwrap();
+            assert_eq!(e.params[0].value, expected, "{t} {value:?} {cdata:?}");
+            // And each of them is written back to the same bytes.
+            assert_eq!(e.to_binary(), raw_event(b"", t, value, cdata));
+        }
+        // Both set: the type decides.
+        let (e, _) = decode(&raw_event(b"", 3, b"v", b"c")).unwrap();
+        assert_eq!(e.params[0].value, ParamValue::CData(b"c".to_vec()));
+        let (e, _) = decode(&raw_event(b"", 1, b"v", b"c")).unwrap();
+        assert_eq!(e.params[0].value, ParamValue::Plain("v".into()));
+    }
+
+    #[test]
+    fn cdata_is_sent_as_a_c_string() {
+        let mut e = Event::default();
+        e.add_cdata("c", b"ab\xffc\0tail");
+        let (back, _) = decode(&e.to_binary()).unwrap();
+        assert_eq!(back.cdata("c"), Some("ab\u{fffd}c".as_bytes()));
+    }
+
+    #[test]
+    fn negative_list_and_binary_lengths() {
+        for (class, field) in [
+            (CLASS_LIST, "list item count"),
+            (CLASS_BINARY, "binary parameter length"),
+        ] {
+            let mut bin = raw_event(b"", 1, b"", b"");
+            let class_at = 4 + 4 + 4 + 12 + 4 + 4 + 4;
+            bin[class_at..class_at + 4].copy_from_slice(&class.to_be_bytes());
+            bin.extend_from_slice(&(-5i32).to_be_bytes());
+            assert_eq!(
+                decode(&bin).unwrap_err(),
+                EventError::NegativeLength { field, value: -5 }
+            );
+        }
+    }
+
+    #[test]
+    fn encoded_len_is_exact() {
+        let mut e = Event {
+            issuer_id: "abc".into(),
+            ..Event::default()
+        };
+        e.add_string("s", "v")
+            .add_list("l", ParamType::STRING, ["x", "yz"])
+            .add_cdata("c", "data")
+            .add_binary("b", vec![0; 7]);
+        assert_eq!(encoded_len(&e), e.to_binary().len());
+    }
+}

@@ -730,6 +730,7 @@ pub(crate) fn qt_parse_i32(s: &str) -> Option<i32> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

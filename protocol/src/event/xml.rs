@@ -662,3 +662,181 @@ fn read_param(p: &Element, index: usize) -> Result<EventParam, EventError> {
         value,
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn text(s: &str) -> String {
+        let mut out = String::new();
+        push_text(&mut out, s);
+        out
+    }
+
+    fn attr(s: &str) -> String {
+        let mut out = String::new();
+        push_attr_value(&mut out, s);
+        out
+    }
+
+    #[test]
+    fn text_escaping_matches_qdom() {
+        assert_eq!(text("a<b>c&d\"e'f"), "a&lt;b>c&amp;d\"e'f");
+        assert_eq!(text("]]>"), "]]&gt;");
+        assert_eq!(text("]>]]]>"), "]>]]]&gt;");
+        assert_eq!(text("] ]>"), "] ]>");
+        assert_eq!(text("a\r\nb\tc"), "a&#xd;\nb\tc");
+        assert_eq!(text("a\0b"), "a b");
+        assert_eq!(text("é😀"), "é😀");
+    }
+
+    #[test]
+    fn attribute_escaping_matches_qdom() {
+        assert_eq!(
+            attr("a<\"&\n\r\t]]>"),
+            "a&lt;&quot;&amp;&#xa;&#xd;&#x9;]]&gt;"
+        );
+        assert_eq!(attr("EventParameter 5"), "EventParameter 5");
+    }
+
+    #[test]
+    fn numbers_are_written_signed_and_read_either_way() {
+        let e = Event {
+            code: 0x8000_0330,
+            event_type: u32::MAX,
+            event_id: u64::MAX,
+            ..Event::default()
+        };
+        let xml = e.to_xml();
+        assert!(xml.contains("<EventCode>-2147482832</EventCode>"), "{xml}");
+        assert!(xml.contains("<EventType>-1</EventType>"), "{xml}");
+        assert!(
+            xml.contains("<EventId>18446744073709551615</EventId>"),
+            "{xml}"
+        );
+        assert_eq!(read(&xml).unwrap(), e);
+        let unsigned = xml.replace("-2147482832", " 2147484464 ");
+        assert_eq!(read(&unsigned).unwrap().code, 0x8000_0330);
+    }
+
+    #[test]
+    fn empty_event_layout() {
+        assert_eq!(
+            Event::default().to_xml(),
+            "<ParallelsEvent dyn_lists=\"\" id=\"-1\">\n <EventType>100000</EventType>\n \
+             <EventLevel>0</EventLevel>\n <EventCode>0</EventCode>\n \
+             <EventNeedResponse>0</EventNeedResponse>\n <EventIssuerType>0</EventIssuerType>\n \
+             <EventIssuerId></EventIssuerId>\n <EventSource></EventSource>\n \
+             <EventInitialRequestId></EventInitialRequestId>\n \
+             <EventParameters dyn_lists=\"EventParameter 0\"/>\n <EventId>0</EventId>\n\
+             </ParallelsEvent>\n"
+        );
+    }
+
+    #[test]
+    fn param_layouts() {
+        let mut e = Event {
+            attr_order: AttrOrder::IdFirst,
+            ..Event::default()
+        };
+        e.add_list("l", ParamType::STRING, Vec::<String>::new())
+            .add_binary("b", vec![1, 2])
+            .add_param(EventParam::plain("p", ParamType::CDATA, "v"))
+            .add_param(EventParam {
+                name: "c".into(),
+                param_type: ParamType::STRING,
+                value: ParamValue::CData(b"lost".to_vec()),
+            });
+        let xml = e.to_xml();
+        let expected = concat!(
+            "  <EventParameter id=\"0\" dyn_lists=\"\">\n   <IsList>1</IsList>\n   <Name>l</Name>\n",
+            "   <Type>1</Type>\n   <Value dyn_lists=\"ListItem\"/>\n  </EventParameter>\n",
+            "  <EventParameter id=\"1\" dyn_lists=\"\">\n   <Name>b</Name>\n   <Type>0</Type>\n",
+            "   <Value></Value>\n  </EventParameter>\n",
+            "  <EventParameter id=\"2\" dyn_lists=\"\">\n   <Name>p</Name>\n   <Type>3</Type>\n",
+            "   <Value>v</Value>\n   <Data></Data>\n  </EventParameter>\n",
+            "  <EventParameter id=\"3\" dyn_lists=\"\">\n   <Name>c</Name>\n   <Type>1</Type>\n",
+            "   <Value></Value>\n  </EventParameter>\n",
+        );
+        assert!(xml.contains(expected), "{xml}");
+        assert!(xml.starts_with("<ParallelsEvent id=\"-1\" dyn_lists=\"\">\n"));
+        let back = read(&xml).unwrap();
+        assert_eq!(back.params[0].value, ParamValue::List(vec![]));
+        // Binary bytes and CData under a non-data type have no XML form.
+        assert_eq!(back.params[1].value, ParamValue::Plain(String::new()));
+        assert_eq!(back.params[2].value, ParamValue::Plain("v".into()));
+        assert_eq!(back.params[3].value, ParamValue::Plain(String::new()));
+    }
+
+    const HEAD: &str = "<EventLevel>0</EventLevel><EventCode>0</EventCode>\
+        <EventNeedResponse>0</EventNeedResponse><EventIssuerType>0</EventIssuerType>\
+        <EventIssuerId>i</EventIssuerId><EventSource>s</EventSource>\
+        <EventInitialRequestId>r</EventInitialRequestId>";
+
+    #[test]
+    fn reader_follows_qdom_and_read_xml() {
+        let xml = format!(
+            "<VirtuozzoEvent dyn_lists='' id=' 7 '>{HEAD}<EventType>1</EventType>\
+             <EventType>2</EventType>\
+             <EventParameters>\
+               <EventParameter id='9'><Name>a</Name><Type>1</Type>\
+                 <Value>first</Value><Value>  last </Value></EventParameter>\
+               <Other/>\
+               <EventParameter><Type>1</Type><Name>ws</Name><Value> \t\n\u{a0}</Value></EventParameter>\
+               <EventParameter><Name>cm</Name><Type>1</Type><Value><!--c-->x</Value></EventParameter>\
+               <EventParameter><Name>cd</Name><Type>1</Type><Value>  <![CDATA[<x>]]>y</Value></EventParameter>\
+               <EventParameter><Name>ent</Name><Type>1</Type><Value>&lt;&#x263a;&#65;&amp;&quot;</Value></EventParameter>\
+               <EventParameter><IsList>1</IsList><Name>l</Name><Type>1</Type>\
+                 <Value><ListItem>a</ListItem><ListItem/><Junk/><ListItem>c</ListItem></Value>\
+                 <Value><ListItem>ignored</ListItem></Value></EventParameter>\
+               <EventParameter><Name>crlf</Name><Type>1</Type><Value>a\r\nb\rc&#xd;</Value></EventParameter>\
+             </EventParameters>\
+             <EventParameters><EventParameter><Name>ignored</Name><Type>1</Type></EventParameter></EventParameters>\
+             </VirtuozzoEvent>"
+        );
+        let e = read(&xml).unwrap();
+        assert_eq!(e.item_id, 7);
+        assert_eq!(e.attr_order, AttrOrder::DynListsFirst);
+        assert_eq!(e.event_type, 2, "the last occurrence wins");
+        assert_eq!(e.event_id, 0, "EventId is optional");
+        let names: Vec<_> = e.params.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["a", "ws", "cm", "cd", "ent", "l", "crlf"]);
+        assert_eq!(e.string("a"), Some("  last "));
+        assert_eq!(
+            e.string("ws"),
+            Some(""),
+            "whitespace-only text nodes do not exist"
+        );
+        assert_eq!(e.string("cm"), Some(""), "the first child is a comment");
+        assert_eq!(
+            e.string("cd"),
+            Some("<x>"),
+            "the first child is the CDATA section"
+        );
+        assert_eq!(e.string("ent"), Some("<☺A&\""));
+        assert_eq!(
+            e.list("l"),
+            Some(&["a".to_owned(), String::new(), "c".to_owned()][..])
+        );
+        assert_eq!(e.string("crlf"), Some("a\nb\nc\r"));
+    }
+
+    #[test]
+    fn reader_records_attribute_order() {
+        let ids_first = format!("<ParallelsEvent id=\"-1\" dyn_lists=\"\">{HEAD}<EventType>1</EventType></ParallelsEvent>");
+        assert_eq!(read(&ids_first).unwrap().attr_order, AttrOrder::IdFirst);
+        let bare = format!("<ParallelsEvent>{HEAD}<EventType>1</EventType></ParallelsEvent>");
+        let e = read(&bare).unwrap();
+        assert_eq!((e.attr_order, e.item_id), (AttrOrder::DynListsFirst, -1));
+    }
+
+    #[test]
+    fn reader_skips_bom_prolog_and_doctype() {
+        let xml = format!(
+            "\u{feff}<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE ParallelsEvent>\n\
+             <ParallelsEvent>{HEAD}<EventType>1</EventType></ParallelsEvent>\n"
+        );
+        assert_eq!(read(&xml).unwrap().source, "s");
+    }
+}
