@@ -368,8 +368,18 @@ fn malformed_xml_syntax() {
         let err = xml_err(bad);
         assert_eq!(err.kind(), "xml_syntax", "{bad:?}: {err}");
     }
+    assert!(xml_err("<ParallelsEvent></Other>")
+        .to_string()
+        .ends_with(": mismatched end tag"));
+    assert!(xml_err("<ParallelsEvent><a></ParallelsEvent>")
+        .to_string()
+        .ends_with(": mismatched end tag"));
     let err = xml_err(&doc("<X>&bogus;</X>"));
     assert_eq!(err.kind(), "xml_syntax");
+    assert!(
+        err.to_string().ends_with(": unknown entity reference"),
+        "{err}"
+    );
     assert!(
         err.to_string()
             .starts_with("event xml syntax error at byte "),

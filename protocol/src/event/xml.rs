@@ -321,11 +321,46 @@ fn normalize_eol(raw: &str) -> Cow<'_, str> {
     }
 }
 
+/// Fixed messages keep quick-xml's `Display` machinery out of the WASM bundle.
+fn escape_error(e: &quick_xml::escape::EscapeError) -> &'static str {
+    use quick_xml::escape::EscapeError as E;
+    match e {
+        E::UnrecognizedEntity(..) => "unknown entity reference",
+        E::UnterminatedEntity(_) => "unterminated entity reference",
+        E::InvalidCharRef(_) => "invalid character reference",
+    }
+}
+
+fn reader_error(e: &quick_xml::Error) -> &'static str {
+    use quick_xml::errors::{IllFormedError as I, SyntaxError as S};
+    match e {
+        quick_xml::Error::Syntax(s) => match s {
+            S::InvalidBangMarkup => "unknown <! markup",
+            S::UnclosedPIOrXmlDecl => "unclosed processing instruction or xml declaration",
+            S::UnclosedComment => "unclosed comment",
+            S::UnclosedDoctype => "unclosed doctype",
+            S::UnclosedCData => "unclosed cdata section",
+            S::UnclosedTag => "unclosed tag",
+        },
+        quick_xml::Error::IllFormed(i) => match i {
+            I::MissingDeclVersion(_) => "xml declaration without version",
+            I::MissingDoctypeName => "doctype without name",
+            I::MissingEndTag(_) => "missing end tag",
+            I::UnmatchedEndTag(_) => "end tag without start tag",
+            I::MismatchedEndTag { .. } => "mismatched end tag",
+            I::DoubleHyphenInComment => "-- inside a comment",
+        },
+        quick_xml::Error::InvalidAttr(_) => "malformed attribute",
+        quick_xml::Error::Escape(e) => escape_error(e),
+        _ => "malformed xml",
+    }
+}
+
 fn unescape(raw: &str, position: u64) -> Result<String, EventError> {
     let normalized = normalize_eol(raw);
     quick_xml::escape::unescape(&normalized)
         .map(Cow::into_owned)
-        .map_err(|e| syntax(position, e.to_string()))
+        .map_err(|e| syntax(position, escape_error(&e)))
 }
 
 fn utf8(bytes: &[u8], position: u64) -> Result<&str, EventError> {
@@ -337,11 +372,11 @@ fn utf8(bytes: &[u8], position: u64) -> Result<&str, EventError> {
 fn attributes(start: &BytesStart<'_>, position: u64) -> Result<Vec<(String, String)>, EventError> {
     let mut out = Vec::new();
     for attr in start.attributes() {
-        let attr = attr.map_err(|e| syntax(position, e.to_string()))?;
+        let attr = attr.map_err(|_| syntax(position, "malformed attribute"))?;
         let key = utf8(attr.key.as_ref(), position)?.to_owned();
         let raw = normalize_eol(utf8(&attr.value, position)?).replace(['\n', '\t'], " ");
         let value = quick_xml::escape::unescape(&raw)
-            .map_err(|e| syntax(position, e.to_string()))?
+            .map_err(|e| syntax(position, escape_error(&e)))?
             .into_owned();
         out.push((key, value));
     }
@@ -374,7 +409,7 @@ fn parse_tree(input: &str) -> Result<Element, EventError> {
         let position = reader.buffer_position();
         let event = reader
             .read_event()
-            .map_err(|e| syntax(reader.error_position(), e.to_string()))?;
+            .map_err(|e| syntax(reader.error_position(), reader_error(&e)))?;
         match event {
             XmlEvent::Start(ref s) | XmlEvent::Empty(ref s) => {
                 let is_empty = matches!(event, XmlEvent::Empty(_));
