@@ -7,6 +7,7 @@
 
 pub mod codes;
 pub mod crc;
+pub mod event;
 pub mod handshake;
 pub mod package;
 pub mod record;
