@@ -1,0 +1,5 @@
+//! The native IOService connection (client and server roles).
+#![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod tls;
