@@ -68,6 +68,8 @@ error_codes! {
     UNRECOGNIZED_REQUEST = 0x8000_0091,
     /// No such task.
     TASK_NOT_FOUND = 0x8000_0092,
+    /// Placeholder result of an unfinished operation.
+    FIXME = 0x8000_0227,
     /// Client side: the connection to the service closed.
     WS_DISP_CONNECTION_CLOSED = 0x8000_0246,
     /// Client side: could not connect (includes an expired connect budget).
@@ -86,6 +88,8 @@ error_codes! {
     AUTHENTICATION_FAILED = 0x8000_0330,
     /// Local (peer credential) authentication failed.
     LOCAL_AUTHENTICATION_FAILED = 0x8000_0331,
+    /// The task to attach to was not started by the previous session of this one.
+    ATTACH_TO_TASK_BAD_SESSION = 0x8000_0349,
     /// IO: no connection.
     IO_NO_CONNECTION = 0x8000_0401,
     /// The service is shutting down.

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod codes;
+pub mod crc;
 pub mod package;
 
 pub use codes::ErrorCode;

@@ -1,0 +1,128 @@
+//! Project recipes, one place for each: `cargo xtask setup | test | ci`.
+//!
+//! `setup` installs what a fresh machine (rustup stable, Node 20, apt, root) lacks, idempotently.
+//! `test` runs `setup`, then every check CI runs, failing fast; `ci` is the same thing.
+#![forbid(unsafe_code)]
+
+mod setup;
+mod test;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    about = "prl-web project recipes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Install what this machine lacks (wasm target, Debian packages, wasm-bindgen-cli, npm deps).
+    Setup,
+    /// Run `setup`, then every check (fmt, clippy, tests, wasm build, browser tests), failing fast.
+    #[command(visible_alias = "ci")]
+    Test,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    let result = match cli.command {
+        Cmd::Setup => setup::run(&root),
+        Cmd::Test => test::run(&root),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's directory, whatever the current directory is.
+fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}
+
+/// The cargo binary: the one that started us (`$CARGO`), else `cargo` from `PATH`.
+fn cargo() -> OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+/// A command line for messages: program and arguments, space-separated.
+fn describe(cmd: &Command) -> String {
+    let mut words = vec![cmd.get_program().to_string_lossy().into_owned()];
+    words.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+    words.join(" ")
+}
+
+/// Runs `cmd` with inherited stdio; an error unless it exits successfully.
+fn exec(cmd: &mut Command) -> Result<()> {
+    let line = describe(cmd);
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start `{line}`"))?;
+    if !status.success() {
+        bail!("`{line}` exited with {status}");
+    }
+    Ok(())
+}
+
+/// Runs `cmd` and returns its stdout, or `None` when it cannot start or exits unsuccessfully.
+fn stdout_of(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `12.3s` / `4m05.1s`, rounded to tenths of a second.
+fn fmt_duration(d: Duration) -> String {
+    let tenths = (d.as_millis() + 50) / 100;
+    if tenths < 600 {
+        format!("{}.{}s", tenths / 10, tenths % 10)
+    } else {
+        let rest = tenths % 600;
+        format!("{}m{:02}.{}s", tenths / 600, rest / 10, rest % 10)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(fmt_duration(Duration::from_millis(12_340)), "12.3s");
+        assert_eq!(fmt_duration(Duration::from_millis(245_100)), "4m05.1s");
+        assert_eq!(fmt_duration(Duration::ZERO), "0.0s");
+        assert_eq!(fmt_duration(Duration::from_millis(59_960)), "1m00.0s");
+    }
+
+    #[test]
+    fn workspace_root_holds_the_workspace_manifest() {
+        let manifest =
+            std::fs::read_to_string(workspace_root().join("Cargo.toml")).unwrap_or_default();
+        assert!(manifest.contains("[workspace]"), "{manifest}");
+    }
+
+    #[test]
+    fn commands_are_described_with_their_arguments() {
+        let mut cmd = Command::new("cargo");
+        cmd.args(["fmt", "--all"]);
+        assert_eq!(describe(&cmd), "cargo fmt --all");
+    }
+}
