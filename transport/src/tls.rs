@@ -39,23 +39,7 @@ use openssl::ssl::{
 };
 use openssl::x509::X509;
 
-// TODO(protocol): replace with `pub use prl_protocol::record::TlsEngine;` once the record
-// module lands on main.
-/// A TLS implementation driven by the record layer (mirror of the core's trait).
-pub trait TlsEngine {
-    /// The engine's error type.
-    type Error: std::error::Error + Send + Sync + 'static;
-    /// Whole TLS records, header included.
-    fn feed(&mut self, records: &[u8]);
-    /// Advances the handshake; `Ok(true)` once complete.
-    fn handshake(&mut self) -> Result<bool, Self::Error>;
-    /// Encrypts application data (the records appear in `take_outgoing`).
-    fn write_app(&mut self, data: &[u8]) -> Result<(), Self::Error>;
-    /// Appends all decryptable application data to `out`.
-    fn read_app(&mut self, out: &mut Vec<u8>) -> Result<(), Self::Error>;
-    /// Moves the TLS records to send raw into `out`.
-    fn take_outgoing(&mut self, out: &mut Vec<u8>);
-}
+pub use prl_protocol::record::TlsEngine;
 
 /// Cipher list of a side without credentials (anonymous DH only).
 pub const ANONYMOUS_CIPHERS: &str = "ADH:!eNULL:@STRENGTH:@SECLEVEL=0";
