@@ -7,7 +7,29 @@
 
 pub mod codes;
 pub mod crc;
+pub mod event;
+pub mod handshake;
 pub mod package;
+pub mod record;
+pub mod relay;
 
 pub use codes::ErrorCode;
 pub use uuid::Uuid;
+
+/// The service's default TCP port (`PRL_DISPATCHER_LISTEN_PORT`); port 0 means this one.
+pub const DEFAULT_PORT: u16 = 64000;
+
+/// A UUID as the protocol writes it in text: lower-case in braces (`Uuid::toString`).
+pub fn uuid_string(uuid: &Uuid) -> String {
+    uuid.braced().to_string()
+}
+
+/// Parse a UUID from its text form, with or without braces (as `Uuid(QString)` accepts).
+pub fn parse_uuid(text: &str) -> Option<Uuid> {
+    let t = text.trim();
+    let inner = t
+        .strip_prefix('{')
+        .and_then(|rest| rest.strip_suffix('}'))
+        .unwrap_or(t);
+    Uuid::try_parse(inner).ok()
+}

@@ -1,0 +1,561 @@
+//! Messages between the browser client and prl-proxy (the relay protocol, version 1).
+//!
+//! The WebSocket carries two kinds of messages (see `docs/relay-protocol.md`):
+//! - text messages: one JSON control message each ([`ClientMessage`], [`ProxyMessage`]);
+//! - binary messages: exactly one whole IO package each (the package codec's bytes).
+//!
+//! The first message of the browser is `open` or `resume`; the proxy answers `opened`,
+//! `resumed` or `error`. After that, packages flow both ways as binary messages until either
+//! side closes; a proxy-side failure is reported as one final `error` message.
+//!
+//! Secrets (password-free by design, but tickets and resume tokens are bearer secrets) are
+//! redacted from `Debug` output.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::codes::ErrorCode;
+use crate::handshake::SecurityLevel;
+
+/// The relay protocol version this crate speaks.
+pub const RELAY_VERSION: u32 = 1;
+/// The WebSocket subprotocol name of this version.
+pub const SUBPROTOCOL: &str = "prl-relay.v1";
+/// Prefix of a `Sec-WebSocket-Protocol` entry that carries a ticket (`prl-ticket.<ticket>`).
+pub const TICKET_SUBPROTOCOL_PREFIX: &str = "prl-ticket.";
+/// Largest control message accepted, in bytes.
+pub const MAX_CONTROL_LEN: usize = 8 * 1024;
+
+/// A secret string (ticket, resume token): never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    /// The secret value.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Where the proxy should connect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// Host name or IP literal (as the SDK's `host` argument), or a target name from the
+    /// proxy's configuration.
+    pub host: String,
+    /// TCP port; 0 means the default 64000.
+    #[serde(default)]
+    pub port: u16,
+}
+
+impl Target {
+    /// The port after applying the SDK rule "0 means 64000".
+    pub fn effective_port(&self) -> u16 {
+        if self.port == 0 {
+            crate::DEFAULT_PORT
+        } else {
+            self.port
+        }
+    }
+}
+
+/// Which login the browser intends on this connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectMode {
+    /// `login` (2039) over TCP.
+    #[default]
+    Remote,
+    /// `login_local` (2186) to a co-located service (refused unless the operator enables it).
+    Local,
+}
+
+/// The browser's request to open an upstream connection.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OpenRequest {
+    /// Must be [`RELAY_VERSION`].
+    pub version: u32,
+    /// Target service (ignored for `mode = local`, which uses the configured local service).
+    pub target: Target,
+    /// Requested security level (routing table sent in the IOService handshake).
+    pub security_level: SecurityLevel,
+    /// Connect budget in ms (TCP + handshake + TLS); 0 = no deadline of the caller's (the
+    /// proxy's ceiling applies).
+    #[serde(default)]
+    pub timeout_ms: u32,
+    /// Remote or local login.
+    #[serde(default)]
+    pub mode: ConnectMode,
+    /// Optional signed ticket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<Secret>,
+}
+
+impl fmt::Debug for OpenRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenRequest")
+            .field("version", &self.version)
+            .field("target", &self.target)
+            .field("security_level", &self.security_level)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("mode", &self.mode)
+            .field("ticket", &self.ticket)
+            .finish()
+    }
+}
+
+/// The browser's request to take over a still-open upstream connection after a WebSocket drop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResumeRequest {
+    /// Must be [`RELAY_VERSION`].
+    pub version: u32,
+    /// The resume token of the last `opened` / `resumed` reply.
+    pub token: Secret,
+    /// How many packages from the proxy the browser has fully received on this upstream
+    /// connection; the proxy replays everything after that.
+    pub received: u64,
+}
+
+/// A control message from the browser.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// Open a new upstream connection.
+    Open(OpenRequest),
+    /// Resume an upstream connection kept across a WebSocket drop.
+    Resume(ResumeRequest),
+}
+
+/// Facts about an opened upstream connection, for the console to show.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Opened {
+    /// Relay protocol version.
+    pub version: u32,
+    /// The IO connection UUID the proxy presented to the service, `{...}` form. The service
+    /// uses it as the session UUID; packages from the browser must carry it as sender.
+    pub connection_uuid: String,
+    /// The service's IOService protocol version, e.g. "6.10".
+    pub service_protocol: String,
+    /// The service's build text from its handshake.
+    pub service_build: String,
+    /// The security level in force (from the accepted routing table).
+    pub security_level: SecurityLevel,
+    /// The negotiated TLS cipher (OpenSSL name, e.g. "ADH-AES256-GCM-SHA384").
+    pub cipher: String,
+    /// The negotiated TLS version, e.g. "TLSv1.2".
+    pub tls_version: String,
+    /// Secret token to resume this upstream connection after a WebSocket drop.
+    pub resume_token: Secret,
+    /// How long the proxy keeps the upstream connection after a drop, in ms.
+    pub resume_window_ms: u32,
+}
+
+impl fmt::Debug for Opened {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Opened")
+            .field("version", &self.version)
+            .field("connection_uuid", &"<redacted>")
+            .field("service_protocol", &self.service_protocol)
+            .field("service_build", &self.service_build)
+            .field("security_level", &self.security_level)
+            .field("cipher", &self.cipher)
+            .field("tls_version", &self.tls_version)
+            .field("resume_token", &self.resume_token)
+            .field("resume_window_ms", &self.resume_window_ms)
+            .finish()
+    }
+}
+
+/// Reply to a successful resume; the replayed packages follow as binary messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Resumed {
+    /// Relay protocol version.
+    pub version: u32,
+    /// The new resume token (tokens are single use).
+    pub resume_token: Secret,
+    /// Number of packages replayed right after this message.
+    pub replayed: u64,
+}
+
+/// Why the proxy could not open, resume or keep a connection. Stable snake_case names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RelayErrorKind {
+    /// The target (or local login) is not allowed by the proxy's policy.
+    PolicyDenied,
+    /// The page's Origin is not allowed.
+    OriginDenied,
+    /// The ticket is missing, malformed, expired, replayed or for another target/origin.
+    TicketInvalid,
+    /// The target name did not resolve.
+    DnsFailed,
+    /// The service refused or reset the TCP connection.
+    ConnectionRefused,
+    /// The connect budget expired (TCP + handshake + TLS).
+    Timeout,
+    /// The IOService handshake failed (including a security level below the service's minimum).
+    HandshakeFailed,
+    /// The service's protocol major version differs.
+    WrongProtocolVersion,
+    /// The in-band TLS handshake failed.
+    TlsFailed,
+    /// A peer broke the protocol (bad message, bad package).
+    ProtocolViolation,
+    /// A size, rate or count limit was reached.
+    LimitReached,
+    /// The resume token is unknown, used or expired, or the upstream connection is gone.
+    ResumeFailed,
+    /// The upstream connection closed.
+    Closed,
+    /// The proxy failed internally.
+    Internal,
+}
+
+impl RelayErrorKind {
+    /// Every kind, for tables and tests.
+    pub const ALL: [RelayErrorKind; 14] = [
+        Self::PolicyDenied,
+        Self::OriginDenied,
+        Self::TicketInvalid,
+        Self::DnsFailed,
+        Self::ConnectionRefused,
+        Self::Timeout,
+        Self::HandshakeFailed,
+        Self::WrongProtocolVersion,
+        Self::TlsFailed,
+        Self::ProtocolViolation,
+        Self::LimitReached,
+        Self::ResumeFailed,
+        Self::Closed,
+        Self::Internal,
+    ];
+
+    /// The stable name (as serialised).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PolicyDenied => "policy_denied",
+            Self::OriginDenied => "origin_denied",
+            Self::TicketInvalid => "ticket_invalid",
+            Self::DnsFailed => "dns_failed",
+            Self::ConnectionRefused => "connection_refused",
+            Self::Timeout => "timeout",
+            Self::HandshakeFailed => "handshake_failed",
+            Self::WrongProtocolVersion => "wrong_protocol_version",
+            Self::TlsFailed => "tls_failed",
+            Self::ProtocolViolation => "protocol_violation",
+            Self::LimitReached => "limit_reached",
+            Self::ResumeFailed => "resume_failed",
+            Self::Closed => "closed",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// The `PRL_ERR_*` code the SDK would report for this failure, where it has one.
+    /// This is the one mapping from relay failures to SDK codes.
+    pub fn prl_code(self) -> Option<ErrorCode> {
+        match self {
+            Self::DnsFailed | Self::ConnectionRefused | Self::Timeout => {
+                Some(ErrorCode::CANT_CONNECT_TO_DISPATCHER)
+            }
+            Self::HandshakeFailed => Some(ErrorCode::HANDSHAKE_FAILED),
+            Self::WrongProtocolVersion => Some(ErrorCode::WRONG_PROTOCOL_VERSION),
+            Self::TlsFailed => Some(ErrorCode::SSL_HANDSHAKE_FAILED),
+            Self::Closed | Self::ResumeFailed => Some(ErrorCode::WS_DISP_CONNECTION_CLOSED),
+            Self::PolicyDenied
+            | Self::OriginDenied
+            | Self::TicketInvalid
+            | Self::ProtocolViolation
+            | Self::LimitReached
+            | Self::Internal => None,
+        }
+    }
+}
+
+impl fmt::Display for RelayErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A typed failure reported by the proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[error("{kind}: {message}")]
+pub struct RelayError {
+    /// What failed.
+    pub kind: RelayErrorKind,
+    /// The `PRL_ERR_*` code, when the SDK has one for this failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<u32>,
+    /// Lower-case human message; never contains secrets.
+    pub message: String,
+}
+
+impl RelayError {
+    /// An error of `kind` with its SDK code filled in.
+    pub fn new(kind: RelayErrorKind, message: impl Into<String>) -> Self {
+        RelayError {
+            kind,
+            code: kind.prl_code().map(|c| c.0),
+            message: message.into(),
+        }
+    }
+}
+
+/// A control message from the proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ProxyMessage {
+    /// The upstream connection is ready (handshake and TLS done).
+    Opened(Opened),
+    /// A resume succeeded.
+    Resumed(Resumed),
+    /// A failure; the proxy closes the WebSocket after it.
+    Error(RelayError),
+}
+
+/// Decoding failure of a control message.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayMessageError {
+    /// Longer than [`MAX_CONTROL_LEN`].
+    #[error("control message too long: {len} bytes, limit {MAX_CONTROL_LEN}")]
+    TooLong {
+        /// Its length.
+        len: usize,
+    },
+    /// Not valid JSON of a known message. Only the position is kept: serde's own messages can
+    /// echo values, and values may be secrets.
+    #[error("malformed control message: {category} error at line {line}, column {column}")]
+    Malformed {
+        /// "syntax", "data" (wrong fields or types) or "eof".
+        category: &'static str,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+    },
+    /// A version this crate does not speak.
+    #[error("unsupported relay protocol version {0}, expected {RELAY_VERSION}")]
+    UnsupportedVersion(u32),
+}
+
+impl RelayMessageError {
+    /// Stable name of the error.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::TooLong { .. } => "too_long",
+            Self::Malformed { .. } => "malformed",
+            Self::UnsupportedVersion(_) => "unsupported_version",
+        }
+    }
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, RelayMessageError> {
+    if text.len() > MAX_CONTROL_LEN {
+        return Err(RelayMessageError::TooLong { len: text.len() });
+    }
+    serde_json::from_str(text).map_err(|e| RelayMessageError::Malformed {
+        category: match e.classify() {
+            serde_json::error::Category::Io => "io",
+            serde_json::error::Category::Syntax => "syntax",
+            serde_json::error::Category::Data => "data",
+            serde_json::error::Category::Eof => "eof",
+        },
+        line: e.line(),
+        column: e.column(),
+    })
+}
+
+fn encode<T: Serialize>(message: &T) -> String {
+    // Serialising these plain structs cannot fail (no maps with non-string keys).
+    serde_json::to_string(message).unwrap_or_default()
+}
+
+fn check_version(version: u32) -> Result<(), RelayMessageError> {
+    if version == RELAY_VERSION {
+        Ok(())
+    } else {
+        Err(RelayMessageError::UnsupportedVersion(version))
+    }
+}
+
+impl ClientMessage {
+    /// Parse a text message from the browser.
+    pub fn from_json(text: &str) -> Result<Self, RelayMessageError> {
+        let message: ClientMessage = decode(text)?;
+        check_version(match &message {
+            ClientMessage::Open(o) => o.version,
+            ClientMessage::Resume(r) => r.version,
+        })?;
+        Ok(message)
+    }
+
+    /// Serialise as a text message.
+    pub fn to_json(&self) -> String {
+        encode(self)
+    }
+}
+
+impl ProxyMessage {
+    /// Parse a text message from the proxy.
+    pub fn from_json(text: &str) -> Result<Self, RelayMessageError> {
+        let message: ProxyMessage = decode(text)?;
+        match &message {
+            ProxyMessage::Opened(o) => check_version(o.version)?,
+            ProxyMessage::Resumed(r) => check_version(r.version)?,
+            ProxyMessage::Error(_) => {}
+        }
+        Ok(message)
+    }
+
+    /// Serialise as a text message.
+    pub fn to_json(&self) -> String {
+        encode(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> ClientMessage {
+        ClientMessage::Open(OpenRequest {
+            version: RELAY_VERSION,
+            target: Target {
+                host: "127.0.0.1".into(),
+                port: 0,
+            },
+            security_level: SecurityLevel::Normal,
+            timeout_ms: 5000,
+            mode: ConnectMode::Remote,
+            ticket: Some(Secret("t0ps3cret".into())),
+        })
+    }
+
+    #[test]
+    fn open_has_a_stable_json_form() {
+        let json = open().to_json();
+        assert_eq!(
+            json,
+            r#"{"type":"open","version":1,"target":{"host":"127.0.0.1","port":0},"securityLevel":"normal","timeoutMs":5000,"mode":"remote","ticket":"t0ps3cret"}"#
+        );
+        assert_eq!(ClientMessage::from_json(&json).unwrap(), open());
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let m = ClientMessage::from_json(
+            r#"{"type":"open","version":1,"target":{"host":"h"},"securityLevel":"low"}"#,
+        )
+        .unwrap();
+        let ClientMessage::Open(o) = m else {
+            panic!("not open")
+        };
+        assert_eq!(o.target.effective_port(), 64000);
+        assert_eq!(o.timeout_ms, 0);
+        assert_eq!(o.mode, ConnectMode::Remote);
+        assert!(o.ticket.is_none());
+    }
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let text = format!("{:?}", open());
+        assert!(!text.contains("t0ps3cret"), "{text}");
+        let opened = Opened {
+            version: 1,
+            connection_uuid: "{11111111-2222-3333-4444-555555555555}".into(),
+            service_protocol: "6.10".into(),
+            service_build: "x".into(),
+            security_level: SecurityLevel::High,
+            cipher: "ADH-AES256-GCM-SHA384".into(),
+            tls_version: "TLSv1.2".into(),
+            resume_token: Secret("r3sum3".into()),
+            resume_window_ms: 60000,
+        };
+        let text = format!("{opened:?}");
+        assert!(
+            !text.contains("r3sum3") && !text.contains("11111111"),
+            "{text}"
+        );
+        let back = ProxyMessage::from_json(&ProxyMessage::Opened(opened.clone()).to_json());
+        assert_eq!(back.unwrap(), ProxyMessage::Opened(opened));
+    }
+
+    #[test]
+    fn errors_carry_the_sdk_code() {
+        let e = RelayError::new(RelayErrorKind::Timeout, "connect budget of 5000 ms expired");
+        assert_eq!(e.code, Some(0x8000_0249));
+        let json = ProxyMessage::Error(e.clone()).to_json();
+        assert_eq!(
+            json,
+            r#"{"type":"error","kind":"timeout","code":2147484233,"message":"connect budget of 5000 ms expired"}"#
+        );
+        assert_eq!(
+            ProxyMessage::from_json(&json).unwrap(),
+            ProxyMessage::Error(e)
+        );
+        for kind in RelayErrorKind::ALL {
+            let name = serde_json::to_string(&kind).unwrap();
+            assert_eq!(name, format!("\"{}\"", kind.as_str()));
+        }
+    }
+
+    #[test]
+    fn malformed_messages_are_typed() {
+        let cases: &[(&str, &str)] = &[
+            ("", "malformed"),
+            ("{}", "malformed"),
+            (r#"{"type":"bogus","version":1}"#, "malformed"),
+            (
+                r#"{"type":"open","version":1,"target":{"host":"h","port":70000},"securityLevel":"low"}"#,
+                "malformed",
+            ),
+            (
+                r#"{"type":"open","version":1,"target":{"host":"h"},"securityLevel":"low","extra":1}"#,
+                "malformed",
+            ),
+            (
+                r#"{"type":"open","version":2,"target":{"host":"h"},"securityLevel":"low"}"#,
+                "unsupported_version",
+            ),
+            (
+                r#"{"type":"resume","version":9,"token":"x","received":0}"#,
+                "unsupported_version",
+            ),
+        ];
+        for (text, kind) in cases {
+            let err = ClientMessage::from_json(text).unwrap_err();
+            assert_eq!(err.kind(), *kind, "{text}: {err}");
+        }
+        let long = format!(
+            "{{\"type\":\"open\",\"pad\":\"{}\"}}",
+            "x".repeat(MAX_CONTROL_LEN)
+        );
+        assert_eq!(
+            ClientMessage::from_json(&long).unwrap_err().kind(),
+            "too_long"
+        );
+    }
+
+    #[test]
+    fn error_messages_do_not_echo_values() {
+        let err = ClientMessage::from_json(
+            r#"{"type":"resume","version":1,"token":12345678,"received":0}"#,
+        )
+        .unwrap_err();
+        assert!(!err.to_string().contains("12345678"), "{err}");
+    }
+}
