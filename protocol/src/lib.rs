@@ -6,12 +6,14 @@
 #![forbid(unsafe_code)]
 
 pub mod codes;
+pub mod commands;
 pub mod crc;
 pub mod event;
 pub mod handshake;
 pub mod package;
 pub mod record;
 pub mod relay;
+pub mod session;
 
 pub use codes::ErrorCode;
 pub use uuid::Uuid;

@@ -376,7 +376,7 @@ impl fmt::Debug for Event {
 
 /// `{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}`, the way `Uuid::toString()` prints ids in events.
 pub fn braced_uuid(uuid: &Uuid) -> String {
-    format!("{{{}}}", uuid.hyphenated())
+    crate::uuid_string(uuid)
 }
 
 impl Event {

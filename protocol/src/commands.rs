@@ -1,0 +1,847 @@
+//! The commands and replies around a session: login (2039), easy local login (2186), logoff
+//! (2042), ping (2052), cancel (2053), attach to lost task (2090), the replies 5001 / 5003 and
+//! job progress events (3003).
+//!
+//! Both sides live here (one codec): the client builds requests and parses replies, the
+//! simulator parses requests and builds replies, the proxy recognises logins.
+//!
+//! Evidence: `libprlcommon:Libraries/ProtoSerializer/CProtoCommands.cpp` (request payloads and
+//! `IsValid`), `prl-disp-service:Dispatcher/Dispatcher/CDspUserHelper.cpp`
+//! (`makeLoginResponsePacket`, `decodePassword`), `CDspClient.cpp` (`sendSimpleResponse`,
+//! `sendResponseError`), `libprlsdk:Sources/SDK/Handles/Disp/PrlHandleLoginHelperJob.cpp`
+//! (`EncodePassword`), `libprlcommon:Interfaces/VirtuozzoDomModel.h` (parameter names).
+//!
+//! Every CVmEvent the real code creates gets fresh random `EventIssuerId` and
+//! `EventInitialRequestId` values (`CVmEventBase` constructor). This crate has no randomness:
+//! callers pass a UUID source (`ids`).
+
+use std::fmt;
+
+use base64::Engine as _;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use crate::codes::{cmd, event_type, ErrorCode};
+use crate::event::{Event, EventError, ParamType};
+use crate::package::{text_buffer, Buffer, Package, PackageError};
+use crate::uuid_string;
+
+/// Parameter names (`VirtuozzoDomModel.h`).
+pub mod param {
+    /// Every command: force-questions flag (UnsignedInt).
+    pub const FORCE_QUESTIONS_SIGN: &str = "proto_force_questions_sign";
+    /// Every command: flags (UnsignedInt).
+    pub const COMMAND_FLAGS: &str = "proto_command_flags";
+    /// Replies: the request's package type (UnsignedInt).
+    pub const REQUEST_OP_CODE: &str = "proto_request_op_code";
+    /// Generic first string parameter (cancel: job uuid; attach: task id).
+    pub const FIRST_STR_PARAM: &str = "proto_first_str_param";
+    /// Login: user name.
+    pub const LOGIN_USERNAME: &str = "login_cmd_username";
+    /// Login: password (base64 of the NUL-padded password for protocol >= 6.9).
+    pub const LOGIN_PASSWORD: &str = "login_cmd_password";
+    /// Login: previous session to restore.
+    pub const LOGIN_SESSION_TO_RESTORE: &str = "login_cmd_session_uuid_to_restore";
+    /// Easy local login: application mode.
+    pub const EASY_LOGIN_LOCAL_APPLICATION_MODE: &str = "easy_login_local_cmd_application_mode";
+    /// Easy local login: previous session to restore.
+    pub const EASY_LOGIN_LOCAL_SESSION_TO_RESTORE: &str =
+        "easy_login_local_cmd_session_uuid_to_restore";
+    /// 5001: a reply's standard string parameters.
+    pub const WS_RESPONSE_STANDARD_PARAM: &str = "ws_response_cmd_standard_param";
+    /// 5001: the XML of an error event.
+    pub const WS_RESPONSE_ERROR: &str = "ws_response_cmd_error";
+    /// 5001 login reply of old clients: the login event's XML.
+    pub const WS_RESPONSE_LOGIN_EVENT: &str = "ws_response_cmd_login_event";
+    /// Login reply: session uuid.
+    pub const SESSION_UUID: &str = "response_login_cmd_session_uuid";
+    /// Login reply: one lost task (CData holding a CVmEvent XML).
+    pub const TASK_INFO: &str = "response_login_cmd_task_info";
+    /// Lost task: its job uuid.
+    pub const TASK_ID: &str = "response_login_cmd_task_id";
+    /// Lost task: the type of the request that started it.
+    pub const TASK_TYPE: &str = "response_login_cmd_task_type";
+    /// Lost task: its parameters (a CVmEvent XML).
+    pub const TASK_PARAMS: &str = "response_login_cmd_task_params";
+    /// Server info: host OS version.
+    pub const OS_VERSION: &str = "server_info_os_version";
+    /// Server info: server uuid.
+    pub const SERVER_UUID: &str = "server_info_server_uuid";
+    /// Server info: product version.
+    pub const PRODUCT_VERSION: &str = "server_info_product_version";
+    /// Server info: confirmation mode "0"/"1".
+    pub const CONFIRMATION_MODE: &str = "server_info_confirmation_mode";
+    /// Server info: application execute mode.
+    pub const APP_EXECUTE_MODE: &str = "server_info_app_execute_mode";
+    /// Server info: start time, ms since the epoch.
+    pub const START_TIME: &str = "server_info_start_time";
+    /// Server info: monotonic start time.
+    pub const START_TIME_MONOTONIC: &str = "server_info_start_time_monotonic";
+    /// Server info: launchd mode flag.
+    pub const IS_LAUNCHD_MODE: &str = "server_info_is_launchd_mode";
+    /// Progress events: percent done (UnsignedInt).
+    pub const PROGRESS_CHANGED: &str = "progress_changed";
+}
+
+/// `PCF_ORIGINAL_CLIENT`: the SDK ORs it into every login's flags.
+pub const PCF_ORIGINAL_CLIENT: u32 = 1 << 11;
+/// `PLLF_LOGIN_WITH_RSA_KEYS`: public-key login (not supported by this crate's client).
+pub const PLLF_LOGIN_WITH_RSA_KEYS: u32 = 1 << 14;
+/// `MAX_PASSWORD_LENGTH`: the SDK pads passwords to this many UTF-16 units.
+pub const MAX_PASSWORD_LENGTH: usize = 1024;
+/// `MAX_ENCODED_PASSWORD_LENGTH`: longer (decoded) passwords are refused with INVALID_ARG.
+pub const MAX_ENCODED_PASSWORD_LENGTH: usize = 4 * MAX_PASSWORD_LENGTH.div_ceil(3);
+/// `PAM_SERVER`, the application mode of easy local login.
+pub const PAM_SERVER: u32 = 0;
+/// `PIE_DISPATCHER` issuer type.
+pub const ISSUER_DISPATCHER: u32 = 1;
+/// `PIE_UNKNOWN` issuer type.
+pub const ISSUER_UNKNOWN: u32 = 0xFF;
+
+/// Why a package is not the command or reply it should be.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The package has no text buffer 0.
+    #[error("package of type {0} has no text payload")]
+    NoPayload(u32),
+    /// Buffer 0 is not UTF-8 text.
+    #[error("package of type {0} has a payload that is not utf-8")]
+    NotUtf8(u32),
+    /// The payload is not a valid event.
+    #[error("bad event in package of type {package_type}: {source}")]
+    Event {
+        /// The package type.
+        package_type: u32,
+        /// What is wrong.
+        #[source]
+        source: EventError,
+    },
+    /// A parameter the command needs is missing or has the wrong type (the service answers
+    /// `PRL_ERR_FAILURE` for an invalid login).
+    #[error("command {package_type} lacks parameter {name} of type {expected:?}")]
+    MissingParam {
+        /// The package type.
+        package_type: u32,
+        /// Parameter name.
+        name: &'static str,
+        /// Expected type.
+        expected: ParamType,
+    },
+    /// A numeric parameter does not parse.
+    #[error("command {package_type} has a non-numeric {name}")]
+    BadNumber {
+        /// The package type.
+        package_type: u32,
+        /// Parameter name.
+        name: &'static str,
+    },
+    /// The password is longer than the service accepts.
+    #[error("password is {len} characters, limit {MAX_ENCODED_PASSWORD_LENGTH}")]
+    PasswordTooLong {
+        /// Its length.
+        len: usize,
+    },
+    /// The password is not valid base64 / UTF-8.
+    #[error("password is not valid base64-encoded utf-8")]
+    BadPassword,
+    /// Not a reply package (5001 / 5003).
+    #[error("package type {0} is not a reply")]
+    NotAReply(u32),
+    /// A 5003 reply lacks one of its two events.
+    #[error("binary reply holds {0} events, expected 2")]
+    MissingEvent(usize),
+    /// The login reply has no session uuid.
+    #[error("login reply lacks {}", param::SESSION_UUID)]
+    NoSessionUuid,
+    /// The package codec failed.
+    #[error(transparent)]
+    Package(#[from] PackageError),
+}
+
+impl CommandError {
+    /// Stable name of the error.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NoPayload(_) => "no_payload",
+            Self::NotUtf8(_) => "not_utf8",
+            Self::Event { .. } => "bad_event",
+            Self::MissingParam { .. } => "missing_param",
+            Self::BadNumber { .. } => "bad_number",
+            Self::PasswordTooLong { .. } => "password_too_long",
+            Self::BadPassword => "bad_password",
+            Self::NotAReply(_) => "not_a_reply",
+            Self::MissingEvent(_) => "missing_event",
+            Self::NoSessionUuid => "no_session_uuid",
+            Self::Package(_) => "package",
+        }
+    }
+
+    /// The code the real service answers a request with when it fails this way.
+    pub fn service_code(&self) -> ErrorCode {
+        match self {
+            Self::PasswordTooLong { .. } => ErrorCode::INVALID_ARG,
+            Self::BadPassword => ErrorCode::AUTHENTICATION_FAILED,
+            _ => ErrorCode::FAILURE,
+        }
+    }
+}
+
+/// A password held in memory only as long as needed; zeroized on drop, redacted in `Debug`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Password(Zeroizing<String>);
+
+impl Password {
+    /// Wrap a password.
+    pub fn new(password: impl Into<String>) -> Self {
+        Password(Zeroizing::new(password.into()))
+    }
+
+    /// The password.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The wire form: for protocol >= 6.9 `base64(utf8(password.leftJustified(1024, NUL)))`
+    /// (`PrlHandleLoginHelperJob::EncodePassword`), else the password itself.
+    pub fn encode(&self, base64_password: bool) -> Zeroizing<String> {
+        if !base64_password {
+            return self.0.clone();
+        }
+        let units = self.0.encode_utf16().count();
+        let mut padded = Zeroizing::new(Vec::with_capacity(self.0.len() + MAX_PASSWORD_LENGTH));
+        padded.extend_from_slice(self.0.as_bytes());
+        padded.resize(self.0.len() + MAX_PASSWORD_LENGTH.saturating_sub(units), 0);
+        Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*padded))
+    }
+
+    /// Decode a wire password as the service does (`CDspUserHelper::decodePassword`, then the
+    /// length check of `processLogin`): base64, cut at the first NUL (Qt's `QString(QByteArray)`),
+    /// UTF-8; a result longer than `MAX_ENCODED_PASSWORD_LENGTH` UTF-16 units is refused with
+    /// `INVALID_ARG`. (The check is on the decoded password, not on the encoded text: a
+    /// non-ASCII password legitimately encodes to more than 1368 characters.)
+    pub fn decode(wire: &str, base64_password: bool) -> Result<Password, CommandError> {
+        let password = if base64_password {
+            let mut bytes = Zeroizing::new(
+                base64::engine::general_purpose::STANDARD
+                    .decode(wire.as_bytes())
+                    .map_err(|_| CommandError::BadPassword)?,
+            );
+            let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+            bytes.truncate(end);
+            match std::str::from_utf8(&bytes) {
+                Ok(text) => Password::new(text),
+                Err(_) => return Err(CommandError::BadPassword),
+            }
+        } else {
+            Password::new(wire)
+        };
+        let units = password.0.encode_utf16().count();
+        if units > MAX_ENCODED_PASSWORD_LENGTH {
+            return Err(CommandError::PasswordTooLong { len: units });
+        }
+        Ok(password)
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// `DspCmdUserLogin` (2039).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginRequest {
+    /// User name.
+    pub user: String,
+    /// Password.
+    pub password: Password,
+    /// Previous session uuid to restore (`{...}`), empty for none.
+    pub prev_session_uuid: String,
+    /// `proto_command_flags` (the SDK always sets [`PCF_ORIGINAL_CLIENT`]).
+    pub flags: u32,
+}
+
+/// `DspCmdUserEasyLoginLocal` (2186).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginLocalRequest {
+    /// `easy_login_local_cmd_application_mode` (the SDK sends `PAM_SERVER` = 0).
+    pub application_mode: u32,
+    /// Previous session uuid to restore, empty for none.
+    pub prev_session_uuid: String,
+    /// `proto_command_flags`.
+    pub flags: u32,
+}
+
+/// A command recognised by [`Command::parse`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// 2039.
+    Login(LoginRequest),
+    /// 2186.
+    LoginLocal(LoginLocalRequest),
+    /// 2042.
+    Logoff,
+    /// 2052.
+    Ping,
+    /// 2053 with the job uuid to cancel.
+    Cancel {
+        /// The job (request package) uuid, `{...}`.
+        job_uuid: String,
+    },
+    /// 2090 with the task to attach to.
+    AttachToLostTask {
+        /// The task id, `{...}`.
+        task_id: String,
+    },
+    /// Any other package type.
+    Other(u32),
+}
+
+/// A fresh command event: `CProtoCommandBase(bForceQuestionsSign = false, flags)`.
+pub fn command_event(flags: u32, ids: &mut dyn FnMut() -> Uuid) -> Event {
+    let mut event = fresh_event(ids);
+    event.add_uint(param::FORCE_QUESTIONS_SIGN, 0);
+    event.add_uint(param::COMMAND_FLAGS, flags);
+    event
+}
+
+/// A default CVmEvent as the real constructor makes it (random issuer and request ids).
+pub fn fresh_event(ids: &mut dyn FnMut() -> Uuid) -> Event {
+    Event {
+        issuer_id: uuid_string(&ids()),
+        initial_request_id: uuid_string(&ids()),
+        ..Event::default()
+    }
+}
+
+/// A request package carrying `event` as NUL-terminated XML in buffer 0.
+pub fn request_package(package_type: u32, event: &Event, job_uuid: Uuid, sender: Uuid) -> Package {
+    Package::request(
+        package_type,
+        job_uuid,
+        sender,
+        vec![text_buffer(&event.to_xml())],
+    )
+}
+
+impl LoginRequest {
+    /// The login event exactly as the SDK builds it.
+    pub fn to_event(&self, base64_password: bool, ids: &mut dyn FnMut() -> Uuid) -> Event {
+        let mut event = command_event(self.flags, ids);
+        event.add_string(param::LOGIN_USERNAME, &self.user);
+        event.add_string(
+            param::LOGIN_PASSWORD,
+            self.password.encode(base64_password).as_str(),
+        );
+        event.add_string(param::LOGIN_SESSION_TO_RESTORE, &self.prev_session_uuid);
+        event
+    }
+
+    /// The login package; its uuid is the job uuid the reply will name as parent.
+    pub fn to_package(
+        &self,
+        job_uuid: Uuid,
+        sender: Uuid,
+        base64_password: bool,
+        ids: &mut dyn FnMut() -> Uuid,
+    ) -> Package {
+        let event = self.to_event(base64_password, ids);
+        let package = request_package(cmd::USER_LOGIN, &event, job_uuid, sender);
+        drop(Zeroizing::new(event.to_xml()));
+        package
+    }
+
+    /// Parse as the service does (`CProtoCommandDspCmdUserLogin::IsValid` + `decodePassword`).
+    pub fn from_event(event: &Event, base64_password: bool) -> Result<Self, CommandError> {
+        let t = cmd::USER_LOGIN;
+        let user = required(event, t, param::LOGIN_USERNAME, ParamType::STRING)?;
+        let password = required(event, t, param::LOGIN_PASSWORD, ParamType::STRING)?;
+        let prev = required(event, t, param::LOGIN_SESSION_TO_RESTORE, ParamType::STRING)?;
+        Ok(LoginRequest {
+            user: user.to_owned(),
+            password: Password::decode(password, base64_password)?,
+            prev_session_uuid: prev.to_owned(),
+            flags: optional_uint(event, t, param::COMMAND_FLAGS)?.unwrap_or(0),
+        })
+    }
+}
+
+impl LoginLocalRequest {
+    /// The easy local login event as the SDK builds it.
+    pub fn to_event(&self, ids: &mut dyn FnMut() -> Uuid) -> Event {
+        let mut event = command_event(self.flags, ids);
+        event.add_uint(
+            param::EASY_LOGIN_LOCAL_APPLICATION_MODE,
+            self.application_mode,
+        );
+        event.add_string(
+            param::EASY_LOGIN_LOCAL_SESSION_TO_RESTORE,
+            &self.prev_session_uuid,
+        );
+        event
+    }
+
+    /// The easy local login package.
+    pub fn to_package(
+        &self,
+        job_uuid: Uuid,
+        sender: Uuid,
+        ids: &mut dyn FnMut() -> Uuid,
+    ) -> Package {
+        request_package(
+            cmd::USER_EASY_LOGIN_LOCAL,
+            &self.to_event(ids),
+            job_uuid,
+            sender,
+        )
+    }
+
+    /// Parse as the service does (`IsValid` needs only the session-to-restore string).
+    pub fn from_event(event: &Event) -> Result<Self, CommandError> {
+        let t = cmd::USER_EASY_LOGIN_LOCAL;
+        let prev = required(
+            event,
+            t,
+            param::EASY_LOGIN_LOCAL_SESSION_TO_RESTORE,
+            ParamType::STRING,
+        )?;
+        Ok(LoginLocalRequest {
+            application_mode: optional_uint(event, t, param::EASY_LOGIN_LOCAL_APPLICATION_MODE)?
+                .unwrap_or(PAM_SERVER),
+            prev_session_uuid: prev.to_owned(),
+            flags: optional_uint(event, t, param::COMMAND_FLAGS)?.unwrap_or(0),
+        })
+    }
+}
+
+/// A command without parameters of its own (logoff, ping).
+pub fn simple_command(
+    package_type: u32,
+    job_uuid: Uuid,
+    sender: Uuid,
+    ids: &mut dyn FnMut() -> Uuid,
+) -> Package {
+    request_package(package_type, &command_event(0, ids), job_uuid, sender)
+}
+
+/// A command with one string parameter (cancel: the job uuid; attach: the task id).
+pub fn one_str_command(
+    package_type: u32,
+    value: &str,
+    job_uuid: Uuid,
+    sender: Uuid,
+    ids: &mut dyn FnMut() -> Uuid,
+) -> Package {
+    let mut event = command_event(0, ids);
+    event.add_string(param::FIRST_STR_PARAM, value);
+    request_package(package_type, &event, job_uuid, sender)
+}
+
+/// The XML event in buffer 0 of a package.
+pub fn package_event(package: &Package) -> Result<Event, CommandError> {
+    let t = package.header.package_type;
+    let text = match package.text(0) {
+        None => return Err(CommandError::NoPayload(t)),
+        Some(Err(_)) => return Err(CommandError::NotUtf8(t)),
+        Some(Ok(text)) => text,
+    };
+    Event::from_xml(text).map_err(|source| CommandError::Event {
+        package_type: t,
+        source,
+    })
+}
+
+impl Command {
+    /// Recognise a command package. `base64_password` is the peer's protocol >= 6.9.
+    pub fn parse(package: &Package, base64_password: bool) -> Result<Command, CommandError> {
+        let t = package.header.package_type;
+        Ok(match t {
+            cmd::USER_LOGIN => Command::Login(LoginRequest::from_event(
+                &package_event(package)?,
+                base64_password,
+            )?),
+            cmd::USER_EASY_LOGIN_LOCAL => {
+                Command::LoginLocal(LoginLocalRequest::from_event(&package_event(package)?)?)
+            }
+            cmd::USER_LOGOFF => Command::Logoff,
+            cmd::USER_PING => Command::Ping,
+            cmd::USER_CANCEL_OPERATION => Command::Cancel {
+                job_uuid: required(
+                    &package_event(package)?,
+                    t,
+                    param::FIRST_STR_PARAM,
+                    ParamType::STRING,
+                )?
+                .to_owned(),
+            },
+            cmd::ATTACH_TO_LOST_TASK => Command::AttachToLostTask {
+                task_id: required(
+                    &package_event(package)?,
+                    t,
+                    param::FIRST_STR_PARAM,
+                    ParamType::STRING,
+                )?
+                .to_owned(),
+            },
+            other => Command::Other(other),
+        })
+    }
+}
+
+fn required<'a>(
+    event: &'a Event,
+    package_type: u32,
+    name: &'static str,
+    expected: ParamType,
+) -> Result<&'a str, CommandError> {
+    match event.param(name) {
+        Some(p) if p.param_type == expected => p.as_str().ok_or(CommandError::MissingParam {
+            package_type,
+            name,
+            expected,
+        }),
+        _ => Err(CommandError::MissingParam {
+            package_type,
+            name,
+            expected,
+        }),
+    }
+}
+
+fn optional_uint(
+    event: &Event,
+    package_type: u32,
+    name: &'static str,
+) -> Result<Option<u32>, CommandError> {
+    match event.string(name) {
+        None => Ok(None),
+        Some(text) => text
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| CommandError::BadNumber { package_type, name }),
+    }
+}
+
+/// What the service reports about itself in a login reply.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServerInfo {
+    /// Host OS version ("Unknown" when empty, like the service).
+    pub os_version: String,
+    /// Server uuid, `{...}`.
+    pub server_uuid: String,
+    /// Product version (`VER_FULL_BUILD_NUMBER_STR`).
+    pub product_version: String,
+    /// Confirmation mode.
+    pub confirmation_mode: bool,
+    /// `PRL_APPLICATION_MODE` of the service.
+    pub app_execute_mode: u32,
+    /// Service start time, ms since the epoch.
+    pub start_time_ms: u64,
+    /// Monotonic start time.
+    pub start_time_monotonic: u64,
+    /// launchd mode.
+    pub launchd_mode: bool,
+}
+
+/// A task left running by a lost session, as listed in a login reply.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LostTask {
+    /// The task's job uuid, `{...}` (what 2090 takes).
+    pub task_id: String,
+    /// The package type of the request that started it.
+    pub task_type: u32,
+    /// The task's parameters (CVmEvent XML, may be empty).
+    pub task_params: String,
+}
+
+impl LostTask {
+    fn to_cdata(&self) -> String {
+        let mut info = Event::default();
+        info.add_string(param::TASK_ID, &self.task_id);
+        info.add_uint(param::TASK_TYPE, self.task_type);
+        info.add_string(param::TASK_PARAMS, &self.task_params);
+        info.to_xml()
+    }
+
+    fn from_cdata(xml: &str) -> Result<LostTask, CommandError> {
+        let t = cmd::WS_BINARY_RESPONSE;
+        let info = Event::from_xml(xml).map_err(|source| CommandError::Event {
+            package_type: t,
+            source,
+        })?;
+        Ok(LostTask {
+            task_id: info.string(param::TASK_ID).unwrap_or_default().to_owned(),
+            task_type: optional_uint(&info, t, param::TASK_TYPE)?.unwrap_or(0),
+            task_params: info
+                .string(param::TASK_PARAMS)
+                .unwrap_or_default()
+                .to_owned(),
+        })
+    }
+}
+
+/// The login event of a successful login (`makeLoginResponsePacket`), without the binary OS
+/// and features matrices (the SDK tolerates their absence).
+pub fn login_event(session_uuid: &str, info: &ServerInfo, tasks: &[LostTask]) -> Event {
+    let mut event = Event::default();
+    let os = if info.os_version.is_empty() {
+        "Unknown"
+    } else {
+        &info.os_version
+    };
+    event.add_string(param::SESSION_UUID, session_uuid);
+    event.add_string(param::OS_VERSION, os);
+    event.add_string(param::SERVER_UUID, &info.server_uuid);
+    event.add_string(param::PRODUCT_VERSION, &info.product_version);
+    event.add_string(
+        param::CONFIRMATION_MODE,
+        u8::from(info.confirmation_mode).to_string(),
+    );
+    event.add_string(param::APP_EXECUTE_MODE, info.app_execute_mode.to_string());
+    event.add_string(param::START_TIME, info.start_time_ms.to_string());
+    event.add_string(
+        param::START_TIME_MONOTONIC,
+        info.start_time_monotonic.to_string(),
+    );
+    event.add_string(
+        param::IS_LAUNCHD_MODE,
+        u8::from(info.launchd_mode).to_string(),
+    );
+    for task in tasks {
+        event.add_cdata(param::TASK_INFO, task.to_cdata());
+    }
+    event
+}
+
+/// The reply event of `CProtoCommandDspWsResponse(opcode, code)`.
+pub fn ws_response_event(opcode: u32, code: ErrorCode, ids: &mut dyn FnMut() -> Uuid) -> Event {
+    let mut event = command_event(0, ids);
+    event.add_uint(param::REQUEST_OP_CODE, opcode);
+    event.code = code.0;
+    event
+}
+
+/// A direct 5001 reply to `request` with `code` and optional standard string params
+/// (`sendSimpleResponse` / `CreateDspWsResponseCommand`).
+pub fn simple_response(
+    request: &Package,
+    sender: Uuid,
+    reply_uuid: Uuid,
+    code: ErrorCode,
+    standard_params: &[&str],
+    ids: &mut dyn FnMut() -> Uuid,
+) -> Package {
+    let mut event = ws_response_event(request.header.package_type, code, ids);
+    for value in standard_params {
+        event.add_string(param::WS_RESPONSE_STANDARD_PARAM, *value);
+    }
+    response_package(request, sender, reply_uuid, &event)
+}
+
+/// A direct 5001 error reply carrying an error event (`sendResponseError`).
+pub fn error_response(
+    request: &Package,
+    sender: Uuid,
+    reply_uuid: Uuid,
+    error: &Event,
+    ids: &mut dyn FnMut() -> Uuid,
+) -> Package {
+    let mut event = ws_response_event(request.header.package_type, ErrorCode(error.code), ids);
+    event.add_string(param::WS_RESPONSE_ERROR, error.to_xml());
+    response_package(request, sender, reply_uuid, &event)
+}
+
+fn response_package(request: &Package, sender: Uuid, reply_uuid: Uuid, event: &Event) -> Package {
+    Package::direct_response(
+        request,
+        cmd::WS_RESPONSE,
+        reply_uuid,
+        sender,
+        vec![text_buffer(&event.to_xml())],
+    )
+}
+
+/// The successful login reply: 5003 with two binary events for clients with protocol >= 6.2
+/// (`binary_response`), else 5001 with the login event's XML as a string parameter.
+pub fn login_reply(
+    request: &Package,
+    sender: Uuid,
+    reply_uuid: Uuid,
+    login: &Event,
+    binary_response: bool,
+    ids: &mut dyn FnMut() -> Uuid,
+) -> Package {
+    let mut response = ws_response_event(request.header.package_type, ErrorCode::SUCCESS, ids);
+    if !binary_response {
+        response.add_string(param::WS_RESPONSE_LOGIN_EVENT, login.to_xml());
+        return response_package(request, sender, reply_uuid, &response);
+    }
+    let mut body = response.to_binary();
+    body.extend_from_slice(&login.to_binary());
+    Package::direct_response(
+        request,
+        cmd::WS_BINARY_RESPONSE,
+        reply_uuid,
+        sender,
+        vec![Buffer::raw(body)],
+    )
+}
+
+/// A job progress event (3003, `PET_DSP_EVT_JOB_PROGRESS_CHANGED`) for the task started by
+/// the request `task_request_uuid` (its parentUuid; the SDK takes the event's request id
+/// from it).
+pub fn progress_event(
+    task_request_uuid: Uuid,
+    receiver: Uuid,
+    sender: Uuid,
+    event_uuid: Uuid,
+    issuer_id: &str,
+    percent: u32,
+    ids: &mut dyn FnMut() -> Uuid,
+) -> Package {
+    let mut event = fresh_event(ids);
+    event.event_type = event_type::JOB_PROGRESS_CHANGED;
+    event.issuer_type = ISSUER_UNKNOWN;
+    event.issuer_id = issuer_id.to_owned();
+    event.add_uint(param::PROGRESS_CHANGED, percent);
+    let mut package = Package::request(
+        cmd::VM_EVENT,
+        event_uuid,
+        sender,
+        vec![text_buffer(&event.to_xml())],
+    );
+    package.header.parent_uuid = task_request_uuid;
+    package.header.receiver_uuid = receiver;
+    package
+}
+
+/// A reply (5001 or 5003) as the client sees it (`CProtoCommandDspWsResponse::FillResult`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// `proto_request_op_code`: the type of the request answered.
+    pub opcode: u32,
+    /// `EventCode`: the result.
+    pub code: ErrorCode,
+    /// The reply event.
+    pub response: Event,
+    /// The login event: the second event of a 5003, or `ws_response_cmd_login_event` of a 5001.
+    pub login: Option<Event>,
+}
+
+impl Reply {
+    /// Parse a 5001 or 5003 package.
+    pub fn parse(package: &Package) -> Result<Reply, CommandError> {
+        let t = package.header.package_type;
+        let bad = |source| CommandError::Event {
+            package_type: t,
+            source,
+        };
+        let (response, login) = match t {
+            cmd::WS_RESPONSE => {
+                let response = package_event(package)?;
+                let login = match response.string(param::WS_RESPONSE_LOGIN_EVENT) {
+                    Some(xml) if !xml.is_empty() => Some(Event::from_xml(xml).map_err(bad)?),
+                    _ => None,
+                };
+                (response, login)
+            }
+            cmd::WS_BINARY_RESPONSE => {
+                let body = package
+                    .buffers
+                    .first()
+                    .map(|b| b.data.as_slice())
+                    .ok_or(CommandError::MissingEvent(0))?;
+                let (response, used) = Event::decode_binary(body).map_err(bad)?;
+                let rest = body.get(used..).unwrap_or_default();
+                if rest.is_empty() {
+                    return Err(CommandError::MissingEvent(1));
+                }
+                let (login, _) = Event::decode_binary(rest).map_err(bad)?;
+                (response, Some(login))
+            }
+            other => return Err(CommandError::NotAReply(other)),
+        };
+        Ok(Reply {
+            opcode: optional_uint(&response, t, param::REQUEST_OP_CODE)?.unwrap_or(0),
+            code: ErrorCode(response.code),
+            response,
+            login,
+        })
+    }
+
+    /// The standard string params of the reply, in order.
+    pub fn standard_params(&self) -> Vec<&str> {
+        self.response.strings(param::WS_RESPONSE_STANDARD_PARAM)
+    }
+
+    /// The error event of an error reply, if it carries one.
+    pub fn error_event(&self) -> Option<Event> {
+        self.response
+            .string(param::WS_RESPONSE_ERROR)
+            .and_then(|xml| Event::from_xml(xml).ok())
+    }
+
+    /// The login response of a successful login reply.
+    pub fn login_response(&self) -> Result<LoginResponse, CommandError> {
+        let event = self.login.as_ref().ok_or(CommandError::NoSessionUuid)?;
+        LoginResponse::from_event(event)
+    }
+}
+
+/// What a successful login tells the client (`PrlHandleServer::ProcessLoginResponse`).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct LoginResponse {
+    /// The session uuid (= the client's IO connection uuid), `{...}`. A secret.
+    pub session_uuid: String,
+    /// Server uuid.
+    pub server_uuid: String,
+    /// Product version.
+    pub product_version: String,
+    /// Host OS version.
+    pub host_os_version: String,
+    /// Service start time (ms since the epoch), when reported.
+    pub start_time_ms: Option<u64>,
+    /// Tasks of the previous session still running.
+    pub running_tasks: Vec<LostTask>,
+}
+
+impl fmt::Debug for LoginResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginResponse")
+            .field("session_uuid", &"<redacted>")
+            .field("server_uuid", &self.server_uuid)
+            .field("product_version", &self.product_version)
+            .field("host_os_version", &self.host_os_version)
+            .field("start_time_ms", &self.start_time_ms)
+            .field("running_tasks", &self.running_tasks)
+            .finish()
+    }
+}
+
+impl LoginResponse {
+    /// Read the login event.
+    pub fn from_event(event: &Event) -> Result<LoginResponse, CommandError> {
+        let session_uuid = event
+            .string(param::SESSION_UUID)
+            .filter(|s| !s.is_empty())
+            .ok_or(CommandError::NoSessionUuid)?;
+        let get = |name| event.string(name).unwrap_or_default().to_owned();
+        let running_tasks = event
+            .strings(param::TASK_INFO)
+            .into_iter()
+            .map(LostTask::from_cdata)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(LoginResponse {
+            session_uuid: session_uuid.to_owned(),
+            server_uuid: get(param::SERVER_UUID),
+            product_version: get(param::PRODUCT_VERSION),
+            host_os_version: get(param::OS_VERSION),
+            start_time_ms: event
+                .string(param::START_TIME)
+                .and_then(|s| s.trim().parse().ok()),
+            running_tasks,
+        })
+    }
+}

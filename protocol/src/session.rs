@@ -1,0 +1,603 @@
+//! The client side of a Parallels session as a sans-I/O state machine.
+//!
+//! The caller owns the transport (a WebSocket to prl-proxy in the browser, a native IOService
+//! connection elsewhere) and the clock. It feeds in what happened (`connecting`, `connected`,
+//! `handle_package`, `connection_lost`, `handle_timeout` with the current time in ms) and
+//! drains what to do (`poll_transmit` packages to send, `poll_event` results, `poll_timeout`
+//! the next instant `handle_timeout` must be called). Nothing here sleeps or reads a clock, so
+//! every timeout is unit-testable (the quinn-proto pattern).
+//!
+//! SDK semantics kept (protocol.md §4, §6, §7):
+//! - the connect budget covers connect + handshake + TLS only, not the wait for the login
+//!   reply; `0` means the SDK's 60 s (`PVE_CONNECTION_TIMEOUT`); on expiry the job fails with
+//!   `PRL_ERR_CANT_CONNECT_TO_DISPATCHER`;
+//! - a job is its request package's uuid; replies are matched by `parentUuid`;
+//! - heartbeats (type 10) go out every 10 s when enabled (direct connections; over the relay the
+//!   proxy sends them), incoming ones are ignored;
+//! - a lost connection fails every pending job with `PRL_ERR_WS_DISP_CONNECTION_CLOSED`;
+//! - attach to lost task (2090) first gets a SUCCESS reply, then the task's progress events and
+//!   its final result, all naming the 2090 package as parent;
+//! - cancel sends `DspCmdUserCancelOperation` (2053) naming the job; the job fails at once with
+//!   `PRL_ERR_OPERATION_WAS_CANCELED`.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use uuid::Uuid;
+
+use crate::codes::{cmd, event_type, ErrorCode};
+use crate::commands::{
+    one_str_command, package_event, param, simple_command, CommandError, LoginLocalRequest,
+    LoginRequest, LoginResponse, Reply,
+};
+use crate::event::Event;
+use crate::package::{Package, MNG_HEARTBEAT};
+use crate::uuid_string;
+
+/// The SDK's connect budget when the caller passes 0 (`PVE_CONNECTION_TIMEOUT`).
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 60_000;
+/// Heartbeat send interval (`IOHeartBeatSendTimeout`).
+pub const HEARTBEAT_INTERVAL_MS: u64 = 10_000;
+
+/// Where the session stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// No connection.
+    Disconnected,
+    /// Establishing the connection (connect budget running).
+    Connecting,
+    /// Connection up, not logged in.
+    Connected,
+    /// Login sent, waiting for the reply.
+    LoggingIn,
+    /// Logged in.
+    LoggedIn,
+    /// Logged off; the connection is over.
+    Closed,
+}
+
+/// What kind of job a pending request is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// 2039.
+    Login,
+    /// 2186.
+    LoginLocal,
+    /// 2042.
+    Logoff,
+    /// 2052.
+    Ping,
+    /// 2090, before its SUCCESS reply.
+    AttachToLostTask,
+    /// 2090 after SUCCESS: waiting for the task's own result.
+    AttachedTask,
+    /// 2053 (internal: its reply produces no event).
+    Cancel,
+}
+
+/// The outcome of a job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobResult {
+    /// A login succeeded.
+    LoggedIn(LoginResponse),
+    /// A job finished with success; the reply is attached.
+    Done(Reply),
+    /// A job failed with an SDK code.
+    Failed {
+        /// The code.
+        code: ErrorCode,
+        /// The error event the service attached, if any.
+        error: Option<Event>,
+    },
+}
+
+/// Something the caller should know.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionEvent {
+    /// The state changed.
+    StateChanged(SessionState),
+    /// The connect budget expired before the connection was up.
+    ConnectTimedOut,
+    /// A job ended.
+    JobFinished {
+        /// The job (request package uuid).
+        job: Uuid,
+        /// Its kind.
+        kind: JobKind,
+        /// Its result.
+        result: JobResult,
+    },
+    /// A 2090 was accepted: the task's progress and result follow under the same job.
+    TaskAttached {
+        /// The 2090 job.
+        job: Uuid,
+    },
+    /// Progress of a job (3003 `PET_DSP_EVT_JOB_PROGRESS_CHANGED`).
+    Progress {
+        /// The job the event names as parent.
+        job: Uuid,
+        /// Percent done.
+        percent: u32,
+    },
+    /// Any other event or unmatched package from the service.
+    ServiceEvent {
+        /// Package type.
+        package_type: u32,
+        /// The event, when the package carries an XML event.
+        event: Option<Event>,
+    },
+    /// The connection was lost (not by logoff).
+    ConnectionLost,
+}
+
+/// Misuse of the session or a broken reply.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The call needs another state.
+    #[error("{action} is not possible while {state:?}")]
+    WrongState {
+        /// What was attempted.
+        action: &'static str,
+        /// The state at the time.
+        state: SessionState,
+    },
+    /// No such pending job.
+    #[error("no pending job {0}")]
+    UnknownJob(String),
+    /// A reply could not be parsed.
+    #[error("bad reply: {0}")]
+    BadReply(#[from] CommandError),
+}
+
+impl SessionError {
+    /// Stable name of the error.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::WrongState { .. } => "wrong_state",
+            Self::UnknownJob(_) => "unknown_job",
+            Self::BadReply(_) => "bad_reply",
+        }
+    }
+}
+
+/// Session settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Send heartbeats every this many ms while connected (`None`: never; the relay sends them).
+    pub heartbeat_interval_ms: Option<u64>,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            heartbeat_interval_ms: Some(HEARTBEAT_INTERVAL_MS),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    kind: JobKind,
+}
+
+/// The client session state machine.
+#[derive(Debug)]
+pub struct ClientSession {
+    config: SessionConfig,
+    state: SessionState,
+    connect_deadline: Option<u64>,
+    next_heartbeat: Option<u64>,
+    connection_uuid: Uuid,
+    base64_password: bool,
+    session_uuid: Option<String>,
+    pending: BTreeMap<Uuid, Pending>,
+    transmit: VecDeque<Package>,
+    events: VecDeque<SessionEvent>,
+}
+
+impl ClientSession {
+    /// A disconnected session.
+    pub fn new(config: SessionConfig) -> Self {
+        ClientSession {
+            config,
+            state: SessionState::Disconnected,
+            connect_deadline: None,
+            next_heartbeat: None,
+            connection_uuid: Uuid::nil(),
+            base64_password: true,
+            session_uuid: None,
+            pending: BTreeMap::new(),
+            transmit: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Current state.
+    pub fn state(&self) -> SessionState {
+        self.state
+    }
+
+    /// The session uuid of the current login, if logged in.
+    pub fn session_uuid(&self) -> Option<&str> {
+        self.session_uuid.as_deref()
+    }
+
+    /// Jobs waiting for a reply.
+    pub fn pending_jobs(&self) -> impl Iterator<Item = (Uuid, JobKind)> + '_ {
+        self.pending.iter().map(|(k, v)| (*k, v.kind))
+    }
+
+    fn set_state(&mut self, state: SessionState) {
+        if self.state != state {
+            self.state = state;
+            self.events.push_back(SessionEvent::StateChanged(state));
+        }
+    }
+
+    /// A connection attempt starts at `now_ms` with the SDK's `timeout_ms` (0 = 60 s).
+    pub fn connecting(&mut self, now_ms: u64, timeout_ms: u64) -> Result<(), SessionError> {
+        match self.state {
+            SessionState::Disconnected | SessionState::Closed => {}
+            state => {
+                return Err(SessionError::WrongState {
+                    action: "connect",
+                    state,
+                })
+            }
+        }
+        let budget = if timeout_ms == 0 {
+            DEFAULT_CONNECT_TIMEOUT_MS
+        } else {
+            timeout_ms
+        };
+        self.connect_deadline = Some(now_ms.saturating_add(budget));
+        self.session_uuid = None;
+        self.set_state(SessionState::Connecting);
+        Ok(())
+    }
+
+    /// The connection is up (handshake and TLS done). `connection_uuid` is the sender uuid of
+    /// our packages; `base64_password` is the service protocol >= 6.9.
+    pub fn connected(
+        &mut self,
+        now_ms: u64,
+        connection_uuid: Uuid,
+        base64_password: bool,
+    ) -> Result<(), SessionError> {
+        if self.state != SessionState::Connecting {
+            return Err(SessionError::WrongState {
+                action: "complete the connection",
+                state: self.state,
+            });
+        }
+        self.connect_deadline = None;
+        self.connection_uuid = connection_uuid;
+        self.base64_password = base64_password;
+        self.next_heartbeat = self
+            .config
+            .heartbeat_interval_ms
+            .map(|i| now_ms.saturating_add(i));
+        self.set_state(SessionState::Connected);
+        Ok(())
+    }
+
+    fn require(&self, action: &'static str, ok: &[SessionState]) -> Result<(), SessionError> {
+        if ok.contains(&self.state) {
+            Ok(())
+        } else {
+            Err(SessionError::WrongState {
+                action,
+                state: self.state,
+            })
+        }
+    }
+
+    fn send(&mut self, job: Uuid, kind: JobKind, package: Package) -> Uuid {
+        self.pending.insert(job, Pending { kind });
+        self.transmit.push_back(package);
+        job
+    }
+
+    /// Send a login (2039) as job `job`.
+    pub fn login(
+        &mut self,
+        job: Uuid,
+        request: &LoginRequest,
+        ids: &mut dyn FnMut() -> Uuid,
+    ) -> Result<Uuid, SessionError> {
+        self.require("login", &[SessionState::Connected])?;
+        let package = request.to_package(job, self.connection_uuid, self.base64_password, ids);
+        self.set_state(SessionState::LoggingIn);
+        Ok(self.send(job, JobKind::Login, package))
+    }
+
+    /// Send an easy local login (2186) as job `job`.
+    pub fn login_local(
+        &mut self,
+        job: Uuid,
+        request: &LoginLocalRequest,
+        ids: &mut dyn FnMut() -> Uuid,
+    ) -> Result<Uuid, SessionError> {
+        self.require("local login", &[SessionState::Connected])?;
+        let package = request.to_package(job, self.connection_uuid, ids);
+        self.set_state(SessionState::LoggingIn);
+        Ok(self.send(job, JobKind::LoginLocal, package))
+    }
+
+    /// Send a logoff (2042).
+    pub fn logoff(
+        &mut self,
+        job: Uuid,
+        ids: &mut dyn FnMut() -> Uuid,
+    ) -> Result<Uuid, SessionError> {
+        self.require("logoff", &[SessionState::LoggedIn])?;
+        let package = simple_command(cmd::USER_LOGOFF, job, self.connection_uuid, ids);
+        Ok(self.send(job, JobKind::Logoff, package))
+    }
+
+    /// Send a ping (2052).
+    pub fn ping(&mut self, job: Uuid, ids: &mut dyn FnMut() -> Uuid) -> Result<Uuid, SessionError> {
+        self.require("ping", &[SessionState::LoggedIn])?;
+        let package = simple_command(cmd::USER_PING, job, self.connection_uuid, ids);
+        Ok(self.send(job, JobKind::Ping, package))
+    }
+
+    /// Attach to a task of a lost session (2090).
+    pub fn attach_to_lost_task(
+        &mut self,
+        job: Uuid,
+        task_id: &str,
+        ids: &mut dyn FnMut() -> Uuid,
+    ) -> Result<Uuid, SessionError> {
+        self.require("attach to lost task", &[SessionState::LoggedIn])?;
+        let package = one_str_command(
+            cmd::ATTACH_TO_LOST_TASK,
+            task_id,
+            job,
+            self.connection_uuid,
+            ids,
+        );
+        Ok(self.send(job, JobKind::AttachToLostTask, package))
+    }
+
+    /// Cancel a pending job: sends 2053 naming it (`PrlHandleLoginHelperJob::Cancel`) and fails
+    /// the job at once with `PRL_ERR_OPERATION_WAS_CANCELED`.
+    pub fn cancel(
+        &mut self,
+        job: Uuid,
+        cancel_job: Uuid,
+        ids: &mut dyn FnMut() -> Uuid,
+    ) -> Result<(), SessionError> {
+        let pending = self
+            .pending
+            .remove(&job)
+            .ok_or_else(|| SessionError::UnknownJob(uuid_string(&job)))?;
+        let package = one_str_command(
+            cmd::USER_CANCEL_OPERATION,
+            &uuid_string(&job),
+            cancel_job,
+            self.connection_uuid,
+            ids,
+        );
+        self.send(cancel_job, JobKind::Cancel, package);
+        if matches!(pending.kind, JobKind::Login | JobKind::LoginLocal) {
+            self.set_state(SessionState::Connected);
+        }
+        self.finish(
+            job,
+            pending.kind,
+            JobResult::Failed {
+                code: ErrorCode::OPERATION_WAS_CANCELED,
+                error: None,
+            },
+        );
+        Ok(())
+    }
+
+    fn finish(&mut self, job: Uuid, kind: JobKind, result: JobResult) {
+        self.events
+            .push_back(SessionEvent::JobFinished { job, kind, result });
+    }
+
+    /// A package arrived from the service.
+    pub fn handle_package(&mut self, package: Package) -> Result<(), SessionError> {
+        let header = package.header;
+        if header.package_type == MNG_HEARTBEAT {
+            return Ok(());
+        }
+        let is_reply = matches!(
+            header.package_type,
+            cmd::WS_RESPONSE | cmd::WS_BINARY_RESPONSE
+        );
+        let pending = if header.is_response() {
+            self.pending.get(&header.parent_uuid).copied()
+        } else {
+            None
+        };
+        match (pending, is_reply) {
+            (Some(p), true) => self.handle_reply(header.parent_uuid, p.kind, &package),
+            (Some(_), false) if header.package_type == cmd::VM_EVENT => {
+                let event = package_event(&package)?;
+                if event.event_type == event_type::JOB_PROGRESS_CHANGED {
+                    let percent = event
+                        .string(param::PROGRESS_CHANGED)
+                        .and_then(|s| s.trim().parse().ok())
+                        .unwrap_or(0);
+                    self.events.push_back(SessionEvent::Progress {
+                        job: header.parent_uuid,
+                        percent,
+                    });
+                } else {
+                    self.events.push_back(SessionEvent::ServiceEvent {
+                        package_type: header.package_type,
+                        event: Some(event),
+                    });
+                }
+                Ok(())
+            }
+            _ => {
+                let event = if header.package_type == cmd::VM_EVENT {
+                    package_event(&package).ok()
+                } else {
+                    None
+                };
+                self.events.push_back(SessionEvent::ServiceEvent {
+                    package_type: header.package_type,
+                    event,
+                });
+                Ok(())
+            }
+        }
+    }
+
+    fn handle_reply(
+        &mut self,
+        job: Uuid,
+        kind: JobKind,
+        package: &Package,
+    ) -> Result<(), SessionError> {
+        let reply = match Reply::parse(package) {
+            Ok(reply) => reply,
+            Err(e) => {
+                self.pending.remove(&job);
+                if matches!(kind, JobKind::Login | JobKind::LoginLocal) {
+                    self.set_state(SessionState::Connected);
+                }
+                self.finish(
+                    job,
+                    kind,
+                    JobResult::Failed {
+                        code: ErrorCode::FAILURE,
+                        error: None,
+                    },
+                );
+                return Err(e.into());
+            }
+        };
+        if kind == JobKind::AttachToLostTask && !reply.code.is_error() {
+            self.pending.insert(
+                job,
+                Pending {
+                    kind: JobKind::AttachedTask,
+                },
+            );
+            self.events.push_back(SessionEvent::TaskAttached { job });
+            return Ok(());
+        }
+        self.pending.remove(&job);
+        if kind == JobKind::Cancel {
+            return Ok(());
+        }
+        if reply.code.is_error() {
+            if matches!(kind, JobKind::Login | JobKind::LoginLocal) {
+                self.set_state(SessionState::Connected);
+            }
+            let error = reply.error_event();
+            self.finish(
+                job,
+                kind,
+                JobResult::Failed {
+                    code: reply.code,
+                    error,
+                },
+            );
+            return Ok(());
+        }
+        match kind {
+            JobKind::Login | JobKind::LoginLocal => match reply.login_response() {
+                Ok(response) => {
+                    self.session_uuid = Some(response.session_uuid.clone());
+                    self.set_state(SessionState::LoggedIn);
+                    self.finish(job, kind, JobResult::LoggedIn(response));
+                }
+                Err(e) => {
+                    self.set_state(SessionState::Connected);
+                    self.finish(
+                        job,
+                        kind,
+                        JobResult::Failed {
+                            code: ErrorCode::FAILURE,
+                            error: None,
+                        },
+                    );
+                    return Err(e.into());
+                }
+            },
+            JobKind::Logoff => {
+                // The SDK disconnects after a successful logoff reply.
+                self.fail_all(ErrorCode::WS_DISP_CONNECTION_CLOSED);
+                self.session_uuid = None;
+                self.next_heartbeat = None;
+                self.set_state(SessionState::Closed);
+                self.finish(job, kind, JobResult::Done(reply));
+            }
+            _ => self.finish(job, kind, JobResult::Done(reply)),
+        }
+        Ok(())
+    }
+
+    fn fail_all(&mut self, code: ErrorCode) {
+        let pending = std::mem::take(&mut self.pending);
+        for (job, p) in pending {
+            if p.kind != JobKind::Cancel {
+                self.finish(job, p.kind, JobResult::Failed { code, error: None });
+            }
+        }
+    }
+
+    /// The connection closed or failed. Pending jobs fail with
+    /// `PRL_ERR_WS_DISP_CONNECTION_CLOSED` (or `CANT_CONNECT_TO_DISPATCHER` while connecting).
+    pub fn connection_lost(&mut self) {
+        let (code, lost) = match self.state {
+            SessionState::Connecting => (ErrorCode::CANT_CONNECT_TO_DISPATCHER, false),
+            SessionState::Disconnected | SessionState::Closed => return,
+            _ => (ErrorCode::WS_DISP_CONNECTION_CLOSED, true),
+        };
+        self.fail_all(code);
+        self.connect_deadline = None;
+        self.next_heartbeat = None;
+        self.transmit.clear();
+        self.set_state(SessionState::Disconnected);
+        if lost {
+            self.events.push_back(SessionEvent::ConnectionLost);
+        }
+    }
+
+    /// Advance time: expire the connect budget, queue due heartbeats.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        if let Some(deadline) = self.connect_deadline {
+            if now_ms >= deadline {
+                self.connect_deadline = None;
+                self.transmit.clear();
+                self.set_state(SessionState::Disconnected);
+                self.events.push_back(SessionEvent::ConnectTimedOut);
+            }
+        }
+        if let (Some(due), Some(interval)) =
+            (self.next_heartbeat, self.config.heartbeat_interval_ms)
+        {
+            if now_ms >= due {
+                self.transmit.push_back(Package::heartbeat());
+                // One heartbeat per call even after a long pause, then the regular rhythm.
+                self.next_heartbeat = Some(now_ms.saturating_add(interval));
+            }
+        }
+    }
+
+    /// The earliest time `handle_timeout` must be called, if any.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        match (self.connect_deadline, self.next_heartbeat) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The next package to send.
+    pub fn poll_transmit(&mut self) -> Option<Package> {
+        self.transmit.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+}
