@@ -63,7 +63,9 @@ impl Endpoint {
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Endpoint::Tcp { host, port } if host.contains(':') => write!(f, "tcp://[{host}]:{port}"),
+            Endpoint::Tcp { host, port } if host.contains(':') => {
+                write!(f, "tcp://[{host}]:{port}")
+            }
             Endpoint::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
             Endpoint::Addrs(addrs) => match addrs.first() {
                 Some(a) => write!(f, "tcp://{a}"),
@@ -205,18 +207,14 @@ pub async fn connect(
             if addrs.is_empty() {
                 return Err(TransportError::NoAddress { host: host.clone() });
             }
-            let (stream, addr) = budget
-                .run(Stage::Connect, connect_any(&addrs))
-                .await?;
+            let (stream, addr) = budget.run(Stage::Connect, connect_any(&addrs)).await?;
             establish(stream, PeerAddress::Tcp(addr), config, &budget).await
         }
         Endpoint::Addrs(addrs) => {
             if addrs.is_empty() {
                 return Err(TransportError::Config("no address to connect to".into()));
             }
-            let (stream, addr) = budget
-                .run(Stage::Connect, connect_any(addrs))
-                .await?;
+            let (stream, addr) = budget.run(Stage::Connect, connect_any(addrs)).await?;
             establish(stream, PeerAddress::Tcp(addr), config, &budget).await
         }
     }

@@ -158,7 +158,10 @@ const READ_CHUNK: usize = 16 * 1024;
 
 enum Outgoing {
     Package(Package),
-    Parts { package_type: u32, parts: Vec<Vec<u8>> },
+    Parts {
+        package_type: u32,
+        parts: Vec<Vec<u8>>,
+    },
     RawWire(Vec<u8>),
     Close,
 }
@@ -182,7 +185,8 @@ impl fmt::Debug for PackageSender {
 impl PackageSender {
     /// Queues a package; waits while the connection's send queue is full (backpressure).
     /// The package travels plain or through TLS as the accepted routing table says for its
-    /// type. `Ok` means queued, not yet written.
+    /// type. Like the real IO layer, a nil `sender_uuid` is filled with our connection UUID
+    /// and a nil `uuid` with a fresh one. `Ok` means queued, not yet written.
     pub async fn send(&self, package: Package) -> Result<(), TransportError> {
         package
             .check_limits(&self.limits)
@@ -362,6 +366,7 @@ where
             app: Vec::new(),
             heartbeat,
             peer: info.peer_address.to_string(),
+            local_uuid: info.local_connection_uuid,
         };
         tokio::spawn(task.run(self.stream, out_rx, in_tx));
         Connection {
@@ -387,6 +392,7 @@ struct Driver {
     app: Vec<u8>,
     heartbeat: Option<Duration>,
     peer: String,
+    local_uuid: Uuid,
 }
 
 /// Why the loop ended.
@@ -429,7 +435,8 @@ impl Driver {
             }
             let can_read = self.pending.is_empty() && !closing;
             let want_write = self.wpos < self.wbuf.len();
-            let take_out = !senders_gone && !closing && self.wbuf.len() - self.wpos < WRITE_HIGH_WATER;
+            let take_out =
+                !senders_gone && !closing && self.wbuf.len() - self.wpos < WRITE_HIGH_WATER;
             tokio::select! {
                 permit = in_tx.reserve(), if !self.pending.is_empty() => {
                     match permit {
@@ -474,7 +481,8 @@ impl Driver {
                 }
                 msg = out_rx.recv(), if take_out => {
                     match msg {
-                        Some(Outgoing::Package(p)) => {
+                        Some(Outgoing::Package(mut p)) => {
+                            self.fill_ids(&mut p);
                             if let Err(e) = self.encode(&p) {
                                 end = Some(End::Failed(e));
                             }
@@ -531,18 +539,22 @@ impl Driver {
         }
     }
 
+    /// `setUuidsToPkgHeaderAndRegisterJob`: a nil sender becomes our connection UUID and a
+    /// nil package uuid a fresh one (heartbeats, sent by another path, keep all zeros).
+    fn fill_ids(&self, package: &mut Package) {
+        if package.header.sender_uuid.is_nil() {
+            package.header.sender_uuid = self.local_uuid;
+        }
+        if package.header.uuid.is_nil() {
+            package.header.uuid = Uuid::new_v4();
+        }
+    }
+
     fn encode(&mut self, package: &Package) -> Result<(), TransportError> {
-        let mut result = Ok(());
-        let package_type = package.header.package_type;
-        let layer = &mut self.layer;
-        let wbuf = &mut self.wbuf;
         // One write per part, as the real sender (header, descriptors, each buffer).
-        package.write_parts(|part| {
-            if result.is_ok() {
-                result = layer.send_for_type(package_type, part, wbuf);
-            }
-        });
-        result.map_err(TransportError::Record)
+        self.layer
+            .send_package(package, &mut self.wbuf)
+            .map_err(TransportError::Record)
     }
 
     fn on_bytes(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
@@ -554,7 +566,11 @@ impl Driver {
             self.app.clear();
         }
         // Packages decoded before a bad record still count.
-        while let Some(p) = self.decoder.next_package().map_err(TransportError::Package)? {
+        while let Some(p) = self
+            .decoder
+            .next_package()
+            .map_err(TransportError::Package)?
+        {
             if p.header.package_type == MNG_HEARTBEAT && p.buffers.is_empty() {
                 tracing::trace!(peer = %self.peer, "heartbeat received");
                 continue;

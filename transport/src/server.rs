@@ -261,7 +261,11 @@ async fn with_timeout<T>(
 }
 
 /// Keeps the socket open without answering until the peer closes it or `limit` passes.
-async fn stall<S>(mut stream: S, limit: Duration, stage: Stage) -> Result<Connection, TransportError>
+async fn stall<S>(
+    mut stream: S,
+    limit: Duration,
+    stage: Stage,
+) -> Result<Connection, TransportError>
 where
     S: AsyncRead + Unpin,
 {

@@ -10,8 +10,8 @@ use prl_protocol::handshake::{ProtocolVersion, SecurityLevel};
 use prl_protocol::package::{text_buffer, Package, MNG_HEARTBEAT};
 use prl_protocol::{ErrorCode, Uuid};
 use prl_transport::{
-    accept_tcp, accept_unix, connect, AcceptPolicy, Admission, ClientConfig, Connection,
-    Endpoint, KeyExchange, Peer, ServerConfig, Stage, TransportError,
+    accept_tcp, accept_unix, connect, AcceptPolicy, Admission, ClientConfig, Connection, Endpoint,
+    KeyExchange, Peer, ServerConfig, Stage, TransportError,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UnixListener};
@@ -46,7 +46,7 @@ fn request(package_type: u32, text: &str) -> Package {
     Package::request(
         package_type,
         Uuid::new_v4(),
-        Uuid::nil(),
+        Uuid::new_v4(),
         vec![text_buffer(text)],
     )
 }
@@ -58,7 +58,11 @@ fn client(level: SecurityLevel) -> ClientConfig {
 #[tokio::test]
 async fn every_level_connects_and_exchanges_packages() {
     let (addr, mut accepted) = server(ServerConfig::new().unwrap()).await;
-    for level in [SecurityLevel::Low, SecurityLevel::Normal, SecurityLevel::High] {
+    for level in [
+        SecurityLevel::Low,
+        SecurityLevel::Normal,
+        SecurityLevel::High,
+    ] {
         let uuid = Uuid::new_v4();
         let mut c = connect(
             &Endpoint::tcp("127.0.0.1", addr.port()),
@@ -76,7 +80,10 @@ async fn every_level_connects_and_exchanges_packages() {
         assert_eq!(c.info().local_connection_uuid, uuid);
         assert_eq!(s.info().peer_connection_uuid, uuid);
         assert_eq!(s.info().peer_version, ProtocolVersion::current());
-        assert_eq!(c.info().peer_connection_uuid, s.info().local_connection_uuid);
+        assert_eq!(
+            c.info().peer_connection_uuid,
+            s.info().local_connection_uuid
+        );
         assert_eq!(s.info().peer_sender_type.0, 3);
         assert_eq!(c.info().peer_sender_type.0, 2);
         assert!(s.info().peer_uid().is_none());
@@ -89,11 +96,24 @@ async fn every_level_connects_and_exchanges_packages() {
         let big = Package::request(
             cmd::WS_RESPONSE,
             Uuid::new_v4(),
-            Uuid::nil(),
+            Uuid::new_v4(),
             vec![prl_protocol::package::Buffer::raw(vec![7u8; 100_000])],
         );
         s.send(big.clone()).await.unwrap();
         assert_eq!(c.recv().await.unwrap().unwrap(), big);
+        // Like the real IO layer, nil ids are filled on send: the sender with our connection
+        // uuid, the package uuid with a fresh one.
+        c.send(Package::request(
+            cmd::USER_PING,
+            Uuid::nil(),
+            Uuid::nil(),
+            vec![],
+        ))
+        .await
+        .unwrap();
+        let filled = s.recv().await.unwrap().unwrap();
+        assert_eq!(filled.header.sender_uuid, uuid);
+        assert!(!filled.header.uuid.is_nil());
         c.close().await;
         assert!(s.recv().await.is_none(), "clean close ends the stream");
     }
@@ -155,7 +175,10 @@ async fn heartbeats_flow_but_are_never_delivered() {
                     break;
                 }
                 all.extend_from_slice(&buf[..n]);
-                let count = all.windows(hb.len()).filter(|w| *w == hb.as_slice()).count();
+                let count = all
+                    .windows(hb.len())
+                    .filter(|w| *w == hb.as_slice())
+                    .count();
                 seen2.store(count, Ordering::SeqCst);
                 dw.write_all(&buf[..n]).await.unwrap();
             }
@@ -209,8 +232,14 @@ async fn receiver_backpressure_bounds_memory() {
         }
     })
     .await;
-    assert!(blocked.is_err(), "send must block while the peer does not read");
-    assert!(sent < 64, "only a bounded number of MiB is in flight ({sent})");
+    assert!(
+        blocked.is_err(),
+        "send must block while the peer does not read"
+    );
+    assert!(
+        sent < 64,
+        "only a bounded number of MiB is in flight ({sent})"
+    );
     // Draining the server releases everything, in order.
     for i in 0..sent {
         let p = s.recv().await.unwrap().unwrap();
@@ -225,9 +254,12 @@ async fn connect_failures_map_to_cant_connect() {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         l.local_addr().unwrap().port()
     };
-    let e = connect(&Endpoint::tcp("127.0.0.1", port), &client(SecurityLevel::Low))
-        .await
-        .unwrap_err();
+    let e = connect(
+        &Endpoint::tcp("127.0.0.1", port),
+        &client(SecurityLevel::Low),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.kind(), "connect");
     assert_eq!(e.prl_code(), ErrorCode::CANT_CONNECT_TO_DISPATCHER);
     // Both loopback families are tried: ::1 refuses as well.
@@ -280,7 +312,16 @@ async fn budget_expiring_in_each_stage() {
     .await
     .unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(2));
-    assert!(matches!(e, TransportError::Timeout { stage: Stage::Handshake, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            TransportError::Timeout {
+                stage: Stage::Handshake,
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert_eq!(e.prl_code(), ErrorCode::HANDSHAKE_FAILED);
 
     struct StallTls;
@@ -302,7 +343,16 @@ async fn budget_expiring_in_each_stage() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(e, TransportError::Timeout { stage: Stage::Tls, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            TransportError::Timeout {
+                stage: Stage::Tls,
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert_eq!(e.prl_code(), ErrorCode::SSL_HANDSHAKE_FAILED);
 }
 
@@ -321,17 +371,23 @@ async fn refusals_during_the_handshake() {
         let refused = accepted.recv().await.unwrap().unwrap_err();
         assert_eq!(refused.kind(), "handshake");
     }
-    connect(&Endpoint::tcp("127.0.0.1", addr.port()), &client(SecurityLevel::High))
-        .await
-        .unwrap();
+    connect(
+        &Endpoint::tcp("127.0.0.1", addr.port()),
+        &client(SecurityLevel::High),
+    )
+    .await
+    .unwrap();
 
     // A server of another major version: the client reports WRONG_PROTOCOL_VERSION.
     let mut config = ServerConfig::new().unwrap();
     config.version = ProtocolVersion::new(7, 0, "future");
     let (addr, _accepted) = server(config).await;
-    let e = connect(&Endpoint::tcp("127.0.0.1", addr.port()), &client(SecurityLevel::Low))
-        .await
-        .unwrap_err();
+    let e = connect(
+        &Endpoint::tcp("127.0.0.1", addr.port()),
+        &client(SecurityLevel::Low),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.prl_code(), ErrorCode::WRONG_PROTOCOL_VERSION);
 
     // A policy that closes right away.
@@ -344,9 +400,12 @@ async fn refusals_during_the_handshake() {
     let mut config = ServerConfig::new().unwrap();
     config.policy = Arc::new(Refuse);
     let (addr, _accepted) = server(config).await;
-    let e = connect(&Endpoint::tcp("127.0.0.1", addr.port()), &client(SecurityLevel::Low))
-        .await
-        .unwrap_err();
+    let e = connect(
+        &Endpoint::tcp("127.0.0.1", addr.port()),
+        &client(SecurityLevel::Low),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.prl_code(), ErrorCode::HANDSHAKE_FAILED);
 }
 
@@ -354,9 +413,12 @@ async fn refusals_during_the_handshake() {
 async fn broken_streams_are_reported_once() {
     let (addr, mut accepted) = server(ServerConfig::new().unwrap()).await;
     // Garbage below the record layer.
-    let mut c = connect(&Endpoint::tcp("127.0.0.1", addr.port()), &client(SecurityLevel::Low))
-        .await
-        .unwrap();
+    let mut c = connect(
+        &Endpoint::tcp("127.0.0.1", addr.port()),
+        &client(SecurityLevel::Low),
+    )
+    .await
+    .unwrap();
     let s = accepted.recv().await.unwrap().unwrap();
     let ok = request(cmd::WS_RESPONSE, "before");
     s.send(ok.clone()).await.unwrap();
@@ -368,9 +430,12 @@ async fn broken_streams_are_reported_once() {
     assert!(c.recv().await.is_none());
 
     // A package with a corrupted header CRC, through TLS.
-    let mut c = connect(&Endpoint::tcp("127.0.0.1", addr.port()), &client(SecurityLevel::High))
-        .await
-        .unwrap();
+    let mut c = connect(
+        &Endpoint::tcp("127.0.0.1", addr.port()),
+        &client(SecurityLevel::High),
+    )
+    .await
+    .unwrap();
     let s = accepted.recv().await.unwrap().unwrap();
     let mut bytes = request(cmd::WS_RESPONSE, "x").encode();
     bytes[80] ^= 0xFF;
@@ -385,7 +450,10 @@ async fn broken_streams_are_reported_once() {
     // Sending on the dead connection fails.
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
-        c.send(request(cmd::USER_PING, "")).await.unwrap_err().kind(),
+        c.send(request(cmd::USER_PING, ""))
+            .await
+            .unwrap_err()
+            .kind(),
         "closed"
     );
 }
