@@ -1,0 +1,582 @@
+//! An established IOService connection: one task owns the socket, the record layer and the
+//! package codec; callers talk to it through a bounded package sender/receiver pair.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prl_protocol::codes::cmd;
+use prl_protocol::handshake::{
+    HandshakeHeader, ProtocolVersion, RouteName, RoutingTable, SecurityLevel, SenderType,
+};
+use prl_protocol::package::{Limits, Package, PackageDecoder, MNG_HEARTBEAT};
+use prl_protocol::record::RecordLayer;
+use prl_protocol::Uuid;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::error::{Stage, TransportError};
+use crate::tls::{KeyExchange, OpenSslEngine};
+
+/// Which side of the connection we are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// We connected (the SDK's side).
+    Client,
+    /// We accepted (the service's side).
+    Server,
+}
+
+/// The address of the peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerAddress {
+    /// A TCP peer.
+    Tcp(SocketAddr),
+    /// A unix-socket peer (the path we connected to, or none for an accepted peer).
+    Unix(Option<PathBuf>),
+    /// A stream of another kind (tests, in-memory pipes).
+    Other,
+}
+
+impl fmt::Display for PeerAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerAddress::Tcp(a) => write!(f, "tcp://{a}"),
+            PeerAddress::Unix(Some(p)) => write!(f, "unix://{}", p.display()),
+            PeerAddress::Unix(None) => f.write_str("unix:"),
+            PeerAddress::Other => f.write_str("stream"),
+        }
+    }
+}
+
+/// The unix peer's credentials (`SO_PEERCRED`), as the service reads them on accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCredentials {
+    /// The peer process's user id.
+    pub uid: u32,
+    /// The peer process's group id.
+    pub gid: u32,
+    /// The peer process id, when the OS reports it.
+    pub pid: Option<i32>,
+}
+
+/// What the two handshakes established.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    /// Our side.
+    pub role: Role,
+    /// Our connection UUID (for a client: the session id the service will hand out).
+    pub local_connection_uuid: Uuid,
+    /// The peer's connection UUID (for a server: the client's session id).
+    pub peer_connection_uuid: Uuid,
+    /// The peer's sender type (`Client` = 3, `Dispatcher` = 2, ...).
+    pub peer_sender_type: SenderType,
+    /// The peer's protocol version (major, minor and build text).
+    pub peer_version: ProtocolVersion,
+    /// The routing table both sides route by.
+    pub accepted_table: RoutingTable,
+    /// The security level the accepted table amounts to.
+    pub security_level: SecurityLevel,
+    /// The negotiated cipher (OpenSSL name, e.g. `ADH-AES256-GCM-SHA384`).
+    pub cipher: String,
+    /// The negotiated cipher's IANA name, when known.
+    pub cipher_standard_name: Option<String>,
+    /// The TLS version (e.g. `TLSv1.2`).
+    pub tls_version: String,
+    /// The key exchange (DH for the anonymous suites, RSA with certificates).
+    pub key_exchange: Option<KeyExchange>,
+    /// The peer's certificate common name (certificate mode only).
+    pub peer_certificate_cn: Option<String>,
+    /// The peer's address.
+    pub peer_address: PeerAddress,
+    /// The peer's credentials (accepted unix-socket connections only).
+    pub peer_credentials: Option<PeerCredentials>,
+}
+
+impl ConnectionInfo {
+    /// The peer's uid (accepted unix-socket connections only).
+    pub fn peer_uid(&self) -> Option<u32> {
+        self.peer_credentials.map(|c| c.uid)
+    }
+
+    /// True when the peer sends heartbeats and expects them (protocol >= 6.1).
+    pub fn peer_supports_heartbeat(&self) -> bool {
+        self.peer_version.supports_heartbeat()
+    }
+
+    /// The route a package type takes on this connection.
+    pub fn route_for(&self, package_type: u32) -> RouteName {
+        self.accepted_table.route_for(package_type)
+    }
+}
+
+/// The security level an accepted routing table amounts to: everything through TLS is HIGH,
+/// commands through TLS is NORMAL, else LOW.
+pub fn security_level_of(table: &RoutingTable) -> SecurityLevel {
+    let login = table.route_for(cmd::USER_LOGIN).is_ssl();
+    let heartbeat = table.route_for(MNG_HEARTBEAT).is_ssl();
+    match (login, heartbeat) {
+        (true, true) => SecurityLevel::High,
+        (true, false) => SecurityLevel::Normal,
+        _ => SecurityLevel::Low,
+    }
+}
+
+/// Per-connection settings of the owning task.
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    /// Heartbeat period (the service and the SDK use 10 s); `None` sends none. Heartbeats
+    /// are sent only to peers of protocol >= 6.1.
+    pub heartbeat_interval: Option<Duration>,
+    /// Decoder limits for received packages, also checked on send.
+    pub limits: Limits,
+    /// Packages buffered towards the caller before the task stops reading the socket.
+    pub receive_capacity: usize,
+    /// Packages buffered from the caller before `send` waits.
+    pub send_capacity: usize,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        StreamOptions {
+            heartbeat_interval: Some(Duration::from_secs(10)),
+            limits: Limits::default(),
+            receive_capacity: 64,
+            send_capacity: 64,
+        }
+    }
+}
+
+/// Bytes queued for the socket above which the task stops taking packages from senders.
+const WRITE_HIGH_WATER: usize = 256 * 1024;
+/// Socket read size.
+const READ_CHUNK: usize = 16 * 1024;
+
+enum Outgoing {
+    Package(Package),
+    Parts {
+        package_type: u32,
+        parts: Vec<Vec<u8>>,
+    },
+    RawWire(Vec<u8>),
+    Close,
+}
+
+/// Sends packages on a connection. Cheap to clone; the connection stays open while a sender
+/// or the receiver exists (or until either side closes it).
+#[derive(Clone)]
+pub struct PackageSender {
+    tx: mpsc::Sender<Outgoing>,
+    limits: Limits,
+}
+
+impl fmt::Debug for PackageSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PackageSender")
+            .field("closed", &self.tx.is_closed())
+            .finish()
+    }
+}
+
+impl PackageSender {
+    /// Queues a package; waits while the connection's send queue is full (backpressure).
+    /// The package travels plain or through TLS as the accepted routing table says for its
+    /// type. Like the real IO layer, a nil `sender_uuid` is filled with our connection UUID
+    /// and a nil `uuid` with a fresh one. `Ok` means queued, not yet written.
+    pub async fn send(&self, package: Package) -> Result<(), TransportError> {
+        package
+            .check_limits(&self.limits)
+            .map_err(TransportError::Oversize)?;
+        self.tx
+            .send(Outgoing::Package(package))
+            .await
+            .map_err(|_| TransportError::Closed)
+    }
+
+    /// Queues a package without waiting; `Err(Closed)` if the connection is gone and
+    /// `Ok(false)` if the queue is full.
+    pub fn try_send(&self, package: Package) -> Result<bool, TransportError> {
+        package
+            .check_limits(&self.limits)
+            .map_err(TransportError::Oversize)?;
+        match self.tx.try_send(Outgoing::Package(package)) {
+            Ok(()) => Ok(true),
+            Err(mpsc::error::TrySendError::Full(_)) => Ok(false),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(TransportError::Closed),
+        }
+    }
+
+    /// Closes the connection after everything queued before has been written (the write
+    /// side is shut down; no TLS close_notify is sent, like the service).
+    pub async fn close(&self) -> Result<(), TransportError> {
+        self.tx
+            .send(Outgoing::Close)
+            .await
+            .map_err(|_| TransportError::Closed)
+    }
+
+    /// True once the connection's task has ended.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    /// Fault injection: sends `parts` as they are (no encoding, no checks), each as one
+    /// write on the route of `package_type`, e.g. a package with a corrupted header.
+    pub async fn send_raw_parts(
+        &self,
+        package_type: u32,
+        parts: Vec<Vec<u8>>,
+    ) -> Result<(), TransportError> {
+        self.tx
+            .send(Outgoing::Parts {
+                package_type,
+                parts,
+            })
+            .await
+            .map_err(|_| TransportError::Closed)
+    }
+
+    /// Fault injection: writes `bytes` raw on the socket, below the record layer.
+    pub async fn send_raw_wire(&self, bytes: Vec<u8>) -> Result<(), TransportError> {
+        self.tx
+            .send(Outgoing::RawWire(bytes))
+            .await
+            .map_err(|_| TransportError::Closed)
+    }
+}
+
+/// Receives packages from a connection. Heartbeats are consumed by the connection and never
+/// show up here.
+pub struct PackageReceiver {
+    rx: mpsc::Receiver<Result<Package, TransportError>>,
+}
+
+impl fmt::Debug for PackageReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PackageReceiver").finish_non_exhaustive()
+    }
+}
+
+impl PackageReceiver {
+    /// The next package. `None` once the connection has ended cleanly (the peer closed it
+    /// or it was closed locally); a failure is reported once as `Some(Err(..))`, then `None`.
+    pub async fn recv(&mut self) -> Option<Result<Package, TransportError>> {
+        self.rx.recv().await
+    }
+}
+
+/// An established connection.
+#[derive(Debug)]
+pub struct Connection {
+    sender: PackageSender,
+    receiver: PackageReceiver,
+    info: Arc<ConnectionInfo>,
+}
+
+impl Connection {
+    /// What the handshakes established.
+    pub fn info(&self) -> &ConnectionInfo {
+        &self.info
+    }
+
+    /// A shared handle to the connection info.
+    pub fn info_arc(&self) -> Arc<ConnectionInfo> {
+        self.info.clone()
+    }
+
+    /// Queues a package (see [`PackageSender::send`]).
+    pub async fn send(&self, package: Package) -> Result<(), TransportError> {
+        self.sender.send(package).await
+    }
+
+    /// The next package (see [`PackageReceiver::recv`]).
+    pub async fn recv(&mut self) -> Option<Result<Package, TransportError>> {
+        self.receiver.recv().await
+    }
+
+    /// A sender for this connection.
+    pub fn sender(&self) -> PackageSender {
+        self.sender.clone()
+    }
+
+    /// Closes the connection after the queued packages are written.
+    pub async fn close(self) {
+        let _ = self.sender.close().await;
+    }
+
+    /// Splits into the sender, the receiver and the info.
+    pub fn split(self) -> (PackageSender, PackageReceiver, Arc<ConnectionInfo>) {
+        (self.sender, self.receiver, self.info)
+    }
+}
+
+/// What the handshake phase hands to the connection task.
+pub(crate) struct Established<S> {
+    pub stream: S,
+    pub layer: RecordLayer<OpenSslEngine>,
+    pub role: Role,
+    pub local_uuid: Uuid,
+    pub peer_header: HandshakeHeader,
+    pub peer_version: ProtocolVersion,
+    pub peer_address: PeerAddress,
+    pub peer_credentials: Option<PeerCredentials>,
+}
+
+impl<S> Established<S>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    /// Spawns the connection task.
+    pub(crate) fn spawn(self, options: &StreamOptions) -> Connection {
+        let engine = self.layer.engine();
+        let table = self.layer.routing_table().clone();
+        let info = Arc::new(ConnectionInfo {
+            role: self.role,
+            local_connection_uuid: self.local_uuid,
+            peer_connection_uuid: self.peer_header.connection_uuid,
+            peer_sender_type: self.peer_header.sender_type,
+            peer_version: self.peer_version.clone(),
+            security_level: security_level_of(&table),
+            accepted_table: table,
+            cipher: engine.cipher_name().unwrap_or_default().to_owned(),
+            cipher_standard_name: engine.cipher_standard_name().map(str::to_owned),
+            tls_version: engine.tls_version().to_owned(),
+            key_exchange: engine.key_exchange(),
+            peer_certificate_cn: engine.peer_common_name(),
+            peer_address: self.peer_address.clone(),
+            peer_credentials: self.peer_credentials,
+        });
+        let (out_tx, out_rx) = mpsc::channel(options.send_capacity.max(1));
+        let (in_tx, in_rx) = mpsc::channel(options.receive_capacity.max(1));
+        let heartbeat = if info.peer_supports_heartbeat() {
+            options.heartbeat_interval
+        } else {
+            None
+        };
+        let task = Driver {
+            layer: self.layer,
+            decoder: PackageDecoder::new(options.limits),
+            pending: VecDeque::new(),
+            wbuf: Vec::new(),
+            wpos: 0,
+            app: Vec::new(),
+            heartbeat,
+            peer: info.peer_address.to_string(),
+            local_uuid: info.local_connection_uuid,
+        };
+        tokio::spawn(task.run(self.stream, out_rx, in_tx));
+        Connection {
+            sender: PackageSender {
+                tx: out_tx,
+                limits: options.limits,
+            },
+            receiver: PackageReceiver { rx: in_rx },
+            info,
+        }
+    }
+}
+
+struct Driver {
+    layer: RecordLayer<OpenSslEngine>,
+    decoder: PackageDecoder,
+    /// Decoded packages not yet handed to the receiver (the socket is not read meanwhile).
+    pending: VecDeque<Package>,
+    /// Bytes to write; `wpos` is how far they are written.
+    wbuf: Vec<u8>,
+    wpos: usize,
+    /// Application bytes out of the record layer, before the package decoder.
+    app: Vec<u8>,
+    heartbeat: Option<Duration>,
+    peer: String,
+    local_uuid: Uuid,
+}
+
+/// Why the loop ended.
+enum End {
+    /// The peer closed its side.
+    PeerClosed,
+    /// We close (requested, or nobody holds the connection any more).
+    Local,
+    /// A failure to report.
+    Failed(TransportError),
+}
+
+impl Driver {
+    async fn run<S: AsyncRead + AsyncWrite + Send + 'static>(
+        mut self,
+        stream: S,
+        mut out_rx: mpsc::Receiver<Outgoing>,
+        in_tx: mpsc::Sender<Result<Package, TransportError>>,
+    ) {
+        let (mut rd, mut wr) = tokio::io::split(stream);
+        let mut rbuf = vec![0u8; READ_CHUNK];
+        let period = self.heartbeat.unwrap_or(Duration::from_secs(3600));
+        let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut senders_gone = false;
+        let mut closing = false;
+        // Records that arrived with the end of the TLS handshake.
+        let mut end = match self.on_bytes(&[]) {
+            Ok(()) => None,
+            Err(e) => Some(End::Failed(e)),
+        };
+        while end.is_none() {
+            if closing && self.wpos >= self.wbuf.len() {
+                end = Some(End::Local);
+                break;
+            }
+            if senders_gone && in_tx.is_closed() {
+                end = Some(End::Local);
+                break;
+            }
+            let can_read = self.pending.is_empty() && !closing;
+            let want_write = self.wpos < self.wbuf.len();
+            let take_out =
+                !senders_gone && !closing && self.wbuf.len() - self.wpos < WRITE_HIGH_WATER;
+            tokio::select! {
+                permit = in_tx.reserve(), if !self.pending.is_empty() => {
+                    match permit {
+                        Ok(permit) => {
+                            if let Some(p) = self.pending.pop_front() {
+                                permit.send(Ok(p));
+                            }
+                        }
+                        // Nobody listens: drop what was received.
+                        Err(_) => self.pending.clear(),
+                    }
+                }
+                n = rd.read(&mut rbuf), if can_read => {
+                    match n {
+                        Ok(0) => end = Some(End::PeerClosed),
+                        Ok(n) => {
+                            if let Err(e) = self.on_bytes(rbuf.get(..n).unwrap_or_default()) {
+                                end = Some(End::Failed(e));
+                            }
+                        }
+                        Err(e) => end = Some(End::Failed(TransportError::io(Stage::Established, e))),
+                    }
+                }
+                w = wr.write(self.wbuf.get(self.wpos..).unwrap_or_default()), if want_write => {
+                    match w {
+                        Ok(0) => end = Some(End::Failed(TransportError::io(
+                            Stage::Established,
+                            std::io::ErrorKind::WriteZero.into(),
+                        ))),
+                        Ok(n) => {
+                            self.wpos += n;
+                            if self.wpos >= self.wbuf.len() {
+                                self.wbuf.clear();
+                                self.wpos = 0;
+                                if self.wbuf.capacity() > WRITE_HIGH_WATER {
+                                    self.wbuf.shrink_to(READ_CHUNK);
+                                }
+                            }
+                        }
+                        Err(e) => end = Some(End::Failed(TransportError::io(Stage::Established, e))),
+                    }
+                }
+                msg = out_rx.recv(), if take_out => {
+                    match msg {
+                        Some(Outgoing::Package(mut p)) => {
+                            self.fill_ids(&mut p);
+                            if let Err(e) = self.encode(&p) {
+                                end = Some(End::Failed(e));
+                            }
+                        }
+                        Some(Outgoing::Parts { package_type, parts }) => {
+                            for part in &parts {
+                                if let Err(e) = self.layer.send_for_type(package_type, part, &mut self.wbuf) {
+                                    end = Some(End::Failed(TransportError::Record(e)));
+                                    break;
+                                }
+                            }
+                        }
+                        Some(Outgoing::RawWire(bytes)) => self.wbuf.extend_from_slice(&bytes),
+                        Some(Outgoing::Close) => closing = true,
+                        None => senders_gone = true,
+                    }
+                }
+                _ = ticker.tick(), if self.heartbeat.is_some() && !closing => {
+                    if let Err(e) = self.encode(&Package::heartbeat()) {
+                        end = Some(End::Failed(e));
+                    }
+                }
+            }
+        }
+        match end {
+            Some(End::Local) => {
+                // Flush what is queued (bounded by the peer reading it), then FIN.
+                if self.wpos < self.wbuf.len() {
+                    let rest = self.wbuf.get(self.wpos..).unwrap_or_default();
+                    let _ = wr.write_all(rest).await;
+                }
+                let _ = wr.shutdown().await;
+                tracing::debug!(peer = %self.peer, "connection closed locally");
+            }
+            Some(End::PeerClosed) => {
+                tracing::debug!(peer = %self.peer, "connection closed by the peer");
+                self.deliver_pending(&in_tx).await;
+            }
+            Some(End::Failed(e)) => {
+                tracing::debug!(peer = %self.peer, error = %e, kind = e.kind(), "connection failed");
+                self.deliver_pending(&in_tx).await;
+                let _ = in_tx.send(Err(e)).await;
+            }
+            None => {}
+        }
+    }
+
+    /// Hands the packages received before the end to the receiver.
+    async fn deliver_pending(&mut self, in_tx: &mpsc::Sender<Result<Package, TransportError>>) {
+        while let Some(p) = self.pending.pop_front() {
+            if in_tx.send(Ok(p)).await.is_err() {
+                break;
+            }
+        }
+    }
+
+    /// `setUuidsToPkgHeaderAndRegisterJob`: a nil sender becomes our connection UUID and a
+    /// nil package uuid a fresh one (heartbeats, sent by another path, keep all zeros).
+    fn fill_ids(&self, package: &mut Package) {
+        if package.header.sender_uuid.is_nil() {
+            package.header.sender_uuid = self.local_uuid;
+        }
+        if package.header.uuid.is_nil() {
+            package.header.uuid = Uuid::new_v4();
+        }
+    }
+
+    fn encode(&mut self, package: &Package) -> Result<(), TransportError> {
+        // One write per part, as the real sender (header, descriptors, each buffer).
+        self.layer
+            .send_package(package, &mut self.wbuf)
+            .map_err(TransportError::Record)
+    }
+
+    fn on_bytes(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
+        let received = self.layer.receive(bytes, &mut self.app);
+        // Whatever the engine answers (alerts) goes out.
+        self.layer.take_outgoing(&mut self.wbuf);
+        if !self.app.is_empty() {
+            self.decoder.push(&self.app);
+            self.app.clear();
+        }
+        // Packages decoded before a bad record still count.
+        while let Some(p) = self
+            .decoder
+            .next_package()
+            .map_err(TransportError::Package)?
+        {
+            if p.header.package_type == MNG_HEARTBEAT && p.buffers.is_empty() {
+                tracing::trace!(peer = %self.peer, "heartbeat received");
+                continue;
+            }
+            self.pending.push_back(p);
+        }
+        received.map_err(TransportError::Record)
+    }
+}
