@@ -1,20 +1,54 @@
-//! The relay session (placeholder until prl-protocol's relay module and prl-transport land).
+//! The relay: one browser WebSocket bridged to one IOService connection (prl-transport).
+//!
+//! Flow (`docs/relay-protocol.md`): the first message is `open` (policy, ticket, connect within
+//! the budget, `opened`) or `resume` (take over a kept upstream connection, `resumed`, replay);
+//! then whole IO packages both ways as binary messages. Every failure is one typed `error`
+//! message followed by a close.
+//!
+//! Memory is bounded everywhere: a writer task drains a bounded queue toward the browser
+//! (package count and bytes); the relay reads the service only when that queue has room, and
+//! reads the browser only when the queue toward the service has room, so a slow side slows the
+//! other down instead of growing buffers. The replay ring that makes resume lossless is
+//! bounded too; while detached, a full ring stops reading the service.
 
-use std::net::SocketAddr;
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use prl_protocol::codes::cmd;
+use prl_protocol::commands::Command;
+use prl_protocol::handshake::SecurityLevel;
+use prl_protocol::package::{Limits, Package, MAX_BUFFERS, MNG_HEARTBEAT};
+use prl_protocol::relay::{
+    ClientMessage, ConnectMode, OpenRequest, Opened, ProxyMessage, RelayError, RelayErrorKind,
+    ResumeRequest, Resumed, Secret, RELAY_VERSION,
+};
+use prl_protocol::{parse_uuid, uuid_string, ErrorCode, Uuid};
+use prl_transport::{ClientConfig, Endpoint, TransportError};
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_tungstenite::tungstenite::Message;
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use crate::server::{ConnPermits, Shared};
-use crate::ticket::Claims;
+use crate::config::{LimitsConfig, ResumeConfig};
+use crate::limits::client_key;
+use crate::login::LoginOutcome;
+use crate::policy::PolicyError;
+use crate::server::{check_ticket, ConnPermits, Runtime, Shared};
+use crate::ticket::{Claims, TicketError};
+use crate::util::{random_uuid, Token};
 
 /// Everything the upgrade learned about a browser connection.
 #[derive(Debug)]
-#[allow(dead_code)]
 pub(crate) struct Context {
     pub shared: Arc<Shared>,
     pub peer: SocketAddr,
@@ -23,16 +57,1139 @@ pub(crate) struct Context {
     pub permits: Arc<ConnPermits>,
 }
 
-/// A relay session (filled in with the upstream connection).
+fn err(kind: RelayErrorKind, message: impl Into<String>) -> RelayError {
+    RelayError::new(kind, message)
+}
+
+/// A byte budget: a bounded queue's fill level, with waiting for room.
 #[derive(Debug)]
-pub struct Session;
+pub(crate) struct Budget {
+    used: AtomicUsize,
+    max: usize,
+    notify: Notify,
+    gauge: Gauge,
+}
+
+impl Budget {
+    fn new(max: usize, gauge: Gauge) -> Arc<Budget> {
+        Arc::new(Budget {
+            used: AtomicUsize::new(0),
+            max: max.max(1),
+            notify: Notify::new(),
+            gauge,
+        })
+    }
+
+    /// Resolves once the queue is below its limit (it may then exceed it by one item).
+    async fn room(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.used.load(Ordering::Acquire) < self.max {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn add(&self, n: usize) {
+        self.used.fetch_add(n, Ordering::AcqRel);
+        self.gauge.inc_by(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    fn sub(&self, n: usize) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                Some(u.saturating_sub(n))
+            });
+        self.gauge.dec_by(i64::try_from(n).unwrap_or(i64::MAX));
+        self.notify.notify_waiters();
+    }
+
+    /// Bytes currently queued.
+    #[cfg(test)]
+    fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
+/// The replay ring: the last packages sent (or to be sent) to the browser, by sequence number
+/// (1 = the first package of this upstream connection).
+#[derive(Debug)]
+struct Ring {
+    items: VecDeque<(u64, Bytes)>,
+    bytes: usize,
+    next_seq: u64,
+    max_items: usize,
+    max_bytes: usize,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum ReplayError {
+    /// The browser claims more than was sent.
+    Ahead,
+    /// Packages the browser missed were already dropped.
+    Lost,
+}
+
+impl Ring {
+    fn new(max_items: usize, max_bytes: usize) -> Ring {
+        Ring {
+            items: VecDeque::new(),
+            bytes: 0,
+            next_seq: 1,
+            max_items: max_items.max(1),
+            max_bytes: max_bytes.max(1),
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.items.len() >= self.max_items || self.bytes >= self.max_bytes
+    }
+
+    fn front_seq(&self) -> u64 {
+        self.items.front().map(|(s, _)| *s).unwrap_or(self.next_seq)
+    }
+
+    /// Append, dropping the oldest entries beyond the bounds; returns its sequence number.
+    fn push(&mut self, data: Bytes) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.bytes += data.len();
+        self.items.push_back((seq, data));
+        while self.items.len() > 1
+            && (self.items.len() > self.max_items || self.bytes > self.max_bytes)
+        {
+            if let Some((_, d)) = self.items.pop_front() {
+                self.bytes -= d.len();
+            }
+        }
+        seq
+    }
+
+    /// While detached: room for one more without dropping a package never handed to the
+    /// browser (`sent` = highest sequence number handed to the old WebSocket).
+    fn can_accept_detached(&self, sent: u64) -> bool {
+        !self.full() || self.front_seq() <= sent
+    }
+
+    /// The packages after `received`.
+    fn replay_from(&self, received: u64) -> Result<Vec<Bytes>, ReplayError> {
+        let total = self.next_seq - 1;
+        if received > total {
+            return Err(ReplayError::Ahead);
+        }
+        if received + 1 < self.front_seq() {
+            return Err(ReplayError::Lost);
+        }
+        Ok(self
+            .items
+            .iter()
+            .filter(|(s, _)| *s > received)
+            .map(|(_, d)| d.clone())
+            .collect())
+    }
+}
+
+/// What the handshakes told us, for `opened`.
+#[derive(Debug, Clone)]
+struct Facts {
+    service_protocol: String,
+    service_build: String,
+    security_level: SecurityLevel,
+    cipher: String,
+    tls_version: String,
+    base64_password: bool,
+}
+
+/// A relay session: one upstream connection and its state, attached to a browser or
+/// detached waiting for a resume.
+#[derive(Debug)]
+pub struct Session {
+    shared: Arc<Shared>,
+    conn_uuid: Uuid,
+    conn_uuid_text: String,
+    facts: Facts,
+    up_tx: mpsc::Sender<Package>,
+    up_rx: mpsc::Receiver<Result<Package, RelayError>>,
+    to_service: Arc<Budget>,
+    ring: Ring,
+    sent_mark: u64,
+    token: Token,
+    origin: String,
+    subject: Option<String>,
+    lineage: u64,
+    client_ip: IpAddr,
+    lifetime_deadline: Instant,
+    last_activity: Instant,
+    pending_logins: VecDeque<(Uuid, Instant)>,
+    limits: LimitsConfig,
+    resume: ResumeConfig,
+    local_login: bool,
+    permits: Arc<ConnPermits>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.shared.sessions.closed(&self.conn_uuid_text);
+        tracing::info!(lineage = self.lineage, "upstream connection closed");
+    }
+}
+
+/// Outgoing frames of the writer task.
+#[derive(Debug)]
+enum Out {
+    Binary(Bytes),
+    Text(String),
+    Ping,
+    Close(CloseFrame),
+}
+
+/// The browser-side writer: a task draining a bounded queue into the WebSocket.
+#[derive(Debug)]
+struct Writer {
+    tx: mpsc::Sender<Out>,
+    budget: Arc<Budget>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    fn spawn<S>(
+        sink: SplitSink<WebSocketStream<S>, Message>,
+        limits: &LimitsConfig,
+        shared: &Shared,
+    ) -> Writer
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(limits.queue_packages);
+        let budget = Budget::new(limits.queue_bytes, shared.metrics.queued_bytes.clone());
+        let task = tokio::spawn(write_loop(sink, rx, Arc::clone(&budget)));
+        Writer { tx, budget, task }
+    }
+
+    async fn text(&self, message: &ProxyMessage) -> bool {
+        self.tx.send(Out::Text(message.to_json())).await.is_ok()
+    }
+
+    /// Queue a package (counted in the byte budget until written).
+    async fn package(&self, data: Bytes) -> bool {
+        let n = data.len();
+        self.budget.add(n);
+        if self.tx.send(Out::Binary(data)).await.is_err() {
+            self.budget.sub(n);
+            return false;
+        }
+        true
+    }
+
+    /// Send a typed error, close, and wait (briefly) for it to be written.
+    async fn fail(self, error: RelayError) {
+        tracing::info!(kind = error.kind.as_str(), message = %error.message, "relay error");
+        let code = match error.kind {
+            RelayErrorKind::LimitReached => CloseCode::Size,
+            RelayErrorKind::Internal => CloseCode::Error,
+            RelayErrorKind::Closed => CloseCode::Normal,
+            RelayErrorKind::ProtocolViolation => CloseCode::Protocol,
+            _ => CloseCode::Policy,
+        };
+        let _ = self
+            .tx
+            .send(Out::Text(ProxyMessage::Error(error).to_json()))
+            .await;
+        self.close(code).await;
+    }
+
+    async fn close(self, code: CloseCode) {
+        let _ = self
+            .tx
+            .send(Out::Close(CloseFrame {
+                code,
+                reason: "".into(),
+            }))
+            .await;
+        drop(self.tx);
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.task).await;
+    }
+}
+
+async fn write_loop<S>(
+    mut sink: SplitSink<WebSocketStream<S>, Message>,
+    mut rx: mpsc::Receiver<Out>,
+    budget: Arc<Budget>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    while let Some(out) = rx.recv().await {
+        let result = match out {
+            Out::Binary(data) => {
+                let n = data.len();
+                let r = sink.send(Message::Binary(data)).await;
+                budget.sub(n);
+                r
+            }
+            Out::Text(t) => sink.send(Message::Text(t.into())).await,
+            Out::Ping => sink.send(Message::Ping(Bytes::new())).await,
+            Out::Close(frame) => {
+                let _ = sink.send(Message::Close(Some(frame))).await;
+                break;
+            }
+        };
+        if result.is_err() {
+            break;
+        }
+    }
+    rx.close();
+    while let Ok(out) = rx.try_recv() {
+        if let Out::Binary(d) = out {
+            budget.sub(d.len());
+        }
+    }
+    let _ = sink.close().await;
+}
+
+type WsRead<S> = SplitStream<WebSocketStream<S>>;
 
 /// Serve one browser WebSocket.
-pub(crate) async fn serve<S>(mut ws: WebSocketStream<S>, ctx: Context)
+pub(crate) async fn serve<S>(ws: WebSocketStream<S>, ctx: Context)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let deadline = Duration::from_millis(ctx.shared.runtime().config.limits.handshake_timeout_ms);
-    let _ = tokio::time::timeout(deadline, ws.next()).await;
-    let _ = ws.send(Message::Close(None)).await;
+    let runtime = ctx.shared.runtime();
+    let limits = runtime.config.limits.clone();
+    let (sink, mut stream) = ws.split();
+    let writer = Writer::spawn(sink, &limits, &ctx.shared);
+    let first = tokio::time::timeout(
+        Duration::from_millis(limits.handshake_timeout_ms),
+        next_data(&mut stream),
+    )
+    .await;
+    let message = match first {
+        Err(_) => {
+            ctx.shared.metrics.reject("handshake_timeout");
+            writer
+                .fail(err(
+                    RelayErrorKind::LimitReached,
+                    "no open or resume message before the handshake deadline",
+                ))
+                .await;
+            return;
+        }
+        Ok(None) => return,
+        Ok(Some(Err(e))) => {
+            writer.fail(ws_read_error(&e, &limits)).await;
+            return;
+        }
+        Ok(Some(Ok(Message::Text(text)))) => match ClientMessage::from_json(text.as_str()) {
+            Ok(m) => m,
+            Err(e) => {
+                ctx.shared.metrics.reject("protocol_violation");
+                writer
+                    .fail(err(RelayErrorKind::ProtocolViolation, e.to_string()))
+                    .await;
+                return;
+            }
+        },
+        Ok(Some(Ok(_))) => {
+            ctx.shared.metrics.reject("protocol_violation");
+            writer
+                .fail(err(
+                    RelayErrorKind::ProtocolViolation,
+                    "the first message must be an open or resume control message",
+                ))
+                .await;
+            return;
+        }
+    };
+    let (mut session, replay, resumed) = match message {
+        ClientMessage::Open(req) => match open(&ctx, &runtime, req).await {
+            Ok(s) => (s, Vec::new(), false),
+            Err(e) => {
+                ctx.shared.metrics.reject(reason_of(e.kind));
+                writer.fail(e).await;
+                return;
+            }
+        },
+        ClientMessage::Resume(req) => match resume(&ctx, req).await {
+            Ok((s, replay)) => (s, replay, true),
+            Err(e) => {
+                ctx.shared.metrics.reject(reason_of(e.kind));
+                writer.fail(e).await;
+                return;
+            }
+        },
+    };
+    // Authenticated: this connection no longer counts as pre-auth.
+    drop(
+        ctx.permits
+            .preauth
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(),
+    );
+    session.permits = Arc::clone(&ctx.permits);
+    let hello = if !resumed {
+        ProxyMessage::Opened(opened_message(&session))
+    } else {
+        ProxyMessage::Resumed(Resumed {
+            version: RELAY_VERSION,
+            resume_token: Secret(session.token.expose().to_string()),
+            replayed: replay.len() as u64,
+        })
+    };
+    if !writer.text(&hello).await {
+        detach_or_close(session);
+        return;
+    }
+    for data in replay {
+        if !writer.package(data).await {
+            detach_or_close(session);
+            return;
+        }
+    }
+    session.sent_mark = session.ring.next_seq - 1;
+    ctx.shared.metrics.sessions_active.inc();
+    let end = attached(&mut session, &mut stream, &writer).await;
+    ctx.shared.metrics.sessions_active.dec();
+    match end {
+        End::Failed(e) => {
+            writer.fail(e).await;
+        }
+        End::BrowserClosed => {
+            writer.close(CloseCode::Normal).await;
+        }
+        End::BrowserGone => {
+            writer.close(CloseCode::Away).await;
+            detach_or_close(session);
+        }
+    }
+}
+
+fn reason_of(kind: RelayErrorKind) -> &'static str {
+    kind.as_str()
+}
+
+async fn next_data<S>(stream: &mut WsRead<S>) -> Option<Result<Message, WsError>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    loop {
+        match stream.next().await? {
+            Ok(Message::Ping(_)) | Ok(Message::Pong(_)) => continue,
+            other => return Some(other),
+        }
+    }
+}
+
+fn ws_read_error(e: &WsError, limits: &LimitsConfig) -> RelayError {
+    match e {
+        WsError::Capacity(_) => err(
+            RelayErrorKind::LimitReached,
+            format!(
+                "websocket message or frame too large: limits are {} bytes per message, {} per frame",
+                limits.max_message_bytes, limits.max_frame_bytes
+            ),
+        ),
+        _ => err(RelayErrorKind::ProtocolViolation, "websocket protocol error"),
+    }
+}
+
+fn opened_message(s: &Session) -> Opened {
+    Opened {
+        version: RELAY_VERSION,
+        connection_uuid: s.conn_uuid_text.clone(),
+        service_protocol: s.facts.service_protocol.clone(),
+        service_build: s.facts.service_build.clone(),
+        security_level: s.facts.security_level,
+        cipher: s.facts.cipher.clone(),
+        tls_version: s.facts.tls_version.clone(),
+        resume_token: Secret(s.token.expose().to_string()),
+        resume_window_ms: u32::try_from(s.resume.window_ms).unwrap_or(u32::MAX),
+    }
+}
+
+fn ticket_error(e: TicketError) -> RelayError {
+    match e {
+        TicketError::CacheFull => err(RelayErrorKind::LimitReached, "ticket replay cache full"),
+        other => err(RelayErrorKind::TicketInvalid, other.to_string()),
+    }
+}
+
+/// The ticket claims that authorise this open (if tickets are configured).
+fn authorise(
+    ctx: &Context,
+    runtime: &Runtime,
+    req: &OpenRequest,
+) -> Result<Option<Claims>, RelayError> {
+    let port = req.target.effective_port();
+    match (&runtime.tickets, &ctx.header_claims, &req.ticket) {
+        (None, _, Some(_)) => Err(err(
+            RelayErrorKind::TicketInvalid,
+            "tickets are not enabled on this proxy",
+        )),
+        (None, _, None) => Ok(None),
+        (Some(_), Some(_), Some(_)) => Err(ticket_error(TicketError::Conflict)),
+        (Some(_), Some(claims), None) => {
+            claims
+                .check_target(&req.target.host, port)
+                .map_err(ticket_error)?;
+            Ok(Some(claims.clone()))
+        }
+        (Some(tickets), None, Some(ticket)) => {
+            let now = crate::util::unix_now();
+            let claims = tickets
+                .key
+                .verify(ticket.expose(), &ctx.origin, now, tickets.max_ttl_secs)
+                .map_err(ticket_error)?;
+            claims
+                .check_target(&req.target.host, port)
+                .map_err(ticket_error)?;
+            check_ticket(&ctx.shared, tickets, ticket.expose(), &ctx.origin)
+                .map_err(ticket_error)?;
+            Ok(Some(claims))
+        }
+        (Some(tickets), None, None) => {
+            if tickets.required {
+                Err(ticket_error(TicketError::Missing))
+            } else {
+                Ok(None)
+            }
+        }
+    }
+}
+
+fn policy_error(e: PolicyError) -> RelayError {
+    if e.is_dns() {
+        err(RelayErrorKind::DnsFailed, e.to_string())
+    } else {
+        err(RelayErrorKind::PolicyDenied, e.to_string())
+    }
+}
+
+fn connect_error(e: &TransportError, budget_ms: u64) -> RelayError {
+    let kind = match e {
+        TransportError::Timeout { .. } => RelayErrorKind::Timeout,
+        TransportError::Resolve { .. } | TransportError::NoAddress { .. } => {
+            RelayErrorKind::DnsFailed
+        }
+        TransportError::Connect { .. } => RelayErrorKind::ConnectionRefused,
+        TransportError::Handshake(h) if h.prl_code() == ErrorCode::WRONG_PROTOCOL_VERSION.0 => {
+            RelayErrorKind::WrongProtocolVersion
+        }
+        other => match other.stage() {
+            prl_transport::Stage::Resolve => RelayErrorKind::DnsFailed,
+            prl_transport::Stage::Connect => RelayErrorKind::ConnectionRefused,
+            prl_transport::Stage::Handshake => RelayErrorKind::HandshakeFailed,
+            prl_transport::Stage::Tls => RelayErrorKind::TlsFailed,
+            prl_transport::Stage::Established => RelayErrorKind::Closed,
+        },
+    };
+    let mut e2 = match kind {
+        RelayErrorKind::Timeout => err(kind, format!("connect budget of {budget_ms} ms expired")),
+        _ => err(kind, e.to_string().to_lowercase()),
+    };
+    if matches!(kind, RelayErrorKind::HandshakeFailed) {
+        // Keeps WRONG_CONNECTION_SECURITY_LEVEL where the transport can tell.
+        e2.code = Some(e.prl_code().0);
+    }
+    e2
+}
+
+async fn open(
+    ctx: &Context,
+    runtime: &Runtime,
+    req: OpenRequest,
+) -> Result<Box<Session>, RelayError> {
+    let claims = authorise(ctx, runtime, &req)?;
+    let limits = runtime.config.limits.clone();
+    let ceiling = limits.connect_timeout_ms;
+    let budget_ms = if req.timeout_ms == 0 {
+        ceiling
+    } else {
+        u64::from(req.timeout_ms).min(ceiling)
+    };
+    let started = Instant::now();
+    let deadline = started + Duration::from_millis(budget_ms);
+    let timeout = || {
+        err(
+            RelayErrorKind::Timeout,
+            format!("connect budget of {budget_ms} ms expired"),
+        )
+    };
+    let addrs = match req.mode {
+        ConnectMode::Local => {
+            if !runtime.config.policy.local_login {
+                return Err(err(
+                    RelayErrorKind::PolicyDenied,
+                    "local login is disabled on this proxy",
+                ));
+            }
+            vec![runtime.config.policy.local_target]
+        }
+        ConnectMode::Remote => {
+            match tokio::time::timeout_at(
+                deadline,
+                runtime.policy.resolve(&req.target.host, req.target.port),
+            )
+            .await
+            {
+                Ok(r) => r.map_err(policy_error)?,
+                Err(_) => return Err(timeout()),
+            }
+        }
+    };
+    let conn_uuid = random_uuid();
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    if remaining.is_zero() {
+        return Err(timeout());
+    }
+    let mut config = ClientConfig::new(req.security_level)
+        .with_budget(Some(remaining))
+        .with_connection_uuid(conn_uuid);
+    config.stream.limits = Limits {
+        max_package_len: limits.max_package_bytes,
+        max_buffers: MAX_BUFFERS,
+    };
+    config.stream.receive_capacity = 4;
+    config.stream.send_capacity = 4;
+    let conn = prl_transport::connect(&Endpoint::Addrs(addrs), &config)
+        .await
+        .map_err(|e| connect_error(&e, budget_ms))?;
+    ctx.shared
+        .metrics
+        .connect_seconds
+        .observe(started.elapsed().as_secs_f64());
+    ctx.shared.metrics.sessions_opened.inc();
+    let info = conn.info_arc();
+    let facts = Facts {
+        service_protocol: format!("{}.{}", info.peer_version.major, info.peer_version.minor),
+        service_build: info.peer_version.text.clone(),
+        security_level: info.security_level,
+        cipher: info.cipher.clone(),
+        tls_version: info.tls_version.clone(),
+        base64_password: info.peer_version.supports_base64_password(),
+    };
+    let to_service = Budget::new(limits.queue_bytes, ctx.shared.metrics.queued_bytes.clone());
+    let (up_tx, up_rx) = spawn_upstream(conn, Arc::clone(&to_service));
+    let mut lineage_bytes = [0u8; 8];
+    crate::util::fill_random(&mut lineage_bytes);
+    let lineage = u64::from_le_bytes(lineage_bytes);
+    tracing::info!(
+        peer = %ctx.peer.ip(),
+        lineage,
+        level = ?facts.security_level,
+        cipher = %facts.cipher,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "upstream connection opened"
+    );
+    let resume = runtime.config.resume.clone();
+    let now = Instant::now();
+    Ok(Box::new(Session {
+        shared: Arc::clone(&ctx.shared),
+        conn_uuid,
+        conn_uuid_text: uuid_string(&conn_uuid),
+        facts,
+        up_tx,
+        up_rx,
+        to_service,
+        ring: Ring::new(resume.buffer_packages, resume.buffer_bytes),
+        sent_mark: 0,
+        token: Token::generate(),
+        origin: ctx.origin.clone(),
+        subject: claims.and_then(|c| c.sub),
+        lineage,
+        client_ip: ctx.peer.ip(),
+        lifetime_deadline: now + Duration::from_millis(limits.max_lifetime_ms),
+        last_activity: now,
+        pending_logins: VecDeque::new(),
+        local_login: runtime.config.policy.local_login,
+        limits,
+        resume,
+        permits: Arc::clone(&ctx.permits),
+    }))
+}
+
+/// Bridge the transport connection to two bounded channels owned by the session.
+fn spawn_upstream(
+    conn: prl_transport::Connection,
+    budget: Arc<Budget>,
+) -> (
+    mpsc::Sender<Package>,
+    mpsc::Receiver<Result<Package, RelayError>>,
+) {
+    let (sender, mut receiver, _info) = conn.split();
+    let (to_tx, mut to_rx) = mpsc::channel::<Package>(4);
+    let (from_tx, from_rx) = mpsc::channel::<Result<Package, RelayError>>(4);
+    tokio::spawn(async move {
+        while let Some(p) = to_rx.recv().await {
+            let n = p.encoded_len();
+            let r = sender.send(p).await;
+            budget.sub(n);
+            if r.is_err() {
+                break;
+            }
+        }
+        to_rx.close();
+        while let Ok(p) = to_rx.try_recv() {
+            budget.sub(p.encoded_len());
+        }
+        let _ = sender.close().await;
+    });
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = from_tx.closed() => break,
+                r = receiver.recv() => match r {
+                    Some(Ok(p)) => {
+                        if from_tx.send(Ok(p)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let kind = match e {
+                            TransportError::Oversize(_) => RelayErrorKind::LimitReached,
+                            TransportError::Package(_) | TransportError::Record(_) => RelayErrorKind::ProtocolViolation,
+                            _ => RelayErrorKind::Closed,
+                        };
+                        let _ = from_tx.send(Err(err(kind, format!("service connection failed: {}", e.to_string().to_lowercase())))).await;
+                        break;
+                    }
+                    None => break,
+                },
+            }
+        }
+    });
+    (to_tx, from_rx)
+}
+
+async fn resume(
+    ctx: &Context,
+    req: ResumeRequest,
+) -> Result<(Box<Session>, Vec<Bytes>), RelayError> {
+    let gone = || {
+        err(
+            RelayErrorKind::ResumeFailed,
+            "unknown, used or expired resume token",
+        )
+    };
+    let claim = ctx
+        .shared
+        .sessions
+        .take(req.token.expose())
+        .ok_or_else(gone)?;
+    let (tx, rx) = oneshot::channel();
+    claim.send(tx).map_err(|_| gone())?;
+    let mut session = rx.await.map_err(|_| gone())?;
+    if session.origin != ctx.origin {
+        // A token presented from another origin was stolen: end the session.
+        return Err(err(
+            RelayErrorKind::ResumeFailed,
+            "resume token presented from another origin",
+        ));
+    }
+    let replay = match session.ring.replay_from(req.received) {
+        Ok(r) => r,
+        Err(ReplayError::Ahead) => {
+            return Err(err(
+                RelayErrorKind::ResumeFailed,
+                "received count is ahead of what was sent",
+            ))
+        }
+        Err(ReplayError::Lost) => {
+            return Err(err(
+                RelayErrorKind::ResumeFailed,
+                "packages the browser missed are no longer buffered",
+            ))
+        }
+    };
+    session.token = Token::generate();
+    session.last_activity = Instant::now();
+    ctx.shared.metrics.sessions_resumed.inc();
+    tracing::info!(peer = %ctx.peer.ip(), lineage = session.lineage, replayed = replay.len(), "session resumed");
+    Ok((session, replay))
+}
+
+/// How an attached session ended.
+#[derive(Debug)]
+enum End {
+    /// A typed failure (policy, limit, upstream gone...): report it and close upstream.
+    Failed(RelayError),
+    /// The browser closed normally (1000): close upstream.
+    BrowserClosed,
+    /// The browser vanished: keep upstream for a resume.
+    BrowserGone,
+}
+
+async fn attached<S>(s: &mut Session, stream: &mut WsRead<S>, writer: &Writer) -> End
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let ping_every = Duration::from_millis(s.limits.ping_interval_ms);
+    let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+    let mut last_seen = Instant::now();
+    let idle = Duration::from_millis(s.limits.idle_timeout_ms);
+    loop {
+        let idle_at = s.last_activity + idle;
+        let lifetime_at = s.lifetime_deadline;
+        let to_service = Arc::clone(&s.to_service);
+        let up_tx = s.up_tx.clone();
+        let out_budget = Arc::clone(&writer.budget);
+        let out_tx = writer.tx.clone();
+        let up_rx = &mut s.up_rx;
+        tokio::select! {
+            _ = tokio::time::sleep_until(lifetime_at) => {
+                return End::Failed(err(RelayErrorKind::LimitReached, "maximum session lifetime reached"));
+            }
+            _ = tokio::time::sleep_until(idle_at) => {
+                return End::Failed(err(RelayErrorKind::LimitReached, "idle timeout: no package either way"));
+            }
+            _ = ping.tick() => {
+                if last_seen.elapsed() > ping_every * 2 {
+                    return End::BrowserGone;
+                }
+                let _ = writer.tx.try_send(Out::Ping);
+            }
+            r = async {
+                to_service.room().await;
+                let permit = up_tx.reserve_owned().await;
+                (permit, stream.next().await)
+            } => {
+                last_seen = Instant::now();
+                let (permit, message) = r;
+                let Ok(permit) = permit else {
+                    return End::Failed(err(RelayErrorKind::Closed, "service connection closed"));
+                };
+                match message {
+                    Some(Ok(Message::Binary(data))) => {
+                        if let Err(e) = browser_package(s, &data, permit) {
+                            return End::Failed(e);
+                        }
+                    }
+                    Some(Ok(Message::Text(_))) => {
+                        return End::Failed(err(RelayErrorKind::ProtocolViolation, "control messages are only accepted as the first message"));
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        return match frame {
+                            Some(f) if f.code == CloseCode::Normal => End::BrowserClosed,
+                            _ => End::BrowserGone,
+                        };
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e @ WsError::Capacity(_))) => return End::Failed(ws_read_error(&e, &s.limits)),
+                    Some(Err(_)) | None => return End::BrowserGone,
+                }
+            }
+            r = async {
+                out_budget.room().await;
+                let permit = out_tx.reserve_owned().await;
+                (permit, up_rx.recv().await)
+            } => {
+                let (permit, package) = r;
+                let Ok(permit) = permit else { return End::BrowserGone };
+                match package {
+                    Some(Ok(p)) => {
+                        let data = service_package(s, &p);
+                        let n = data.len();
+                        writer.budget.add(n);
+                        permit.send(Out::Binary(data));
+                        s.sent_mark = s.ring.next_seq - 1;
+                        s.shared.metrics.relayed("to_browser", n);
+                    }
+                    Some(Err(e)) => return End::Failed(e),
+                    None => return End::Failed(err(RelayErrorKind::Closed, "the service closed the connection")),
+                }
+            }
+        }
+    }
+}
+
+/// A package from the browser: decode, enforce sender and login rules, forward.
+fn browser_package(
+    s: &mut Session,
+    data: &[u8],
+    permit: mpsc::OwnedPermit<Package>,
+) -> Result<(), RelayError> {
+    let limits = Limits {
+        max_package_len: s.limits.max_message_bytes,
+        max_buffers: MAX_BUFFERS,
+    };
+    let mut p = Package::decode(data, &limits).map_err(|e| {
+        err(
+            RelayErrorKind::ProtocolViolation,
+            format!("malformed package from the browser: {e}"),
+        )
+    })?;
+    let t = p.header.package_type;
+    if t == MNG_HEARTBEAT {
+        // The proxy sends the service its own heartbeats.
+        return Ok(());
+    }
+    if p.header.sender_uuid.is_nil() {
+        p.header.sender_uuid = s.conn_uuid;
+    } else if p.header.sender_uuid != s.conn_uuid {
+        return Err(err(
+            RelayErrorKind::ProtocolViolation,
+            "package sender is not this connection's uuid",
+        ));
+    }
+    match t {
+        cmd::USER_EASY_LOGIN_LOCAL | cmd::USER_LOGIN_LOCAL | cmd::USER_LOGIN_LOCAL_STAGE2
+            if !s.local_login =>
+        {
+            s.shared.metrics.login("refused");
+            return Err(err(
+                RelayErrorKind::PolicyDenied,
+                "local login is disabled on this proxy",
+            ));
+        }
+        cmd::USER_LOGIN | cmd::USER_EASY_LOGIN_LOCAL => check_login(s, &p)?,
+        _ => {}
+    }
+    let n = p.encoded_len();
+    s.to_service.add(n);
+    permit.send(p);
+    s.last_activity = Instant::now();
+    s.shared.metrics.relayed("to_service", n);
+    Ok(())
+}
+
+fn check_login(s: &mut Session, p: &Package) -> Result<(), RelayError> {
+    let (user, prev) = match Command::parse(p, s.facts.base64_password) {
+        Ok(Command::Login(l)) => (Some(l.user.to_lowercase()), l.prev_session_uuid),
+        Ok(Command::LoginLocal(l)) => (None, l.prev_session_uuid),
+        Ok(_) | Err(_) => {
+            s.shared.metrics.login("refused");
+            return Err(err(
+                RelayErrorKind::ProtocolViolation,
+                "malformed login request",
+            ));
+        }
+    };
+    let now = std::time::Instant::now();
+    if !s.shared.login_ip.check(&client_key(s.client_ip), now) {
+        s.shared.metrics.login("throttled");
+        return Err(err(
+            RelayErrorKind::LimitReached,
+            "too many login attempts from this address; try again later",
+        ));
+    }
+    if let Some(u) = &user {
+        if !s.shared.login_user.check(u, now) {
+            s.shared.metrics.login("throttled");
+            return Err(err(
+                RelayErrorKind::LimitReached,
+                "too many login attempts for this user; try again later",
+            ));
+        }
+    }
+    if !prev.trim().is_empty() && !previous_session_allowed(s, &prev) {
+        s.shared.metrics.login("refused");
+        tracing::warn!(
+            lineage = s.lineage,
+            "login naming a foreign previous session refused"
+        );
+        return Err(err(
+            RelayErrorKind::PolicyDenied,
+            "login names a previous session that was not created through this proxy for this browser session",
+        ));
+    }
+    if !p.header.uuid.is_nil() {
+        if s.pending_logins.len() >= 8 {
+            s.pending_logins.pop_front();
+        }
+        s.pending_logins.push_back((p.header.uuid, Instant::now()));
+    }
+    Ok(())
+}
+
+/// The service lets a login naming a live session take it over without a password; through
+/// the proxy only the browser session that created it may name it.
+fn previous_session_allowed(s: &Session, prev: &str) -> bool {
+    let Some(uuid) = parse_uuid(prev) else {
+        return false;
+    };
+    let text = uuid_string(&uuid);
+    if text == s.conn_uuid_text {
+        return true;
+    }
+    match s.shared.sessions.lookup(&text) {
+        Some(c) => {
+            c.lineage == s.lineage || (!c.alive && c.origin == s.origin && c.subject == s.subject)
+        }
+        None => false,
+    }
+}
+
+/// A package from the service: login bookkeeping, replay ring, encoded bytes.
+fn service_package(s: &mut Session, p: &Package) -> Bytes {
+    if p.header.is_response() {
+        if let Some(i) = s
+            .pending_logins
+            .iter()
+            .position(|(u, _)| *u == p.header.parent_uuid)
+        {
+            if let Some((_, t0)) = s.pending_logins.remove(i) {
+                s.shared
+                    .metrics
+                    .login_seconds
+                    .observe(t0.elapsed().as_secs_f64());
+            }
+            match crate::login::login_outcome(p) {
+                LoginOutcome::Success => {
+                    s.shared.metrics.login("success");
+                    s.shared.sessions.created(
+                        &s.conn_uuid_text,
+                        &s.origin,
+                        s.subject.clone(),
+                        s.lineage,
+                    );
+                    tracing::info!(lineage = s.lineage, "login succeeded");
+                }
+                LoginOutcome::Intermediate => {}
+                LoginOutcome::Failure => {
+                    s.shared.metrics.login("failure");
+                    tracing::info!(lineage = s.lineage, "login failed");
+                }
+            }
+        }
+    }
+    let data = Bytes::from(p.encode());
+    s.ring.push(data.clone());
+    data
+}
+
+/// Keep the upstream connection for the resume window, or close it.
+fn detach_or_close(session: Box<Session>) {
+    if session.resume.window_ms == 0 {
+        return;
+    }
+    let shared = Arc::clone(&session.shared);
+    let (claim_tx, claim_rx) = oneshot::channel();
+    let token = session.token.clone();
+    if !shared
+        .sessions
+        .park(&token, claim_tx, session.resume.max_detached)
+    {
+        shared.metrics.reject("max_detached");
+        return;
+    }
+    shared.metrics.sessions_detached.inc();
+    tracing::info!(
+        lineage = session.lineage,
+        window_ms = session.resume.window_ms,
+        "browser gone; upstream kept for resume"
+    );
+    tokio::spawn(detached(session, claim_rx, token));
+}
+
+async fn detached(
+    mut session: Box<Session>,
+    mut claim_rx: oneshot::Receiver<oneshot::Sender<Box<Session>>>,
+    token: Token,
+) {
+    let shared = Arc::clone(&session.shared);
+    let deadline = Instant::now() + Duration::from_millis(session.resume.window_ms);
+    let lifetime = session.lifetime_deadline;
+    let outcome = loop {
+        let accept = session.ring.can_accept_detached(session.sent_mark);
+        let up_rx = &mut session.up_rx;
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => break "resume window expired",
+            _ = tokio::time::sleep_until(lifetime) => break "maximum session lifetime reached",
+            claim = &mut claim_rx => match claim {
+                Ok(reply) => {
+                    shared.metrics.sessions_detached.dec();
+                    // If the resumer vanished meanwhile, the session is dropped (closed).
+                    let _ = reply.send(session);
+                    return;
+                }
+                Err(_) => break "claim dropped",
+            },
+            r = async { if accept { up_rx.recv().await } else { std::future::pending().await } } => match r {
+                Some(Ok(p)) => {
+                    let _ = service_package(&mut session, &p);
+                }
+                Some(Err(_)) | None => break "service connection closed",
+            },
+        }
+    };
+    shared.sessions.unpark(&token);
+    shared.metrics.sessions_detached.dec();
+    tracing::info!(
+        lineage = session.lineage,
+        reason = outcome,
+        "detached session closed"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(n: u8, len: usize) -> Bytes {
+        Bytes::from(vec![n; len])
+    }
+
+    #[test]
+    fn ring_replays_in_order_and_knows_what_it_lost() {
+        let mut r = Ring::new(3, 1000);
+        for i in 1..=5u8 {
+            assert_eq!(r.push(b(i, 10)), u64::from(i));
+        }
+        // Holds 3, 4, 5.
+        assert_eq!(
+            r.replay_from(2).unwrap(),
+            vec![b(3, 10), b(4, 10), b(5, 10)]
+        );
+        assert_eq!(r.replay_from(4).unwrap(), vec![b(5, 10)]);
+        assert!(r.replay_from(5).unwrap().is_empty());
+        assert_eq!(r.replay_from(1), Err(ReplayError::Lost));
+        assert_eq!(r.replay_from(6), Err(ReplayError::Ahead));
+    }
+
+    #[test]
+    fn ring_is_bounded_by_bytes() {
+        let mut r = Ring::new(100, 25);
+        r.push(b(1, 10));
+        r.push(b(2, 10));
+        r.push(b(3, 10));
+        assert_eq!(r.bytes, 20);
+        assert_eq!(r.front_seq(), 2);
+        // A single oversized package is kept alone.
+        r.push(b(4, 100));
+        assert_eq!(r.items.len(), 1);
+    }
+
+    #[test]
+    fn detached_ring_never_drops_unsent_packages() {
+        let mut r = Ring::new(2, 1000);
+        r.push(b(1, 1));
+        r.push(b(2, 1));
+        // Both were sent to the old socket: room by dropping the oldest.
+        assert!(r.can_accept_detached(2));
+        r.push(b(3, 1));
+        // 2 was sent: it may still go.
+        assert!(r.can_accept_detached(2));
+        r.push(b(4, 1));
+        // 3 and 4 were never sent: the ring is full of packages the browser needs.
+        assert!(!r.can_accept_detached(2));
+    }
+
+    #[tokio::test]
+    async fn budget_waits_for_room() {
+        let b = Budget::new(10, Gauge::default());
+        b.add(10);
+        let b2 = Arc::clone(&b);
+        let waiter = tokio::spawn(async move { b2.room().await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished());
+        b.sub(5);
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(b.used(), 5);
+    }
 }

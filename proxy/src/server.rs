@@ -34,10 +34,7 @@ use crate::ticket::{Claims, ReplayCache, TicketError, TicketKey};
 use crate::tls::{TlsError, TlsState};
 use crate::util::unix_now;
 
-/// The relay subprotocol (`prl_protocol::relay::SUBPROTOCOL`).
-pub const SUBPROTOCOL: &str = "prl-relay.v1";
-/// Prefix of a ticket carried as an offered subprotocol.
-pub const TICKET_SUBPROTOCOL_PREFIX: &str = "prl-ticket.";
+pub use prl_protocol::relay::{SUBPROTOCOL, TICKET_SUBPROTOCOL_PREFIX};
 
 /// Failure to start or reload the proxy.
 #[derive(Debug, thiserror::Error)]
@@ -161,11 +158,8 @@ pub struct Shared {
     pub(crate) preauth: Arc<Semaphore>,
     pub(crate) total: Arc<Semaphore>,
     pub(crate) replay: ReplayCache,
-    #[allow(dead_code)]
     pub(crate) login_ip: RateLimiter<IpAddr>,
-    #[allow(dead_code)]
     pub(crate) login_user: RateLimiter<String>,
-    #[allow(dead_code)]
     pub(crate) sessions: Registry,
     tls: Option<TlsState>,
     local_addr: SocketAddr,
@@ -377,7 +371,6 @@ pub(crate) struct ConnPermits {
     _ip: IpGuard,
     _gauge: GaugeGuard,
     /// Released once the relay has opened or resumed (moved into the relay task).
-    #[allow(dead_code)]
     pub(crate) preauth: Mutex<Option<OwnedSemaphorePermit>>,
 }
 

@@ -1,4 +1,3 @@
-#![allow(dead_code)] // Used by the relay, which lands with prl-transport.
 //! Session bookkeeping shared by all connections: upstream connections kept for resume, and
 //! the service sessions created through this proxy (for the takeover check).
 
