@@ -129,6 +129,9 @@ pub struct SimConfig {
     pub max_tasks_per_session: usize,
     /// Faults applied to every connection.
     pub faults: Faults,
+    /// A certificate and key: the certificate (RSA) mode (`RSA:ADH` cipher list) instead of
+    /// anonymous DH only.
+    pub tls_credentials: Option<prl_transport::Credentials>,
 }
 
 /// Default `server_info_product_version`.
@@ -156,6 +159,7 @@ impl SimConfig {
             max_connections: 4096,
             max_tasks_per_session: 64,
             faults: Faults::none(),
+            tls_credentials: None,
         }
     }
 

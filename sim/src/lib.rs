@@ -232,6 +232,10 @@ impl Drop for Simulator {
 
 fn server_config(shared: &Arc<Shared>, tcp: bool) -> Result<ServerConfig, ConfigError> {
     let mut server = ServerConfig::new()?;
+    if let Some(creds) = &shared.config.tls_credentials {
+        server.tls = prl_transport::TlsConfig::server_with_credentials(creds)
+            .map_err(|e| ConfigError::Invalid(format!("--tls-cert/--tls-key: {e}")))?;
+    }
     server.min_security = shared.config.min_security;
     server.stream = StreamOptions {
         heartbeat_interval: Some(shared.config.heartbeat_interval),

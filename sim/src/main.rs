@@ -51,6 +51,12 @@ struct Cli {
     /// delay=MS, drop-after=N, garbage, bad-crc.
     #[arg(long = "fault", value_name = "SPEC")]
     fault: Vec<String>,
+    /// PEM certificate for the certificate (RSA) TLS mode (with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Heartbeat period in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     heartbeat_ms: u64,
@@ -98,6 +104,19 @@ fn build_config(cli: &Cli) -> Result<SimConfig, ConfigError> {
         config.os_version = v.clone();
     }
     config.faults = Faults::parse(cli.fault.iter().map(String::as_str))?;
+    if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
+        let read = |flag: &str, path: &PathBuf| {
+            std::fs::read(path).map_err(|e| {
+                ConfigError::Invalid(format!("{flag}: cannot read {}: {e}", path.display()))
+            })
+        };
+        let cert_pem = read("--tls-cert", cert)?;
+        let key_pem = zeroize::Zeroizing::new(read("--tls-key", key)?);
+        config.tls_credentials = Some(
+            prl_transport::Credentials::from_pem(&cert_pem, &key_pem)
+                .map_err(|e| ConfigError::Invalid(format!("--tls-cert/--tls-key: {e}")))?,
+        );
+    }
     config.heartbeat_interval = Duration::from_millis(cli.heartbeat_ms);
     config.auth_delay = Duration::from_millis(cli.auth_delay_ms);
     config.max_logon_actions = cli.max_logons;

@@ -156,3 +156,59 @@ fn bad_flags_and_config_name_the_problem() {
     let addr = taken.local_addr().unwrap().to_string();
     assert!(run_bad(&["--listen", &addr, "--user", "a:b"]).contains(&format!("tcp://{addr}")));
 }
+
+#[tokio::test]
+async fn certificate_mode_from_the_command_line() {
+    let dir = temp_dir();
+    let (cert, key) = test_certificate("prl-sim-host");
+    std::fs::write(dir.join("cert.pem"), &cert).unwrap();
+    std::fs::write(dir.join("key.pem"), &key).unwrap();
+    let mut child = Child(
+        Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--user", "testuser:testpass"])
+            .arg("--tls-cert")
+            .arg(dir.join("cert.pem"))
+            .arg("--tls-key")
+            .arg(dir.join("key.pem"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let line = BufReader::new(child.0.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let addr: std::net::SocketAddr = line
+        .strip_prefix("prl-sim listening on tcp://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let creds = prl_transport::Credentials::from_pem(&cert, &key).unwrap();
+    let conn = connect(
+        &Endpoint::tcp("127.0.0.1", addr.port()),
+        &client_config(SecurityLevel::High)
+            .with_tls(prl_transport::TlsConfig::client_with_credentials(&creds).unwrap()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        conn.info().key_exchange,
+        Some(prl_transport::KeyExchange::Rsa)
+    );
+    let mut c = Client {
+        conn,
+        backlog: Vec::new(),
+    };
+    c.login_ok().await;
+    drop(child);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(run_bad(&[
+        "--tls-cert",
+        "/nonexistent.pem",
+        "--tls-key",
+        "/nonexistent.key"
+    ])
+    .contains("--tls-cert"));
+}
