@@ -363,10 +363,18 @@ impl RelayMessageError {
     }
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, RelayMessageError> {
-    if text.len() > MAX_CONTROL_LEN {
-        return Err(RelayMessageError::TooLong { len: text.len() });
+/// Refuse a control message longer than [`MAX_CONTROL_LEN`] before parsing it.
+pub fn check_control_len(len: usize) -> Result<(), RelayMessageError> {
+    if len > MAX_CONTROL_LEN {
+        Err(RelayMessageError::TooLong { len })
+    } else {
+        Ok(())
     }
+}
+
+#[cfg(feature = "json")]
+fn decode<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, RelayMessageError> {
+    check_control_len(text.len())?;
     serde_json::from_str(text).map_err(|e| RelayMessageError::Malformed {
         category: match e.classify() {
             serde_json::error::Category::Io => "io",
@@ -379,6 +387,7 @@ fn decode<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, RelayMessageErr
     })
 }
 
+#[cfg(feature = "json")]
 fn encode<T: Serialize>(message: &T) -> String {
     // Serialising these plain structs cannot fail (no maps with non-string keys).
     serde_json::to_string(message).unwrap_or_default()
@@ -392,42 +401,61 @@ fn check_version(version: u32) -> Result<(), RelayMessageError> {
     }
 }
 
+// The JSON text form uses serde_json (feature `json`, on by default). A browser build can turn
+// the feature off and move the same serde types through the browser's own `JSON.parse` /
+// `JSON.stringify` (e.g. with serde-wasm-bindgen), then call `validate`: one message
+// definition, two JSON engines.
+
 impl ClientMessage {
-    /// Parse a text message from the browser.
-    pub fn from_json(text: &str) -> Result<Self, RelayMessageError> {
-        let message: ClientMessage = decode(text)?;
-        check_version(match &message {
+    /// Checks what the types cannot: the protocol version.
+    pub fn validate(&self) -> Result<(), RelayMessageError> {
+        check_version(match self {
             ClientMessage::Open(o) => o.version,
             ClientMessage::Resume(r) => r.version,
-        })?;
+        })
+    }
+
+    /// Parse a text message from the browser.
+    #[cfg(feature = "json")]
+    pub fn from_json(text: &str) -> Result<Self, RelayMessageError> {
+        let message: ClientMessage = decode(text)?;
+        message.validate()?;
         Ok(message)
     }
 
     /// Serialise as a text message.
+    #[cfg(feature = "json")]
     pub fn to_json(&self) -> String {
         encode(self)
     }
 }
 
 impl ProxyMessage {
+    /// Checks what the types cannot: the protocol version.
+    pub fn validate(&self) -> Result<(), RelayMessageError> {
+        match self {
+            ProxyMessage::Opened(o) => check_version(o.version),
+            ProxyMessage::Resumed(r) => check_version(r.version),
+            ProxyMessage::Error(_) => Ok(()),
+        }
+    }
+
     /// Parse a text message from the proxy.
+    #[cfg(feature = "json")]
     pub fn from_json(text: &str) -> Result<Self, RelayMessageError> {
         let message: ProxyMessage = decode(text)?;
-        match &message {
-            ProxyMessage::Opened(o) => check_version(o.version)?,
-            ProxyMessage::Resumed(r) => check_version(r.version)?,
-            ProxyMessage::Error(_) => {}
-        }
+        message.validate()?;
         Ok(message)
     }
 
     /// Serialise as a text message.
+    #[cfg(feature = "json")]
     pub fn to_json(&self) -> String {
         encode(self)
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "json"))]
 mod tests {
     use super::*;
 

@@ -153,6 +153,8 @@ impl Default for StreamOptions {
 
 /// Bytes queued for the socket above which the task stops taking packages from senders.
 const WRITE_HIGH_WATER: usize = 256 * 1024;
+/// `IOGracefulShutdownTimeout`: how long a local close may spend flushing.
+const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(5);
 /// Socket read size.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -509,12 +511,16 @@ impl Driver {
         }
         match end {
             Some(End::Local) => {
-                // Flush what is queued (bounded by the peer reading it), then FIN.
-                if self.wpos < self.wbuf.len() {
-                    let rest = self.wbuf.get(self.wpos..).unwrap_or_default();
-                    let _ = wr.write_all(rest).await;
-                }
-                let _ = wr.shutdown().await;
+                // Flush what is queued, then FIN (`__gracefulShutdown`), within the IO
+                // layer's graceful-shutdown time.
+                let rest = self.wbuf.get(self.wpos..).unwrap_or_default();
+                let _ = tokio::time::timeout(GRACEFUL_SHUTDOWN, async {
+                    if !rest.is_empty() {
+                        wr.write_all(rest).await?;
+                    }
+                    wr.shutdown().await
+                })
+                .await;
                 tracing::debug!(peer = %self.peer, "connection closed locally");
             }
             Some(End::PeerClosed) => {

@@ -457,3 +457,76 @@ async fn broken_streams_are_reported_once() {
         "closed"
     );
 }
+
+/// A throwaway self-signed RSA certificate made for this test run.
+fn credentials(cn: &str) -> prl_transport::Credentials {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::rsa::Rsa;
+    use openssl::x509::{X509Builder, X509NameBuilder};
+    let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_nid(Nid::COMMONNAME, cn).unwrap();
+    let name = name.build();
+    let mut b = X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    b.set_serial_number(&BigNum::from_u32(7).unwrap().to_asn1_integer().unwrap())
+        .unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+        .unwrap();
+    b.sign(&key, MessageDigest::sha256()).unwrap();
+    prl_transport::Credentials::from_pem(
+        &b.build().to_pem().unwrap(),
+        &key.private_key_to_pem_pkcs8().unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn certificate_mode_over_sockets() {
+    use prl_transport::TlsConfig;
+    let creds = credentials("prl-host");
+    let mut config = ServerConfig::new().unwrap();
+    config.tls = TlsConfig::server_with_credentials(&creds).unwrap();
+    let (addr, mut accepted) = server(config).await;
+    // Same principal on both sides: an RSA suite, a trusted channel.
+    let c = connect(
+        &Endpoint::tcp("127.0.0.1", addr.port()),
+        &client(SecurityLevel::High).with_tls(TlsConfig::client_with_credentials(&creds).unwrap()),
+    )
+    .await
+    .unwrap();
+    let mut s = accepted.recv().await.unwrap().unwrap();
+    assert_eq!(c.info().key_exchange, Some(KeyExchange::Rsa));
+    assert_eq!(c.info().peer_certificate_cn.as_deref(), Some("prl-host"));
+    assert_eq!(s.info().peer_certificate_cn.as_deref(), Some("prl-host"));
+    assert_eq!(c.info().tls_version, "TLSv1.2");
+    let p = request(cmd::USER_LOGIN, "over rsa");
+    c.send(p.clone()).await.unwrap();
+    assert_eq!(s.recv().await.unwrap().unwrap(), p);
+    // An anonymous client still gets anonymous DH from a certificate server.
+    let c2 = connect(
+        &Endpoint::tcp("127.0.0.1", addr.port()),
+        &client(SecurityLevel::High),
+    )
+    .await
+    .unwrap();
+    assert_eq!(c2.info().key_exchange, Some(KeyExchange::Dh));
+    // A client with another principal fails the post-handshake check.
+    let e = connect(
+        &Endpoint::tcp("127.0.0.1", addr.port()),
+        &client(SecurityLevel::High)
+            .with_tls(TlsConfig::client_with_credentials(&credentials("other")).unwrap()),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.prl_code(), ErrorCode::SSL_HANDSHAKE_FAILED, "{e}");
+}

@@ -1,0 +1,231 @@
+//! Simulator configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use prl_protocol::handshake::SecurityLevel;
+use prl_protocol::Uuid;
+
+use crate::faults::Faults;
+use crate::users::UserDb;
+
+/// A configuration problem; the message names the flag or file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The users file cannot be read or parsed.
+    #[error("users file: {0}")]
+    UsersFile(String),
+    /// A `--user` / `--local-user` spec or a user entry is invalid.
+    #[error("user: {0}")]
+    UserSpec(String),
+    /// A `--fault` spec is invalid.
+    #[error("fault: {0}")]
+    Fault(String),
+    /// Options that do not fit together.
+    #[error("{0}")]
+    Invalid(String),
+    /// A listener cannot be set up.
+    #[error("cannot listen on {what}: {source}")]
+    Listen {
+        /// `tcp://ADDR` or `unix://PATH`.
+        what: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The transport could not be configured.
+    #[error("transport: {0}")]
+    Transport(#[from] prl_transport::TransportError),
+}
+
+impl ConfigError {
+    /// A stable snake_case name of the error kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConfigError::UsersFile(_) => "users_file",
+            ConfigError::UserSpec(_) => "user_spec",
+            ConfigError::Fault(_) => "fault",
+            ConfigError::Invalid(_) => "invalid",
+            ConfigError::Listen { .. } => "listen",
+            ConfigError::Transport(_) => "transport",
+        }
+    }
+}
+
+/// `PRL_APPLICATION_MODE`-like service mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `PAM_SERVER`: remote (TCP) and local logins, many users.
+    Server,
+    /// `PAM_DESKTOP`: local logins only (unix socket), one user.
+    Desktop,
+}
+
+impl Mode {
+    /// Parses `server` / `desktop`.
+    pub fn parse(s: &str) -> Result<Self, ConfigError> {
+        match s {
+            "server" => Ok(Mode::Server),
+            "desktop" => Ok(Mode::Desktop),
+            other => Err(ConfigError::Invalid(format!(
+                "--mode: unknown mode {other:?}: expected server or desktop"
+            ))),
+        }
+    }
+
+    /// The `server_info_app_execute_mode` value: `PAM_SERVER` = 0; the Parallels Desktop SDK's
+    /// `PAM_DESKTOP_MAC` = 1 for desktop.
+    pub fn app_execute_mode(self) -> u32 {
+        match self {
+            Mode::Server => 0,
+            Mode::Desktop => 1,
+        }
+    }
+}
+
+/// Parses `low` / `normal` / `high`.
+pub fn parse_security_level(s: &str) -> Result<SecurityLevel, ConfigError> {
+    match s {
+        "low" => Ok(SecurityLevel::Low),
+        "normal" => Ok(SecurityLevel::Normal),
+        "high" => Ok(SecurityLevel::High),
+        other => Err(ConfigError::Invalid(format!(
+            "--min-security: unknown level {other:?}: expected low, normal or high"
+        ))),
+    }
+}
+
+/// Everything the simulator needs to run.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// TCP listen address (server mode only).
+    pub tcp: Option<SocketAddr>,
+    /// Unix socket path.
+    pub unix: Option<PathBuf>,
+    /// Server or desktop.
+    pub mode: Mode,
+    /// Clients offering a lower security level are refused during the handshake.
+    pub min_security: SecurityLevel,
+    /// The users.
+    pub users: UserDb,
+    /// The server UUID reported in login replies.
+    pub server_uuid: Uuid,
+    /// `server_info_product_version`.
+    pub product_version: String,
+    /// `server_info_os_version`.
+    pub os_version: String,
+    /// Heartbeat period (the service's is 10 s).
+    pub heartbeat_interval: Duration,
+    /// `MaxLogonActions`: concurrent logins in progress allowed (the service's default is 16).
+    pub max_logon_actions: usize,
+    /// Time a password check takes (PAM is not instant; makes the logon limit observable).
+    pub auth_delay: Duration,
+    /// Largest package accepted from a client (memory bound per connection).
+    pub max_package_len: usize,
+    /// Most connections served at once.
+    pub max_connections: usize,
+    /// Most sim tasks running per session.
+    pub max_tasks_per_session: usize,
+    /// Faults applied to every connection.
+    pub faults: Faults,
+    /// A certificate and key: the certificate (RSA) mode (`RSA:ADH` cipher list) instead of
+    /// anonymous DH only.
+    pub tls_credentials: Option<prl_transport::Credentials>,
+}
+
+/// Default `server_info_product_version`.
+pub const DEFAULT_PRODUCT_VERSION: &str = "7.0.0 (prl-sim)";
+
+impl SimConfig {
+    /// Server mode on `127.0.0.1:64000`, no unix socket, no users.
+    pub fn new() -> Self {
+        SimConfig {
+            tcp: Some(SocketAddr::from((
+                [127, 0, 0, 1],
+                prl_protocol::DEFAULT_PORT,
+            ))),
+            unix: None,
+            mode: Mode::Server,
+            min_security: SecurityLevel::Low,
+            users: UserDb::new(),
+            server_uuid: default_server_uuid(),
+            product_version: DEFAULT_PRODUCT_VERSION.to_owned(),
+            os_version: host_os_version(),
+            heartbeat_interval: Duration::from_secs(10),
+            max_logon_actions: 16,
+            auth_delay: Duration::ZERO,
+            max_package_len: 1 << 20,
+            max_connections: 4096,
+            max_tasks_per_session: 64,
+            faults: Faults::none(),
+            tls_credentials: None,
+        }
+    }
+
+    /// Checks that the options fit together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match self.mode {
+            Mode::Desktop => {
+                if self.tcp.is_some() {
+                    return Err(ConfigError::Invalid(
+                        "--listen: desktop mode serves local logins on the unix socket only; \
+                         drop --listen or use --mode server"
+                            .into(),
+                    ));
+                }
+                if self.unix.is_none() {
+                    return Err(ConfigError::Invalid(
+                        "--mode desktop needs --unix PATH (local logins only)".into(),
+                    ));
+                }
+                if self.users.len() != 1 {
+                    return Err(ConfigError::Invalid(format!(
+                        "--mode desktop serves exactly one user, {} configured",
+                        self.users.len()
+                    )));
+                }
+            }
+            Mode::Server => {
+                if self.tcp.is_none() && self.unix.is_none() {
+                    return Err(ConfigError::Invalid(
+                        "nothing to listen on: give --listen and/or --unix".into(),
+                    ));
+                }
+            }
+        }
+        if self.max_logon_actions == 0 {
+            return Err(ConfigError::Invalid(
+                "max logon actions must be at least 1".into(),
+            ));
+        }
+        if self.heartbeat_interval.is_zero() {
+            return Err(ConfigError::Invalid(
+                "heartbeat interval must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig::new()
+    }
+}
+
+/// A stable default server UUID: this machine's `/etc/machine-id` (128 bits), else a fixed one.
+pub fn default_server_uuid() -> Uuid {
+    std::fs::read_to_string("/etc/machine-id")
+        .ok()
+        .and_then(|id| Uuid::try_parse(id.trim()).ok())
+        .unwrap_or_else(|| Uuid::from_u128(0x7072_6c2d_7369_6d00_0000_0000_0000_0001))
+}
+
+/// `Linux <kernel release>` when the kernel says, else `Unknown` (what the service reports
+/// for an empty version).
+pub fn host_os_version() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|r| format!("Linux {}", r.trim()))
+        .unwrap_or_else(|_| "Unknown".to_owned())
+}

@@ -1,0 +1,214 @@
+//! The `prl-sim` binary: ready lines, serving, logs without secrets, flag errors.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+
+use common::*;
+use prl_protocol::handshake::SecurityLevel;
+use prl_protocol::ErrorCode;
+use prl_transport::{connect, Endpoint};
+
+const BIN: &str = env!("CARGO_BIN_EXE_prl-sim");
+
+/// Kills the child it holds when dropped (a failing test must not leave it running).
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn binary_serves_and_prints_the_ready_lines() {
+    let dir = temp_dir();
+    let sock = dir.join("sim.sock");
+    let users = dir.join("users.toml");
+    std::fs::write(
+        &users,
+        "[[user]]\nname = \"fileuser\"\npassword = \"filepass\"\n",
+    )
+    .unwrap();
+    let mut child = Child(
+        Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--unix"])
+            .arg(&sock)
+            .args(["--users"])
+            .arg(&users)
+            .args(["--user", "testuser:s3cr3t-Pa55", "--min-security", "normal"])
+            .args(["--server-uuid", "{01234567-89ab-cdef-0123-456789abcdef}"])
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    let tcp_line = lines.next().unwrap().unwrap();
+    let unix_line = lines.next().unwrap().unwrap();
+    let addr = tcp_line
+        .strip_prefix("prl-sim listening on tcp://")
+        .expect(&tcp_line)
+        .parse::<std::net::SocketAddr>()
+        .unwrap();
+    assert_eq!(
+        unix_line,
+        format!("prl-sim listening on unix://{}", sock.display())
+    );
+
+    let conn = connect(
+        &Endpoint::tcp("127.0.0.1", addr.port()),
+        &client_config(SecurityLevel::Normal),
+    )
+    .await
+    .unwrap();
+    let mut c = Client {
+        conn,
+        backlog: Vec::new(),
+    };
+    assert_eq!(
+        c.login("testuser", "not-the-password", "").await.code,
+        ErrorCode::AUTHENTICATION_FAILED
+    );
+    let r = c.login("testuser", "s3cr3t-Pa55", "").await;
+    assert_eq!(r.code, ErrorCode::SUCCESS);
+    assert_eq!(
+        r.login_response().unwrap().server_uuid,
+        "{01234567-89ab-cdef-0123-456789abcdef}"
+    );
+    assert_eq!(c.logoff().await.code, ErrorCode::SUCCESS);
+    // The users file works as well, on the unix socket.
+    let conn = connect(
+        &Endpoint::unix(&sock),
+        &client_config(SecurityLevel::Normal),
+    )
+    .await
+    .unwrap();
+    let mut u = Client {
+        conn,
+        backlog: Vec::new(),
+    };
+    assert_eq!(
+        u.login("fileuser", "filepass", "").await.code,
+        ErrorCode::SUCCESS
+    );
+    // Min security: a LOW client is refused.
+    let e = connect(
+        &Endpoint::tcp("127.0.0.1", addr.port()),
+        &client_config(SecurityLevel::Low),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.prl_code(), ErrorCode::HANDSHAKE_FAILED);
+
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    let mut logs = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(logs.contains("session started"), "{logs}");
+    for secret in ["s3cr3t-Pa55", "not-the-password", "filepass"] {
+        assert!(!logs.contains(secret), "a password reached the logs");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn run_bad(args: &[&str]) -> String {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{args:?}");
+    assert!(out.stdout.is_empty(), "no ready line on error");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn bad_flags_and_config_name_the_problem() {
+    assert!(run_bad(&["--mode", "weird"]).contains("--mode"));
+    assert!(run_bad(&["--min-security", "max"]).contains("--min-security"));
+    assert!(run_bad(&["--user", "nopassword"]).contains("NAME:PASSWORD"));
+    assert!(run_bad(&["--local-user", "root:abc"]).contains("uid"));
+    assert!(run_bad(&["--fault", "explode"]).contains("unknown fault"));
+    assert!(run_bad(&["--users", "/nonexistent/users.toml"]).contains("users file"));
+    assert!(run_bad(&["--server-uuid", "xyz"]).contains("--server-uuid"));
+    assert!(run_bad(&["--listen", "not-an-address"]).contains("--listen"));
+    let e = run_bad(&[
+        "--mode",
+        "desktop",
+        "--listen",
+        "127.0.0.1:0",
+        "--unix",
+        "/tmp/x.sock",
+        "--local-user",
+        "me:1000",
+    ]);
+    assert!(e.contains("desktop mode"), "{e}");
+    assert!(run_bad(&["--mode", "desktop"]).contains("--unix"));
+    // A port in use.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    assert!(run_bad(&["--listen", &addr, "--user", "a:b"]).contains(&format!("tcp://{addr}")));
+}
+
+#[tokio::test]
+async fn certificate_mode_from_the_command_line() {
+    let dir = temp_dir();
+    let (cert, key) = test_certificate("prl-sim-host");
+    std::fs::write(dir.join("cert.pem"), &cert).unwrap();
+    std::fs::write(dir.join("key.pem"), &key).unwrap();
+    let mut child = Child(
+        Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--user", "testuser:testpass"])
+            .arg("--tls-cert")
+            .arg(dir.join("cert.pem"))
+            .arg("--tls-key")
+            .arg(dir.join("key.pem"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let line = BufReader::new(child.0.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let addr: std::net::SocketAddr = line
+        .strip_prefix("prl-sim listening on tcp://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let creds = prl_transport::Credentials::from_pem(&cert, &key).unwrap();
+    let conn = connect(
+        &Endpoint::tcp("127.0.0.1", addr.port()),
+        &client_config(SecurityLevel::High)
+            .with_tls(prl_transport::TlsConfig::client_with_credentials(&creds).unwrap()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        conn.info().key_exchange,
+        Some(prl_transport::KeyExchange::Rsa)
+    );
+    let mut c = Client {
+        conn,
+        backlog: Vec::new(),
+    };
+    c.login_ok().await;
+    drop(child);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(run_bad(&[
+        "--tls-cert",
+        "/nonexistent.pem",
+        "--tls-key",
+        "/nonexistent.key"
+    ])
+    .contains("--tls-cert"));
+}

@@ -1,0 +1,321 @@
+//! Sessions, lost tasks and re-attaching (2090), cancel (2053), local login, desktop mode and
+//! the logon limit.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use prl_protocol::codes::{cmd, event_type};
+use prl_protocol::commands::{package_event, param, Reply};
+use prl_protocol::handshake::SecurityLevel;
+use prl_protocol::package::Package;
+use prl_protocol::{ErrorCode, Uuid};
+use prl_sim::{
+    start_long_task_command, ConfigError, Mode, UserDb, PACF_CANCEL_TASK_ON_END_SESSION,
+    SIM_CMD_START_LONG_TASK,
+};
+
+fn progress(p: &Package) -> Option<u32> {
+    if p.header.package_type != cmd::VM_EVENT {
+        return None;
+    }
+    let e = package_event(p).unwrap();
+    assert_eq!(e.event_type, event_type::JOB_PROGRESS_CHANGED);
+    e.uint(param::PROGRESS_CHANGED)
+}
+
+/// Reads packages until one is not a progress event of `parent`; returns the percentages
+/// seen and that package.
+async fn progress_until_reply(c: &mut Client, parent: Uuid) -> (Vec<u32>, Package) {
+    let mut seen = Vec::new();
+    loop {
+        let p = c.next().await.unwrap().unwrap();
+        match progress(&p) {
+            Some(pct) => {
+                assert_eq!(
+                    p.header.parent_uuid, parent,
+                    "progress events name the task's request"
+                );
+                assert_eq!(p.header.receiver_uuid, c.me());
+                seen.push(pct);
+            }
+            None => return (seen, p),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_task_survives_its_connection_and_is_reattached_after_relogin() {
+    let sim = start(config()).await;
+    let mut a = Client::connect(&sim, SecurityLevel::High).await.unwrap();
+    let session_a = session_of(&a.login_ok().await);
+    let start = start_long_task_command(20, 40, 0, Uuid::new_v4(), a.me());
+    let request_uuid = start.header.uuid;
+    a.conn.send(start).await.unwrap();
+    // Two progress steps on the first connection, parented to the request.
+    for expected in [5, 10] {
+        let p = a.next().await.unwrap().unwrap();
+        assert_eq!(progress(&p), Some(expected));
+        assert_eq!(p.header.parent_uuid, request_uuid);
+    }
+    // The connection drops; its session dies with it, the task keeps running.
+    a.conn.close().await;
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(sim.session_count(), 0);
+    assert_eq!(sim.task_count(), 1);
+
+    // A new connection logs in with the previous session uuid: a normal password login
+    // (the old session is gone), with the lost task listed.
+    let mut b = Client::connect(&sim, SecurityLevel::Normal).await.unwrap();
+    let wrong = b.login(USER, "wrong", &session_a).await;
+    assert_eq!(
+        wrong.code,
+        ErrorCode::AUTHENTICATION_FAILED,
+        "a dead session is no free pass"
+    );
+    let reply = b.login(USER, PASSWORD, &session_a).await;
+    assert_eq!(reply.code, ErrorCode::SUCCESS);
+    let login = reply.login_response().unwrap();
+    assert_eq!(login.session_uuid, braced(&b.me()), "a new session");
+    assert_eq!(login.running_tasks.len(), 1);
+    let task = &login.running_tasks[0];
+    assert_eq!(task.task_type, SIM_CMD_START_LONG_TASK);
+    assert!(prl_protocol::parse_uuid(&task.task_id).is_some());
+
+    // Attaching to an unknown task, then to the real one.
+    let p = b.one_str(cmd::ATTACH_TO_LOST_TASK, &braced(&Uuid::new_v4()));
+    assert_eq!(b.request(p).await.code, ErrorCode::TASK_NOT_FOUND);
+    let attach = b.one_str(cmd::ATTACH_TO_LOST_TASK, &task.task_id);
+    let attach_uuid = attach.header.uuid;
+    let r = b.request(attach).await;
+    assert_eq!(r.code, ErrorCode::SUCCESS);
+    assert_eq!(r.opcode, cmd::ATTACH_TO_LOST_TASK);
+    // The remaining progress comes parented to the 2090 request, then the final result,
+    // also a reply to the 2090 request, with the task's original opcode.
+    b.backlog.retain(|p| progress(p).is_none());
+    let (seen, last) = progress_until_reply(&mut b, attach_uuid).await;
+    assert!(!seen.is_empty() && *seen.last().unwrap() == 100, "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]));
+    assert!(
+        seen[0] > 10,
+        "progress continued while nobody listened: {seen:?}"
+    );
+    assert_eq!(last.header.parent_uuid, attach_uuid);
+    let done = Reply::parse(&last).unwrap();
+    assert_eq!(done.code, ErrorCode::SUCCESS);
+    assert_eq!(done.opcode, SIM_CMD_START_LONG_TASK);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(sim.task_count(), 0);
+}
+
+#[tokio::test]
+async fn attach_needs_the_session_that_lost_the_task() {
+    let sim = start(config()).await;
+    let mut a = Client::connect(&sim, SecurityLevel::Low).await.unwrap();
+    a.login_ok().await;
+    let start = start_long_task_command(50, 50, 0, Uuid::new_v4(), a.me());
+    a.conn.send(start).await.unwrap();
+    a.next().await.unwrap().unwrap();
+    let session_a = braced(&a.me());
+    a.conn.close().await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // A login without the previous session uuid sees no task and cannot attach.
+    let mut b = Client::connect(&sim, SecurityLevel::Low).await.unwrap();
+    let reply = b.login_ok().await;
+    assert!(reply.login_response().unwrap().running_tasks.is_empty());
+    // A re-login with the old session uuid lists it...
+    let mut d = Client::connect(&sim, SecurityLevel::Low).await.unwrap();
+    let r = d.login(USER, PASSWORD, &session_a).await;
+    let id = r.login_response().unwrap().running_tasks[0].task_id.clone();
+    // ...but only a session whose previous session owns the task may attach.
+    let p = b.one_str(cmd::ATTACH_TO_LOST_TASK, &id);
+    assert_eq!(
+        b.request(p).await.code,
+        ErrorCode::ATTACH_TO_TASK_BAD_SESSION
+    );
+    let p = d.one_str(cmd::ATTACH_TO_LOST_TASK, &id);
+    assert_eq!(d.request(p).await.code, ErrorCode::SUCCESS);
+}
+
+#[tokio::test]
+async fn cancel_ends_a_task_and_cancel_on_end_session_is_honoured() {
+    let sim = start(config()).await;
+    let mut a = Client::connect(&sim, SecurityLevel::High).await.unwrap();
+    a.login_ok().await;
+    let start = start_long_task_command(100, 30, 0, Uuid::new_v4(), a.me());
+    let job = start.header.uuid;
+    a.conn.send(start).await.unwrap();
+    a.next().await.unwrap().unwrap();
+    // Another session may not cancel it.
+    let mut other = Client::connect(&sim, SecurityLevel::High).await.unwrap();
+    other.login_ok().await;
+    let p = other.one_str(cmd::USER_CANCEL_OPERATION, &braced(&job));
+    assert_eq!(other.request(p).await.code, ErrorCode::ACCESS_DENIED);
+    // The owner can.
+    let cancel = a.one_str(cmd::USER_CANCEL_OPERATION, &braced(&job));
+    let r = a.request(cancel).await;
+    assert_eq!(r.code, ErrorCode::SUCCESS);
+    assert_eq!(r.opcode, cmd::USER_CANCEL_OPERATION);
+    a.backlog.retain(|p| progress(p).is_none());
+    let done = a.reply_to(job).await;
+    assert_eq!(done.code, ErrorCode::OPERATION_WAS_CANCELED);
+    assert_eq!(done.opcode, SIM_CMD_START_LONG_TASK);
+
+    // A task flagged PACF_CANCEL_TASK_ON_END_SESSION dies with its session.
+    let start = start_long_task_command(
+        100,
+        30,
+        PACF_CANCEL_TASK_ON_END_SESSION,
+        Uuid::new_v4(),
+        a.me(),
+    );
+    a.conn.send(start).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(sim.task_count(), 1);
+    let session_a = braced(&a.me());
+    a.conn.close().await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(sim.task_count(), 0);
+    let mut b = Client::connect(&sim, SecurityLevel::High).await.unwrap();
+    let r = b.login(USER, PASSWORD, &session_a).await;
+    assert!(r.login_response().unwrap().running_tasks.is_empty());
+}
+
+#[tokio::test]
+async fn a_live_session_is_reused_without_a_password() {
+    let sim = start(config()).await;
+    let mut a = Client::connect(&sim, SecurityLevel::Low).await.unwrap();
+    let session_a = session_of(&a.login_ok().await);
+    let mut b = Client::connect(&sim, SecurityLevel::Low).await.unwrap();
+    // Names other than the exact `{lower-case}` handle do not match.
+    let upper = session_a.to_uppercase();
+    assert_eq!(
+        b.login(USER, "wrong", &upper).await.code,
+        ErrorCode::AUTHENTICATION_FAILED
+    );
+    let r = b.login(USER, "wrong", &session_a).await;
+    assert_eq!(r.code, ErrorCode::SUCCESS);
+    assert_eq!(
+        session_of(&r),
+        session_a,
+        "the live session itself is reused"
+    );
+    let p = b.simple(cmd::USER_PING);
+    assert_eq!(
+        b.request(p).await.code,
+        ErrorCode::UNIMPLEMENTED,
+        "b is logged in"
+    );
+}
+
+#[tokio::test]
+async fn local_login_identifies_the_peer_uid() {
+    let dir = temp_dir();
+    let mut cfg = config();
+    cfg.unix = Some(dir.join("prl.sock"));
+    cfg.users
+        .add(UserDb::parse_local_spec(&format!("localuser:{}", own_uid())).unwrap())
+        .unwrap();
+    let sim = start(cfg).await;
+    let mut c = Client::connect_unix(&sim).await.unwrap();
+    let r = c.login_local("").await;
+    assert_eq!(r.code, ErrorCode::SUCCESS);
+    assert_eq!(r.opcode, cmd::USER_EASY_LOGIN_LOCAL);
+    assert_eq!(session_of(&r), braced(&c.me()));
+    // Over TCP there is no peer uid: local login fails.
+    let mut t = Client::connect(&sim, SecurityLevel::Low).await.unwrap();
+    assert_eq!(
+        t.login_local("").await.code,
+        ErrorCode::LOCAL_AUTHENTICATION_FAILED
+    );
+    drop(sim);
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    // A uid no user maps to.
+    let dir = temp_dir();
+    let mut cfg = config();
+    cfg.unix = Some(dir.join("prl.sock"));
+    cfg.users
+        .add(UserDb::parse_local_spec(&format!("other:{}", own_uid().wrapping_add(4242))).unwrap())
+        .unwrap();
+    let sim = start(cfg).await;
+    let mut c = Client::connect_unix(&sim).await.unwrap();
+    assert_eq!(
+        c.login_local("").await.code,
+        ErrorCode::LOCAL_AUTHENTICATION_FAILED
+    );
+    // Password login works on the unix socket too.
+    c.login_ok().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn desktop_mode_is_local_only_with_one_user() {
+    let dir = temp_dir();
+    let mut cfg = prl_sim::SimConfig::new();
+    cfg.mode = Mode::Desktop;
+    cfg.unix = Some(dir.join("prl.sock"));
+    cfg.users
+        .add(UserDb::parse_local_spec(&format!("owner:{}", own_uid())).unwrap())
+        .unwrap();
+    // TCP is refused by configuration: a desktop service has no remote listener.
+    let e = prl_sim::Simulator::start(cfg.clone()).await.unwrap_err();
+    assert!(matches!(e, ConfigError::Invalid(_)));
+    assert!(e.to_string().contains("--listen"), "{e}");
+    cfg.tcp = None;
+    let sim = start(cfg.clone()).await;
+    assert!(sim.tcp_addr().is_none());
+    let mut c = Client::connect_unix(&sim).await.unwrap();
+    let r = c.login_local("").await;
+    assert_eq!(r.code, ErrorCode::SUCCESS);
+    assert_eq!(
+        r.login.unwrap().string(param::APP_EXECUTE_MODE),
+        Some("1"),
+        "desktop application mode"
+    );
+    drop(sim);
+    // More than one user is refused.
+    cfg.users
+        .add(UserDb::parse_spec("second:pw").unwrap())
+        .unwrap();
+    let e = prl_sim::Simulator::start(cfg).await.unwrap_err();
+    assert!(e.to_string().contains("exactly one user"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn more_than_16_logins_in_progress_are_refused() {
+    let mut cfg = config();
+    cfg.auth_delay = Duration::from_millis(600);
+    let sim = start(cfg).await;
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(Client::connect(&sim, SecurityLevel::Low).await.unwrap());
+    }
+    let results = futures_join(clients).await;
+    let ok = results.iter().filter(|c| **c == ErrorCode::SUCCESS).count();
+    let limited = results
+        .iter()
+        .filter(|c| **c == ErrorCode::DISP_LOGON_ACTIONS_REACHED_UP_LIMIT)
+        .count();
+    assert_eq!((ok, limited), (16, 4), "{results:?}");
+    // Once they are done, logins pass again.
+    let mut late = Client::connect(&sim, SecurityLevel::Low).await.unwrap();
+    late.login_ok().await;
+}
+
+async fn futures_join(clients: Vec<Client>) -> Vec<ErrorCode> {
+    let mut handles = Vec::new();
+    for mut c in clients {
+        handles.push(tokio::spawn(async move {
+            c.login(USER, PASSWORD, "").await.code
+        }));
+    }
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
