@@ -1,0 +1,741 @@
+//! The relay against prl-sim over real loopback sockets: logins at each security level,
+//! policy denials, tickets, limits, timeouts, resume, takeover refusal, local login.
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+
+#[path = "common/relay.rs"]
+mod browser;
+mod common;
+use browser::*;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures_util::SinkExt;
+use prl_protocol::codes::cmd;
+use prl_protocol::commands::{self, LoginLocalRequest};
+use prl_protocol::handshake::SecurityLevel;
+use prl_protocol::relay::{ClientMessage, ConnectMode, RelayErrorKind, Secret};
+use prl_protocol::{ErrorCode, Uuid};
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test]
+async fn login_through_the_proxy_at_each_security_level() {
+    let sim = sim().await;
+    let h = start(&format!(
+        "{}[limits]\nlogin_burst_per_user = 20\n",
+        sim_target(&sim)
+    ))
+    .await;
+    for level in [
+        SecurityLevel::Low,
+        SecurityLevel::Normal,
+        SecurityLevel::High,
+    ] {
+        let mut b = Browser::open(&h, open_request("sim", level)).await.unwrap();
+        let o = b.opened.clone().unwrap();
+        assert_eq!(o.security_level, level);
+        assert_eq!(o.service_protocol, "6.10");
+        assert_eq!(o.tls_version, "TLSv1.2");
+        assert!(o.cipher.starts_with("ADH-"), "{}", o.cipher);
+        assert_eq!(o.resume_window_ms, 60_000);
+        let reply = b.login(USER, PASSWORD, "").await.unwrap();
+        assert_eq!(reply.code, ErrorCode::SUCCESS, "{level:?}");
+        let login = reply.login_response().unwrap();
+        assert_eq!(
+            login.session_uuid, o.connection_uuid,
+            "session uuid = proxy's connection uuid"
+        );
+        b.ping().await.unwrap(); // any reply: a round trip through the logged-in session
+                                 // Wrong password is the service's answer, relayed untouched.
+        let mut c = Browser::open(&h, open_request("sim", level)).await.unwrap();
+        assert_eq!(
+            c.login(USER, "wrong", "").await.unwrap().code,
+            ErrorCode::AUTHENTICATION_FAILED
+        );
+        // Logoff: reply, then the service closes and the proxy reports it.
+        let job = Uuid::new_v4();
+        b.send(&commands::simple_command(
+            cmd::USER_LOGOFF,
+            job,
+            b.conn_uuid,
+            &mut Uuid::new_v4,
+        ))
+        .await;
+        assert_eq!(b.reply_to(job).await.unwrap().code, ErrorCode::SUCCESS);
+        let e = b.next().await.unwrap_err();
+        assert_eq!(e.kind, RelayErrorKind::Closed);
+    }
+    let m = h.metrics_text();
+    assert_eq!(
+        metric(&m, "prl_proxy_logins_total{outcome=\"success\"}"),
+        3.0
+    );
+    assert_eq!(
+        metric(&m, "prl_proxy_logins_total{outcome=\"failure\"}"),
+        3.0
+    );
+    assert_eq!(metric(&m, "prl_proxy_sessions_opened_total"), 6.0);
+}
+
+#[tokio::test]
+async fn policy_denials() {
+    let sim = sim().await;
+    let port = sim.tcp_addr().unwrap().port();
+    let toml = format!(
+        "{}[[policy.allow]]\ncidr = \"10.0.0.0/8\"\nports = [64000]\n[[policy.allow]]\ncidr = \"0.0.0.0/0\"\nports = [{port}]\n",
+        sim_target(&sim)
+    );
+    let h = start(&toml).await;
+    let cases: &[(&str, u16, &str)] = &[
+        ("192.0.2.1", 0, "port"), // not in 10/8 at 64000, 0/0 only for the sim port
+        ("10.0.0.1", 22, "port"), // port not allowed
+        ("localhost", port, "loopback"), // a name resolving to a denied address
+        ("127.0.0.1", port, "loopback"), // 0.0.0.0/0 does not open loopback
+        ("::ffff:127.0.0.1", port, "loopback"), // IPv4-mapped IPv6
+        ("[::ffff:7f00:1]", port, "loopback"),
+        ("2130706433", port, "loopback"), // decimal
+        ("0x7f000001", port, "loopback"), // hex
+        ("0177.0.0.1", port, "loopback"), // octal
+        ("127.1", port, "loopback"),      // short form
+        ("169.254.169.254", port, "metadata"),
+        ("0.0.0.0", port, "unspecified"),
+        ("::1", port, "loopback"),
+        ("sim", 1, "port"), // a named target at another port
+        ("bad host!", 0, "malformed"),
+    ];
+    for (host, port, why) in cases {
+        let mut req = open_request(host, SecurityLevel::Low);
+        req.target.port = *port;
+        let e = Browser::open(&h, req)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{host} was allowed"));
+        assert_eq!(e.kind, RelayErrorKind::PolicyDenied, "{host}: {e:?}");
+        assert!(e.message.contains(why), "{host}: {}", e.message);
+        assert_eq!(e.code, None);
+    }
+    assert_eq!(
+        metric(&h.metrics_text(), "prl_proxy_sessions_opened_total"),
+        0.0
+    );
+    assert_eq!(
+        metric(
+            &h.metrics_text(),
+            "prl_proxy_rejections_total{reason=\"policy_denied\"}"
+        ),
+        cases.len() as f64
+    );
+    // Unresolvable names are dns_failed.
+    let e = Browser::open(
+        &h,
+        open_request("does-not-exist.invalid", SecurityLevel::Low),
+    )
+    .await
+    .err()
+    .unwrap();
+    assert_eq!(e.kind, RelayErrorKind::DnsFailed);
+    assert_eq!(e.code, Some(ErrorCode::CANT_CONNECT_TO_DISPATCHER.0));
+}
+
+#[tokio::test]
+async fn connect_failures_are_typed_with_sdk_codes() {
+    let stalled = sim_with(|c| c.faults.stall_handshake = true).await;
+    let strict = sim_with(|c| c.min_security = SecurityLevel::High).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let toml = format!(
+        "[limits]\nconnect_timeout_ms = 400\n[[policy.target]]\nname = \"stalled\"\nhost = \"127.0.0.1\"\nport = {}\n\
+[[policy.target]]\nname = \"strict\"\nhost = \"127.0.0.1\"\nport = {}\n[[policy.target]]\nname = \"closed\"\nhost = \"127.0.0.1\"\nport = {}\n",
+        stalled.tcp_addr().unwrap().port(),
+        strict.tcp_addr().unwrap().port(),
+        closed.port()
+    );
+    let h = start(&toml).await;
+    // The client's budget.
+    let mut req = open_request("stalled", SecurityLevel::Low);
+    req.timeout_ms = 200;
+    let t0 = Instant::now();
+    let e = Browser::open(&h, req.clone()).await.err().unwrap();
+    assert_eq!(e.kind, RelayErrorKind::Timeout);
+    assert_eq!(e.code, Some(ErrorCode::CANT_CONNECT_TO_DISPATCHER.0));
+    assert!(
+        t0.elapsed() < Duration::from_millis(380),
+        "{:?}",
+        t0.elapsed()
+    );
+    // 0 = the proxy's ceiling (400 ms here), and a larger budget is capped by it.
+    for timeout_ms in [0, 30_000] {
+        req.timeout_ms = timeout_ms;
+        let t0 = Instant::now();
+        let e = Browser::open(&h, req.clone()).await.err().unwrap();
+        assert_eq!(e.kind, RelayErrorKind::Timeout);
+        let took = t0.elapsed();
+        assert!(
+            took >= Duration::from_millis(380) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
+    }
+    // Below the service's minimum security level: it closes during the handshake.
+    let e = Browser::open(&h, open_request("strict", SecurityLevel::Low))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.kind, RelayErrorKind::HandshakeFailed, "{e:?}");
+    assert_eq!(e.code, Some(ErrorCode::HANDSHAKE_FAILED.0));
+    assert!(
+        Browser::open(&h, open_request("strict", SecurityLevel::High))
+            .await
+            .is_ok()
+    );
+    let e = Browser::open(&h, open_request("closed", SecurityLevel::Low))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.kind, RelayErrorKind::ConnectionRefused);
+    assert_eq!(e.code, Some(ErrorCode::CANT_CONNECT_TO_DISPATCHER.0));
+}
+
+#[tokio::test]
+async fn tickets_in_the_open_message() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("k");
+    std::fs::write(&key_path, [9u8; 48]).unwrap();
+    let key = prl_proxy::ticket::TicketKey::load(&key_path).unwrap();
+    let toml = format!(
+        "{}[tickets]\nkey_file = {:?}\nmax_ttl_secs = 60\n",
+        sim_target(&sim),
+        key_path.display().to_string()
+    );
+    let h = start(&toml).await;
+    let origin = own_origin(&h);
+    let now = prl_proxy::util::unix_now();
+    // Required: none is refused.
+    let e = Browser::open(&h, open_request("sim", SecurityLevel::Low))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.kind, RelayErrorKind::TicketInvalid);
+    let with = |t: String| {
+        let mut r = open_request("sim", SecurityLevel::Low);
+        r.ticket = Some(Secret(t));
+        r
+    };
+    let good = key.issue_for("sim", 0, &origin, now, 30, None);
+    assert!(Browser::open(&h, with(good.clone())).await.is_ok());
+    // Replayed, expired, other target, bad signature.
+    let bad = [
+        good,
+        key.issue_for("sim", 0, &origin, now - 120, 30, None),
+        key.issue_for("other", 0, &origin, now, 30, None),
+        prl_proxy::ticket::TicketKey::new(vec![1; 32])
+            .unwrap()
+            .issue_for("sim", 0, &origin, now, 30, None),
+    ];
+    for t in bad {
+        let e = Browser::open(&h, with(t)).await.err().unwrap();
+        assert_eq!(e.kind, RelayErrorKind::TicketInvalid, "{e:?}");
+        assert!(
+            !e.message.contains('.'),
+            "no ticket text in the message: {}",
+            e.message
+        );
+    }
+    // A header ticket is bound to its target too.
+    let t = key.issue_for("other", 0, &origin, now, 30, None);
+    let (mut ws, _) = ws_connect(
+        h.local_addr(),
+        Some(&origin),
+        &["prl-relay.v1", &format!("prl-ticket.{t}")],
+    )
+    .await
+    .unwrap();
+    ws.send(Message::Text(
+        ClientMessage::Open(open_request("sim", SecurityLevel::Low))
+            .to_json()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    match next_control(&mut ws).await {
+        prl_protocol::relay::ProxyMessage::Error(e) => {
+            assert_eq!(e.kind, RelayErrorKind::TicketInvalid)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn oversize_frames_and_bad_first_messages() {
+    let sim = sim().await;
+    let h = start(&format!(
+        "{}[limits]\nmax_message_bytes = 4096\nmax_frame_bytes = 4096\n",
+        sim_target(&sim)
+    ))
+    .await;
+    // After open.
+    let mut b = Browser::open(&h, open_request("sim", SecurityLevel::Low))
+        .await
+        .unwrap();
+    b.ws.send(Message::Binary(vec![0u8; 5000].into()))
+        .await
+        .unwrap();
+    let e = b.next().await.unwrap_err();
+    assert_eq!(e.kind, RelayErrorKind::LimitReached, "{e:?}");
+    // Before open: an oversize first message, a binary first message, garbage JSON.
+    let origin = own_origin(&h);
+    for first in [
+        Message::Text("x".repeat(5000).into()),
+        Message::Binary(vec![1, 2, 3].into()),
+        Message::Text("{\"type\":\"open\"".into()),
+    ] {
+        let (mut ws, _) = ws_connect(h.local_addr(), Some(&origin), &["prl-relay.v1"])
+            .await
+            .unwrap();
+        ws.send(first).await.unwrap();
+        match next_control(&mut ws).await {
+            prl_protocol::relay::ProxyMessage::Error(e) => {
+                assert!(
+                    matches!(
+                        e.kind,
+                        RelayErrorKind::LimitReached | RelayErrorKind::ProtocolViolation
+                    ),
+                    "{e:?}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // A malformed package after open.
+    let mut b = Browser::open(&h, open_request("sim", SecurityLevel::Low))
+        .await
+        .unwrap();
+    b.ws.send(Message::Binary(vec![0u8; 100].into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.next().await.unwrap_err().kind,
+        RelayErrorKind::ProtocolViolation
+    );
+}
+
+#[tokio::test]
+async fn packages_must_carry_the_proxys_connection_uuid() {
+    let sim = sim().await;
+    let h = start(&sim_target(&sim)).await;
+    let mut b = Browser::open(&h, open_request("sim", SecurityLevel::Normal))
+        .await
+        .unwrap();
+    // A nil sender is filled in.
+    let job = Uuid::new_v4();
+    let mut p = commands::simple_command(cmd::USER_PING, job, Uuid::nil(), &mut Uuid::new_v4);
+    b.send(&p).await;
+    assert_eq!(
+        b.reply_to(job).await.unwrap().code,
+        ErrorCode::USER_OPERATION_NOT_AUTHORISED
+    );
+    p.header.sender_uuid = Uuid::new_v4();
+    b.send(&p).await;
+    assert_eq!(
+        b.next().await.unwrap_err().kind,
+        RelayErrorKind::ProtocolViolation
+    );
+}
+
+#[tokio::test]
+async fn idle_and_lifetime_limits() {
+    let sim = sim().await;
+    let h = start(&format!(
+        "{}[limits]\nidle_timeout_ms = 300\n",
+        sim_target(&sim)
+    ))
+    .await;
+    let mut b = Browser::open(&h, open_request("sim", SecurityLevel::Low))
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    let e = b.next().await.unwrap_err();
+    assert_eq!(e.kind, RelayErrorKind::LimitReached);
+    assert!(e.message.contains("idle"), "{}", e.message);
+    assert!(t0.elapsed() >= Duration::from_millis(250) && t0.elapsed() < Duration::from_secs(3));
+
+    let h = start(&format!(
+        "{}[limits]\nmax_lifetime_ms = 700\n",
+        sim_target(&sim)
+    ))
+    .await;
+    let mut b = Browser::open(&h, open_request("sim", SecurityLevel::Low))
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    assert_eq!(
+        b.login(USER, PASSWORD, "").await.unwrap().code,
+        ErrorCode::SUCCESS
+    );
+    let e = loop {
+        match b.ping().await {
+            Ok(_) => {}
+            Err(e) => break e,
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(e.kind, RelayErrorKind::LimitReached);
+    assert!(e.message.contains("lifetime"), "{}", e.message);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(650),
+        "{:?}",
+        t0.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn local_login_is_refused_by_default() {
+    let sim = sim().await;
+    let h = start(&sim_target(&sim)).await;
+    let mut req = open_request("sim", SecurityLevel::Low);
+    req.mode = ConnectMode::Local;
+    let e = Browser::open(&h, req).await.err().unwrap();
+    assert_eq!(e.kind, RelayErrorKind::PolicyDenied);
+    assert!(e.message.contains("local login"));
+    // A 2186 package on a remote connection is refused too, and never reaches the service.
+    let mut b = Browser::open(&h, open_request("sim", SecurityLevel::Low))
+        .await
+        .unwrap();
+    let req = LoginLocalRequest {
+        application_mode: 0,
+        prev_session_uuid: String::new(),
+        flags: 0,
+    };
+    b.send(&req.to_package(Uuid::new_v4(), b.conn_uuid, &mut Uuid::new_v4))
+        .await;
+    let e = b.next().await.unwrap_err();
+    assert_eq!(e.kind, RelayErrorKind::PolicyDenied);
+    assert_eq!(
+        metric(
+            &h.metrics_text(),
+            "prl_proxy_logins_total{outcome=\"refused\"}"
+        ),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn a_passwordless_takeover_of_another_live_session_is_refused() {
+    let sim = sim().await;
+    let h = start(&sim_target(&sim)).await;
+    let mut victim = Browser::open(&h, open_request("sim", SecurityLevel::Normal))
+        .await
+        .unwrap();
+    let session = victim
+        .login(USER, PASSWORD, "")
+        .await
+        .unwrap()
+        .login_response()
+        .unwrap()
+        .session_uuid;
+
+    // Directly against the service, naming the live session takes it over without a password:
+    // this is the hole the proxy closes.
+    let mut direct = prl_transport::connect(
+        &prl_transport::Endpoint::Addrs(vec![sim.tcp_addr().unwrap()]),
+        &prl_transport::ClientConfig::new(SecurityLevel::Low),
+    )
+    .await
+    .unwrap();
+    let me = direct.info().local_connection_uuid;
+    let job = Uuid::new_v4();
+    let req = commands::LoginRequest {
+        user: USER.into(),
+        password: commands::Password::new("wrong"),
+        prev_session_uuid: session.clone(),
+        flags: commands::PCF_ORIGINAL_CLIENT,
+    };
+    direct
+        .send(req.to_package(job, me, true, &mut Uuid::new_v4))
+        .await
+        .unwrap();
+    let reply = loop {
+        let p = direct.recv().await.unwrap().unwrap();
+        if p.header.parent_uuid == job {
+            break commands::Reply::parse(&p).unwrap();
+        }
+    };
+    assert_eq!(
+        reply.code,
+        ErrorCode::SUCCESS,
+        "the simulator should model the takeover"
+    );
+
+    // Through the proxy, from another browser session: refused before it reaches the service.
+    let mut attacker = Browser::open(&h, open_request("sim", SecurityLevel::Normal))
+        .await
+        .unwrap();
+    let e = attacker.login(USER, "wrong", &session).await.unwrap_err();
+    assert_eq!(e.kind, RelayErrorKind::PolicyDenied);
+    // Also with the right password: naming a live foreign session is never needed.
+    let mut other = Browser::open(&h, open_request("sim", SecurityLevel::Normal))
+        .await
+        .unwrap();
+    assert_eq!(
+        other
+            .login(USER, PASSWORD, &session)
+            .await
+            .unwrap_err()
+            .kind,
+        RelayErrorKind::PolicyDenied
+    );
+    // And a session not created through this proxy at all.
+    let mut third = Browser::open(&h, open_request("sim", SecurityLevel::Normal))
+        .await
+        .unwrap();
+    let foreign = prl_protocol::uuid_string(&me);
+    assert_eq!(
+        third.login(USER, "wrong", &foreign).await.unwrap_err().kind,
+        RelayErrorKind::PolicyDenied
+    );
+    // The victim is untouched.
+    victim.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn login_throttling_per_user() {
+    let sim = sim().await;
+    let h = start(&format!(
+        "{}[limits]\nlogin_burst_per_user = 2\nlogin_per_minute_per_user = 1\n",
+        sim_target(&sim)
+    ))
+    .await;
+    for _ in 0..2 {
+        let mut b = Browser::open(&h, open_request("sim", SecurityLevel::Low))
+            .await
+            .unwrap();
+        assert_eq!(
+            b.login(USER, "wrong", "").await.unwrap().code,
+            ErrorCode::AUTHENTICATION_FAILED
+        );
+    }
+    let mut b = Browser::open(&h, open_request("sim", SecurityLevel::Low))
+        .await
+        .unwrap();
+    let e = b.login("ALICE", "wrong", "").await.unwrap_err();
+    assert_eq!(e.kind, RelayErrorKind::LimitReached);
+    // Another user is not affected.
+    let mut b = Browser::open(&h, open_request("sim", SecurityLevel::Low))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.login("bob", "x", "").await.unwrap().code,
+        ErrorCode::AUTHENTICATION_FAILED
+    );
+    assert_eq!(
+        metric(
+            &h.metrics_text(),
+            "prl_proxy_logins_total{outcome=\"throttled\"}"
+        ),
+        1.0
+    );
+}
+
+fn progress(p: &prl_protocol::package::Package, job: Uuid) -> Option<u32> {
+    (p.header.package_type == cmd::VM_EVENT && p.header.parent_uuid == job).then(|| {
+        commands::package_event(p)
+            .unwrap()
+            .uint(commands::param::PROGRESS_CHANGED)
+            .unwrap()
+    })
+}
+
+fn is_reply(p: &prl_protocol::package::Package, job: Uuid) -> bool {
+    p.header.parent_uuid == job
+        && matches!(
+            p.header.package_type,
+            cmd::WS_RESPONSE | cmd::WS_BINARY_RESPONSE
+        )
+}
+
+#[tokio::test]
+async fn resume_inside_the_window_keeps_the_session_and_replays_in_order() {
+    let sim = sim().await;
+    let h = start(&format!("{}[resume]\nwindow_ms = 5000\n", sim_target(&sim))).await;
+    let mut b = Browser::open(&h, open_request("sim", SecurityLevel::Normal))
+        .await
+        .unwrap();
+    let session = b
+        .login(USER, PASSWORD, "")
+        .await
+        .unwrap()
+        .login_response()
+        .unwrap()
+        .session_uuid;
+    let job = Uuid::new_v4();
+    b.send(&prl_sim::start_long_task_command(
+        50,
+        20,
+        0,
+        job,
+        b.conn_uuid,
+    ))
+    .await;
+    let mut percents = Vec::new();
+    while percents.len() < 5 {
+        let p = b.recv().await;
+        if let Some(x) = progress(&p, job) {
+            percents.push(x);
+        }
+    }
+    let (token, received, conn) = (b.token.clone(), b.received, b.conn_uuid);
+    drop(b); // the browser vanishes: no close frame
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        sim.session_count(),
+        1,
+        "the service session survives the blip"
+    );
+    assert_eq!(
+        metric(&h.metrics_text(), "prl_proxy_sessions_detached"),
+        1.0
+    );
+    let (mut b, resumed) = Browser::resume(&h, &token, received, conn).await.unwrap();
+    assert!(
+        resumed.replayed >= 5,
+        "events buffered while away: {}",
+        resumed.replayed
+    );
+    assert_ne!(resumed.resume_token.expose(), token, "tokens rotate");
+    let code = loop {
+        let p = b.recv().await;
+        if let Some(x) = progress(&p, job) {
+            percents.push(x);
+        } else if is_reply(&p, job) {
+            break commands::Reply::parse(&p).unwrap().code;
+        }
+    };
+    assert_eq!(code, ErrorCode::SUCCESS);
+    assert_eq!(
+        percents,
+        (1..=50).map(|s| s * 2).collect::<Vec<u32>>(),
+        "every event, in order, once"
+    );
+    // Same session, no second password entry.
+    b.ping().await.unwrap();
+    assert_eq!(sim.session_count(), 1);
+    let m = h.metrics_text();
+    assert_eq!(metric(&m, "prl_proxy_sessions_resumed_total"), 1.0);
+    assert_eq!(
+        metric(&m, "prl_proxy_logins_total{outcome=\"success\"}"),
+        1.0
+    );
+    // The old token was single use.
+    let e = Browser::resume(&h, &token, 0, conn).await.err().unwrap();
+    assert_eq!(e.kind, RelayErrorKind::ResumeFailed);
+    assert_eq!(e.code, Some(ErrorCode::WS_DISP_CONNECTION_CLOSED.0));
+    // A second blip with the rotated token works again.
+    let (token, received) = (b.token.clone(), b.received);
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (mut b, resumed) = Browser::resume(&h, &token, received, conn).await.unwrap();
+    assert_eq!(resumed.replayed, 0);
+    b.ping().await.unwrap();
+    let _ = session;
+}
+
+#[tokio::test]
+async fn after_the_window_the_service_session_is_gone() {
+    let sim = sim().await;
+    let h = start(&format!("{}[resume]\nwindow_ms = 300\n", sim_target(&sim))).await;
+    let mut b = Browser::open(&h, open_request("sim", SecurityLevel::Low))
+        .await
+        .unwrap();
+    let session = b
+        .login(USER, PASSWORD, "")
+        .await
+        .unwrap()
+        .login_response()
+        .unwrap()
+        .session_uuid;
+    assert_eq!(sim.session_count(), 1);
+    let (token, received, conn) = (b.token.clone(), b.received, b.conn_uuid);
+    drop(b);
+    let t0 = Instant::now();
+    while sim.session_count() != 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "service session outlived the window"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        t0.elapsed() >= Duration::from_millis(250),
+        "closed before the window: {:?}",
+        t0.elapsed()
+    );
+    let e = Browser::resume(&h, &token, received, conn)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.kind, RelayErrorKind::ResumeFailed);
+    // The SDK's way: a fresh login naming the previous (dead) session, same origin.
+    let mut c = Browser::open(&h, open_request("sim", SecurityLevel::Low))
+        .await
+        .unwrap();
+    let again = c
+        .login(USER, PASSWORD, &session)
+        .await
+        .unwrap()
+        .login_response()
+        .unwrap();
+    assert_ne!(again.session_uuid, session);
+}
+
+#[tokio::test]
+async fn a_slow_browser_keeps_memory_bounded() {
+    let sim = sim().await;
+    let queue = 64 * 1024;
+    let h = start(&format!(
+        "{}[limits]\nqueue_bytes = {queue}\nqueue_packages = 16\n[resume]\nbuffer_bytes = 131072\n",
+        sim_target(&sim)
+    ))
+    .await;
+    let mut b = Browser::open(&h, open_request("sim", SecurityLevel::Normal))
+        .await
+        .unwrap();
+    b.login(USER, PASSWORD, "").await.unwrap();
+    // 8 tasks x 4000 events, as fast as the service can send: ~25 MB toward a browser that
+    // does not read.
+    let jobs: Vec<Uuid> = (0..8).map(|_| Uuid::new_v4()).collect();
+    for job in &jobs {
+        b.send(&prl_sim::start_long_task_command(
+            4000,
+            0,
+            0,
+            *job,
+            b.conn_uuid,
+        ))
+        .await;
+    }
+    let mut peak = 0.0f64;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        peak = peak.max(metric(&h.metrics_text(), "prl_proxy_queued_bytes"));
+    }
+    // Each direction holds at most its budget plus one package.
+    assert!(
+        peak > 0.0,
+        "nothing queued: the test did not create pressure"
+    );
+    assert!(peak <= (2 * queue + 2 * 4096) as f64, "queued {peak} bytes");
+    // Nothing was lost: every event and every final reply arrives.
+    let mut events = 0;
+    let mut done = 0;
+    while done < jobs.len() {
+        let p = b.recv().await;
+        if p.header.package_type == cmd::VM_EVENT {
+            events += 1;
+        } else if jobs.iter().any(|j| is_reply(&p, *j)) {
+            done += 1;
+        }
+    }
+    assert_eq!(events, 8 * 4000);
+}
