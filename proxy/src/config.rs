@@ -543,6 +543,28 @@ impl Config {
                 return Err(ConfigError::invalid(key, "must be > 0"));
             }
         }
+        // Durations are added to clocks: keep them far from overflow (at most a year).
+        const YEAR_MS: u64 = 365 * 24 * 3_600_000;
+        let durations: [(&str, u64); 8] = [
+            ("limits.idle_timeout_ms", l.idle_timeout_ms),
+            ("limits.max_lifetime_ms", l.max_lifetime_ms),
+            ("limits.ping_interval_ms", l.ping_interval_ms),
+            ("limits.http_connection_ms", l.http_connection_ms),
+            ("limits.handshake_timeout_ms", l.handshake_timeout_ms),
+            ("limits.connect_timeout_ms", l.connect_timeout_ms),
+            ("resume.window_ms", self.resume.window_ms),
+            (
+                "tickets.max_ttl_secs",
+                self.tickets
+                    .as_ref()
+                    .map_or(0, |t| t.max_ttl_secs.saturating_mul(1000)),
+            ),
+        ];
+        for (key, v) in durations {
+            if v > YEAR_MS {
+                return Err(ConfigError::invalid(key, "must be at most one year"));
+            }
+        }
         if self.resume.window_ms > 0
             && (self.resume.buffer_packages == 0 || self.resume.buffer_bytes == 0)
         {
@@ -605,6 +627,10 @@ mod tests {
                 "policy.target[0].name",
             ),
             ("[limits]\nqueue_packages = 0\n", "limits.queue_packages"),
+            (
+                "[limits]\nmax_lifetime_ms = 999999999999999\n",
+                "limits.max_lifetime_ms",
+            ),
             (
                 "[limits]\nmax_frame_bytes = 999999999\n",
                 "limits.max_frame_bytes",

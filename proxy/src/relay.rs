@@ -846,7 +846,7 @@ where
                 return End::Failed(err(RelayErrorKind::LimitReached, "idle timeout: no package either way"));
             }
             _ = ping.tick() => {
-                if last_seen.elapsed() > ping_every * 2 {
+                if last_seen.elapsed() > ping_every.saturating_mul(2) {
                     return End::BrowserGone;
                 }
                 let _ = writer.tx.try_send(Out::Ping);

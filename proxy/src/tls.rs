@@ -198,3 +198,53 @@ impl TlsState {
         g.cert.first().map(|c| c.as_ref().to_vec())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_signed_and_files() {
+        let s = TlsState::new(
+            &TlsConfig {
+                self_signed: true,
+                ..TlsConfig::default()
+            },
+            "127.0.0.1".parse().unwrap(),
+        )
+        .unwrap();
+        let pem = s.self_signed_pem.clone().unwrap();
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        let first = s.current_leaf().unwrap();
+        // Reload from files swaps the certificate.
+        let dir = tempfile::tempdir().unwrap();
+        let ck = rcgen::generate_simple_self_signed(vec!["example.test".to_string()]).unwrap();
+        std::fs::write(dir.path().join("c.pem"), ck.cert.pem()).unwrap();
+        std::fs::write(dir.path().join("k.pem"), ck.signing_key.serialize_pem()).unwrap();
+        let files = TlsConfig {
+            cert_file: Some(dir.path().join("c.pem")),
+            key_file: Some(dir.path().join("k.pem")),
+            self_signed: false,
+        };
+        s.reload(&files, "127.0.0.1".parse().unwrap()).unwrap();
+        assert_ne!(s.current_leaf().unwrap(), first);
+        assert_eq!(s.current_leaf().unwrap(), ck.cert.der().to_vec());
+        // A key that does not match, and a missing file, are refused (and the old one stays).
+        let other = rcgen::generate_simple_self_signed(vec!["x".to_string()]).unwrap();
+        std::fs::write(dir.path().join("k.pem"), other.signing_key.serialize_pem()).unwrap();
+        assert_eq!(
+            s.reload(&files, "127.0.0.1".parse().unwrap())
+                .unwrap_err()
+                .kind(),
+            "tls_key"
+        );
+        std::fs::remove_file(dir.path().join("c.pem")).unwrap();
+        assert_eq!(
+            s.reload(&files, "127.0.0.1".parse().unwrap())
+                .unwrap_err()
+                .kind(),
+            "tls_certificate"
+        );
+        assert_eq!(s.current_leaf().unwrap(), ck.cert.der().to_vec());
+    }
+}

@@ -739,3 +739,72 @@ async fn a_slow_browser_keeps_memory_bounded() {
     }
     assert_eq!(events, 8 * 4000);
 }
+
+#[tokio::test]
+async fn login_throttling_per_ip() {
+    let sim = sim().await;
+    let h = start(&format!(
+        "{}[limits]\nlogin_burst_per_ip = 3\nlogin_per_minute_per_ip = 1\nlogin_burst_per_user = 100\n",
+        sim_target(&sim)
+    ))
+    .await;
+    for user in ["u1", "u2", "u3"] {
+        let mut b = Browser::open(&h, open_request("sim", SecurityLevel::Low))
+            .await
+            .unwrap();
+        assert_eq!(
+            b.login(user, "x", "").await.unwrap().code,
+            ErrorCode::AUTHENTICATION_FAILED
+        );
+    }
+    let mut b = Browser::open(&h, open_request("sim", SecurityLevel::Low))
+        .await
+        .unwrap();
+    let e = b.login("u4", "x", "").await.unwrap_err();
+    assert_eq!(e.kind, RelayErrorKind::LimitReached);
+    assert!(e.message.contains("address"), "{}", e.message);
+}
+
+#[tokio::test]
+async fn a_resume_token_from_another_origin_is_refused() {
+    let sim = sim().await;
+    let h = start(&format!(
+        "{}[server]\nallowed_origins = [\"http://a.test\", \"http://b.test\"]\n",
+        sim_target(&sim)
+    ))
+    .await;
+    let (mut ws, _) = ws_connect(h.local_addr(), Some("http://a.test"), &["prl-relay.v1"])
+        .await
+        .unwrap();
+    ws.send(Message::Text(
+        ClientMessage::Open(open_request("sim", SecurityLevel::Low))
+            .to_json()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let prl_protocol::relay::ProxyMessage::Opened(o) = next_control(&mut ws).await else {
+        panic!()
+    };
+    drop(ws);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (mut ws, _) = ws_connect(h.local_addr(), Some("http://b.test"), &["prl-relay.v1"])
+        .await
+        .unwrap();
+    let resume = prl_protocol::relay::ResumeRequest {
+        version: 1,
+        token: o.resume_token.clone(),
+        received: 0,
+    };
+    ws.send(Message::Text(
+        ClientMessage::Resume(resume).to_json().into(),
+    ))
+    .await
+    .unwrap();
+    match next_control(&mut ws).await {
+        prl_protocol::relay::ProxyMessage::Error(e) => {
+            assert_eq!(e.kind, RelayErrorKind::ResumeFailed)
+        }
+        other => panic!("{other:?}"),
+    }
+}
