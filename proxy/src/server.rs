@@ -305,7 +305,7 @@ impl Proxy {
             .tickets
             .as_ref()
             .map(|t| t.replay_cache_size)
-            .unwrap_or(1);
+            .unwrap_or(100_000);
         let runtime = Runtime::build(config, local_addr, tls.is_some())?;
         let (shutdown, _) = watch::channel(false);
         let shared = Arc::new(Shared {
