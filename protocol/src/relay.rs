@@ -99,6 +99,12 @@ pub struct OpenRequest {
     /// Optional signed ticket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ticket: Option<Secret>,
+    /// Proof that this browser session owned an earlier upstream connection: the last resume
+    /// token it was given for it. Required for a login that names that connection's session
+    /// as the previous session to restore (the proxy refuses restores it cannot tie to the
+    /// same browser session, so a leaked session UUID is useless through it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<Secret>,
 }
 
 impl fmt::Debug for OpenRequest {
@@ -110,6 +116,7 @@ impl fmt::Debug for OpenRequest {
             .field("timeout_ms", &self.timeout_ms)
             .field("mode", &self.mode)
             .field("ticket", &self.ticket)
+            .field("restore", &self.restore)
             .finish()
     }
 }
@@ -470,6 +477,7 @@ mod tests {
             timeout_ms: 5000,
             mode: ConnectMode::Remote,
             ticket: Some(Secret("t0ps3cret".into())),
+            restore: Some(Secret("r3st0re".into())),
         })
     }
 
@@ -478,7 +486,7 @@ mod tests {
         let json = open().to_json();
         assert_eq!(
             json,
-            r#"{"type":"open","version":1,"target":{"host":"127.0.0.1","port":0},"securityLevel":"normal","timeoutMs":5000,"mode":"remote","ticket":"t0ps3cret"}"#
+            r#"{"type":"open","version":1,"target":{"host":"127.0.0.1","port":0},"securityLevel":"normal","timeoutMs":5000,"mode":"remote","ticket":"t0ps3cret","restore":"r3st0re"}"#
         );
         assert_eq!(ClientMessage::from_json(&json).unwrap(), open());
     }
@@ -496,12 +504,16 @@ mod tests {
         assert_eq!(o.timeout_ms, 0);
         assert_eq!(o.mode, ConnectMode::Remote);
         assert!(o.ticket.is_none());
+        assert!(o.restore.is_none());
     }
 
     #[test]
     fn debug_redacts_secrets() {
         let text = format!("{:?}", open());
-        assert!(!text.contains("t0ps3cret"), "{text}");
+        assert!(
+            !text.contains("t0ps3cret") && !text.contains("r3st0re"),
+            "{text}"
+        );
         let opened = Opened {
             version: 1,
             connection_uuid: "{11111111-2222-3333-4444-555555555555}".into(),

@@ -97,7 +97,8 @@ proptest! {
             security_level: level,
             timeout_ms: timeout,
             mode: if local { ConnectMode::Local } else { ConnectMode::Remote },
-            ticket: ticket.map(Secret),
+            ticket: ticket.clone().map(Secret),
+            restore: ticket.map(Secret),
         });
         prop_assert_eq!(ClientMessage::from_json(&open.to_json()).unwrap(), open);
         let resume = ClientMessage::Resume(ResumeRequest { version: RELAY_VERSION, token: Secret(token), received });

@@ -68,6 +68,7 @@ pub fn open_request(host: &str, level: SecurityLevel) -> OpenRequest {
         timeout_ms: 5000,
         mode: ConnectMode::Remote,
         ticket: None,
+        restore: None,
     }
 }
 
