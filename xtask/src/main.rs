@@ -6,6 +6,7 @@
 
 mod setup;
 mod test;
+mod wasm;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,8 @@ enum Cmd {
     /// Run `setup`, then every check (fmt, clippy, tests, wasm build, browser tests), failing fast.
     #[command(visible_alias = "ci")]
     Test,
+    /// Build the npm package `@prl-web/client` into dist/npm (wasm-bindgen, wasm-opt, size budget).
+    BuildWasm,
 }
 
 fn main() -> ExitCode {
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Setup => setup::run(&root),
         Cmd::Test => test::run(&root),
+        Cmd::BuildWasm => wasm::run(&root),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -100,6 +100,23 @@ const STEPS: &[Step] = &[
             ("CHROMEDRIVER", "/usr/bin/chromedriver"),
         ],
     },
+    // The npm package (dist/npm): wasm-release build, wasm-bindgen, wasm-opt, size budget.
+    Step {
+        name: "build-wasm",
+        only_if: Some("client-wasm"),
+        dir: ".",
+        program: CARGO,
+        args: &[
+            "run",
+            "--quiet",
+            "--locked",
+            "-p",
+            "xtask",
+            "--",
+            "build-wasm",
+        ],
+        env: &[],
+    },
     // Browser end-to-end tests (Node test runner driving Chromium).
     Step {
         name: "e2e",
