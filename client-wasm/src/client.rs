@@ -6,7 +6,7 @@
 //! the borrow is released, so a listener may call back into the client.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::pin;
 use std::rc::Rc;
@@ -35,6 +35,7 @@ use crate::abort::{wait_opt, AbortWatch};
 use crate::backoff;
 use crate::error::{ClientError, Op};
 use crate::js;
+use crate::relay_json;
 use crate::ws::{Socket, WsEvent};
 
 /// Extra time the client waits past the connect budget before giving up on its own, so the
@@ -186,8 +187,8 @@ pub struct Inner {
     session: ClientSession,
     conn: Option<Conn>,
     generation: u64,
-    waiters: HashMap<Uuid, Waiter>,
-    progress: HashMap<Uuid, Function>,
+    waiters: BTreeMap<Uuid, Waiter>,
+    progress: BTreeMap<Uuid, Function>,
     login: Option<LoginInfo>,
     resume: Option<ResumeInfo>,
     /// Set while `connection_lost` fails pending jobs: the detailed reason they get.
@@ -231,8 +232,8 @@ impl Inner {
             }),
             conn: None,
             generation: 0,
-            waiters: HashMap::new(),
-            progress: HashMap::new(),
+            waiters: BTreeMap::new(),
+            progress: BTreeMap::new(),
             login: None,
             resume: None,
             loss_reason: None,
@@ -331,7 +332,7 @@ impl Inner {
         self.drain(notes);
         self.loss_reason = None;
         // Anything left (e.g. a job the session no longer tracks) fails too.
-        for (_, waiter) in self.waiters.drain() {
+        for (_, waiter) in std::mem::take(&mut self.waiters) {
             let _ = waiter.send(Err(ClientError::closed(Op::Connect, "connection closed")));
         }
         self.progress.clear();
@@ -437,7 +438,7 @@ async fn next_control(
         match rx.next().await {
             Some(WsEvent::Open | WsEvent::Error) => continue,
             Some(WsEvent::Text(text)) => {
-                return ProxyMessage::from_json(&text)
+                return relay_json::decode(&text)
                     .map_err(|e| ClientError::protocol(op, e.to_string()))
             }
             Some(WsEvent::Binary(_)) => {
@@ -506,7 +507,7 @@ async fn relay_exchange(
             format!("proxy selected subprotocol {protocol:?}, expected {SUBPROTOCOL:?}"),
         ));
     }
-    let json = Zeroizing::new(message.to_json());
+    let json = relay_json::encode(message);
     socket
         .send_text(&json)
         .map_err(|_| ClientError::closed(op, "websocket closed before the request was sent"))?;
@@ -593,7 +594,7 @@ async fn pump(shared: Shared, generation: u64, mut rx: mpsc::UnboundedReceiver<W
                 }
             }
             WsEvent::Text(text) => {
-                if let Ok(ProxyMessage::Error(e)) = ProxyMessage::from_json(&text) {
+                if let Ok(ProxyMessage::Error(e)) = relay_json::decode(&text) {
                     if let Some(conn) = shared.borrow_mut().conn.as_mut() {
                         conn.relay_error = Some(e);
                     }

@@ -15,6 +15,7 @@ pub mod backoff;
 mod client;
 pub mod error;
 mod js;
+pub mod relay_json;
 mod ws;
 
 use std::cell::RefCell;

@@ -243,3 +243,94 @@ async fn a_second_login_while_connecting_is_refused() {
     );
     let _ = JsFuture::from(first).await;
 }
+
+mod relay_json {
+    use prl_client_wasm::relay_json::{decode, DecodeError};
+    use prl_protocol::handshake::SecurityLevel;
+    use prl_protocol::relay::{
+        Opened, ProxyMessage, RelayError, RelayErrorKind, Resumed, Secret, MAX_CONTROL_LEN,
+    };
+    use wasm_bindgen_test::*;
+
+    fn samples() -> Vec<ProxyMessage> {
+        let mut v = vec![
+            ProxyMessage::Opened(Opened {
+                version: 1,
+                connection_uuid: "{11111111-2222-3333-4444-555555555555}".into(),
+                service_protocol: "6.10".into(),
+                service_build: "sim \"1\" \\ é".into(),
+                security_level: SecurityLevel::High,
+                cipher: "ADH-AES256-GCM-SHA384".into(),
+                tls_version: "TLSv1.2".into(),
+                resume_token: Secret("r3sum3_-".into()),
+                resume_window_ms: 60000,
+            }),
+            ProxyMessage::Resumed(Resumed {
+                version: 1,
+                resume_token: Secret("next".into()),
+                replayed: 3,
+            }),
+        ];
+        for kind in RelayErrorKind::ALL {
+            v.push(ProxyMessage::Error(RelayError::new(
+                kind,
+                "lower-case message",
+            )));
+        }
+        v
+    }
+
+    #[wasm_bindgen_test]
+    fn decodes_every_core_form_to_the_same_value() {
+        for m in samples() {
+            assert_eq!(decode(&m.to_json()), Ok(m.clone()), "{m:?}");
+        }
+        for level in [SecurityLevel::Low, SecurityLevel::Normal] {
+            let mut m = samples().remove(0);
+            if let ProxyMessage::Opened(o) = &mut m {
+                o.security_level = level;
+            }
+            assert_eq!(decode(&m.to_json()), Ok(m.clone()));
+        }
+    }
+
+    #[wasm_bindgen_test]
+    fn refuses_what_the_core_refuses() {
+        let opened = samples().remove(0).to_json();
+        let cases = [
+            String::new(),
+            "[]".into(),
+            "{}".into(),
+            "null".into(),
+            r#"{"type":"bogus","version":1}"#.into(),
+            opened.replace("\"cipher\"", "\"extra\":1,\"cipher\""),
+            opened.replace("\"resumeWindowMs\":60000", "\"resumeWindowMs\":-1"),
+            opened.replace("\"high\"", "\"ultra\""),
+            r#"{"type":"error","kind":"nope","message":"x"}"#.into(),
+            r#"{"type":"error","kind":"timeout","code":1.5,"message":"x"}"#.into(),
+        ];
+        for text in cases {
+            assert!(
+                matches!(decode(&text), Err(DecodeError::Malformed(_))),
+                "{text}: {:?}",
+                decode(&text)
+            );
+            // The core agrees.
+            assert!(ProxyMessage::from_json(&text).is_err(), "{text}");
+        }
+        let v2 = opened.replace("\"version\":1", "\"version\":2");
+        assert_eq!(decode(&v2), Err(DecodeError::UnsupportedVersion(2)));
+        let long = format!(
+            "{{\"type\":\"error\",\"message\":\"{}\"}}",
+            "x".repeat(MAX_CONTROL_LEN)
+        );
+        assert_eq!(decode(&long), Err(DecodeError::TooLong(long.len())));
+    }
+
+    #[wasm_bindgen_test]
+    fn errors_never_echo_values() {
+        let text = r#"{"type":"resumed","version":1,"resumeToken":12345678,"replayed":0}"#;
+        let err = decode(text).unwrap_err().to_string();
+        assert!(!err.contains("12345678"), "{err}");
+    }
+}
