@@ -60,3 +60,93 @@ export function stopProcess(started) {
     setTimeout(() => proc.kill('SIGKILL'), 3000).unref();
   });
 }
+
+/** A TCP forwarder `127.0.0.1:<port>` -> `target`; `drop()` cuts every connection abruptly. */
+export async function startForwarder(targetPort) {
+  const net = await import('node:net');
+  const sockets = new Set();
+  let refusing = false;
+  const server = net.createServer((client) => {
+    if (refusing) {
+      client.destroy();
+      return;
+    }
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    sockets.add(client);
+    sockets.add(upstream);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    const done = () => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('error', done).on('close', done);
+    upstream.on('error', done).on('close', done);
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: server.address().port,
+    /** Resets every open connection (the browser sees an abnormal close, code 1006). */
+    drop() {
+      for (const s of sockets) s.resetAndDestroy ? s.resetAndDestroy() : s.destroy();
+      sockets.clear();
+    },
+    set refusing(v) {
+      refusing = v;
+    },
+    close: () => new Promise((r) => { for (const s of sockets) s.destroy(); server.close(() => r()); }),
+  };
+}
+
+/** A "service" that accepts TCP connections and never says a word (a stalled handshake). */
+export async function startSilentServer() {
+  const net = await import('node:net');
+  const sockets = new Set();
+  const server = net.createServer((s) => {
+    sockets.add(s);
+    s.on('error', () => {});
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: server.address().port,
+    close: () => new Promise((r) => { for (const s of sockets) s.destroy(); server.close(() => r()); }),
+  };
+}
+
+/** The proxy configuration the tests run with. */
+export function proxyConfig({ listen, staticRoot, pkgDir, ports, resumeWindowMs = 60000 }) {
+  return [
+    '[server]',
+    `listen = "${listen}"`,
+    '',
+    '[static]',
+    `root = ${JSON.stringify(staticRoot)}`,
+    '',
+    '[[static.mount]]',
+    'prefix = "/pkg/"',
+    `dir = ${JSON.stringify(pkgDir)}`,
+    '',
+    '[policy]',
+    'resolve_names = false',
+    '',
+    '[[policy.allow]]',
+    'cidr = "127.0.0.1/32"',
+    `ports = [${ports.join(', ')}]`,
+    '',
+    '[resume]',
+    `window_ms = ${resumeWindowMs}`,
+    '',
+  ].join('\n');
+}
+
+/** A free loopback TCP port. */
+export async function freePort() {
+  const net = await import('node:net');
+  const server = net.createServer();
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address();
+  await new Promise((r) => server.close(r));
+  return port;
+}

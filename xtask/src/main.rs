@@ -4,6 +4,7 @@
 //! `test` runs `setup`, then every check CI runs, failing fast; `ci` is the same thing.
 #![forbid(unsafe_code)]
 
+mod demo;
 mod setup;
 mod test;
 mod wasm;
@@ -36,6 +37,8 @@ enum Cmd {
     Test,
     /// Build the npm package `@prl-web/client` into dist/npm (wasm-bindgen, wasm-opt, size budget).
     BuildWasm,
+    /// Build the package, start prl-sim and prl-proxy on localhost, serve the login page.
+    Demo,
 }
 
 fn main() -> ExitCode {
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         Cmd::Setup => setup::run(&root),
         Cmd::Test => test::run(&root),
         Cmd::BuildWasm => wasm::run(&root),
+        Cmd::Demo => demo::run(&root),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
