@@ -4,8 +4,10 @@
 //! `test` runs `setup`, then every check CI runs, failing fast; `ci` is the same thing.
 #![forbid(unsafe_code)]
 
+mod demo;
 mod setup;
 mod test;
+mod wasm;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -33,6 +35,10 @@ enum Cmd {
     /// Run `setup`, then every check (fmt, clippy, tests, wasm build, browser tests), failing fast.
     #[command(visible_alias = "ci")]
     Test,
+    /// Build the npm package `@prl-web/client` into dist/npm (wasm-bindgen, wasm-opt, size budget).
+    BuildWasm,
+    /// Build the package, start prl-sim and prl-proxy on localhost, serve the login page.
+    Demo,
 }
 
 fn main() -> ExitCode {
@@ -41,6 +47,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Setup => setup::run(&root),
         Cmd::Test => test::run(&root),
+        Cmd::BuildWasm => wasm::run(&root),
+        Cmd::Demo => demo::run(&root),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

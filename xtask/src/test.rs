@@ -100,6 +100,40 @@ const STEPS: &[Step] = &[
             ("CHROMEDRIVER", "/usr/bin/chromedriver"),
         ],
     },
+    // The npm package (dist/npm): wasm-release build, wasm-bindgen, wasm-opt, size budget.
+    Step {
+        name: "build-wasm",
+        only_if: Some("client-wasm"),
+        dir: ".",
+        program: CARGO,
+        args: &[
+            "run",
+            "--quiet",
+            "--locked",
+            "-p",
+            "xtask",
+            "--",
+            "build-wasm",
+        ],
+        env: &[],
+    },
+    // The simulator and the proxy the browser end-to-end tests run against.
+    Step {
+        name: "build-sim",
+        only_if: Some("sim/Cargo.toml"),
+        dir: ".",
+        program: CARGO,
+        args: &["build", "--locked", "--release", "-p", "prl-sim"],
+        env: &[],
+    },
+    Step {
+        name: "build-proxy",
+        only_if: Some("proxy/Cargo.toml"),
+        dir: ".",
+        program: CARGO,
+        args: &["build", "--locked", "--release", "-p", "prl-proxy"],
+        env: &[],
+    },
     // Browser end-to-end tests (Node test runner driving Chromium).
     Step {
         name: "e2e",

@@ -1,0 +1,336 @@
+//! `@prl-web/client`: the Parallels SDK login API for the browser.
+//!
+//! A [`Server`] reaches Parallels Service through prl-proxy over one WebSocket
+//! (`docs/relay-protocol.md`): JSON control messages, then whole IO packages. The Parallels
+//! session itself (login packages, reply matching, restore) runs here, in WASM, on the
+//! sans-I/O core `prl-protocol`.
+//!
+//! Module map: `client` drives the session and restore; `ws` is the WebSocket adapter;
+//! `abort` waits on `AbortSignal`s; `js` converts values; `error` maps failures to stable
+//! kinds and `PRL_ERR_*` codes; `backoff` computes restore delays.
+#![forbid(unsafe_code)]
+
+mod abort;
+pub mod backoff;
+mod client;
+pub mod error;
+mod js;
+pub mod relay_json;
+mod ws;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use js_sys::{Function, Promise};
+use prl_protocol::commands::Password;
+use prl_protocol::handshake::SecurityLevel as CoreLevel;
+use prl_protocol::relay::ConnectMode;
+use prl_protocol::{parse_uuid, uuid_string};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::future_to_promise;
+use web_sys::EventTarget;
+use zeroize::Zeroizing;
+
+use crate::abort::AbortWatch;
+use crate::client::{ConnectParams, Credentials, Options, Shared, TicketSource};
+use crate::error::ClientError;
+
+/// Connection security level (`PRL_SECURITY_LEVEL`): which packages travel encrypted.
+#[wasm_bindgen]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityLevel {
+    /// `PSL_LOW_SECURITY`: everything plain after the TLS handshake.
+    Low = 0,
+    /// `PSL_NORMAL_SECURITY`: commands, replies and events encrypted (the default).
+    Normal = 1,
+    /// `PSL_HIGH_SECURITY`: everything encrypted.
+    High = 2,
+}
+
+impl From<SecurityLevel> for CoreLevel {
+    fn from(level: SecurityLevel) -> Self {
+        match level {
+            SecurityLevel::Low => CoreLevel::Low,
+            SecurityLevel::Normal => CoreLevel::Normal,
+            SecurityLevel::High => CoreLevel::High,
+        }
+    }
+}
+
+const EVENT_TYPES: [&str; 3] = ["statechange", "event", "restored"];
+
+fn js_err(e: ClientError) -> JsValue {
+    js::to_js_error(&e)
+}
+
+fn security_level(opts: &JsValue) -> Result<CoreLevel, ClientError> {
+    let v = js::field(opts, "securityLevel");
+    if v.is_null_or_undefined() {
+        return Ok(CoreLevel::Normal);
+    }
+    let level = match (v.as_f64(), v.as_string().as_deref()) {
+        (Some(0.0), _) => SecurityLevel::Low,
+        (Some(1.0), _) => SecurityLevel::Normal,
+        (Some(2.0), _) => SecurityLevel::High,
+        (_, Some("low")) => SecurityLevel::Low,
+        (_, Some("normal")) => SecurityLevel::Normal,
+        (_, Some("high")) => SecurityLevel::High,
+        _ => {
+            return Err(ClientError::InvalidArgument(
+                "`securityLevel` must be SecurityLevel.Low, Normal or High".into(),
+            ))
+        }
+    };
+    Ok(level.into())
+}
+
+fn prev_session(opts: &JsValue) -> Result<String, ClientError> {
+    match js::opt_string(opts, "prevSessionId")? {
+        None => Ok(String::new()),
+        Some(s) if s.is_empty() => Ok(String::new()),
+        Some(s) => parse_uuid(&s).map(|u| uuid_string(&u)).ok_or_else(|| {
+            ClientError::InvalidArgument("`prevSessionId` must be a session uuid".into())
+        }),
+    }
+}
+
+fn abort_watch(opts: &JsValue) -> Result<Option<AbortWatch>, ClientError> {
+    Ok(js::opt_signal(opts, "signal")?.map(AbortWatch::new))
+}
+
+fn rejected(e: ClientError) -> Promise {
+    Promise::reject(&js_err(e))
+}
+
+/// A connection to one Parallels Service through prl-proxy (the SDK's server handle).
+#[wasm_bindgen]
+pub struct Server {
+    shared: Shared,
+}
+
+#[wasm_bindgen]
+impl Server {
+    /// `new Server({ proxyUrl, ticket?, autoRestore? })`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(opts: JsValue) -> Result<Server, JsValue> {
+        Self::from_options(&opts).map_err(js_err)
+    }
+
+    fn from_options(opts: &JsValue) -> Result<Server, ClientError> {
+        js::expect_object(opts, "options", false)?;
+        let proxy_url = js::req_string(opts, "proxyUrl")?;
+        if !(proxy_url.starts_with("ws://") || proxy_url.starts_with("wss://")) {
+            return Err(ClientError::InvalidArgument(
+                "`proxyUrl` must be a ws:// or wss:// url".into(),
+            ));
+        }
+        let ticket_value = js::field(opts, "ticket");
+        let ticket = if ticket_value.is_null_or_undefined() {
+            TicketSource::None
+        } else if let Some(t) = ticket_value.as_string() {
+            TicketSource::Fixed(Zeroizing::new(t))
+        } else if let Some(f) = ticket_value.dyn_ref::<Function>() {
+            TicketSource::Provider(f.clone())
+        } else {
+            return Err(ClientError::InvalidArgument(
+                "`ticket` must be a string or a function returning one".into(),
+            ));
+        };
+        let auto_restore = js::opt_bool(opts, "autoRestore")?.unwrap_or(true);
+        let target = EventTarget::new()
+            .map_err(|_| ClientError::InvalidArgument("EventTarget is unavailable".into()))?;
+        let inner = client::Inner::new(
+            Options {
+                proxy_url,
+                ticket,
+                auto_restore,
+            },
+            target,
+        );
+        Ok(Server {
+            shared: Rc::new(RefCell::new(inner)),
+        })
+    }
+
+    /// Log in to `host` with user name and password (`PrlSrv_LoginEx`).
+    pub fn login(&self, opts: JsValue) -> Promise {
+        let parsed = (|| -> Result<_, ClientError> {
+            js::expect_object(&opts, "login options", false)?;
+            let host = js::req_string(&opts, "host")?;
+            if host.is_empty() {
+                return Err(ClientError::InvalidArgument(
+                    "`host` must not be empty".into(),
+                ));
+            }
+            let user = Zeroizing::new(js::req_string(&opts, "user")?);
+            let password = Password::new(js::req_string(&opts, "password")?);
+            let params = ConnectParams {
+                mode: ConnectMode::Remote,
+                host,
+                port: js::opt_uint(&opts, "port", u32::from(u16::MAX))?.unwrap_or(0) as u16,
+                level: security_level(&opts)?,
+                timeout_ms: js::opt_uint(&opts, "timeoutMs", u32::MAX)?.unwrap_or(0),
+            };
+            Ok((
+                params,
+                Credentials::Remote { user, password },
+                prev_session(&opts)?,
+                abort_watch(&opts)?,
+            ))
+        })();
+        let (params, credentials, prev, abort) = match parsed {
+            Ok(p) => p,
+            Err(e) => return rejected(e),
+        };
+        let shared = self.shared.clone();
+        future_to_promise(async move {
+            client::login(shared, params, credentials, prev, abort)
+                .await
+                .map(|(r, restored)| js::login_response(&r, restored))
+                .map_err(js_err)
+        })
+    }
+
+    /// Log in to the service co-located with the proxy as the proxy's OS user
+    /// (`PrlSrv_LoginLocal`); refused unless the proxy enables it.
+    #[wasm_bindgen(js_name = loginLocal)]
+    pub fn login_local(&self, opts: JsValue) -> Promise {
+        let parsed = (|| -> Result<_, ClientError> {
+            js::expect_object(&opts, "loginLocal options", true)?;
+            let params = ConnectParams {
+                mode: ConnectMode::Local,
+                host: String::new(),
+                port: js::opt_uint(&opts, "port", u32::from(u16::MAX))?.unwrap_or(0) as u16,
+                level: security_level(&opts)?,
+                timeout_ms: js::opt_uint(&opts, "timeoutMs", u32::MAX)?.unwrap_or(0),
+            };
+            Ok((params, prev_session(&opts)?, abort_watch(&opts)?))
+        })();
+        let (params, prev, abort) = match parsed {
+            Ok(p) => p,
+            Err(e) => return rejected(e),
+        };
+        let shared = self.shared.clone();
+        future_to_promise(async move {
+            client::login(shared, params, Credentials::Local, prev, abort)
+                .await
+                .map(|(r, restored)| js::login_response(&r, restored))
+                .map_err(js_err)
+        })
+    }
+
+    /// Log off (`PrlSrv_Logoff`); zeroizes the held credentials.
+    pub fn logoff(&self) -> Promise {
+        let shared = self.shared.clone();
+        future_to_promise(async move {
+            client::logoff(shared)
+                .await
+                .map(|()| JsValue::UNDEFINED)
+                .map_err(js_err)
+        })
+    }
+
+    /// Attach to a task of a lost session (`PrlSrv_AttachToLostTask`); resolves with the
+    /// task's final result. `opts.onProgress(detail)` receives its progress events.
+    #[wasm_bindgen(js_name = attachToLostTask)]
+    pub fn attach_to_lost_task(&self, task_id: JsValue, opts: JsValue) -> Promise {
+        let parsed = (|| -> Result<_, ClientError> {
+            let task_id = task_id
+                .as_string()
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| ClientError::InvalidArgument("`taskId` must be a string".into()))?;
+            js::expect_object(&opts, "attachToLostTask options", true)?;
+            Ok((
+                task_id,
+                js::opt_function(&opts, "onProgress")?,
+                abort_watch(&opts)?,
+            ))
+        })();
+        let (task_id, on_progress, abort) = match parsed {
+            Ok(p) => p,
+            Err(e) => return rejected(e),
+        };
+        let shared = self.shared.clone();
+        future_to_promise(async move {
+            client::attach_to_lost_task(shared, task_id.clone(), on_progress, abort)
+                .await
+                .map(|t| js::task_result(&task_id, &t))
+                .map_err(js_err)
+        })
+    }
+
+    /// `'disconnected' | 'connecting' | 'connected' | 'unstable' | 'restoring' | 'closed'`.
+    #[wasm_bindgen(getter)]
+    pub fn state(&self) -> String {
+        self.shared.borrow().state().as_str().to_owned()
+    }
+
+    /// The session UUID of the current login (`{...}`), if logged in.
+    #[wasm_bindgen(getter, js_name = sessionId)]
+    pub fn session_id(&self) -> Option<String> {
+        self.shared.borrow().session_id()
+    }
+
+    /// Listen for `statechange`, `event` or `restored` (`CustomEvent`s; data in `detail`).
+    #[wasm_bindgen(js_name = addEventListener)]
+    pub fn add_event_listener(
+        &self,
+        kind: &str,
+        listener: &Function,
+        options: JsValue,
+    ) -> Result<(), JsValue> {
+        check_event_type(kind)?;
+        let target = self.shared.borrow().target().clone();
+        if options.is_null_or_undefined() {
+            target.add_event_listener_with_callback(kind, listener)
+        } else if let Some(capture) = options.as_bool() {
+            target.add_event_listener_with_callback_and_bool(kind, listener, capture)
+        } else {
+            target.add_event_listener_with_callback_and_add_event_listener_options(
+                kind,
+                listener,
+                options.unchecked_ref(),
+            )
+        }
+    }
+
+    /// Remove a listener added with `addEventListener`.
+    #[wasm_bindgen(js_name = removeEventListener)]
+    pub fn remove_event_listener(&self, kind: &str, listener: &Function) -> Result<(), JsValue> {
+        check_event_type(kind)?;
+        let target = self.shared.borrow().target().clone();
+        target.remove_event_listener_with_callback(kind, listener)
+    }
+}
+
+fn check_event_type(kind: &str) -> Result<(), JsValue> {
+    if EVENT_TYPES.contains(&kind) {
+        Ok(())
+    } else {
+        Err(js_err(ClientError::InvalidArgument(format!(
+            "unknown event type {kind:?}; expected statechange, event or restored"
+        ))))
+    }
+}
+
+impl Drop for Server {
+    /// `free()`: closes the connection, fails pending calls, zeroizes credentials.
+    fn drop(&mut self) {
+        client::shutdown(&self.shared);
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("state", &self.shared.borrow().state())
+            .finish()
+    }
+}
+
+/// Every `kind` a `ParallelsError` can carry (for the curated `ErrorKind` type and tests).
+#[wasm_bindgen(js_name = errorKinds)]
+pub fn error_kinds() -> Vec<String> {
+    error::ERROR_KINDS.iter().map(|k| (*k).to_owned()).collect()
+}

@@ -1,0 +1,209 @@
+//! `cargo xtask demo`: the first thing a new user runs.
+//!
+//! Builds the npm package, starts `prl-sim` (demo users) and `prl-proxy` on localhost, lets the
+//! proxy serve the login page of `web/` and the package at `/pkg/`, and prints the URL and the
+//! demo credentials. Ctrl-C stops it all (the children share the terminal's process group, and
+//! whichever of them ends first takes the other down with it).
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::{cargo, exec, wasm};
+
+/// Demo users: name, password.
+pub const DEMO_USERS: &[(&str, &str)] = &[("demo", "demo"), ("alice", "wonderland")];
+/// Preferred proxy address (a free port is used when it is taken).
+const PROXY_ADDR: &str = "127.0.0.1:8080";
+/// Preferred simulator address.
+const SIM_ADDR: &str = "127.0.0.1:64000";
+
+/// `preferred` if it can be bound now, else a free loopback port.
+fn free_addr(preferred: &str) -> Result<SocketAddr> {
+    let listener = TcpListener::bind(preferred).or_else(|_| TcpListener::bind("127.0.0.1:0"))?;
+    Ok(listener.local_addr()?)
+}
+
+/// The proxy configuration of the demo (TOML; see `proxy/prl-proxy.example.toml`).
+pub fn proxy_config(listen: SocketAddr, sim: SocketAddr, web: &Path, pkg: &Path) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# Written by `cargo xtask demo`.");
+    let _ = writeln!(s, "[server]\nlisten = \"{listen}\"\n");
+    let _ = writeln!(s, "[static]\nroot = {:?}\n", web.display().to_string());
+    let _ = writeln!(
+        s,
+        "[[static.mount]]\nprefix = \"/pkg/\"\ndir = {:?}\n",
+        pkg.display().to_string()
+    );
+    let _ = writeln!(s, "[policy]\nresolve_names = false\n");
+    let _ = writeln!(
+        s,
+        "[[policy.target]]\nname = \"demo\"\nhost = \"{}\"\nport = {}\n",
+        sim.ip(),
+        sim.port()
+    );
+    let _ = writeln!(
+        s,
+        "[[policy.allow]]\ncidr = \"{}/32\"\nports = [{}]",
+        sim.ip(),
+        sim.port()
+    );
+    s
+}
+
+/// Starts `cmd` and waits (up to 60 s) for a stdout line starting with `prefix`; returns the
+/// child and the rest of that line. Later stdout lines are echoed with `tag`.
+fn start(mut cmd: Command, prefix: &'static str, tag: &'static str) -> Result<(Child, String)> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("cannot start {tag}"))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if !sent {
+                if let Some(rest) = line.strip_prefix(prefix) {
+                    let _ = tx.send(rest.trim().to_owned());
+                    sent = true;
+                    continue;
+                }
+            }
+            println!("[{tag}] {line}");
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(rest) => Ok((child, rest)),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{tag} did not print `{prefix}...` (see its output above)")
+        }
+    }
+}
+
+/// `cargo xtask demo`.
+pub fn run(root: &Path) -> Result<()> {
+    let pkg = wasm::build(root)?;
+    exec(Command::new(cargo()).current_dir(root).args([
+        "build",
+        "--locked",
+        "--release",
+        "-p",
+        "prl-sim",
+        "-p",
+        "prl-proxy",
+    ]))?;
+    let bin = wasm::target_dir(root).join("release");
+
+    let sim_addr = free_addr(SIM_ADDR)?;
+    let mut sim_cmd = Command::new(bin.join("prl-sim"));
+    sim_cmd.arg("--listen").arg(sim_addr.to_string());
+    sim_cmd.args(["--product-version", "prl-sim demo"]);
+    for (user, password) in DEMO_USERS {
+        sim_cmd.arg("--user").arg(format!("{user}:{password}"));
+    }
+    let (mut sim, sim_line) = start(sim_cmd, "prl-sim listening on ", "prl-sim")?;
+
+    let proxy_addr = free_addr(PROXY_ADDR)?;
+    let dir = wasm::target_dir(root).join("demo");
+    fs::create_dir_all(&dir)?;
+    let config = dir.join("prl-proxy.toml");
+    fs::write(
+        &config,
+        proxy_config(proxy_addr, sim_addr, &root.join("web"), &pkg),
+    )?;
+    let mut proxy_cmd = Command::new(bin.join("prl-proxy"));
+    proxy_cmd.arg("--config").arg(&config);
+    let (mut proxy, proxy_line) = match start(proxy_cmd, "prl-proxy listening on ", "prl-proxy") {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = sim.kill();
+            let _ = sim.wait();
+            return Err(e);
+        }
+    };
+    let http = proxy_line
+        .replacen("wss://", "https://", 1)
+        .replacen("ws://", "http://", 1);
+    println!();
+    println!("prl-web demo is running");
+    println!("  simulator: {sim_line}");
+    println!("  proxy:     {proxy_line}");
+    println!();
+    println!(
+        "  open  {}/?host={}&port={}&user={}",
+        http.trim_end_matches('/'),
+        sim_addr.ip(),
+        sim_addr.port(),
+        DEMO_USERS[0].0
+    );
+    println!();
+    println!("  demo users (user / password):");
+    for (user, password) in DEMO_USERS {
+        println!("    {user} / {password}");
+    }
+    println!("  try a wrong password, a 1 ms timeout, or security level High.");
+    println!("  Ctrl-C stops everything.");
+
+    // Whichever ends first (Ctrl-C reaches both through the process group) stops the other.
+    loop {
+        if let Some(status) = sim.try_wait()? {
+            let _ = proxy.kill();
+            let _ = proxy.wait();
+            bail!("prl-sim exited ({status})");
+        }
+        if let Some(status) = proxy.try_wait()? {
+            let _ = sim.kill();
+            let _ = sim.wait();
+            bail!("prl-proxy exited ({status})");
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_proxy_config_allows_exactly_the_simulator() {
+        let listen: SocketAddr = "127.0.0.1:8080"
+            .parse()
+            .unwrap_or(SocketAddr::from(([0; 4], 0)));
+        let sim: SocketAddr = "127.0.0.1:64001"
+            .parse()
+            .unwrap_or(SocketAddr::from(([0; 4], 0)));
+        let text = proxy_config(listen, sim, Path::new("/w/web"), Path::new("/w/dist/npm"));
+        assert!(text.contains("listen = \"127.0.0.1:8080\""), "{text}");
+        assert!(text.contains("root = \"/w/web\""), "{text}");
+        assert!(
+            text.contains("prefix = \"/pkg/\"\ndir = \"/w/dist/npm\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("cidr = \"127.0.0.1/32\"\nports = [64001]"),
+            "{text}"
+        );
+        assert!(!text.contains("local_login = true"));
+    }
+
+    #[test]
+    fn a_taken_port_falls_back_to_a_free_one() {
+        let held = TcpListener::bind("127.0.0.1:0");
+        let Ok(held) = held else { return };
+        let taken = held.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let got = free_addr(&taken).map(|a| a.to_string()).unwrap_or_default();
+        assert!(!got.is_empty() && got != taken, "{got}");
+    }
+}

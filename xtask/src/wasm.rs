@@ -1,0 +1,351 @@
+//! `cargo xtask build-wasm`: the npm package `@prl-web/client` in `dist/npm/`.
+//!
+//! 1. `cargo build --profile wasm-release --target wasm32-unknown-unknown -p prl-client-wasm`
+//!    (opt-level z, lto, panic abort: see the root Cargo.toml);
+//! 2. `wasm-bindgen --target web` (the CLI must equal Cargo.lock's wasm-bindgen: `cargo xtask
+//!    setup` installs it);
+//! 3. `wasm-opt -Oz` from the npm package `binaryen` (a devDependency of `tests/e2e`) when it is
+//!    installed; never Debian's binaryen, whose output breaks in Chromium;
+//! 4. the curated sources of `client-wasm/npm/` (package.json, index.d.ts, README.md) and a
+//!    generated `index.js` that re-exports the glue and the `ParallelsError` class;
+//! 5. raw and gzipped sizes of the `.wasm` and the JavaScript, failing above the budget.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use flate2::write::GzEncoder;
+use flate2::Compression;
+
+use crate::{cargo, exec, stdout_of};
+
+/// The crate built into the package.
+const CRATE: &str = "prl-client-wasm";
+/// Its library file name.
+const LIB: &str = "prl_client_wasm";
+/// Build profile (root Cargo.toml).
+const PROFILE: &str = "wasm-release";
+/// The package directory, relative to the workspace root.
+pub const OUT_DIR: &str = "dist/npm";
+/// Curated package sources, relative to the workspace root.
+const NPM_SOURCES: &str = "client-wasm/npm";
+/// Files copied verbatim from [`NPM_SOURCES`].
+const CURATED: &[&str] = &["index.d.ts", "README.md"];
+/// Gzipped size (wasm + JavaScript) above which the build fails.
+pub const BUDGET_GZIP: u64 = 150 * 1024;
+/// Gzipped size the package aims to stay under.
+pub const TARGET_GZIP: u64 = 100 * 1024;
+/// The npm-installed wasm-opt (binaryen), relative to the workspace root.
+const WASM_OPT: &str = "tests/e2e/node_modules/.bin/wasm-opt";
+
+/// Raw and gzip -9 sizes of one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size {
+    /// Bytes on disk.
+    pub raw: u64,
+    /// Bytes after gzip at level 9.
+    pub gzip: u64,
+}
+
+/// Gzip -9 size of `data`.
+pub fn gzip_len(data: &[u8]) -> Result<u64> {
+    let mut enc = GzEncoder::new(Vec::new(), Compression::best());
+    enc.write_all(data)?;
+    Ok(enc.finish()?.len() as u64)
+}
+
+fn size_of(path: &Path) -> Result<Size> {
+    let data = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Size {
+        raw: data.len() as u64,
+        gzip: gzip_len(&data)?,
+    })
+}
+
+/// `12.3 KB` (1 KB = 1024 bytes).
+pub fn kb(bytes: u64) -> String {
+    let tenths = (bytes * 10 + 512) / 1024;
+    format!("{}.{} KB", tenths / 10, tenths % 10)
+}
+
+/// The cargo target directory (honours `CARGO_TARGET_DIR`).
+pub fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() {
+                dir
+            } else {
+                root.join(dir)
+            }
+        }
+        _ => root.join("target"),
+    }
+}
+
+/// The version of `name` pinned in Cargo.lock.
+fn locked_version<'a>(lock: &'a str, name: &str) -> Option<&'a str> {
+    let header = format!("name = \"{name}\"");
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == header {
+            return lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("version = \""))
+                .and_then(|v| v.strip_suffix('"'));
+        }
+    }
+    None
+}
+
+fn check_wasm_bindgen(root: &Path) -> Result<()> {
+    let lock = fs::read_to_string(root.join("Cargo.lock")).context("cannot read Cargo.lock")?;
+    let wanted = locked_version(&lock, "wasm-bindgen")
+        .map(|v| format!("wasm-bindgen {v}"))
+        .context("Cargo.lock has no wasm-bindgen")?;
+    let found =
+        stdout_of(Command::new("wasm-bindgen").arg("--version")).map(|v| v.trim().to_owned());
+    if found.as_deref() != Some(wanted.as_str()) {
+        bail!(
+            "need `{wanted}` on PATH, found {}: run `cargo xtask setup`",
+            found.unwrap_or_else(|| "none".into())
+        );
+    }
+    Ok(())
+}
+
+/// The `ParallelsError` module wasm-bindgen copied into `snippets/` (its directory name carries
+/// a hash), as a path relative to `out`.
+fn find_error_snippet(out: &Path) -> Result<String> {
+    let snippets = out.join("snippets");
+    let mut found = Vec::new();
+    for entry in fs::read_dir(&snippets).with_context(|| format!("no {}", snippets.display()))? {
+        let dir = entry?.path();
+        let candidate = dir.join("npm").join("parallels-error.js");
+        if candidate.is_file() {
+            found.push(candidate);
+        }
+    }
+    match found.as_slice() {
+        [one] => Ok(one
+            .strip_prefix(out)
+            .unwrap_or(one)
+            .to_string_lossy()
+            .replace('\\', "/")),
+        _ => bail!(
+            "expected exactly one snippets/*/npm/parallels-error.js in {}, found {}",
+            out.display(),
+            found.len()
+        ),
+    }
+}
+
+/// The package entry point: the glue's exports plus `ParallelsError`, from the one module the
+/// glue itself imports (so `instanceof` sees the same class).
+pub fn index_js(error_snippet: &str) -> String {
+    format!(
+        "// Generated by `cargo xtask build-wasm`.\n\
+         export {{ default, initSync, Server, SecurityLevel, errorKinds }} from './{LIB}.js';\n\
+         export {{ ParallelsError }} from './{error_snippet}';\n"
+    )
+}
+
+fn package_json(root: &Path) -> Result<String> {
+    let path = root.join(NPM_SOURCES).join("package.json");
+    let text =
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let placeholder = "\"version\": \"0.0.0-workspace\"";
+    if !text.contains(placeholder) {
+        bail!("{} must carry {placeholder}", path.display());
+    }
+    Ok(text.replace(
+        placeholder,
+        &format!("\"version\": \"{}\"", env!("CARGO_PKG_VERSION")),
+    ))
+}
+
+/// Builds the package into `dist/npm/` and returns its directory.
+pub fn build(root: &Path) -> Result<PathBuf> {
+    check_wasm_bindgen(root)?;
+    exec(Command::new(cargo()).current_dir(root).args([
+        "build",
+        "--locked",
+        "--profile",
+        PROFILE,
+        "--target",
+        "wasm32-unknown-unknown",
+        "-p",
+        CRATE,
+    ]))?;
+    let wasm = target_dir(root)
+        .join("wasm32-unknown-unknown")
+        .join(PROFILE)
+        .join(format!("{LIB}.wasm"));
+    let out = root.join(OUT_DIR);
+    if out.exists() {
+        fs::remove_dir_all(&out).with_context(|| format!("cannot clean {}", out.display()))?;
+    }
+    fs::create_dir_all(&out)?;
+    exec(
+        Command::new("wasm-bindgen")
+            .args([
+                "--target",
+                "web",
+                "--no-typescript",
+                "--out-name",
+                LIB,
+                "--out-dir",
+            ])
+            .arg(&out)
+            .arg(&wasm),
+    )?;
+    let bg = out.join(format!("{LIB}_bg.wasm"));
+    let before = size_of(&bg)?;
+    let wasm_opt = root.join(WASM_OPT);
+    if wasm_opt.is_file() {
+        exec(
+            Command::new(&wasm_opt)
+                .arg("-Oz")
+                .arg(&bg)
+                .arg("-o")
+                .arg(&bg),
+        )?;
+        let after = size_of(&bg)?;
+        println!(
+            "build-wasm: wasm-opt -Oz: {} -> {}",
+            kb(before.raw),
+            kb(after.raw)
+        );
+    } else {
+        println!("build-wasm: wasm-opt skipped ({WASM_OPT} missing: run `cargo xtask setup`)");
+    }
+    let snippet = find_error_snippet(&out)?;
+    fs::write(out.join("index.js"), index_js(&snippet))?;
+    fs::write(out.join("package.json"), package_json(root)?)?;
+    for name in CURATED {
+        let from = root.join(NPM_SOURCES).join(name);
+        fs::copy(&from, out.join(name))
+            .with_context(|| format!("cannot copy {}", from.display()))?;
+    }
+    // wasm-bindgen writes a .gitignore of its own that would hide files from `npm pack`.
+    let _ = fs::remove_file(out.join(".gitignore"));
+    report_sizes(&out, &snippet)?;
+    Ok(out)
+}
+
+/// Prints raw and gzipped sizes; fails above [`BUDGET_GZIP`].
+fn report_sizes(out: &Path, snippet: &str) -> Result<()> {
+    let wasm = size_of(&out.join(format!("{LIB}_bg.wasm")))?;
+    let mut js = Size { raw: 0, gzip: 0 };
+    for file in [
+        format!("{LIB}.js"),
+        "index.js".to_owned(),
+        snippet.to_owned(),
+    ] {
+        let s = size_of(&out.join(file))?;
+        js.raw += s.raw;
+        js.gzip += s.gzip;
+    }
+    let total = Size {
+        raw: wasm.raw + js.raw,
+        gzip: wasm.gzip + js.gzip,
+    };
+    println!(
+        "build-wasm: {:<10} {:>10} raw {:>10} gzip",
+        "wasm",
+        kb(wasm.raw),
+        kb(wasm.gzip)
+    );
+    println!(
+        "build-wasm: {:<10} {:>10} raw {:>10} gzip",
+        "js glue",
+        kb(js.raw),
+        kb(js.gzip)
+    );
+    println!(
+        "build-wasm: {:<10} {:>10} raw {:>10} gzip",
+        "total",
+        kb(total.raw),
+        kb(total.gzip)
+    );
+    println!(
+        "build-wasm: budget {} gzip (target {}): {}",
+        kb(BUDGET_GZIP),
+        kb(TARGET_GZIP),
+        if total.gzip > BUDGET_GZIP {
+            "OVER BUDGET"
+        } else if total.gzip > TARGET_GZIP {
+            "within budget, above target"
+        } else {
+            "ok"
+        }
+    );
+    if total.gzip > BUDGET_GZIP {
+        bail!(
+            "package is {} gzipped, over the {} budget",
+            kb(total.gzip),
+            kb(BUDGET_GZIP)
+        );
+    }
+    println!("build-wasm: package in {}", out.display());
+    Ok(())
+}
+
+/// `cargo xtask build-wasm`.
+pub fn run(root: &Path) -> Result<()> {
+    build(root).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kilobytes_round_to_tenths() {
+        assert_eq!(kb(0), "0.0 KB");
+        assert_eq!(kb(1024), "1.0 KB");
+        assert_eq!(kb(1536), "1.5 KB");
+        assert_eq!(kb(150 * 1024), "150.0 KB");
+    }
+
+    #[test]
+    fn gzip_shrinks_repetition_and_counts_the_header() {
+        let zeros = vec![0u8; 100_000];
+        let small = gzip_len(&zeros).unwrap_or(u64::MAX);
+        assert!(small < 1_000, "{small}");
+        // An empty input still has gzip's header and trailer.
+        assert!(gzip_len(&[]).unwrap_or(0) >= 18);
+    }
+
+    #[test]
+    fn lock_versions_are_read_per_package() {
+        let lock = "[[package]]\nname = \"wasm-bindgen-futures\"\nversion = \"0.4.80\"\n\n\
+                    [[package]]\nname = \"wasm-bindgen\"\nversion = \"0.2.130\"\n";
+        assert_eq!(locked_version(lock, "wasm-bindgen"), Some("0.2.130"));
+        assert_eq!(locked_version(lock, "wasm-bindgen-futures"), Some("0.4.80"));
+        assert_eq!(locked_version(lock, "js-sys"), None);
+    }
+
+    #[test]
+    fn the_entry_reexports_the_error_class_from_the_glue_snippet() {
+        let js = index_js("snippets/prl-client-wasm-abc/npm/parallels-error.js");
+        assert!(js.contains("from './prl_client_wasm.js'"));
+        assert!(js.contains(
+            "export { ParallelsError } from './snippets/prl-client-wasm-abc/npm/parallels-error.js'"
+        ));
+    }
+
+    #[test]
+    fn the_curated_package_json_has_the_version_placeholder() {
+        let root = crate::workspace_root();
+        let text = package_json(&root).unwrap_or_default();
+        assert!(text.contains(&format!("\"version\": \"{}\"", env!("CARGO_PKG_VERSION"))));
+        assert!(text.contains("\"sideEffects\": false"));
+        assert!(
+            !text.contains("\"dependencies\""),
+            "no runtime dependencies"
+        );
+    }
+}
