@@ -708,6 +708,7 @@ async fn establish_inner(
         timeout_ms: params.timeout_ms,
         mode: params.mode,
         ticket: ticket.as_ref().map(|t| Secret(t.to_string())),
+        restore: None,
     });
     drop(ticket);
     let exchange = guarded(relay_exchange(shared, &open, op), deadline, abort).await;

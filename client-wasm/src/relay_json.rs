@@ -63,6 +63,7 @@ pub fn encode(message: &ClientMessage) -> Zeroizing<String> {
             timeout_ms,
             mode,
             ticket,
+            restore,
         }) => {
             out.push_str("{\"type\":\"open\",\"version\":");
             out.push_str(&version.to_string());
@@ -79,6 +80,10 @@ pub fn encode(message: &ClientMessage) -> Zeroizing<String> {
             if let Some(ticket) = ticket {
                 out.push_str(",\"ticket\":");
                 push_str(&mut out, ticket.expose());
+            }
+            if let Some(restore) = restore {
+                out.push_str(",\"restore\":");
+                push_str(&mut out, restore.expose());
             }
             out.push('}');
         }
@@ -286,6 +291,7 @@ mod tests {
             timeout_ms: u32::MAX,
             mode: ConnectMode::Local,
             ticket: ticket.map(|t| Secret(t.into())),
+            restore: ticket.map(|t| Secret(format!("r{t}"))),
         })
     }
 
