@@ -313,6 +313,12 @@ pub struct ResumeConfig {
     pub buffer_bytes: usize,
     /// Detached sessions kept at once.
     pub max_detached: usize,
+    /// How long the proxy keeps the restore proof of a closed upstream connection (the hash
+    /// of its last resume token), after which a login naming that session is refused
+    /// (0 = keep none: only a connection's own session may be named).
+    pub restore_ttl_ms: u64,
+    /// Restore proofs kept at once (the oldest are dropped first).
+    pub restore_max: usize,
 }
 
 impl Default for ResumeConfig {
@@ -322,6 +328,8 @@ impl Default for ResumeConfig {
             buffer_packages: 512,
             buffer_bytes: 2 << 20,
             max_detached: 1000,
+            restore_ttl_ms: 600_000,
+            restore_max: 100_000,
         }
     }
 }
@@ -545,7 +553,7 @@ impl Config {
         }
         // Durations are added to clocks: keep them far from overflow (at most a year).
         const YEAR_MS: u64 = 365 * 24 * 3_600_000;
-        let durations: [(&str, u64); 8] = [
+        let durations: [(&str, u64); 9] = [
             ("limits.idle_timeout_ms", l.idle_timeout_ms),
             ("limits.max_lifetime_ms", l.max_lifetime_ms),
             ("limits.ping_interval_ms", l.ping_interval_ms),
@@ -553,6 +561,7 @@ impl Config {
             ("limits.handshake_timeout_ms", l.handshake_timeout_ms),
             ("limits.connect_timeout_ms", l.connect_timeout_ms),
             ("resume.window_ms", self.resume.window_ms),
+            ("resume.restore_ttl_ms", self.resume.restore_ttl_ms),
             (
                 "tickets.max_ttl_secs",
                 self.tickets

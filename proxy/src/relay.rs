@@ -44,6 +44,7 @@ use crate::limits::client_key;
 use crate::login::LoginOutcome;
 use crate::policy::PolicyError;
 use crate::server::{check_ticket, ConnPermits, Runtime, Shared};
+use crate::session::RestoreRefusal;
 use crate::ticket::{Claims, TicketError};
 use crate::util::{random_uuid, Token};
 
@@ -204,6 +205,19 @@ struct Facts {
     base64_password: bool,
 }
 
+/// What the `open` of this connection proved about earlier sessions (its `restore` field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Restore {
+    /// No `restore` in the open.
+    Absent,
+    /// A valid proof: logins on this connection may name this session as the previous one.
+    Granted(Uuid),
+    /// The granted restore succeeded (a login on this connection succeeded): spent.
+    Used,
+    /// The proof was not accepted.
+    Refused(RestoreRefusal),
+}
+
 /// A relay session: one upstream connection and its state, attached to a browser or
 /// detached waiting for a resume.
 #[derive(Debug)]
@@ -225,6 +239,10 @@ pub struct Session {
     lifetime_deadline: Instant,
     last_activity: Instant,
     pending_logins: VecDeque<(Uuid, Instant)>,
+    /// A login on this upstream connection succeeded: a service session named by
+    /// `conn_uuid` exists, and the current resume token becomes its restore proof on close.
+    logged_in: bool,
+    restore: Restore,
     limits: LimitsConfig,
     resume: ResumeConfig,
     local_login: bool,
@@ -233,7 +251,17 @@ pub struct Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        self.shared.sessions.closed(&self.conn_uuid_text);
+        if self.logged_in {
+            // The browser's last resume token now proves ownership of the dead session.
+            self.shared.sessions.keep_restore_proof(
+                &self.token,
+                self.conn_uuid,
+                &self.origin,
+                self.subject.take(),
+                Duration::from_millis(self.resume.restore_ttl_ms),
+                self.resume.restore_max,
+            );
+        }
         tracing::info!(lineage = self.lineage, "upstream connection closed");
     }
 }
@@ -684,6 +712,11 @@ async fn open(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "upstream connection opened"
     );
+    let subject = claims.and_then(|c| c.sub);
+    let restore = match &req.restore {
+        None => Restore::Absent,
+        Some(token) => restore_proof(ctx, token.expose(), subject.as_deref(), lineage).await,
+    };
     let resume = runtime.config.resume.clone();
     let now = Instant::now();
     Ok(Box::new(Session {
@@ -698,17 +731,53 @@ async fn open(
         sent_mark: 0,
         token: Token::generate(),
         origin: ctx.origin.clone(),
-        subject: claims.and_then(|c| c.sub),
+        subject,
         lineage,
         client_ip: ctx.peer.ip(),
         lifetime_deadline: now + Duration::from_millis(limits.max_lifetime_ms),
         last_activity: now,
         pending_logins: VecDeque::new(),
+        logged_in: false,
+        restore,
         local_login: runtime.config.policy.local_login,
         limits,
         resume,
         permits: Arc::clone(&ctx.permits),
     }))
+}
+
+/// Check and consume the `restore` proof of an open (after its upstream connection is up, so
+/// a failed connect does not spend it). A token that still names a parked connection ends
+/// that connection first (the browser gave up resuming it): closing it turns the token into
+/// its restore proof. The proof must match this browser's origin and ticket subject.
+async fn restore_proof(ctx: &Context, token: &str, subject: Option<&str>, lineage: u64) -> Restore {
+    if let Some(claim) = ctx.shared.sessions.take(token) {
+        let (tx, rx) = oneshot::channel();
+        if claim.send(tx).is_ok() {
+            if let Ok(parked) = rx.await {
+                tracing::info!(
+                    lineage = parked.lineage,
+                    "parked upstream connection ended by a restore"
+                );
+                drop(parked);
+            }
+        }
+    }
+    match ctx
+        .shared
+        .sessions
+        .take_restore_proof(token, &ctx.origin, subject)
+    {
+        Ok(session) => {
+            tracing::info!(lineage, "restore proof accepted");
+            Restore::Granted(session)
+        }
+        Err(r) => {
+            ctx.shared.metrics.reject(r.kind());
+            tracing::warn!(lineage, reason = r.kind(), "restore proof refused");
+            Restore::Refused(r)
+        }
+    }
 }
 
 /// Bridge the transport connection to two bounded channels owned by the session.
@@ -984,16 +1053,22 @@ fn check_login(s: &mut Session, p: &Package) -> Result<(), RelayError> {
             ));
         }
     }
-    if !prev.trim().is_empty() && !previous_session_allowed(s, &prev) {
-        s.shared.metrics.login("refused");
-        tracing::warn!(
-            lineage = s.lineage,
-            "login naming a foreign previous session refused"
-        );
-        return Err(err(
-            RelayErrorKind::PolicyDenied,
-            "login names a previous session that was not created through this proxy for this browser session",
-        ));
+    if !prev.trim().is_empty() {
+        if let Err(why) = previous_session_allowed(s, &prev) {
+            s.shared.metrics.login("refused");
+            s.shared.metrics.reject("previous_session");
+            tracing::warn!(
+                lineage = s.lineage,
+                reason = why,
+                "login naming a previous session refused"
+            );
+            return Err(err(
+                RelayErrorKind::PolicyDenied,
+                format!(
+                    "login names a previous session this browser session cannot restore: {why}"
+                ),
+            ));
+        }
     }
     if !p.header.uuid.is_nil() {
         if s.pending_logins.len() >= 8 {
@@ -1004,21 +1079,23 @@ fn check_login(s: &mut Session, p: &Package) -> Result<(), RelayError> {
     Ok(())
 }
 
-/// The service lets a login naming a live session take it over without a password; through
-/// the proxy only the browser session that created it may name it.
-fn previous_session_allowed(s: &Session, prev: &str) -> bool {
-    let Some(uuid) = parse_uuid(prev) else {
-        return false;
-    };
-    let text = uuid_string(&uuid);
-    if text == s.conn_uuid_text {
-        return true;
+/// The service lets a login naming a live session take it over without a password (and one
+/// naming a dead session inherit its lost tasks). Through the proxy a login may name only
+/// this connection's own session (the public-key login's second step, a relogin), or the
+/// session whose restore proof this connection's `open` presented (see `crate::session`).
+fn previous_session_allowed(s: &Session, prev: &str) -> Result<(), &'static str> {
+    let uuid = parse_uuid(prev).ok_or("the previous session id is not a uuid")?;
+    if uuid == s.conn_uuid {
+        return Ok(());
     }
-    match s.shared.sessions.lookup(&text) {
-        Some(c) => {
-            c.lineage == s.lineage || (!c.alive && c.origin == s.origin && c.subject == s.subject)
-        }
-        None => false,
+    match s.restore {
+        Restore::Granted(granted) if granted == uuid => Ok(()),
+        Restore::Granted(_) => Err("the restore proof of this connection is for another session"),
+        Restore::Used => Err("the restore proof of this connection was already used"),
+        Restore::Absent => Err("the open carried no restore proof"),
+        Restore::Refused(_) => Err(
+            "the restore proof is unknown, used, superseded, expired or bound to another origin",
+        ),
     }
 }
 
@@ -1039,12 +1116,11 @@ fn service_package(s: &mut Session, p: &Package) -> Bytes {
             match crate::login::login_outcome(p) {
                 LoginOutcome::Success => {
                     s.shared.metrics.login("success");
-                    s.shared.sessions.created(
-                        &s.conn_uuid_text,
-                        &s.origin,
-                        s.subject.clone(),
-                        s.lineage,
-                    );
+                    s.logged_in = true;
+                    if matches!(s.restore, Restore::Granted(_)) {
+                        // Consumed on use.
+                        s.restore = Restore::Used;
+                    }
                     tracing::info!(lineage = s.lineage, "login succeeded");
                 }
                 LoginOutcome::Intermediate => {}

@@ -676,10 +676,11 @@ async fn after_the_window_the_service_session_is_gone() {
         .err()
         .unwrap();
     assert_eq!(e.kind, RelayErrorKind::ResumeFailed);
-    // The SDK's way: a fresh login naming the previous (dead) session, same origin.
-    let mut c = Browser::open(&h, open_request("sim", SecurityLevel::Low))
-        .await
-        .unwrap();
+    // The SDK's way: a fresh login naming the previous (dead) session, on a connection whose
+    // open proves this browser owned it (its last resume token).
+    let mut req = open_request("sim", SecurityLevel::Low);
+    req.restore = Some(Secret(token));
+    let mut c = Browser::open(&h, req).await.unwrap();
     let again = c
         .login(USER, PASSWORD, &session)
         .await
