@@ -646,15 +646,20 @@ async fn open(
             format!("connect budget of {budget_ms} ms expired"),
         )
     };
-    let addrs = match req.mode {
+    let endpoint = match req.mode {
         ConnectMode::Local => {
-            if !runtime.config.policy.local_login {
+            let policy = &runtime.config.policy;
+            if !policy.local_login {
                 return Err(err(
                     RelayErrorKind::PolicyDenied,
                     "local login is disabled on this proxy",
                 ));
             }
-            vec![runtime.config.policy.local_target]
+            match &policy.local_socket {
+                // The service identifies the proxy's OS user by SO_PEERCRED.
+                Some(path) => Endpoint::Unix(path.clone()),
+                None => Endpoint::Addrs(vec![policy.local_target]),
+            }
         }
         ConnectMode::Remote => {
             match tokio::time::timeout_at(
@@ -663,7 +668,7 @@ async fn open(
             )
             .await
             {
-                Ok(r) => r.map_err(policy_error)?,
+                Ok(r) => Endpoint::Addrs(r.map_err(policy_error)?),
                 Err(_) => return Err(timeout()),
             }
         }
@@ -682,9 +687,19 @@ async fn open(
     };
     config.stream.receive_capacity = 4;
     config.stream.send_capacity = 4;
-    let conn = prl_transport::connect(&Endpoint::Addrs(addrs), &config)
+    let conn = prl_transport::connect(&endpoint, &config)
         .await
-        .map_err(|e| connect_error(&e, budget_ms))?;
+        .map_err(|e| match (&endpoint, &e) {
+            // The socket path is the operator's business, not the browser's.
+            (Endpoint::Unix(_), TransportError::Connect { source, .. }) => err(
+                RelayErrorKind::ConnectionRefused,
+                format!(
+                    "cannot connect to the local service socket: {}",
+                    source.to_string().to_lowercase()
+                ),
+            ),
+            _ => connect_error(&e, budget_ms),
+        })?;
     ctx.shared
         .metrics
         .connect_seconds
