@@ -109,6 +109,11 @@ impl Budget {
         self.notify.notify_waiters();
     }
 
+    /// At or over its limit (the reader of the other side is paused).
+    fn is_full(&self) -> bool {
+        self.used.load(Ordering::Acquire) >= self.max
+    }
+
     /// Bytes currently queued.
     #[cfg(test)]
     fn used(&self) -> usize {
@@ -271,14 +276,16 @@ impl Drop for Session {
 enum Out {
     Binary(Bytes),
     Text(String),
-    Ping,
     Close(CloseFrame),
 }
 
-/// The browser-side writer: a task draining a bounded queue into the WebSocket.
+/// The browser-side writer: a task draining a bounded queue into the WebSocket. Pings skip
+/// the queue (a browser that is busy reading a backlog still gets them, and its pongs tell
+/// it apart from a dead one).
 #[derive(Debug)]
 struct Writer {
     tx: mpsc::Sender<Out>,
+    ping: Arc<Notify>,
     budget: Arc<Budget>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -294,8 +301,14 @@ impl Writer {
     {
         let (tx, rx) = mpsc::channel(limits.queue_packages);
         let budget = Budget::new(limits.queue_bytes, shared.metrics.queued_bytes.clone());
-        let task = tokio::spawn(write_loop(sink, rx, Arc::clone(&budget)));
-        Writer { tx, budget, task }
+        let ping = Arc::new(Notify::new());
+        let task = tokio::spawn(write_loop(sink, rx, Arc::clone(&ping), Arc::clone(&budget)));
+        Writer {
+            tx,
+            ping,
+            budget,
+            task,
+        }
     }
 
     async fn text(&self, message: &ProxyMessage) -> bool {
@@ -346,11 +359,25 @@ impl Writer {
 async fn write_loop<S>(
     mut sink: SplitSink<WebSocketStream<S>, Message>,
     mut rx: mpsc::Receiver<Out>,
+    ping: Arc<Notify>,
     budget: Arc<Budget>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    while let Some(out) = rx.recv().await {
+    loop {
+        let out = tokio::select! {
+            biased;
+            _ = ping.notified() => {
+                if sink.send(Message::Ping(Bytes::new())).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            out = rx.recv() => match out {
+                Some(out) => out,
+                None => break,
+            },
+        };
         let result = match out {
             Out::Binary(data) => {
                 let n = data.len();
@@ -359,7 +386,6 @@ async fn write_loop<S>(
                 r
             }
             Out::Text(t) => sink.send(Message::Text(t.into())).await,
-            Out::Ping => sink.send(Message::Ping(Bytes::new())).await,
             Out::Close(frame) => {
                 let _ = sink.send(Message::Close(Some(frame))).await;
                 break;
@@ -930,10 +956,15 @@ where
                 return End::Failed(err(RelayErrorKind::LimitReached, "idle timeout: no package either way"));
             }
             _ = ping.tick() => {
-                if last_seen.elapsed() > ping_every.saturating_mul(2) {
+                if s.to_service.is_full() || s.up_tx.capacity() == 0 {
+                    // Backpressure from the service: the browser is not being read, so its
+                    // pongs cannot be seen; do not count this interval against it.
+                    last_seen = Instant::now();
+                } else if last_seen.elapsed() > ping_every.saturating_mul(2) {
+                    // Two intervals without a pong (or anything else): the browser is gone.
                     return End::BrowserGone;
                 }
-                let _ = writer.tx.try_send(Out::Ping);
+                writer.ping.notify_one();
             }
             r = async {
                 to_service.room().await;

@@ -960,3 +960,70 @@ async fn local_login_over_the_unix_socket_is_the_os_user_mapped_to_the_proxys_ui
     assert_eq!(e.code, Some(ErrorCode::CANT_CONNECT_TO_DISPATCHER.0));
     assert!(!e.message.contains("nonexistent"), "{}", e.message);
 }
+
+#[tokio::test]
+async fn a_browser_that_stops_answering_pings_is_detached_into_the_resume_window() {
+    use futures_util::StreamExt;
+    let sim = sim().await;
+    let interval = 200u64;
+    let h = start(&format!(
+        "{}[limits]\nping_interval_ms = {interval}\n[resume]\nwindow_ms = 5000\n",
+        sim_target(&sim)
+    ))
+    .await;
+    let mut alive = Browser::open(&h, open_request("sim", SecurityLevel::Low))
+        .await
+        .unwrap();
+    alive.login_ok("").await;
+    let mut dead = Browser::open(&h, open_request("sim", SecurityLevel::Normal))
+        .await
+        .unwrap();
+    // Everything the proxy reads from `dead` from here on is later than t0.
+    let t0 = Instant::now();
+    dead.login_ok("").await;
+    // `alive` keeps reading, so its WebSocket answers the proxy's pings; `dead` is never read
+    // again: its pings pile up unanswered in its socket buffer.
+    let pings = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = std::sync::Arc::clone(&pings);
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(m)) = alive.ws.next().await {
+            if m.is_ping() {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    let detached_at = loop {
+        if metric(&h.metrics_text(), "prl_proxy_sessions_detached") == 1.0 {
+            break t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "a silent browser was never detached"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // More than two intervals of silence, detected at the next tick.
+    let ms = detached_at.as_millis() as u64;
+    assert!(ms >= 2 * interval, "detached too early: {ms} ms");
+    assert!(
+        ms <= 3 * interval + 700,
+        "detached after {ms} ms with pings every {interval} ms"
+    );
+    // Well past that, the answering browser is still attached, and both service sessions live.
+    tokio::time::sleep(Duration::from_millis(4 * interval)).await;
+    let m = h.metrics_text();
+    assert_eq!(metric(&m, "prl_proxy_sessions_detached"), 1.0);
+    assert_eq!(metric(&m, "prl_proxy_sessions_active"), 1.0);
+    assert_eq!(sim.session_count(), 2);
+    reader.abort();
+    assert!(
+        pings.load(std::sync::atomic::Ordering::SeqCst) >= 4,
+        "the proxy pings every interval"
+    );
+    // The silent browser comes back within the window and resumes its session.
+    let (token, received, conn) = (dead.token.clone(), dead.received, dead.conn_uuid);
+    drop(dead);
+    let (mut back, _) = Browser::resume(&h, &token, received, conn).await.unwrap();
+    assert_eq!(back.ping().await.unwrap(), ErrorCode::UNIMPLEMENTED);
+    assert_eq!(sim.session_count(), 2);
+}
