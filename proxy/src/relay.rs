@@ -231,8 +231,8 @@ pub struct Session {
     conn_uuid: Uuid,
     conn_uuid_text: String,
     facts: Facts,
-    up_tx: mpsc::Sender<Package>,
-    up_rx: mpsc::Receiver<Result<Package, RelayError>>,
+    up_tx: ToService,
+    up_rx: FromService,
     to_service: Arc<Budget>,
     ring: Ring,
     sent_mark: u64,
@@ -821,21 +821,24 @@ async fn restore_proof(ctx: &Context, token: &str, subject: Option<&str>, lineag
     }
 }
 
+/// Packages toward the service (boxed: a tokio channel allocates slots for 32 values whatever
+/// its bound, and a package is large, so idle sessions should not pay for that).
+type ToService = mpsc::Sender<Box<Package>>;
+/// Packages (or the failure) from the service.
+type FromService = mpsc::Receiver<Result<Box<Package>, RelayError>>;
+
 /// Bridge the transport connection to two bounded channels owned by the session.
 fn spawn_upstream(
     conn: prl_transport::Connection,
     budget: Arc<Budget>,
-) -> (
-    mpsc::Sender<Package>,
-    mpsc::Receiver<Result<Package, RelayError>>,
-) {
+) -> (ToService, FromService) {
     let (sender, mut receiver, _info) = conn.split();
-    let (to_tx, mut to_rx) = mpsc::channel::<Package>(4);
-    let (from_tx, from_rx) = mpsc::channel::<Result<Package, RelayError>>(4);
+    let (to_tx, mut to_rx) = mpsc::channel::<Box<Package>>(4);
+    let (from_tx, from_rx) = mpsc::channel::<Result<Box<Package>, RelayError>>(4);
     tokio::spawn(async move {
         while let Some(p) = to_rx.recv().await {
             let n = p.encoded_len();
-            let r = sender.send(p).await;
+            let r = sender.send(*p).await;
             budget.sub(n);
             if r.is_err() {
                 break;
@@ -853,7 +856,7 @@ fn spawn_upstream(
                 _ = from_tx.closed() => break,
                 r = receiver.recv() => match r {
                     Some(Ok(p)) => {
-                        if from_tx.send(Ok(p)).await.is_err() {
+                        if from_tx.send(Ok(Box::new(p))).await.is_err() {
                             break;
                         }
                     }
@@ -1024,7 +1027,7 @@ where
 fn browser_package(
     s: &mut Session,
     data: &[u8],
-    permit: mpsc::OwnedPermit<Package>,
+    permit: mpsc::OwnedPermit<Box<Package>>,
 ) -> Result<(), RelayError> {
     let limits = Limits {
         max_package_len: s.limits.max_message_bytes,
@@ -1064,7 +1067,7 @@ fn browser_package(
     }
     let n = p.encoded_len();
     s.to_service.add(n);
-    permit.send(p);
+    permit.send(Box::new(p));
     s.last_activity = Instant::now();
     s.shared.metrics.relayed("to_service", n);
     Ok(())
