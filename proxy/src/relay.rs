@@ -12,6 +12,7 @@
 //! bounded too; while detached, a full ring stops reading the service.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -211,7 +212,7 @@ struct Facts {
 }
 
 /// What the `open` of this connection proved about earlier sessions (its `restore` field).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Restore {
     /// No `restore` in the open.
     Absent,
@@ -223,9 +224,19 @@ enum Restore {
     Refused(RestoreRefusal),
 }
 
+impl fmt::Debug for Restore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Restore::Absent => f.write_str("Absent"),
+            Restore::Granted(_) => f.write_str("Granted(<redacted>)"),
+            Restore::Used => f.write_str("Used"),
+            Restore::Refused(r) => write!(f, "Refused({r:?})"),
+        }
+    }
+}
+
 /// A relay session: one upstream connection and its state, attached to a browser or
 /// detached waiting for a resume.
-#[derive(Debug)]
 pub struct Session {
     shared: Arc<Shared>,
     conn_uuid: Uuid,
@@ -252,6 +263,21 @@ pub struct Session {
     resume: ResumeConfig,
     local_login: bool,
     permits: Arc<ConnPermits>,
+}
+
+impl fmt::Debug for Session {
+    /// The connection UUID is the service session UUID, a secret: never shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("lineage", &self.lineage)
+            .field("origin", &self.origin)
+            .field("client_ip", &self.client_ip)
+            .field("facts", &self.facts)
+            .field("logged_in", &self.logged_in)
+            .field("restore", &self.restore)
+            .field("sent_mark", &self.sent_mark)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for Session {

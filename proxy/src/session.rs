@@ -30,7 +30,7 @@ fn hash(token: &str) -> TokenHash {
 }
 
 /// A kept restore proof (the token itself is never stored, only its hash, as the key).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Proof {
     /// The service session (= the closed upstream connection's UUID).
     session: Uuid,
@@ -39,6 +39,18 @@ struct Proof {
     /// Ticket subject of the connection, if it had a ticket with one.
     subject: Option<String>,
     expires: Instant,
+}
+
+impl std::fmt::Debug for Proof {
+    /// The session UUID is a secret: never shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proof")
+            .field("session", &"<redacted>")
+            .field("origin", &self.origin)
+            .field("subject", &self.subject)
+            .field("expires", &self.expires)
+            .finish()
+    }
 }
 
 /// Why a restore proof was not accepted.
@@ -274,6 +286,12 @@ mod tests {
         keep(&r, Instant::now(), &t, Uuid::new_v4(), 10);
         let text = format!("{r:?}");
         assert!(!text.contains(t.expose()), "{text}");
+        let s = Uuid::new_v4();
+        let t2 = Token::generate();
+        keep(&r, Instant::now(), &t2, s, 10);
+        let text = format!("{r:?}");
+        assert!(!text.contains(&s.simple().to_string()[..8]), "{text}");
+        assert!(!text.contains(&s.to_string()[..8]), "{text}");
     }
 
     #[test]
