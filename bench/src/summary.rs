@@ -353,6 +353,57 @@ pub fn machine_facts() -> String {
     format!("{cores} cores, {cpu}, load average {load}")
 }
 
+/// A paired comparison: `pairs` rounds of the measured path and its baseline back to back
+/// (alternating which goes first), one ratio per round. Load that drifts during a run moves
+/// both halves of a pair alike, so the median of these ratios is steadier than the ratio of
+/// two medians measured seconds apart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Paired {
+    /// What is compared (`connection_setup/LOW: proxy_websocket / baseline_direct`).
+    pub id: String,
+    /// One ratio per round.
+    pub ratios: Vec<f64>,
+}
+
+impl Paired {
+    /// The `q`-quantile of the ratios (nearest rank), `None` without ratios.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let mut sorted: Vec<f64> = self
+            .ratios
+            .iter()
+            .copied()
+            .filter(|r| r.is_finite())
+            .collect();
+        sorted.sort_by(f64::total_cmp);
+        let last = sorted.len().checked_sub(1)?;
+        let rank = (q.clamp(0.0, 1.0) * last as f64).round() as usize;
+        sorted.get(rank.min(last)).copied()
+    }
+}
+
+/// The Markdown table of paired comparisons: median ratio and interquartile range.
+pub fn render_paired(paired: &[Paired]) -> String {
+    let mut out = String::from(
+        "| paired comparison | rounds | median ratio | interquartile range |\n|---|---|---|---|\n",
+    );
+    for p in paired {
+        let q = |x| {
+            p.quantile(x)
+                .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"))
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} to {} |",
+            p.id,
+            p.ratios.len(),
+            q(0.5),
+            q(0.25),
+            q(0.75)
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,6 +520,29 @@ mod tests {
         assert!(e.to_string().contains("estimates.json"), "{e}");
         let e = collect(&dir.path().join("missing"), SystemTime::UNIX_EPOCH).unwrap_err();
         assert_eq!(e.kind(), "read");
+    }
+
+    #[test]
+    fn paired_ratios_report_median_and_quartiles() {
+        let p = Paired {
+            id: "g/LOW: b / a".into(),
+            ratios: vec![1.3, 0.9, 1.1, 1.0, 1.2, f64::NAN],
+        };
+        assert_eq!(p.quantile(0.5), Some(1.1));
+        assert_eq!(p.quantile(0.25), Some(1.0));
+        assert_eq!(p.quantile(0.75), Some(1.2));
+        assert_eq!(p.quantile(1.0), Some(1.3));
+        let table = render_paired(&[p]);
+        assert!(
+            table.contains("| g/LOW: b / a | 6 | 1.10 | 1.00 to 1.20 |"),
+            "{table}"
+        );
+        let empty = Paired {
+            id: "x".into(),
+            ratios: vec![],
+        };
+        assert_eq!(empty.quantile(0.5), None);
+        assert!(render_paired(&[empty]).contains("| x | 0 | - | - to - |"));
     }
 
     #[test]

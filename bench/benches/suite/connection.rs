@@ -6,10 +6,11 @@
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, SamplingMode};
+use prl_bench::summary::Paired;
 use prl_bench::{direct_login_cycle, proxy_login_cycle, start_proxy, start_sim, SIM_TARGET};
 use prl_protocol::handshake::SecurityLevel;
 
-pub fn benches(c: &mut Criterion) {
+pub fn benches(c: &mut Criterion, run: &mut crate::Run) {
     let rt = crate::runtime();
     let (sim, proxy) = rt.block_on(async {
         let sim = start_sim().await.expect("simulator");
@@ -53,6 +54,31 @@ pub fn benches(c: &mut Criterion) {
         });
     }
     g.finish();
+
+    if run.measured("connection_setup") {
+        for (level, name) in [(SecurityLevel::Low, "LOW"), (SecurityLevel::High, "HIGH")] {
+            let ratios = rt.block_on(async {
+                let mut ratios = Vec::with_capacity(crate::ROUNDS);
+                for round in 0..crate::ROUNDS {
+                    let direct = || direct_login_cycle(sim_addr, level);
+                    let browser = || proxy_login_cycle(proxy_addr, level);
+                    let (a, b) = if round % 2 == 0 {
+                        let a = direct().await.expect("direct login cycle");
+                        (a, browser().await.expect("login cycle through the proxy"))
+                    } else {
+                        let b = browser().await.expect("login cycle through the proxy");
+                        (direct().await.expect("direct login cycle"), b)
+                    };
+                    ratios.push(crate::ratio(a, b));
+                }
+                ratios
+            });
+            run.paired.push(Paired {
+                id: format!("connection_setup/{name}: proxy_websocket / baseline_direct"),
+                ratios,
+            });
+        }
+    }
     proxy.shutdown();
     drop(sim);
 }

@@ -11,10 +11,34 @@ mod codec;
 mod connection;
 mod relay;
 
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use criterion::Criterion;
-use prl_bench::summary;
+use prl_bench::summary::{self, Paired};
+
+/// Rounds of each paired comparison.
+const ROUNDS: usize = 100;
+
+/// This run: where criterion writes, since when, and the paired comparisons made.
+struct Run {
+    started: SystemTime,
+    home: PathBuf,
+    paired: Vec<Paired>,
+}
+
+impl Run {
+    /// Whether criterion measured `group` in this run (not in `--test` or `--list` mode, and
+    /// not filtered out): only then are its paired comparisons made too.
+    fn measured(&self, group: &str) -> bool {
+        summary::collect(&self.home.join(group), self.started).is_ok_and(|rows| !rows.is_empty())
+    }
+}
+
+/// `measured / baseline`.
+fn ratio(baseline: Duration, measured: Duration) -> f64 {
+    measured.as_secs_f64() / baseline.as_secs_f64()
+}
 
 /// Short warm-up and measurement, and no plots; the command line may override them.
 fn config() -> Criterion {
@@ -37,19 +61,27 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn main() {
-    // Criterion's file times have a resolution of the file system; a second's slack keeps
-    // this run's first result.
-    let started = SystemTime::now() - Duration::from_secs(1);
+    let exe = std::env::current_exe().unwrap_or_default();
+    let mut run = Run {
+        // Criterion's file times have a resolution of the file system; a second's slack
+        // keeps this run's first result.
+        started: SystemTime::now() - Duration::from_secs(1),
+        home: summary::criterion_home(&exe),
+        paired: Vec::new(),
+    };
     let mut c = config();
     codec::benches(&mut c);
-    connection::benches(&mut c);
-    relay::benches(&mut c);
+    connection::benches(&mut c, &mut run);
+    relay::benches(&mut c, &mut run);
     c.final_summary();
 
     // `--list`, `--test` (`cargo test --benches`) and filters that match nothing leave no
     // results: then there is nothing to summarise.
-    let exe = std::env::current_exe().unwrap_or_default();
-    let home = summary::criterion_home(&exe);
+    let Run {
+        started,
+        home,
+        paired,
+    } = run;
     let rows = match summary::collect(&home, started) {
         Ok(rows) if !rows.is_empty() => rows,
         Ok(_) => return,
@@ -58,13 +90,20 @@ fn main() {
             return;
         }
     };
-    let text = format!(
-        "# prl-bench summary\n\n{}; {}.\nRatio = median time / the median time of the group's \
+    let mut text = format!(
+        "# prl-bench summary\n\n{}; {}.\n\nRatio = median time / the median time of the group's \
          baseline (same group and parameter), measured in this run.\n\n{}",
         summary::fmt_utc(SystemTime::now()),
         summary::machine_facts(),
         summary::render(&rows)
     );
+    if !paired.is_empty() {
+        text.push_str(&format!(
+            "\nPaired: {ROUNDS} rounds of baseline and measured path back to back (alternating \
+             which goes first), one ratio (measured / baseline) per round.\n\n{}",
+            summary::render_paired(&paired)
+        ));
+    }
     println!("\n{text}");
     let file = home.join(summary::SUMMARY_FILE);
     match std::fs::write(&file, &text) {

@@ -5,17 +5,18 @@
 //! [`prl_bench::burst::BurstService`]: prl-sim's own task 9001 is paced by a millisecond timer
 //! and would measure the timer.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use prl_bench::burst::BurstService;
+use prl_bench::summary::Paired;
 use prl_bench::{start_proxy, BrowserSession, DirectSession, BURST_TARGET};
 use prl_protocol::handshake::SecurityLevel;
 
 /// Progress events per task.
 const EVENTS: u32 = 1000;
 
-pub fn benches(c: &mut Criterion) {
+pub fn benches(c: &mut Criterion, run: &mut crate::Run) {
     let rt = crate::runtime();
     let (source, proxy) = rt.block_on(async {
         let source = BurstService::start().await.expect("burst service");
@@ -52,6 +53,29 @@ pub fn benches(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("proxy_websocket", name), |b| {
             b.iter(|| rt.block_on(browser.run_task(EVENTS, 0)).expect("task"))
         });
+        if run.measured(&format!("relay_throughput/baseline_direct/{name}")) {
+            let ratios = rt.block_on(async {
+                let mut ratios = Vec::with_capacity(crate::ROUNDS);
+                for round in 0..crate::ROUNDS {
+                    let mut times = [Duration::ZERO; 2];
+                    for i in [round % 2, 1 - round % 2] {
+                        let start = Instant::now();
+                        if i == 0 {
+                            direct.run_task(EVENTS, 0).await.expect("task");
+                        } else {
+                            browser.run_task(EVENTS, 0).await.expect("task");
+                        }
+                        times[i] = start.elapsed();
+                    }
+                    ratios.push(crate::ratio(times[0], times[1]));
+                }
+                ratios
+            });
+            run.paired.push(Paired {
+                id: format!("relay_throughput/{name}: proxy_websocket / baseline_direct"),
+                ratios,
+            });
+        }
         rt.block_on(async {
             direct.logoff().await.expect("logoff");
             browser.logoff().await.expect("logoff");
