@@ -8,8 +8,8 @@
 //! | group | baseline | measured |
 //! |---|---|---|
 //! | `codec_*` | `baseline_memcpy`: copying the same bytes | package encode / incremental decode, CVmEvent XML parse / serialise, binary 5003 decode ([`fixtures`]) |
-//! | `connection_setup` | `baseline_direct`: [`direct_login_cycle`] with prl-transport's client | `proxy_websocket`: [`proxy_login_cycle`], the browser's way through prl-proxy |
-//! | `relay_throughput` | `baseline_direct`: a [`DirectSession`] receiving a task's events | `proxy_websocket`: a [`BrowserSession`] receiving them through prl-proxy |
+//! | `connection_setup` | `baseline_direct`: [`direct_login_cycle`] with prl-transport's client | `proxy_ws`, `proxy_wss`: [`proxy_login_cycle`], the browser's way through prl-proxy over `ws://` and `wss://` |
+//! | `relay_throughput` | `baseline_direct`: a [`DirectSession`] receiving a task's events | `proxy_ws`, `proxy_wss`: a [`BrowserSession`] receiving them through prl-proxy |
 //!
 //! Everything runs in one process over loopback: [`start_sim`] (prl-sim), the
 //! [`burst::BurstService`] (the event source of the throughput benchmark) and [`start_proxy`]
@@ -25,6 +25,7 @@ pub mod fixtures;
 pub mod summary;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -40,7 +41,11 @@ use prl_protocol::{parse_uuid, ErrorCode, Uuid};
 use prl_proxy::{Config, Proxy, ProxyHandle};
 use prl_sim::{SimConfig, Simulator, UserDb};
 use prl_transport::{connect, ClientConfig, Connection, Endpoint};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
@@ -74,6 +79,9 @@ pub enum BenchError {
     /// The direct connection failed.
     #[error("transport: {0}")]
     Transport(#[from] prl_transport::TransportError),
+    /// The browser's TLS to the proxy could not be set up.
+    #[error("wss: {0}")]
+    Tls(String),
     /// The WebSocket failed.
     #[error("websocket: {0}")]
     WebSocket(#[from] Box<tokio_tungstenite::tungstenite::Error>),
@@ -115,6 +123,7 @@ impl BenchError {
             BenchError::Proxy(_) => "proxy",
             BenchError::ProxyConfig(_) => "proxy_config",
             BenchError::Transport(_) => "transport",
+            BenchError::Tls(_) => "tls",
             BenchError::WebSocket(_) => "websocket",
             BenchError::Io(_) => "io",
             BenchError::Relay(_) => "relay",
@@ -154,15 +163,19 @@ pub async fn start_sim() -> Result<Simulator, BenchError> {
     Ok(Simulator::start(config).await?)
 }
 
-/// The proxy configuration used: each `(name, address)` of `targets` as a named target, and
-/// the login throttles opened wide (a benchmark logs in thousands of times a minute from one
-/// address). Everything else is the proxy's default, the resume ring included.
-pub fn proxy_config(targets: &[(&str, SocketAddr)]) -> Result<Config, BenchError> {
+/// The proxy configuration used: each `(name, address)` of `targets` as a named target, the
+/// login throttles opened wide (a benchmark logs in thousands of times a minute from one
+/// address) and, with `wss`, a self-signed certificate. Everything else is the proxy's
+/// default, the resume ring included.
+pub fn proxy_config(targets: &[(&str, SocketAddr)], wss: bool) -> Result<Config, BenchError> {
     let mut toml = String::from(
         "[server]\nlisten = \"127.0.0.1:0\"\n\
          [limits]\nlogin_burst_per_ip = 1000000\nlogin_per_minute_per_ip = 1000000\n\
          login_burst_per_user = 1000000\nlogin_per_minute_per_user = 1000000\n",
     );
+    if wss {
+        toml.push_str("[tls]\nself_signed = true\n");
+    }
     for (name, addr) in targets {
         toml.push_str(&format!(
             "[[policy.target]]\nname = \"{name}\"\nhost = \"{}\"\nport = {}\n",
@@ -175,12 +188,90 @@ pub fn proxy_config(targets: &[(&str, SocketAddr)]) -> Result<Config, BenchError
 
 /// Binds prl-proxy on an ephemeral loopback port in front of `targets` (see [`proxy_config`])
 /// and runs it on the current runtime.
-pub async fn start_proxy(targets: &[(&str, SocketAddr)]) -> Result<ProxyHandle, BenchError> {
-    let proxy = Proxy::bind(proxy_config(targets)?, None).await?;
+pub async fn start_proxy(
+    targets: &[(&str, SocketAddr)],
+    wss: bool,
+) -> Result<ProxyHandle, BenchError> {
+    let proxy = Proxy::bind(proxy_config(targets, wss)?, None).await?;
     let handle = proxy.handle();
     tokio::spawn(proxy.run());
     Ok(handle)
 }
+
+/// Where and how a browser reaches a proxy: `ws://` or, for a proxy with a self-signed
+/// certificate, `wss://` trusting exactly that certificate (rustls with ring, the proxy's
+/// own TLS stack, standing in for the browser's).
+#[derive(Clone)]
+pub struct ProxyEndpoint {
+    addr: SocketAddr,
+    tls: Option<TlsConnector>,
+}
+
+impl std::fmt::Debug for ProxyEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyEndpoint")
+            .field("addr", &self.addr)
+            .field("wss", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl ProxyEndpoint {
+    /// The endpoint of a running proxy.
+    pub fn of(proxy: &ProxyHandle) -> Result<Self, BenchError> {
+        let tls = match proxy.self_signed_pem() {
+            None => None,
+            Some(pem) => {
+                let cert = CertificateDer::from_pem_slice(pem.as_bytes())
+                    .map_err(|e| BenchError::Tls(format!("proxy certificate: {e}")))?;
+                let mut roots = rustls::RootCertStore::empty();
+                roots
+                    .add(cert)
+                    .map_err(|e| BenchError::Tls(format!("proxy certificate: {e}")))?;
+                let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| BenchError::Tls(e.to_string()))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+                Some(TlsConnector::from(Arc::new(config)))
+            }
+        };
+        Ok(ProxyEndpoint {
+            addr: proxy.local_addr(),
+            tls,
+        })
+    }
+
+    /// The proxy's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Whether this is `wss://`.
+    pub fn is_wss(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// TCP connect (and TLS for wss); returns the stream and the page origin to send.
+    async fn connect(&self) -> Result<(Box<dyn Io>, String), BenchError> {
+        let tcp = TcpStream::connect(self.addr).await?;
+        tcp.set_nodelay(true)?;
+        match &self.tls {
+            None => Ok((Box::new(tcp), format!("http://{}", self.addr))),
+            Some(connector) => {
+                let name = ServerName::IpAddress(self.addr.ip().into());
+                let tls = connector.connect(name, tcp).await?;
+                Ok((Box::new(tls), format!("https://{}", self.addr)))
+            }
+        }
+    }
+}
+
+/// The browser's byte stream to the proxy: TCP or TLS over TCP.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// A package link: the direct connection or the browser's WebSocket.
 trait Link {
@@ -389,10 +480,15 @@ impl DirectSession {
 }
 
 /// A browser's relay WebSocket to prl-proxy (the measured path).
-#[derive(Debug)]
 pub struct BrowserSession {
-    ws: WebSocketStream<TcpStream>,
+    ws: WebSocketStream<Box<dyn Io>>,
     connection_uuid: Uuid,
+}
+
+impl std::fmt::Debug for BrowserSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrowserSession").finish_non_exhaustive()
+    }
 }
 
 impl BrowserSession {
@@ -401,25 +497,23 @@ impl BrowserSession {
     /// `target` at `level` and waits for `opened` (the proxy has then connected to the
     /// service: handshake and TLS done).
     pub async fn open(
-        proxy: SocketAddr,
+        proxy: &ProxyEndpoint,
         target: &str,
         level: SecurityLevel,
     ) -> Result<Self, BenchError> {
-        let tcp = TcpStream::connect(proxy).await?;
-        tcp.set_nodelay(true)?;
-        let mut request = format!("ws://{proxy}/ws").into_client_request()?;
-        let origin = HeaderValue::from_str(&format!("http://{proxy}")).map_err(|e| {
-            BenchError::Unexpected {
-                what: "origin header",
-                detail: e.to_string(),
-            }
+        let (stream, origin) = proxy.connect().await?;
+        let scheme = if proxy.is_wss() { "wss" } else { "ws" };
+        let mut request = format!("{scheme}://{}/ws", proxy.addr).into_client_request()?;
+        let origin = HeaderValue::from_str(&origin).map_err(|e| BenchError::Unexpected {
+            what: "origin header",
+            detail: e.to_string(),
         })?;
         request.headers_mut().insert("origin", origin);
         request.headers_mut().insert(
             "sec-websocket-protocol",
             HeaderValue::from_static(SUBPROTOCOL),
         );
-        let (mut ws, _) = tokio_tungstenite::client_async(request, tcp).await?;
+        let (mut ws, _) = tokio_tungstenite::client_async(request, stream).await?;
         let open = ClientMessage::Open(OpenRequest {
             version: RELAY_VERSION,
             target: Target {
@@ -559,7 +653,7 @@ pub async fn direct_login_cycle(
 /// connects, handshakes and runs TLS), login, logoff. Returns the time from the WebSocket's TCP
 /// connect to the logoff reply; the closes after it are not counted.
 pub async fn proxy_login_cycle(
-    proxy: SocketAddr,
+    proxy: &ProxyEndpoint,
     level: SecurityLevel,
 ) -> Result<Duration, BenchError> {
     let start = Instant::now();
@@ -581,18 +675,29 @@ mod tests {
         sim: Simulator,
         burst: BurstService,
         proxy: ProxyHandle,
+        ws: ProxyEndpoint,
+        wss: ProxyEndpoint,
     }
 
     async fn rig() -> Rig {
         let sim = start_sim().await.unwrap();
         let burst = BurstService::start().await.unwrap();
-        let proxy = start_proxy(&[
+        let targets = [
             (SIM_TARGET, sim.tcp_addr().unwrap()),
             (BURST_TARGET, burst.addr()),
-        ])
-        .await
-        .unwrap();
-        Rig { sim, burst, proxy }
+        ];
+        let proxy = start_proxy(&targets, false).await.unwrap();
+        let secure = start_proxy(&targets, true).await.unwrap();
+        let ws = ProxyEndpoint::of(&proxy).unwrap();
+        let wss = ProxyEndpoint::of(&secure).unwrap();
+        assert!(!ws.is_wss() && wss.is_wss());
+        Rig {
+            sim,
+            burst,
+            proxy,
+            ws,
+            wss,
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -602,9 +707,8 @@ mod tests {
         for level in [SecurityLevel::Low, SecurityLevel::High] {
             for _ in 0..3 {
                 direct_login_cycle(sim, level).await.unwrap();
-                proxy_login_cycle(r.proxy.local_addr(), level)
-                    .await
-                    .unwrap();
+                proxy_login_cycle(&r.ws, level).await.unwrap();
+                proxy_login_cycle(&r.wss, level).await.unwrap();
             }
         }
         assert_eq!(r.sim.session_count(), 0);
@@ -622,10 +726,9 @@ mod tests {
             .await
             .unwrap();
         direct.login().await.unwrap();
-        let mut browser =
-            BrowserSession::open(r.proxy.local_addr(), SIM_TARGET, SecurityLevel::High)
-                .await
-                .unwrap();
+        let mut browser = BrowserSession::open(&r.ws, SIM_TARGET, SecurityLevel::High)
+            .await
+            .unwrap();
         browser.login().await.unwrap();
         assert_eq!(direct.run_task(20, 0).await.unwrap(), 21);
         assert_eq!(browser.run_task(20, 0).await.unwrap(), 21);
@@ -639,16 +742,22 @@ mod tests {
         for level in [SecurityLevel::Low, SecurityLevel::High] {
             let mut direct = DirectSession::connect(r.burst.addr(), level).await.unwrap();
             direct.login().await.unwrap();
-            let mut browser = BrowserSession::open(r.proxy.local_addr(), BURST_TARGET, level)
+            let mut browser = BrowserSession::open(&r.ws, BURST_TARGET, level)
                 .await
                 .unwrap();
             browser.login().await.unwrap();
+            let mut secure = BrowserSession::open(&r.wss, BURST_TARGET, level)
+                .await
+                .unwrap();
+            secure.login().await.unwrap();
             for _ in 0..2 {
                 assert_eq!(direct.run_task(1000, 0).await.unwrap(), 1001);
                 assert_eq!(browser.run_task(1000, 0).await.unwrap(), 1001);
+                assert_eq!(secure.run_task(1000, 0).await.unwrap(), 1001);
             }
             direct.logoff().await.unwrap();
             browser.logoff().await.unwrap();
+            secure.logoff().await.unwrap();
         }
     }
 
@@ -688,16 +797,27 @@ mod tests {
         let e = tokio_tungstenite::client_async(req, tcp).await.unwrap_err();
         assert!(e.to_string().contains("403"), "{e}");
         // After logoff the service closes; the browser sees the proxy's `closed` as the end.
-        let mut b = BrowserSession::open(r.proxy.local_addr(), SIM_TARGET, SecurityLevel::Low)
+        let mut b = BrowserSession::open(&r.ws, SIM_TARGET, SecurityLevel::Low)
             .await
             .unwrap();
         b.login().await.unwrap();
         logoff(&mut b).await.unwrap();
         assert!(b.recv().await.unwrap().is_none());
         // An unknown target is the proxy's typed refusal.
-        let e = BrowserSession::open(r.proxy.local_addr(), "nowhere", SecurityLevel::Low)
+        let e = BrowserSession::open(&r.ws, "nowhere", SecurityLevel::Low)
             .await
             .unwrap_err();
         assert_eq!(e.kind(), "relay", "{e}");
+        // wss trusts exactly the proxy's certificate: not another proxy's.
+        let another = start_proxy(&[(SIM_TARGET, r.sim.tcp_addr().unwrap())], true)
+            .await
+            .unwrap();
+        let mut other = r.wss.clone();
+        other.addr = another.local_addr();
+        let e = BrowserSession::open(&other, SIM_TARGET, SecurityLevel::Low)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), "io", "{e}");
+        assert!(e.to_string().contains("certificate"), "{e}");
     }
 }

@@ -20,6 +20,17 @@ use prl_bench::summary::{self, Paired};
 /// Rounds of each paired comparison.
 const ROUNDS: usize = 100;
 
+/// The paths compared in `connection_setup` and `relay_throughput`: the baseline (prl-transport
+/// straight to the service), then a browser through prl-proxy over `ws://` and over `wss://`.
+const PATHS: [&str; 3] = ["baseline_direct", "proxy_ws", "proxy_wss"];
+
+/// The order of PATHS in paired round `round`: rotated each round, so that each path runs
+/// first, second and third equally often.
+fn order(round: usize) -> [usize; 3] {
+    let r = round % 3;
+    [r, (r + 1) % 3, (r + 2) % 3]
+}
+
 /// This run: where criterion writes, since when, and the paired comparisons made.
 struct Run {
     started: SystemTime,
@@ -99,8 +110,8 @@ fn main() {
     );
     if !paired.is_empty() {
         text.push_str(&format!(
-            "\nPaired: {ROUNDS} rounds of baseline and measured path back to back (alternating \
-             which goes first), one ratio (measured / baseline) per round.\n\n{}",
+            "\nPaired: {ROUNDS} rounds of the three paths back to back (the order rotating each \
+             round), one ratio (measured / baseline) per round.\n\n{}",
             summary::render_paired(&paired)
         ));
     }

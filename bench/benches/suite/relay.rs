@@ -1,7 +1,7 @@
 //! Relay throughput: a logged-in session receives a task's progress events (3003, a few
-//! hundred bytes each) streamed back to back, directly (baseline) and through prl-proxy's
-//! WebSocket, at LOW (events in plain records) and HIGH (events through TLS). One iteration is
-//! one task: the start command, every event and the final reply. The source is
+//! hundred bytes each) streamed back to back, directly (baseline) and through prl-proxy over
+//! `ws://` and `wss://`, at LOW (events in plain records) and HIGH (events through TLS). One
+//! iteration is one task: the start command, every event and the final reply. The source is
 //! [`prl_bench::burst::BurstService`]: prl-sim's own task 9001 is paced by a millisecond timer
 //! and would measure the timer.
 
@@ -10,21 +10,44 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use prl_bench::burst::BurstService;
 use prl_bench::summary::Paired;
-use prl_bench::{start_proxy, BrowserSession, DirectSession, BURST_TARGET};
+use prl_bench::BURST_TARGET;
+use prl_bench::{start_proxy, BenchError, BrowserSession, DirectSession, ProxyEndpoint};
 use prl_protocol::handshake::SecurityLevel;
+
+use crate::{PATHS, ROUNDS};
 
 /// Progress events per task.
 const EVENTS: u32 = 1000;
 
+/// The three sessions of one level, in the order of PATHS.
+struct Sessions {
+    direct: DirectSession,
+    browsers: [BrowserSession; 2],
+}
+
+impl Sessions {
+    /// Runs one task on path `i` of PATHS.
+    async fn task(&mut self, i: usize) -> Result<u64, BenchError> {
+        match i.checked_sub(1).and_then(|j| self.browsers.get_mut(j)) {
+            None => self.direct.run_task(EVENTS, 0).await,
+            Some(browser) => browser.run_task(EVENTS, 0).await,
+        }
+    }
+}
+
 pub fn benches(c: &mut Criterion, run: &mut crate::Run) {
     let rt = crate::runtime();
-    let (source, proxy) = rt.block_on(async {
+    let (source, ws, wss) = rt.block_on(async {
         let source = BurstService::start().await.expect("burst service");
-        let proxy = start_proxy(&[(BURST_TARGET, source.addr())])
-            .await
-            .expect("proxy");
-        (source, proxy)
+        let targets = [(BURST_TARGET, source.addr())];
+        let ws = start_proxy(&targets, false).await.expect("proxy");
+        let wss = start_proxy(&targets, true).await.expect("proxy with wss");
+        (source, ws, wss)
     });
+    let endpoints = [
+        ProxyEndpoint::of(&ws).expect("ws endpoint"),
+        ProxyEndpoint::of(&wss).expect("wss endpoint"),
+    ];
 
     let mut g = c.benchmark_group("relay_throughput");
     g.sampling_mode(SamplingMode::Flat)
@@ -33,55 +56,60 @@ pub fn benches(c: &mut Criterion, run: &mut crate::Run) {
         // Packages received per iteration: the events and the reply.
         .throughput(Throughput::Elements(u64::from(EVENTS) + 1));
     for (level, name) in [(SecurityLevel::Low, "LOW"), (SecurityLevel::High, "HIGH")] {
-        let mut direct = rt.block_on(async {
-            let mut s = DirectSession::connect(source.addr(), level)
+        let mut s = rt.block_on(async {
+            let mut direct = DirectSession::connect(source.addr(), level)
                 .await
                 .expect("connect");
-            s.login().await.expect("login");
-            s
+            direct.login().await.expect("login");
+            let mut browsers = Vec::new();
+            for endpoint in &endpoints {
+                let mut b = BrowserSession::open(endpoint, BURST_TARGET, level)
+                    .await
+                    .expect("open");
+                b.login().await.expect("login");
+                browsers.push(b);
+            }
+            let browsers: [BrowserSession; 2] = browsers.try_into().expect("two browsers");
+            Sessions { direct, browsers }
         });
-        g.bench_function(BenchmarkId::new("baseline_direct", name), |b| {
-            b.iter(|| rt.block_on(direct.run_task(EVENTS, 0)).expect("task"))
-        });
-        let mut browser = rt.block_on(async {
-            let mut s = BrowserSession::open(proxy.local_addr(), BURST_TARGET, level)
-                .await
-                .expect("open");
-            s.login().await.expect("login");
-            s
-        });
-        g.bench_function(BenchmarkId::new("proxy_websocket", name), |b| {
-            b.iter(|| rt.block_on(browser.run_task(EVENTS, 0)).expect("task"))
-        });
-        if run.measured(&format!("relay_throughput/baseline_direct/{name}")) {
+        for (i, path) in PATHS.iter().enumerate() {
+            g.bench_function(BenchmarkId::new(*path, name), |b| {
+                b.iter(|| rt.block_on(s.task(i)).expect("task"))
+            });
+        }
+
+        if run.measured(&format!("relay_throughput/{}/{name}", PATHS[0])) {
             let ratios = rt.block_on(async {
-                let mut ratios = Vec::with_capacity(crate::ROUNDS);
-                for round in 0..crate::ROUNDS {
-                    let mut times = [Duration::ZERO; 2];
-                    for i in [round % 2, 1 - round % 2] {
+                let mut ratios = [Vec::with_capacity(ROUNDS), Vec::with_capacity(ROUNDS)];
+                for round in 0..ROUNDS {
+                    let mut times = [Duration::ZERO; 3];
+                    for i in crate::order(round) {
                         let start = Instant::now();
-                        if i == 0 {
-                            direct.run_task(EVENTS, 0).await.expect("task");
-                        } else {
-                            browser.run_task(EVENTS, 0).await.expect("task");
-                        }
+                        s.task(i).await.expect("task");
                         times[i] = start.elapsed();
                     }
-                    ratios.push(crate::ratio(times[0], times[1]));
+                    ratios[0].push(crate::ratio(times[0], times[1]));
+                    ratios[1].push(crate::ratio(times[0], times[2]));
                 }
                 ratios
             });
-            run.paired.push(Paired {
-                id: format!("relay_throughput/{name}: proxy_websocket / baseline_direct"),
-                ratios,
-            });
+            for (path, ratios) in PATHS[1..].iter().zip(ratios) {
+                run.paired.push(Paired {
+                    id: format!("relay_throughput/{name}: {path} / {}", PATHS[0]),
+                    ratios,
+                });
+            }
         }
         rt.block_on(async {
+            let Sessions { direct, browsers } = s;
             direct.logoff().await.expect("logoff");
-            browser.logoff().await.expect("logoff");
+            for b in browsers {
+                b.logoff().await.expect("logoff");
+            }
         });
     }
     g.finish();
-    proxy.shutdown();
+    ws.shutdown();
+    wss.shutdown();
     drop(source);
 }
