@@ -153,3 +153,27 @@ async fn answer(tx: &PackageSender, info: &ConnectionInfo, p: &Package) -> bool 
         _ => tx.send(reply(ErrorCode::UNIMPLEMENTED)).await.is_ok(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_events_are_a_few_hundred_bytes_on_the_wire() {
+        let issuer = uuid_string(&Uuid::new_v4());
+        for percent in [1, 50, 100] {
+            let p = progress_event(
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                &issuer,
+                percent,
+                &mut Uuid::new_v4,
+            );
+            let len = p.encoded_len();
+            println!("progress event at {percent}%: {len} bytes");
+            assert!((200..1000).contains(&len), "{len}");
+        }
+    }
+}
