@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use criterion::Criterion;
 use prl_bench::summary::{self, Paired};
 
-/// Rounds of each paired comparison.
+/// Rounds of the paired connection-setup comparison.
 const ROUNDS: usize = 100;
 
 /// The paths compared in `connection_setup` and `relay_throughput`: the baseline (prl-transport
@@ -110,8 +110,8 @@ fn main() {
     );
     if !paired.is_empty() {
         text.push_str(&format!(
-            "\nPaired: {ROUNDS} rounds of the three paths back to back (the order rotating each \
-             round), one ratio (measured / baseline) per round.\n\n{}",
+            "\nPaired: rounds of the three paths back to back (the order rotating each round), \
+             one ratio (measured / baseline) per round.\n\n{}",
             summary::render_paired(&paired)
         ));
     }

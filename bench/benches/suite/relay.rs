@@ -14,10 +14,13 @@ use prl_bench::BURST_TARGET;
 use prl_bench::{start_proxy, BenchError, BrowserSession, DirectSession, ProxyEndpoint};
 use prl_protocol::handshake::SecurityLevel;
 
-use crate::{PATHS, ROUNDS};
+use crate::PATHS;
 
-/// Progress events per task.
-const EVENTS: u32 = 1000;
+/// Progress events per task: enough for one task to outlast the scheduling noise of a shared
+/// machine (tens of milliseconds).
+const EVENTS: u32 = 5000;
+/// Rounds of the paired comparison.
+const ROUNDS: usize = 30;
 
 /// The three sessions of one level, in the order of PATHS.
 struct Sessions {
@@ -51,7 +54,7 @@ pub fn benches(c: &mut Criterion, run: &mut crate::Run) {
 
     let mut g = c.benchmark_group("relay_throughput");
     g.sampling_mode(SamplingMode::Flat)
-        .sample_size(20)
+        .sample_size(10)
         .measurement_time(Duration::from_secs(2))
         // Packages received per iteration: the events and the reply.
         .throughput(Throughput::Elements(u64::from(EVENTS) + 1));
