@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,9 +65,21 @@ pub struct PeerCredentials {
     pub pid: Option<i32>,
 }
 
+/// Numbers connections within this process, for logs.
+static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh per-process connection number (1, 2, 3, ...).
+pub(crate) fn next_connection_id() -> u64 {
+    NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed)
+}
+
 /// What the two handshakes established.
 #[derive(Debug, Clone)]
 pub struct ConnectionInfo {
+    /// A per-process number naming this connection in logs (`conn = N`). Log this, never the
+    /// connection UUIDs: the client's connection UUID is its session id, and naming a live
+    /// session logs in without a password.
+    pub connection_id: u64,
     /// Our side.
     pub role: Role,
     /// Our connection UUID (for a client: the session id the service will hand out).
@@ -318,6 +331,7 @@ impl Connection {
 
 /// What the handshake phase hands to the connection task.
 pub(crate) struct Established<S> {
+    pub connection_id: u64,
     pub stream: S,
     pub layer: RecordLayer<OpenSslEngine>,
     pub role: Role,
@@ -337,6 +351,7 @@ where
         let engine = self.layer.engine();
         let table = self.layer.routing_table().clone();
         let info = Arc::new(ConnectionInfo {
+            connection_id: self.connection_id,
             role: self.role,
             local_connection_uuid: self.local_uuid,
             peer_connection_uuid: self.peer_header.connection_uuid,
@@ -368,6 +383,7 @@ where
             app: Vec::new(),
             heartbeat,
             peer: info.peer_address.to_string(),
+            id: info.connection_id,
             local_uuid: info.local_connection_uuid,
         };
         tokio::spawn(task.run(self.stream, out_rx, in_tx));
@@ -394,6 +410,8 @@ struct Driver {
     app: Vec<u8>,
     heartbeat: Option<Duration>,
     peer: String,
+    /// [`ConnectionInfo::connection_id`], for logs.
+    id: u64,
     local_uuid: Uuid,
 }
 
@@ -435,10 +453,12 @@ impl Driver {
                 end = Some(End::Local);
                 break;
             }
-            let can_read = self.pending.is_empty() && !closing;
-            let want_write = self.wpos < self.wbuf.len();
-            let take_out =
-                !senders_gone && !closing && self.wbuf.len() - self.wpos < WRITE_HIGH_WATER;
+            let backlog = self.wbuf.len() - self.wpos;
+            // A peer that does not read stops being read: whatever it sends may make us write
+            // (TLS alerts, renegotiation), so the write backlog stays bounded.
+            let can_read = self.pending.is_empty() && !closing && backlog < WRITE_HIGH_WATER;
+            let want_write = backlog > 0;
+            let take_out = !senders_gone && !closing && backlog < WRITE_HIGH_WATER;
             tokio::select! {
                 permit = in_tx.reserve(), if !self.pending.is_empty() => {
                     match permit {
@@ -503,8 +523,12 @@ impl Driver {
                     }
                 }
                 _ = ticker.tick(), if self.heartbeat.is_some() && !closing => {
-                    if let Err(e) = self.encode(&Package::heartbeat()) {
-                        end = Some(End::Failed(e));
+                    // A heartbeat only says "alive" on an idle link: skipped while earlier
+                    // bytes are unwritten, so a peer that stops reading does not pile them up.
+                    if self.wpos >= self.wbuf.len() {
+                        if let Err(e) = self.encode(&Package::heartbeat()) {
+                            end = Some(End::Failed(e));
+                        }
                     }
                 }
             }
@@ -521,14 +545,14 @@ impl Driver {
                     wr.shutdown().await
                 })
                 .await;
-                tracing::debug!(peer = %self.peer, "connection closed locally");
+                tracing::debug!(conn = self.id, peer = %self.peer, "connection closed locally");
             }
             Some(End::PeerClosed) => {
-                tracing::debug!(peer = %self.peer, "connection closed by the peer");
+                tracing::debug!(conn = self.id, peer = %self.peer, "connection closed by the peer");
                 self.deliver_pending(&in_tx).await;
             }
             Some(End::Failed(e)) => {
-                tracing::debug!(peer = %self.peer, error = %e, kind = e.kind(), "connection failed");
+                tracing::debug!(conn = self.id, peer = %self.peer, error = %e, kind = e.kind(), "connection failed");
                 self.deliver_pending(&in_tx).await;
                 let _ = in_tx.send(Err(e)).await;
             }
@@ -578,7 +602,7 @@ impl Driver {
             .map_err(TransportError::Package)?
         {
             if p.header.package_type == MNG_HEARTBEAT && p.buffers.is_empty() {
-                tracing::trace!(peer = %self.peer, "heartbeat received");
+                tracing::trace!(conn = self.id, "heartbeat received");
                 continue;
             }
             self.pending.push_back(p);
