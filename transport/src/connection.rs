@@ -73,8 +73,9 @@ pub(crate) fn next_connection_id() -> u64 {
     NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed)
 }
 
-/// What the two handshakes established.
-#[derive(Debug, Clone)]
+/// What the two handshakes established. `Debug` redacts both connection UUIDs (a client's is
+/// its session id).
+#[derive(Clone)]
 pub struct ConnectionInfo {
     /// A per-process number naming this connection in logs (`conn = N`). Log this, never the
     /// connection UUIDs: the client's connection UUID is its session id, and naming a live
@@ -108,6 +109,28 @@ pub struct ConnectionInfo {
     pub peer_address: PeerAddress,
     /// The peer's credentials (accepted unix-socket connections only).
     pub peer_credentials: Option<PeerCredentials>,
+}
+
+impl fmt::Debug for ConnectionInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionInfo")
+            .field("connection_id", &self.connection_id)
+            .field("role", &self.role)
+            .field("local_connection_uuid", &"<redacted>")
+            .field("peer_connection_uuid", &"<redacted>")
+            .field("peer_sender_type", &self.peer_sender_type)
+            .field("peer_version", &self.peer_version)
+            .field("accepted_table", &self.accepted_table)
+            .field("security_level", &self.security_level)
+            .field("cipher", &self.cipher)
+            .field("cipher_standard_name", &self.cipher_standard_name)
+            .field("tls_version", &self.tls_version)
+            .field("key_exchange", &self.key_exchange)
+            .field("peer_certificate_cn", &self.peer_certificate_cn)
+            .field("peer_address", &self.peer_address)
+            .field("peer_credentials", &self.peer_credentials)
+            .finish()
+    }
 }
 
 impl ConnectionInfo {
