@@ -64,12 +64,23 @@ pub fn start_long_task_command(
 }
 
 /// A login session (`CDspClient`). Its handle is the UUID of the connection that created it.
-#[derive(Debug)]
 pub(crate) struct Session {
     handle: String,
     user: String,
     prev_session: String,
     local: bool,
+}
+
+impl std::fmt::Debug for Session {
+    /// Session uuids are credentials: redacted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("handle", &"<redacted>")
+            .field("user", &self.user)
+            .field("prev_session", &"<redacted>")
+            .field("local", &self.local)
+            .finish()
+    }
 }
 
 struct TaskAssignment {
@@ -213,15 +224,15 @@ pub(crate) struct Policy {
 impl AcceptPolicy for Policy {
     fn on_connect(&self, peer: &Peer) -> Admission {
         if self.tcp && self.shared.config.mode == Mode::Desktop {
-            tracing::info!(peer = %peer.address, "desktop mode: tcp connection refused");
+            tracing::info!(conn = peer.id, peer = %peer.address, "desktop mode: tcp connection refused");
             return Admission::Close;
         }
         let f = self.shared.run_faults();
         if f.refuse {
-            tracing::info!(peer = %peer.address, "fault refuse: closing");
+            tracing::info!(conn = peer.id, peer = %peer.address, "fault refuse: closing");
             Admission::Close
         } else if f.stall_handshake {
-            tracing::info!(peer = %peer.address, "fault stall-handshake");
+            tracing::info!(conn = peer.id, peer = %peer.address, "fault stall-handshake");
             Admission::Stall
         } else {
             Admission::Continue
@@ -233,10 +244,10 @@ impl AcceptPolicy for Policy {
         if f.refuse {
             Admission::Close
         } else if f.stall_handshake {
-            tracing::info!(peer = %peer.address, "fault stall-handshake");
+            tracing::info!(conn = peer.id, peer = %peer.address, "fault stall-handshake");
             Admission::Stall
         } else if f.stall_tls {
-            tracing::info!(peer = %peer.address, "fault stall-tls");
+            tracing::info!(conn = peer.id, peer = %peer.address, "fault stall-tls");
             Admission::StallTls
         } else {
             Admission::Continue
@@ -269,8 +280,11 @@ struct ConnCtx {
     shared: Arc<Shared>,
     sender: PackageSender,
     info: Arc<ConnectionInfo>,
-    /// The client's connection uuid: the connection handle and future session id.
+    /// The client's connection uuid: the connection handle and future session id. A secret:
+    /// never logged.
     handle: Uuid,
+    /// The connection's number, for logs.
+    id: u64,
     faults: Faults,
 }
 
@@ -278,6 +292,9 @@ struct ConnCtx {
 pub(crate) async fn serve(shared: Arc<Shared>, conn: Connection) {
     let (sender, mut receiver, info) = conn.split();
     let handle = info.peer_connection_uuid;
+    // Logs name the connection by its number, never by `handle`: the client's connection
+    // uuid is its session id, and naming a live session logs in without a password.
+    let id = info.connection_id;
     let faults = shared.faults_for(handle);
     shared
         .connection_faults
@@ -300,12 +317,12 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: Connection) {
     };
     if duplicate {
         // `srv_validateAfterHandshake`: a connection uuid already connected is refused.
-        tracing::info!(client = %handle, "connection uuid already connected: closing");
+        tracing::info!(conn = id, "connection uuid already connected: closing");
         let _ = sender.close().await;
         return;
     }
     tracing::info!(
-        client = %handle,
+        conn = id,
         peer = %info.peer_address,
         level = ?info.security_level,
         version = %info.peer_version,
@@ -316,6 +333,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: Connection) {
         sender,
         info,
         handle,
+        id,
         faults,
     };
     let mut received: u64 = 0;
@@ -323,7 +341,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: Connection) {
         let package = match item {
             Ok(p) => p,
             Err(e) => {
-                tracing::info!(client = %handle, error = %e, kind = e.kind(), "connection failed");
+                tracing::info!(conn = id, error = %e, kind = e.kind(), "connection failed");
                 break;
             }
         };
@@ -334,7 +352,11 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: Connection) {
             break;
         }
         if ctx.faults.drop_after.is_some_and(|n| received >= n) {
-            tracing::info!(client = %handle, received, "fault drop-after: dropping the connection");
+            tracing::info!(
+                conn = id,
+                received,
+                "fault drop-after: dropping the connection"
+            );
             let _ = ctx.sender.close().await;
             break;
         }
@@ -354,10 +376,14 @@ impl ConnCtx {
     async fn handle_package(&mut self, p: Package) -> Flow {
         let t = p.header.package_type;
         if (1..=LAST_MANAGEMENT_TYPE).contains(&t) {
-            tracing::debug!(client = %self.handle, package_type = t, "io management package ignored");
+            tracing::debug!(
+                conn = self.id,
+                package_type = t,
+                "io management package ignored"
+            );
             return Flow::Continue;
         }
-        tracing::debug!(client = %self.handle, package_type = t, "command");
+        tracing::debug!(conn = self.id, package_type = t, "command");
         match t {
             cmd::USER_LOGIN => return self.login(&p).await,
             cmd::USER_EASY_LOGIN_LOCAL => return self.login_local(&p).await,
@@ -371,7 +397,7 @@ impl ConnCtx {
         };
         match t {
             cmd::USER_LOGOFF => {
-                tracing::info!(client = %self.handle, user = %session.user, "logged off");
+                tracing::info!(conn = self.id, user = %session.user, "logged off");
                 self.simple(&p, ErrorCode::SUCCESS).await;
                 return Flow::Close;
             }
@@ -423,7 +449,7 @@ impl ConnCtx {
             self.sender.send(package).await
         };
         if let Err(e) = result {
-            tracing::debug!(client = %self.handle, error = %e, "reply not sent");
+            tracing::debug!(conn = self.id, error = %e, "reply not sent");
         }
     }
 
@@ -478,7 +504,7 @@ impl ConnCtx {
             return Flow::Continue;
         }
         let Some(guard) = self.logon_guard() else {
-            tracing::info!(client = %self.handle, "logon actions reached the limit");
+            tracing::info!(conn = self.id, "logon actions reached the limit");
             self.simple(p, ErrorCode::DISP_LOGON_ACTIONS_REACHED_UP_LIMIT)
                 .await;
             return Flow::Continue;
@@ -498,7 +524,7 @@ impl ConnCtx {
         };
         let session = match live {
             Some(s) => {
-                tracing::info!(client = %self.handle, user = %s.user, "live session restored");
+                tracing::info!(conn = self.id, user = %s.user, "live session restored");
                 s
             }
             None => {
@@ -519,7 +545,7 @@ impl ConnCtx {
                                 commands::MAX_PASSWORD_LENGTH
                             ),
                         );
-                        tracing::info!(client = %self.handle, %user, "password exceeds maximum length");
+                        tracing::info!(conn = self.id, %user, "password exceeds maximum length");
                         let reply = error_response(
                             p,
                             self.info.local_connection_uuid,
@@ -540,7 +566,7 @@ impl ConnCtx {
                         .authenticate(&user, password.expose())
                         .is_none()
                 {
-                    tracing::info!(client = %self.handle, %user, "authentication failed");
+                    tracing::info!(conn = self.id, %user, "authentication failed");
                     self.simple(p, ErrorCode::AUTHENTICATION_FAILED).await;
                     return Flow::Continue;
                 }
@@ -583,7 +609,7 @@ impl ConnCtx {
             .and_then(|uid| self.shared.users().by_uid(uid))
             .map(|u| u.name().to_owned());
         let Some(user) = user else {
-            tracing::info!(client = %self.handle, uid = ?self.info.peer_uid(), "local authentication failed");
+            tracing::info!(conn = self.id, uid = ?self.info.peer_uid(), "local authentication failed");
             self.simple(p, ErrorCode::LOCAL_AUTHENTICATION_FAILED).await;
             return Flow::Continue;
         };
@@ -623,7 +649,7 @@ impl ConnCtx {
             }
         };
         tracing::info!(
-            client = %self.handle,
+            conn = self.id,
             user = %session.user,
             local = session.local,
             lost_tasks = tasks.len(),
@@ -704,7 +730,7 @@ impl ConnCtx {
         if !reassigned {
             return self.simple(p, ErrorCode::ATTACH_TO_TASK_BAD_SESSION).await;
         }
-        tracing::info!(client = %self.handle, task = %task.id, "task re-attached");
+        tracing::info!(conn = self.id, task = %task.id, "task re-attached");
         self.simple(p, ErrorCode::SUCCESS).await;
     }
 
@@ -750,7 +776,7 @@ impl ConnCtx {
         if !admitted {
             return self.simple(p, ErrorCode::TRY_AGAIN).await;
         }
-        tracing::info!(client = %self.handle, task = %task.id, steps, interval, "sim task started");
+        tracing::info!(conn = self.id, task = %task.id, steps, interval, "sim task started");
         tokio::spawn(run_task(
             self.shared.clone(),
             task,
@@ -773,9 +799,9 @@ impl ConnCtx {
                     task.wake.notify_one();
                 }
             }
-            tracing::info!(client = %self.handle, user = %session.user, "session ended");
+            tracing::info!(conn = self.id, user = %session.user, "session ended");
         }
-        tracing::info!(client = %self.handle, "client disconnected");
+        tracing::info!(conn = self.id, "client disconnected");
     }
 }
 
