@@ -14,12 +14,13 @@ use prl_protocol::commands::{
     self, error_response, login_event, login_reply, package_event, param, progress_event,
     simple_response, LostTask, Password, ServerInfo, PLLF_LOGIN_WITH_RSA_KEYS,
 };
-use prl_protocol::event::{Event, ParamType};
+use prl_protocol::event::{Event, ParamType, ParamValue};
 use prl_protocol::handshake::ServerOutcome;
 use prl_protocol::package::{Package, DESCRIPTOR_LEN, HEADER_LEN};
 use prl_protocol::{parse_uuid, uuid_string, ErrorCode, Uuid};
 use prl_transport::{AcceptPolicy, Admission, Connection, ConnectionInfo, PackageSender, Peer};
 use tokio::sync::Notify;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::config::{Mode, SimConfig};
 use crate::faults::Faults;
@@ -373,7 +374,7 @@ impl ConnCtx {
         self.info.peer_version.supports_base64_password()
     }
 
-    async fn handle_package(&mut self, p: Package) -> Flow {
+    async fn handle_package(&mut self, mut p: Package) -> Flow {
         let t = p.header.package_type;
         if (1..=LAST_MANAGEMENT_TYPE).contains(&t) {
             tracing::debug!(
@@ -385,8 +386,17 @@ impl ConnCtx {
         }
         tracing::debug!(conn = self.id, package_type = t, "command");
         match t {
-            cmd::USER_LOGIN => return self.login(&p).await,
-            cmd::USER_EASY_LOGIN_LOCAL => return self.login_local(&p).await,
+            cmd::USER_LOGIN | cmd::USER_EASY_LOGIN_LOCAL => {
+                let flow = if t == cmd::USER_LOGIN {
+                    self.login(&mut p).await
+                } else {
+                    self.login_local(&p).await
+                };
+                // `handleToDispatcherPackage`'s scope exit: the payload of every 2039 and
+                // 2186 is zeroed once handled, whatever happened.
+                zero_payload(&mut p);
+                return flow;
+            }
             _ => {}
         }
         let session = self.shared.state().sessions.get(&self.handle).cloned();
@@ -493,12 +503,17 @@ impl ConnCtx {
     }
 
     /// `processAuthorizeCmd` (and `processPubKeyAuthorizeCmd` for the RSA-key flag).
-    async fn login(&mut self, p: &Package) -> Flow {
-        let Some((event, user, password_wire, prev)) = parse_login(p) else {
+    async fn login(&mut self, p: &mut Package) -> Flow {
+        let Some(LoginFields {
+            flags,
+            user,
+            password_wire,
+            prev,
+        }) = take_login(p)
+        else {
             self.simple(p, ErrorCode::FAILURE).await;
             return Flow::Continue;
         };
-        let flags = event.uint(param::COMMAND_FLAGS).unwrap_or(0);
         if self.already_logged() {
             self.simple(p, ErrorCode::USER_IS_ALREADY_LOGGED).await;
             return Flow::Continue;
@@ -556,9 +571,13 @@ impl ConnCtx {
                         self.reply(reply).await;
                         return Flow::Continue;
                     }
-                    // Qt's lenient base64 yields some other password: it cannot match.
-                    Err(_) => Password::default(),
+                    // Qt's decoding itself never fails; only the length check does.
+                    Err(_) => {
+                        self.simple(p, ErrorCode::AUTHENTICATION_FAILED).await;
+                        return Flow::Continue;
+                    }
                 };
+                drop(password_wire);
                 if user.is_empty()
                     || self
                         .shared
@@ -805,20 +824,66 @@ impl ConnCtx {
     }
 }
 
-/// The three String params `CProtoCommandDspCmdUserLogin::IsValid` requires.
-fn parse_login(p: &Package) -> Option<(Event, String, String, String)> {
-    let event = package_event(p).ok()?;
-    let get = |name: &str| -> Option<String> {
+/// What a login request (2039) carries.
+struct LoginFields {
+    flags: u32,
+    user: String,
+    /// The password as sent (base64 from protocol 6.9), in memory zeroed on drop.
+    password_wire: Zeroizing<String>,
+    prev: String,
+}
+
+/// Parses a login request, then zeroes its payload (as the service does once it has handled
+/// a 2039 or 2186): afterwards the wire password exists only in the returned zeroizing string.
+fn take_login(p: &mut Package) -> Option<LoginFields> {
+    let fields = parse_login(p);
+    zero_payload(p);
+    fields
+}
+
+/// Zeroes buffer 0, the command's payload (`bzero(p->buffers[0].getImpl(), size)`).
+fn zero_payload(p: &mut Package) {
+    if let Some(b) = p.buffers.first_mut() {
+        b.data.as_mut_slice().zeroize();
+    }
+}
+
+/// The three String params `CProtoCommandDspCmdUserLogin::IsValid` requires. The password is
+/// moved out of the parsed event into zeroizing memory.
+fn parse_login(p: &Package) -> Option<LoginFields> {
+    let mut event = package_event(p).ok()?;
+    let get = |event: &Event, name: &str| -> Option<String> {
         let param = event.param(name)?;
         if param.param_type != ParamType::STRING {
             return None;
         }
         param.as_str().map(str::to_owned)
     };
-    let user = get(param::LOGIN_USERNAME)?;
-    let password = get(param::LOGIN_PASSWORD)?;
-    let prev = get(param::LOGIN_SESSION_TO_RESTORE)?;
-    Some((event, user, password, prev))
+    let user = get(&event, param::LOGIN_USERNAME);
+    let prev = get(&event, param::LOGIN_SESSION_TO_RESTORE);
+    let flags = event.uint(param::COMMAND_FLAGS).unwrap_or(0);
+    // `Event::param` semantics: the first parameter of that name.
+    let password = event
+        .params
+        .iter_mut()
+        .find(|x| x.name == param::LOGIN_PASSWORD)
+        .filter(|x| x.param_type == ParamType::STRING)
+        .and_then(|x| match &mut x.value {
+            ParamValue::Plain(text) => Some(Zeroizing::new(std::mem::take(text))),
+            ParamValue::CData(bytes) => {
+                let bytes = Zeroizing::new(std::mem::take(bytes));
+                std::str::from_utf8(&bytes)
+                    .ok()
+                    .map(|text| Zeroizing::new(text.to_owned()))
+            }
+            ParamValue::List(_) | ParamValue::Binary(_) => None,
+        });
+    Some(LoginFields {
+        flags,
+        user: user?,
+        password_wire: password?,
+        prev: prev?,
+    })
 }
 
 /// A session handle is compared as a string (`QString`): only the canonical `{lower-case}`
@@ -895,4 +960,43 @@ async fn run_task(shared: Arc<Shared>, task: Arc<Task>, steps: u32, interval: Du
     })
     .await;
     shared.state().tasks.remove(&task.id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prl_protocol::commands::{LoginRequest, PCF_ORIGINAL_CLIENT};
+
+    #[test]
+    fn a_parsed_login_leaves_no_password_in_the_request() {
+        let request = LoginRequest {
+            user: "testuser".into(),
+            password: Password::new("Zer0ize-me"),
+            prev_session_uuid: String::new(),
+            flags: PCF_ORIGINAL_CLIENT,
+        };
+        let mut p = request.to_package(Uuid::from_u128(1), Uuid::from_u128(2), true, &mut || {
+            Uuid::from_u128(3)
+        });
+        let len = p.buffers[0].data.len();
+        let wire = request.password.encode(true);
+        let fields = take_login(&mut p).unwrap();
+        assert_eq!(fields.user, "testuser");
+        assert_eq!(fields.flags, PCF_ORIGINAL_CLIENT);
+        assert_eq!(*fields.password_wire, *wire);
+        assert_eq!(
+            Password::decode(&fields.password_wire, true)
+                .unwrap()
+                .expose(),
+            "Zer0ize-me"
+        );
+        // The payload is zeroed in place, like `bzero(p->buffers[0])`.
+        assert_eq!(p.buffers[0].data.len(), len);
+        assert!(p.buffers[0].data.iter().all(|b| *b == 0));
+        // A request that is not a valid login is zeroed too.
+        let mut bad = Package::request(cmd::USER_LOGIN, Uuid::nil(), Uuid::nil(), vec![])
+            .with_text("<ParallelsEvent/>");
+        assert!(take_login(&mut bad).is_none());
+        assert!(bad.buffers[0].data.iter().all(|b| *b == 0));
+    }
 }
