@@ -107,9 +107,25 @@ impl Task {
     }
 }
 
+/// A live connection, as the IO server knows it (`IOSender::Handle` → its socket).
 struct Link {
     sender: PackageSender,
     local_uuid: Uuid,
+    /// Its reply faults.
+    faults: Faults,
+    /// Its number, for logs.
+    id: u64,
+    /// Its peer takes the binary login reply (protocol >= 6.2).
+    binary_response: bool,
+}
+
+/// The connection a reply goes out on, as far as building the reply is concerned.
+struct Target {
+    /// Our connection uuid on it (the reply's sender).
+    local_uuid: Uuid,
+    /// Its peer takes the binary login reply 5003 (`IOPROTOCOL_BINARY_RESPONSE_SUPPORT` of
+    /// that connection's client).
+    binary_response: bool,
 }
 
 #[derive(Default)]
@@ -311,6 +327,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: Connection) {
                 Link {
                     sender: sender.clone(),
                     local_uuid: info.local_connection_uuid,
+                    faults: faults.clone(),
+                    id,
+                    binary_response: info.peer_version.supports_binary_response(),
                 },
             );
         }
@@ -407,9 +426,25 @@ impl ConnCtx {
         };
         match t {
             cmd::USER_LOGOFF => {
+                // `processUserLogoff`: SUCCESS through the session, then the session's
+                // connection is closed (`deleteUserSession(pUser->getClientHandle())`). From a
+                // connection that restored another's live session, that is the other one; this
+                // connection stays open and logged in.
                 tracing::info!(conn = self.id, user = %session.user, "logged off");
-                self.simple(&p, ErrorCode::SUCCESS).await;
-                return Flow::Close;
+                self.simple_via_session(&p, &session, ErrorCode::SUCCESS)
+                    .await;
+                if session.handle == self.handle_str() {
+                    return Flow::Close;
+                }
+                let other = {
+                    let st = self.shared.state();
+                    canonical_uuid(&session.handle)
+                        .and_then(|u| st.links.get(&u))
+                        .map(|l| l.sender.clone())
+                };
+                if let Some(sender) = other {
+                    let _ = sender.close().await;
+                }
             }
             cmd::USER_CANCEL_OPERATION => self.cancel(&p, &session).await,
             cmd::ATTACH_TO_LOST_TASK => self.attach(&p, &session).await,
@@ -421,46 +456,67 @@ impl ConnCtx {
         Flow::Continue
     }
 
-    /// Sends a reply, applying the reply faults.
+    /// Sends a reply on this connection, applying its reply faults
+    /// (`CDspService::sendSimpleResponseToClient(h, ...)`: to the connection that asked).
     async fn reply(&self, package: Package) {
-        if let Some(d) = self.faults.reply_delay {
-            tokio::time::sleep(d).await;
+        deliver(&self.sender, &self.faults, self.id, package).await;
+    }
+
+    /// Sends a reply the way `CDspClient` sends (`sendPackage`, `sendSimpleResponse`): to the
+    /// session's own connection (`m_clientHandle`). After a live session was restored from
+    /// another connection (`processAuthorizeCmd` registers the new connection with the old
+    /// session object), that is the session's original connection, not this one; if it is
+    /// gone the reply is lost, as in the service. `make` builds the reply for the connection
+    /// it goes out on.
+    async fn reply_via_session(&self, session: &Session, make: impl FnOnce(&Target) -> Package) {
+        if session.handle == self.handle_str() {
+            let target = Target {
+                local_uuid: self.info.local_connection_uuid,
+                binary_response: self.info.peer_version.supports_binary_response(),
+            };
+            return self.reply(make(&target)).await;
         }
-        let result = if self.faults.garbage {
-            self.sender.send_raw_wire(vec![0x5A; 64]).await
-        } else if self.faults.bad_crc {
-            let mut header = package
-                .header
-                .to_bytes(u32::try_from(package.buffers.len()).unwrap_or(u32::MAX));
-            if let Some(b) = header.get_mut(HEADER_LEN - 1) {
-                *b ^= 0xFF;
-            }
-            let mut parts = vec![header.to_vec()];
-            if !package.buffers.is_empty() {
-                let mut d = Vec::with_capacity(package.buffers.len() * DESCRIPTOR_LEN);
-                for b in &package.buffers {
-                    d.extend_from_slice(&b.encoding.to_le_bytes());
-                    let len = u32::try_from(b.data.len()).unwrap_or(u32::MAX);
-                    d.extend_from_slice(&len.to_le_bytes());
-                }
-                parts.push(d);
-            }
-            parts.extend(
-                package
-                    .buffers
-                    .iter()
-                    .filter(|b| !b.data.is_empty())
-                    .map(|b| b.data.clone()),
-            );
-            self.sender
-                .send_raw_parts(package.header.package_type, parts)
-                .await
-        } else {
-            self.sender.send(package).await
+        let link = {
+            let st = self.shared.state();
+            canonical_uuid(&session.handle)
+                .and_then(|u| st.links.get(&u))
+                .map(|l| {
+                    let target = Target {
+                        local_uuid: l.local_uuid,
+                        binary_response: l.binary_response,
+                    };
+                    (l.sender.clone(), target, l.faults.clone(), l.id)
+                })
         };
-        if let Err(e) = result {
-            tracing::debug!(conn = self.id, error = %e, "reply not sent");
+        match link {
+            Some((sender, target, faults, id)) => {
+                tracing::debug!(
+                    conn = self.id,
+                    to = id,
+                    "reply sent to the session's connection"
+                );
+                deliver(&sender, &faults, id, make(&target)).await;
+            }
+            None => tracing::debug!(
+                conn = self.id,
+                "the session's connection is gone: reply lost"
+            ),
         }
+    }
+
+    /// A simple reply through the session (see [`ConnCtx::reply_via_session`]).
+    async fn simple_via_session(&self, request: &Package, session: &Session, code: ErrorCode) {
+        self.reply_via_session(session, |target| {
+            simple_response(
+                request,
+                target.local_uuid,
+                Uuid::new_v4(),
+                code,
+                &[],
+                &mut Uuid::new_v4,
+            )
+        })
+        .await;
     }
 
     async fn simple(&self, request: &Package, code: ErrorCode) {
@@ -674,23 +730,33 @@ impl ConnCtx {
             lost_tasks = tasks.len(),
             "session started"
         );
+        // `makeLoginResponsePacket` + `pClient->sendPackage`: the reply carries the session's
+        // uuid and goes to the session's connection, in the format that connection's client
+        // takes; after a live session was restored from another connection, that is the old
+        // one, and the connection that asked gets nothing.
         let login = login_event(&session.handle, &self.shared.info, &tasks);
-        let reply = login_reply(
-            p,
-            self.info.local_connection_uuid,
-            Uuid::new_v4(),
-            &login,
-            self.info.peer_version.supports_binary_response(),
-            &mut Uuid::new_v4,
-        );
-        self.reply(reply).await;
+        self.reply_via_session(&session, |target| {
+            login_reply(
+                p,
+                target.local_uuid,
+                Uuid::new_v4(),
+                &login,
+                target.binary_response,
+                &mut Uuid::new_v4,
+            )
+        })
+        .await;
     }
 
     /// `CDspShellHelper::cancelOperation`.
     async fn cancel(&self, p: &Package, session: &Arc<Session>) {
         let job = match commands::Command::parse(p, self.base64_password()) {
             Ok(commands::Command::Cancel { job_uuid }) => job_uuid,
-            _ => return self.simple(p, ErrorCode::UNRECOGNIZED_REQUEST).await,
+            _ => {
+                return self
+                    .simple_via_session(p, session, ErrorCode::UNRECOGNIZED_REQUEST)
+                    .await
+            }
         };
         let matching: Vec<Arc<Task>> = self
             .shared
@@ -701,7 +767,9 @@ impl ConnCtx {
             .cloned()
             .collect();
         if matching.is_empty() {
-            return self.simple(p, ErrorCode::TASK_NOT_FOUND).await;
+            return self
+                .simple_via_session(p, session, ErrorCode::TASK_NOT_FOUND)
+                .await;
         }
         let mut count = 0;
         for task in matching {
@@ -714,11 +782,12 @@ impl ConnCtx {
                 };
                 task.cancelled.store(true, Ordering::SeqCst);
                 task.wake.notify_one();
-                self.simple(p, code).await;
+                self.simple_via_session(p, session, code).await;
             }
         }
         if count == 0 {
-            self.simple(p, ErrorCode::ACCESS_DENIED).await;
+            self.simple_via_session(p, session, ErrorCode::ACCESS_DENIED)
+                .await;
         }
     }
 
@@ -726,11 +795,17 @@ impl ConnCtx {
     async fn attach(&self, p: &Package, session: &Arc<Session>) {
         let task_id = match commands::Command::parse(p, self.base64_password()) {
             Ok(commands::Command::AttachToLostTask { task_id }) => task_id,
-            _ => return self.simple(p, ErrorCode::FAILURE).await,
+            _ => {
+                return self
+                    .simple_via_session(p, session, ErrorCode::FAILURE)
+                    .await
+            }
         };
         let task = parse_uuid(&task_id).and_then(|id| self.shared.state().tasks.get(&id).cloned());
         let Some(task) = task else {
-            return self.simple(p, ErrorCode::TASK_NOT_FOUND).await;
+            return self
+                .simple_via_session(p, session, ErrorCode::TASK_NOT_FOUND)
+                .await;
         };
         let reassigned = {
             let mut a = task.assignment();
@@ -747,15 +822,20 @@ impl ConnCtx {
             }
         };
         if !reassigned {
-            return self.simple(p, ErrorCode::ATTACH_TO_TASK_BAD_SESSION).await;
+            return self
+                .simple_via_session(p, session, ErrorCode::ATTACH_TO_TASK_BAD_SESSION)
+                .await;
         }
         tracing::info!(conn = self.id, task = %task.id, "task re-attached");
-        self.simple(p, ErrorCode::SUCCESS).await;
+        self.simple_via_session(p, session, ErrorCode::SUCCESS)
+            .await;
     }
 
     async fn start_task(&self, p: &Package, session: &Arc<Session>) {
         let Ok(event) = package_event(p) else {
-            return self.simple(p, ErrorCode::FAILURE).await;
+            return self
+                .simple_via_session(p, session, ErrorCode::FAILURE)
+                .await;
         };
         let steps = event
             .uint(SIM_TASK_STEPS)
@@ -793,7 +873,9 @@ impl ConnCtx {
             admitted
         };
         if !admitted {
-            return self.simple(p, ErrorCode::TRY_AGAIN).await;
+            return self
+                .simple_via_session(p, session, ErrorCode::TRY_AGAIN)
+                .await;
         }
         tracing::info!(conn = self.id, task = %task.id, steps, interval, "sim task started");
         tokio::spawn(run_task(
@@ -890,6 +972,48 @@ fn parse_login(p: &Package) -> Option<LoginFields> {
 /// form names a session.
 fn canonical_uuid(text: &str) -> Option<Uuid> {
     parse_uuid(text).filter(|u| uuid_string(u) == text)
+}
+
+/// Writes a reply on a connection, applying that connection's reply faults.
+async fn deliver(sender: &PackageSender, faults: &Faults, conn: u64, package: Package) {
+    if let Some(d) = faults.reply_delay {
+        tokio::time::sleep(d).await;
+    }
+    let result = if faults.garbage {
+        sender.send_raw_wire(vec![0x5A; 64]).await
+    } else if faults.bad_crc {
+        let mut header = package
+            .header
+            .to_bytes(u32::try_from(package.buffers.len()).unwrap_or(u32::MAX));
+        if let Some(b) = header.get_mut(HEADER_LEN - 1) {
+            *b ^= 0xFF;
+        }
+        let mut parts = vec![header.to_vec()];
+        if !package.buffers.is_empty() {
+            let mut d = Vec::with_capacity(package.buffers.len() * DESCRIPTOR_LEN);
+            for b in &package.buffers {
+                d.extend_from_slice(&b.encoding.to_le_bytes());
+                let len = u32::try_from(b.data.len()).unwrap_or(u32::MAX);
+                d.extend_from_slice(&len.to_le_bytes());
+            }
+            parts.push(d);
+        }
+        parts.extend(
+            package
+                .buffers
+                .iter()
+                .filter(|b| !b.data.is_empty())
+                .map(|b| b.data.clone()),
+        );
+        sender
+            .send_raw_parts(package.header.package_type, parts)
+            .await
+    } else {
+        sender.send(package).await
+    };
+    if let Err(e) = result {
+        tracing::debug!(conn, error = %e, "reply not sent");
+    }
 }
 
 /// Sends a package to the connection of the session a task belongs to now (lost if that
