@@ -277,7 +277,7 @@ async fn a_restored_session_answers_in_its_own_connections_format() {
     let r = a.request(p).await;
     assert_eq!(r.code, ErrorCode::SUCCESS);
     let session_a = session_of(&r);
-    let mut b = Client::connect(&sim, SecurityLevel::Low).await.unwrap();
+    let b = Client::connect(&sim, SecurityLevel::Low).await.unwrap();
     let p = b.login_package(USER, "", &session_a);
     let job = p.header.uuid;
     b.conn.send(p).await.unwrap();
