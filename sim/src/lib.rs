@@ -243,7 +243,9 @@ fn server_config(shared: &Arc<Shared>, tcp: bool) -> Result<ServerConfig, Config
             max_package_len: shared.config.max_package_len,
             ..Limits::default()
         },
-        receive_capacity: 4,
+        // One package waits while one is handled: with the 1 MiB package limit, the 256 KiB
+        // write backlog and 32 queued replies this bounds a connection's buffers (README).
+        receive_capacity: 1,
         send_capacity: 32,
     };
     server.policy = Arc::new(Policy {

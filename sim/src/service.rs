@@ -812,7 +812,7 @@ impl ConnCtx {
             if a.session.handle == session.prev_session {
                 // `reassignTask`: the new session, and the 2090 request posing as the original.
                 let old_type = a.request.header.package_type;
-                let mut request = p.clone();
+                let mut request = header_only(p);
                 request.header.package_type = old_type;
                 a.session = session.clone();
                 a.request = request;
@@ -851,7 +851,7 @@ impl ConnCtx {
             task_type: p.header.package_type,
             assignment: Mutex::new(TaskAssignment {
                 session: session.clone(),
-                request: p.clone(),
+                request: header_only(p),
             }),
             cancelled: AtomicBool::new(false),
             completed: AtomicBool::new(false),
@@ -866,7 +866,8 @@ impl ConnCtx {
                 .values()
                 .filter(|t| Arc::ptr_eq(&t.assignment().session, session))
                 .count();
-            let admitted = mine < self.shared.config.max_tasks_per_session;
+            let admitted = mine < self.shared.config.max_tasks_per_session
+                && st.tasks.len() < self.shared.config.max_tasks;
             if admitted {
                 st.tasks.insert(task.id, task.clone());
             }
@@ -966,6 +967,15 @@ fn parse_login(p: &Package) -> Option<LoginFields> {
         password_wire: password?,
         prev: prev?,
     })
+}
+
+/// The request a task answers, without its payload: replies and events need only its header,
+/// and a task must not pin up to a package's worth of memory.
+fn header_only(p: &Package) -> Package {
+    Package {
+        header: p.header,
+        buffers: Vec::new(),
+    }
 }
 
 /// A session handle is compared as a string (`QString`): only the canonical `{lower-case}`

@@ -111,6 +111,49 @@ async fn a_task_survives_its_connection_and_is_reattached_after_relogin() {
 }
 
 #[tokio::test]
+async fn tasks_are_capped_in_all_not_only_per_session() {
+    // Tasks outlive their session: without a global cap, sessions that start tasks and drop
+    // their connection would pile them up.
+    let mut cfg = config();
+    cfg.max_tasks = 3;
+    let sim = start(cfg).await;
+    let started = |c: &Client| start_long_task_command(1, 400, 0, Uuid::new_v4(), c.me());
+    let mut a = Client::connect(&sim, SecurityLevel::Low).await.unwrap();
+    a.login_ok().await;
+    for _ in 0..2 {
+        let p = started(&a);
+        a.conn.send(p).await.unwrap();
+    }
+    let mut b = Client::connect(&sim, SecurityLevel::Low).await.unwrap();
+    b.login_ok().await;
+    let p = started(&b);
+    b.conn.send(p).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(sim.task_count(), 3);
+    // A's session dies; its tasks keep running and still count.
+    a.conn.close().await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(sim.session_count(), 1);
+    assert_eq!(sim.task_count(), 3);
+    let mut c = Client::connect(&sim, SecurityLevel::Low).await.unwrap();
+    c.login_ok().await;
+    let p = started(&c);
+    let refused = c.request(p).await;
+    assert_eq!(refused.code, ErrorCode::TRY_AGAIN);
+    assert_eq!(refused.opcode, SIM_CMD_START_LONG_TASK);
+    assert_eq!(sim.task_count(), 3);
+    // Once they are done, tasks start again.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(sim.task_count(), 0);
+    let p = started(&c);
+    let job = p.header.uuid;
+    c.conn.send(p).await.unwrap();
+    c.backlog.retain(|p| progress(p).is_none());
+    let done = c.reply_to(job).await;
+    assert_eq!(done.code, ErrorCode::SUCCESS);
+}
+
+#[tokio::test]
 async fn attach_needs_the_session_that_lost_the_task() {
     let sim = start(config()).await;
     let mut a = Client::connect(&sim, SecurityLevel::Low).await.unwrap();
