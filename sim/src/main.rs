@@ -48,8 +48,8 @@ struct Cli {
     /// Host OS version reported at login.
     #[arg(long, value_name = "TEXT")]
     os_version: Option<String>,
-    /// Fault to inject on every connection (repeatable): refuse, stall-handshake, stall-tls,
-    /// delay=MS, drop-after=N, garbage, bad-crc.
+    /// Fault to inject (repeatable): refuse (do not listen), close-on-accept,
+    /// stall-handshake, stall-tls, delay=MS, drop-after=N, garbage, bad-crc.
     #[arg(long = "fault", value_name = "SPEC")]
     fault: Vec<String>,
     /// PEM certificate for the certificate (RSA) TLS mode (with --tls-key).

@@ -22,7 +22,7 @@ use prl_transport::{AcceptPolicy, Admission, Connection, ConnectionInfo, Package
 use tokio::sync::Notify;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::config::{Mode, SimConfig};
+use crate::config::SimConfig;
 use crate::faults::Faults;
 use crate::users::UserDb;
 
@@ -230,23 +230,17 @@ fn monotonic_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// The accept policy: refusals and handshake-stage faults.
+/// The accept policy: handshake-stage faults.
 pub(crate) struct Policy {
     pub(crate) shared: Arc<Shared>,
-    /// Refuse every TCP connection (desktop mode never opens one, but a listener handed to us
-    /// is refused the way the service refuses: by closing).
-    pub(crate) tcp: bool,
 }
 
 impl AcceptPolicy for Policy {
     fn on_connect(&self, peer: &Peer) -> Admission {
-        if self.tcp && self.shared.config.mode == Mode::Desktop {
-            tracing::info!(conn = peer.id, peer = %peer.address, "desktop mode: tcp connection refused");
-            return Admission::Close;
-        }
         let f = self.shared.run_faults();
-        if f.refuse {
-            tracing::info!(conn = peer.id, peer = %peer.address, "fault refuse: closing");
+        // `refuse` closes the listeners; a connection accepted just before is closed here.
+        if f.close_on_accept || f.refuse {
+            tracing::info!(conn = peer.id, peer = %peer.address, "fault close-on-accept: closing");
             Admission::Close
         } else if f.stall_handshake {
             tracing::info!(conn = peer.id, peer = %peer.address, "fault stall-handshake");
@@ -258,7 +252,10 @@ impl AcceptPolicy for Policy {
 
     fn on_client_hello(&self, peer: &Peer, hello: &ServerOutcome) -> Admission {
         let f = self.shared.faults_for(hello.client_header.connection_uuid);
-        if f.refuse {
+        // Per connection, `refuse` and `close-on-accept` act at the first point the connection
+        // uuid is known: right after the client's hello.
+        if f.refuse || f.close_on_accept {
+            tracing::info!(conn = peer.id, peer = %peer.address, "fault close-on-accept: closing after the hello");
             Admission::Close
         } else if f.stall_handshake {
             tracing::info!(conn = peer.id, peer = %peer.address, "fault stall-handshake");

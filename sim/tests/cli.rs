@@ -246,6 +246,38 @@ async fn trace_logs_hold_no_password_and_no_session_uuid() {
     }
 }
 
+#[test]
+fn fault_refuse_from_the_command_line_refuses_connections() {
+    let mut child = Child(
+        Command::new(BIN)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--user",
+                "a:b",
+                "--fault",
+                "refuse",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The ready line names the address it would serve.
+    let line = BufReader::new(child.0.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let addr: std::net::SocketAddr = line
+        .strip_prefix("prl-sim listening on tcp://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let e = std::net::TcpStream::connect(addr).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+}
+
 fn run_bad(args: &[&str]) -> String {
     let out = Command::new(BIN).args(args).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{args:?}");
