@@ -314,12 +314,15 @@ where
     budget
         .run(Stage::Tls, tls_handshake(&mut stream, &mut layer, leftover))
         .await?;
+    let connection_id = crate::connection::next_connection_id();
     tracing::debug!(
+        conn = connection_id,
         peer = %peer_address,
         cipher = layer.engine().cipher_name().unwrap_or(""),
         "connected"
     );
     Ok(Established {
+        connection_id,
         stream,
         layer,
         role: Role::Client,

@@ -87,6 +87,20 @@ async fn every_level_connects_and_exchanges_packages() {
         assert_eq!(s.info().peer_sender_type.0, 3);
         assert_eq!(c.info().peer_sender_type.0, 2);
         assert!(s.info().peer_uid().is_none());
+        // Logs name connections by number; the uuids (a client's is its session id) are
+        // redacted in Debug.
+        assert_ne!(c.info().connection_id, s.info().connection_id);
+        for info in [c.info(), s.info()] {
+            let debug = format!("{info:?}");
+            assert!(debug.contains("<redacted>"), "{debug}");
+            for u in [uuid, c.info().peer_connection_uuid] {
+                let text = u.to_string();
+                assert!(!debug.contains(&text), "{debug}");
+                assert!(!debug.contains(&text.to_uppercase()), "{debug}");
+                assert!(!debug.contains(&u.simple().to_string()), "{debug}");
+                assert!(!debug.contains(&format!("{:?}", u.as_bytes())), "{debug}");
+            }
+        }
 
         let req = request(cmd::USER_LOGIN, "hello");
         c.send(req.clone()).await.unwrap();
