@@ -1040,7 +1040,11 @@ async fn send_to_session(shared: &Shared, session: &Session, make: impl FnOnce(U
 async fn run_task(shared: Arc<Shared>, task: Arc<Task>, steps: u32, interval: Duration) {
     let issuer = uuid_string(&shared.config.server_uuid);
     for step in 1..=steps {
-        if !task.cancelled.load(Ordering::SeqCst) {
+        if interval.is_zero() {
+            // No pacing: events go out as fast as the connection takes them (backpressure is
+            // the session's bounded queue), yielding so other connections keep being served.
+            tokio::task::yield_now().await;
+        } else if !task.cancelled.load(Ordering::SeqCst) {
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
                 _ = task.wake.notified() => {}

@@ -451,3 +451,19 @@ async fn futures_join(clients: Vec<Client>) -> Vec<ErrorCode> {
     }
     out
 }
+
+#[tokio::test]
+async fn an_unpaced_task_streams_every_event_in_order() {
+    // Interval 0: no timer between steps (what the relay-throughput benchmark needs).
+    let sim = start(config()).await;
+    let mut a = Client::connect(&sim, SecurityLevel::Low).await.unwrap();
+    a.login_ok().await;
+    let start = start_long_task_command(3000, 0, 0, Uuid::new_v4(), a.me());
+    let request_uuid = start.header.uuid;
+    a.conn.send(start).await.unwrap();
+    let (seen, last) = progress_until_reply(&mut a, request_uuid).await;
+    assert_eq!(seen.len(), 3000);
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "in order");
+    assert_eq!(*seen.last().unwrap(), 100);
+    assert_eq!(Reply::parse(&last).unwrap().code, ErrorCode::SUCCESS);
+}
