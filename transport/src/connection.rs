@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use prl_protocol::codes::cmd;
 use prl_protocol::handshake::{
-    HandshakeHeader, ProtocolVersion, RouteName, RoutingTable, SecurityLevel, SenderType,
+    Handshake, HandshakeHeader, ProtocolVersion, RouteName, RoutingTable, SecurityLevel, SenderType,
 };
 use prl_protocol::package::{Limits, Package, PackageDecoder, MNG_HEARTBEAT};
 use prl_protocol::record::RecordLayer;
@@ -631,5 +631,39 @@ impl Driver {
             self.pending.push_back(p);
         }
         received.map_err(TransportError::Record)
+    }
+}
+
+/// Runs the plaintext IOService handshake of either role over `stream`: sends our hello, then
+/// feeds what arrives until the state machine completes (a peer that closes first gets the
+/// state machine's own error for that point).
+pub(crate) async fn exchange_hellos<S, H>(
+    stream: &mut S,
+    hs: &mut H,
+) -> Result<H::Outcome, TransportError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    H: Handshake,
+{
+    stream
+        .write_all(&hs.hello())
+        .await
+        .map_err(|e| TransportError::io(Stage::Handshake, e))?;
+    // The largest hello is 421 bytes.
+    let mut buf = vec![0u8; 1024];
+    loop {
+        let n = stream
+            .read(&mut buf)
+            .await
+            .map_err(|e| TransportError::io(Stage::Handshake, e))?;
+        if n == 0 {
+            return Err(TransportError::Handshake(hs.eof()));
+        }
+        if let Some(outcome) = hs
+            .feed(buf.get(..n).unwrap_or_default())
+            .map_err(TransportError::Handshake)?
+        {
+            return Ok(outcome);
+        }
     }
 }

@@ -18,7 +18,7 @@ use tokio::net::{TcpStream, UnixStream};
 
 use crate::client::tls_handshake;
 use crate::connection::{
-    Connection, Established, PeerAddress, PeerCredentials, Role, StreamOptions,
+    exchange_hellos, Connection, Established, PeerAddress, PeerCredentials, Role, StreamOptions,
 };
 use crate::error::{Stage, TransportError};
 use crate::tls::TlsConfig;
@@ -179,28 +179,7 @@ where
         .map_err(TransportError::Handshake)?;
     let engine = config.tls.engine().map_err(TransportError::TlsSetup)?;
 
-    let handshake = async {
-        stream
-            .write_all(&hs.hello())
-            .await
-            .map_err(|e| TransportError::io(Stage::Handshake, e))?;
-        let mut buf = vec![0u8; 1024];
-        loop {
-            let n = stream
-                .read(&mut buf)
-                .await
-                .map_err(|e| TransportError::io(Stage::Handshake, e))?;
-            if n == 0 {
-                return Err(TransportError::Handshake(hs.eof()));
-            }
-            if let Some(outcome) = hs
-                .feed(buf.get(..n).unwrap_or_default())
-                .map_err(TransportError::Handshake)?
-            {
-                return Ok(outcome);
-            }
-        }
-    };
+    let handshake = exchange_hellos(&mut stream, &mut hs);
     let outcome = with_timeout(config.handshake_timeout, Stage::Handshake, handshake).await;
     let outcome = match outcome {
         Ok(o) => o,
