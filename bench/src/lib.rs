@@ -16,7 +16,7 @@
 //! (prl-proxy in front of it). Every wait is bounded by [`WAIT`] and every loop by a count,
 //! so a broken component fails a benchmark instead of hanging it. The tests of this crate
 //! check that each measured path does what it claims (logins succeed, every event arrives);
-//! they time nothing.
+//! they time nothing but the simulator's unpaced task, which must beat a 1 ms timer's floor.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
