@@ -11,16 +11,15 @@
 //! | `connection_setup` | `baseline_direct`: [`direct_login_cycle`] with prl-transport's client | `proxy_ws`, `proxy_wss`: [`proxy_login_cycle`], the browser's way through prl-proxy over `ws://` and `wss://` |
 //! | `relay_throughput` | `baseline_direct`: a [`DirectSession`] receiving a task's events | `proxy_ws`, `proxy_wss`: a [`BrowserSession`] receiving them through prl-proxy |
 //!
-//! Everything runs in one process over loopback: [`start_sim`] (prl-sim), the
-//! [`burst::BurstService`] (the event source of the throughput benchmark) and [`start_proxy`]
-//! (prl-proxy in front of both). Every wait is bounded by [`WAIT`] and every loop by a count,
+//! Everything runs in one process over loopback: [`start_sim`] (prl-sim: the logins, and the
+//! unpaced task 9001 whose events the throughput benchmark relays) and [`start_proxy`]
+//! (prl-proxy in front of it). Every wait is bounded by [`WAIT`] and every loop by a count,
 //! so a broken component fails a benchmark instead of hanging it. The tests of this crate
 //! check that each measured path does what it claims (logins succeed, every event arrives);
-//! they time nothing.
+//! they time nothing but the simulator's unpaced task, which must beat a 1 ms timer's floor.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod burst;
 pub mod fixtures;
 pub mod summary;
 
@@ -57,8 +56,6 @@ pub const USER: &str = "benchuser";
 pub const PASSWORD: &str = "bench-Passw0rd";
 /// The proxy's name for the simulator (`[[policy.target]]`).
 pub const SIM_TARGET: &str = "sim";
-/// The proxy's name for the [`burst::BurstService`].
-pub const BURST_TARGET: &str = "burst";
 /// Longest wait for any single step (connect, a reply, the next event, a close).
 pub const WAIT: Duration = Duration::from_secs(10);
 /// Most control frames (ping/pong) skipped while waiting for one message.
@@ -384,9 +381,9 @@ async fn await_close(link: &mut impl Link) -> Result<(), BenchError> {
     })
 }
 
-/// Starts task 9001 (prl-sim's, or the [`burst::BurstService`]'s) with `steps` progress events
-/// at interval `interval_ms` and receives every event and the final reply. Returns the number
-/// of packages received.
+/// Starts prl-sim's task 9001 with `steps` progress events at interval `interval_ms` (0: no
+/// pacing, the events streamed back to back) and receives every event and the final reply.
+/// Returns the number of packages received.
 async fn run_task(link: &mut impl Link, steps: u32, interval_ms: u32) -> Result<u64, BenchError> {
     let job = Uuid::new_v4();
     let me = link.connection_uuid();
@@ -564,9 +561,8 @@ impl BrowserSession {
         Ok(())
     }
 
-    /// Runs task 9001 with `steps` progress events, `interval_ms` apart (the burst service
-    /// ignores the interval), and receives all of them and the final reply; returns the
-    /// packages received (`steps + 1`).
+    /// Runs task 9001 with `steps` progress events, `interval_ms` apart (0: unpaced), and
+    /// receives all of them and the final reply; returns the packages received (`steps + 1`).
     pub async fn run_task(&mut self, steps: u32, interval_ms: u32) -> Result<u64, BenchError> {
         run_task(self, steps, interval_ms).await
     }
@@ -669,11 +665,9 @@ pub async fn proxy_login_cycle(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burst::BurstService;
 
     struct Rig {
         sim: Simulator,
-        burst: BurstService,
         proxy: ProxyHandle,
         ws: ProxyEndpoint,
         wss: ProxyEndpoint,
@@ -681,11 +675,7 @@ mod tests {
 
     async fn rig() -> Rig {
         let sim = start_sim().await.unwrap();
-        let burst = BurstService::start().await.unwrap();
-        let targets = [
-            (SIM_TARGET, sim.tcp_addr().unwrap()),
-            (BURST_TARGET, burst.addr()),
-        ];
+        let targets = [(SIM_TARGET, sim.tcp_addr().unwrap())];
         let proxy = start_proxy(&targets, false).await.unwrap();
         let secure = start_proxy(&targets, true).await.unwrap();
         let ws = ProxyEndpoint::of(&proxy).unwrap();
@@ -693,7 +683,6 @@ mod tests {
         assert!(!ws.is_wss() && wss.is_wss());
         Rig {
             sim,
-            burst,
             proxy,
             ws,
             wss,
@@ -720,33 +709,18 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sim_tasks_deliver_every_event_both_ways() {
-        let r = rig().await;
-        let mut direct = DirectSession::connect(r.sim.tcp_addr().unwrap(), SecurityLevel::High)
-            .await
-            .unwrap();
-        direct.login().await.unwrap();
-        let mut browser = BrowserSession::open(&r.ws, SIM_TARGET, SecurityLevel::High)
-            .await
-            .unwrap();
-        browser.login().await.unwrap();
-        assert_eq!(direct.run_task(20, 0).await.unwrap(), 21);
-        assert_eq!(browser.run_task(20, 0).await.unwrap(), 21);
-        direct.logoff().await.unwrap();
-        browser.logoff().await.unwrap();
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn burst_tasks_deliver_every_event_both_ways_at_each_level() {
+    async fn unpaced_sim_tasks_deliver_every_event_on_every_path_at_each_level() {
         let r = rig().await;
         for level in [SecurityLevel::Low, SecurityLevel::High] {
-            let mut direct = DirectSession::connect(r.burst.addr(), level).await.unwrap();
+            let mut direct = DirectSession::connect(r.sim.tcp_addr().unwrap(), level)
+                .await
+                .unwrap();
             direct.login().await.unwrap();
-            let mut browser = BrowserSession::open(&r.ws, BURST_TARGET, level)
+            let mut browser = BrowserSession::open(&r.ws, SIM_TARGET, level)
                 .await
                 .unwrap();
             browser.login().await.unwrap();
-            let mut secure = BrowserSession::open(&r.wss, BURST_TARGET, level)
+            let mut secure = BrowserSession::open(&r.wss, SIM_TARGET, level)
                 .await
                 .unwrap();
             secure.login().await.unwrap();
@@ -759,12 +733,67 @@ mod tests {
             browser.logoff().await.unwrap();
             secure.logoff().await.unwrap();
         }
+        assert_eq!(r.sim.session_count(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unpaced_task_is_not_held_to_a_timer() {
+        // A task paced by a timer of 1 ms resolution sleeps at least 1 ms per step, so N steps
+        // take at least N ms; interval 0 must stream them well inside that floor, or the
+        // throughput benchmark would measure the timer instead of the relay.
+        const STEPS: u32 = 5000;
+        let r = rig().await;
+        let mut direct = DirectSession::connect(r.sim.tcp_addr().unwrap(), SecurityLevel::Low)
+            .await
+            .unwrap();
+        direct.login().await.unwrap();
+        let start = Instant::now();
+        assert_eq!(
+            direct.run_task(STEPS, 0).await.unwrap(),
+            u64::from(STEPS) + 1
+        );
+        let elapsed = start.elapsed();
+        println!("{STEPS} unpaced events in {elapsed:?}");
+        assert!(
+            elapsed < Duration::from_millis(u64::from(STEPS)),
+            "{STEPS} events took {elapsed:?}: paced by a timer?"
+        );
+        direct.logoff().await.unwrap();
     }
 
     #[tokio::test]
-    async fn the_burst_service_checks_the_password() {
+    async fn sim_task_events_are_a_few_hundred_bytes_on_the_wire() {
         let r = rig().await;
-        let mut s = DirectSession::connect(r.burst.addr(), SecurityLevel::Low)
+        let mut s = DirectSession::connect(r.sim.tcp_addr().unwrap(), SecurityLevel::Low)
+            .await
+            .unwrap();
+        s.login().await.unwrap();
+        let job = Uuid::new_v4();
+        let me = s.connection_uuid();
+        s.send(prl_sim::start_long_task_command(4, 0, 0, job, me))
+            .await
+            .unwrap();
+        let mut sizes = Vec::new();
+        while sizes.len() < 4 {
+            let p = s.recv().await.unwrap().unwrap();
+            if p.header.parent_uuid == job && p.header.package_type == cmd::VM_EVENT {
+                sizes.push(p.encoded_len());
+            }
+        }
+        println!("progress events at 25, 50, 75, 100 %: {sizes:?} bytes");
+        assert!(sizes.iter().all(|n| (200..1000).contains(n)), "{sizes:?}");
+        check(
+            "task",
+            &reply_to(&mut s, job, "task reply", 0).await.unwrap(),
+        )
+        .unwrap();
+        s.logoff().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_wrong_password_is_the_services_typed_failure() {
+        let r = rig().await;
+        let mut s = DirectSession::connect(r.sim.tcp_addr().unwrap(), SecurityLevel::Low)
             .await
             .unwrap();
         let job = Uuid::new_v4();

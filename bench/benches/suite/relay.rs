@@ -2,25 +2,27 @@
 //! hundred bytes each) streamed back to back, directly (baseline) and through prl-proxy over
 //! `ws://` and `wss://`, at LOW (events in plain records) and HIGH (events through TLS). One
 //! iteration is one task: the start command, every event and the final reply. The source is
-//! [`prl_bench::burst::BurstService`]: prl-sim's own task 9001 is paced by a millisecond timer
-//! and would measure the timer.
+//! prl-sim's task 9001 with `sim_task_interval_ms = 0` (no pacing: every event as fast as the
+//! connection takes it), the same simulator the connection benchmarks log in to.
 
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
-use prl_bench::burst::BurstService;
 use prl_bench::summary::Paired;
-use prl_bench::BURST_TARGET;
-use prl_bench::{start_proxy, BenchError, BrowserSession, DirectSession, ProxyEndpoint};
+use prl_bench::{
+    start_proxy, start_sim, BenchError, BrowserSession, DirectSession, ProxyEndpoint, SIM_TARGET,
+};
 use prl_protocol::handshake::SecurityLevel;
 
 use crate::PATHS;
 
-/// Progress events per task: enough for one task to outlast the scheduling noise of a shared
+/// Progress events per task (prl-sim allows up to 10000): enough for one task to outlast the scheduling noise of a shared
 /// machine (tens of milliseconds).
 const EVENTS: u32 = 5000;
 /// Rounds of the paired comparison.
 const ROUNDS: usize = 30;
+/// `sim_task_interval_ms` 0: the simulator streams the events without pausing.
+const UNPACED: u32 = 0;
 
 /// The three sessions of one level, in the order of PATHS.
 struct Sessions {
@@ -32,21 +34,22 @@ impl Sessions {
     /// Runs one task on path `i` of PATHS.
     async fn task(&mut self, i: usize) -> Result<u64, BenchError> {
         match i.checked_sub(1).and_then(|j| self.browsers.get_mut(j)) {
-            None => self.direct.run_task(EVENTS, 0).await,
-            Some(browser) => browser.run_task(EVENTS, 0).await,
+            None => self.direct.run_task(EVENTS, UNPACED).await,
+            Some(browser) => browser.run_task(EVENTS, UNPACED).await,
         }
     }
 }
 
 pub fn benches(c: &mut Criterion, run: &mut crate::Run) {
     let rt = crate::runtime();
-    let (source, ws, wss) = rt.block_on(async {
-        let source = BurstService::start().await.expect("burst service");
-        let targets = [(BURST_TARGET, source.addr())];
+    let (sim, ws, wss) = rt.block_on(async {
+        let sim = start_sim().await.expect("simulator");
+        let targets = [(SIM_TARGET, sim.tcp_addr().expect("tcp listener"))];
         let ws = start_proxy(&targets, false).await.expect("proxy");
         let wss = start_proxy(&targets, true).await.expect("proxy with wss");
-        (source, ws, wss)
+        (sim, ws, wss)
     });
+    let sim_addr = sim.tcp_addr().expect("tcp listener");
     let endpoints = [
         ProxyEndpoint::of(&ws).expect("ws endpoint"),
         ProxyEndpoint::of(&wss).expect("wss endpoint"),
@@ -60,13 +63,13 @@ pub fn benches(c: &mut Criterion, run: &mut crate::Run) {
         .throughput(Throughput::Elements(u64::from(EVENTS) + 1));
     for (level, name) in [(SecurityLevel::Low, "LOW"), (SecurityLevel::High, "HIGH")] {
         let mut s = rt.block_on(async {
-            let mut direct = DirectSession::connect(source.addr(), level)
+            let mut direct = DirectSession::connect(sim_addr, level)
                 .await
                 .expect("connect");
             direct.login().await.expect("login");
             let mut browsers = Vec::new();
             for endpoint in &endpoints {
-                let mut b = BrowserSession::open(endpoint, BURST_TARGET, level)
+                let mut b = BrowserSession::open(endpoint, SIM_TARGET, level)
                     .await
                     .expect("open");
                 b.login().await.expect("login");
@@ -114,5 +117,5 @@ pub fn benches(c: &mut Criterion, run: &mut crate::Run) {
     g.finish();
     ws.shutdown();
     wss.shutdown();
-    drop(source);
+    drop(sim);
 }
