@@ -278,6 +278,9 @@ pub struct LimitsConfig {
     pub ping_interval_ms: u64,
     /// HTTP connections that never upgrade are closed after this long.
     pub http_connection_ms: u64,
+    /// A browser that accepts no byte of a WebSocket write (or of a queue hand-off toward
+    /// it) for this long is treated as gone (detached for a resume, like a dead browser).
+    pub write_stall_ms: u64,
 }
 
 impl Default for LimitsConfig {
@@ -303,6 +306,7 @@ impl Default for LimitsConfig {
             max_lifetime_ms: 24 * 3_600_000,
             ping_interval_ms: 30_000,
             http_connection_ms: 60_000,
+            write_stall_ms: 10_000,
         }
     }
 }
@@ -554,11 +558,12 @@ impl Config {
                 "must be at least 512",
             ));
         }
-        let nonzero_ms: [(&str, u64); 4] = [
+        let nonzero_ms: [(&str, u64); 5] = [
             ("limits.idle_timeout_ms", l.idle_timeout_ms),
             ("limits.max_lifetime_ms", l.max_lifetime_ms),
             ("limits.ping_interval_ms", l.ping_interval_ms),
             ("limits.http_connection_ms", l.http_connection_ms),
+            ("limits.write_stall_ms", l.write_stall_ms),
         ];
         for (key, v) in nonzero_ms {
             if v == 0 {
@@ -567,8 +572,9 @@ impl Config {
         }
         // Durations are added to clocks: keep them far from overflow (at most a year).
         const YEAR_MS: u64 = 365 * 24 * 3_600_000;
-        let durations: [(&str, u64); 9] = [
+        let durations: [(&str, u64); 10] = [
             ("limits.idle_timeout_ms", l.idle_timeout_ms),
+            ("limits.write_stall_ms", l.write_stall_ms),
             ("limits.max_lifetime_ms", l.max_lifetime_ms),
             ("limits.ping_interval_ms", l.ping_interval_ms),
             ("limits.http_connection_ms", l.http_connection_ms),

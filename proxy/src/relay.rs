@@ -244,6 +244,7 @@ pub struct Session {
     facts: Facts,
     up_tx: ToService,
     up_rx: FromService,
+    upstream: UpstreamTasks,
     to_service: Arc<Budget>,
     ring: Ring,
     sent_mark: u64,
@@ -282,6 +283,8 @@ impl fmt::Debug for Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        self.upstream
+            .end(Duration::from_millis(self.limits.write_stall_ms).min(CLOSE_GRACE));
         if self.logged_in {
             // The browser's last resume token now proves ownership of the dead session.
             self.shared.sessions.keep_restore_proof(
@@ -308,13 +311,22 @@ enum Out {
 /// The browser-side writer: a task draining a bounded queue into the WebSocket. Pings skip
 /// the queue (a browser that is busy reading a backlog still gets them, and its pongs tell
 /// it apart from a dead one).
+///
+/// Every write is bounded in time (`limits.write_stall_ms`): a browser that takes no byte
+/// for that long ends the writer, which the relay sees as a gone browser. Every hand-off to
+/// the queue is bounded the same way, and closing aborts the task, so a browser that stops
+/// reading cannot pin a session, its socket or its queued bytes.
 #[derive(Debug)]
 struct Writer {
     tx: mpsc::Sender<Out>,
     ping: Arc<Notify>,
     budget: Arc<Budget>,
     task: tokio::task::JoinHandle<()>,
+    stall: Duration,
 }
+
+/// How long a close waits for the error and close frame to be written.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 impl Writer {
     fn spawn<S>(
@@ -328,28 +340,45 @@ impl Writer {
         let (tx, rx) = mpsc::channel(limits.queue_packages);
         let budget = Budget::new(limits.queue_bytes, shared.metrics.queued_bytes.clone());
         let ping = Arc::new(Notify::new());
-        let task = tokio::spawn(write_loop(sink, rx, Arc::clone(&ping), Arc::clone(&budget)));
+        let stall = Duration::from_millis(limits.write_stall_ms);
+        let queue = Queue {
+            rx,
+            budget: Arc::clone(&budget),
+            in_flight: 0,
+        };
+        let task = tokio::spawn(write_loop(sink, queue, Arc::clone(&ping), stall));
         Writer {
             tx,
             ping,
             budget,
             task,
+            stall,
         }
     }
 
+    /// Queue a message, waiting at most the stall limit for room.
+    async fn send(&self, out: Out) -> bool {
+        matches!(
+            tokio::time::timeout(self.stall, self.tx.send(out)).await,
+            Ok(Ok(()))
+        )
+    }
+
     async fn text(&self, message: &ProxyMessage) -> bool {
-        self.tx.send(Out::Text(message.to_json())).await.is_ok()
+        self.send(Out::Text(message.to_json())).await
     }
 
     /// Queue a package (counted in the byte budget until written).
     async fn package(&self, data: Bytes) -> bool {
         let n = data.len();
         self.budget.add(n);
-        if self.tx.send(Out::Binary(data)).await.is_err() {
-            self.budget.sub(n);
-            return false;
+        match tokio::time::timeout(self.stall, self.tx.send(Out::Binary(data))).await {
+            Ok(Ok(())) => true,
+            _ => {
+                self.budget.sub(n);
+                false
+            }
         }
-        true
     }
 
     /// Send a typed error, close, and wait (briefly) for it to be written.
@@ -362,31 +391,70 @@ impl Writer {
             RelayErrorKind::ProtocolViolation => CloseCode::Protocol,
             _ => CloseCode::Policy,
         };
-        let _ = self
-            .tx
-            .send(Out::Text(ProxyMessage::Error(error).to_json()))
-            .await;
-        self.close(code).await;
+        let deadline = Instant::now() + CLOSE_GRACE.min(self.stall);
+        let _ = tokio::time::timeout_at(
+            deadline,
+            self.tx
+                .send(Out::Text(ProxyMessage::Error(error).to_json())),
+        )
+        .await;
+        self.finish(code, deadline).await;
     }
 
     async fn close(self, code: CloseCode) {
-        let _ = self
-            .tx
-            .send(Out::Close(CloseFrame {
-                code,
-                reason: "".into(),
-            }))
-            .await;
+        let deadline = Instant::now() + CLOSE_GRACE.min(self.stall);
+        self.finish(code, deadline).await;
+    }
+
+    /// Queue the close frame and let the task write what it can until `deadline`; then
+    /// abort it (its queue's bytes return to the budget when the task is dropped).
+    async fn finish(mut self, code: CloseCode, deadline: Instant) {
+        let frame = Out::Close(CloseFrame {
+            code,
+            reason: "".into(),
+        });
+        let _ = tokio::time::timeout_at(deadline, self.tx.send(frame)).await;
         drop(self.tx);
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.task).await;
+        if tokio::time::timeout_at(deadline, &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+            let _ = self.task.await;
+        }
+    }
+}
+
+/// The writer's end of its queue. Whatever way the task ends (finished, stalled, aborted),
+/// dropping it returns every queued or half-written byte to the budget.
+#[derive(Debug)]
+struct Queue {
+    rx: mpsc::Receiver<Out>,
+    budget: Arc<Budget>,
+    /// Bytes of the package being written.
+    in_flight: usize,
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        self.rx.close();
+        let mut n = std::mem::take(&mut self.in_flight);
+        while let Ok(out) = self.rx.try_recv() {
+            if let Out::Binary(d) = out {
+                n += d.len();
+            }
+        }
+        if n > 0 {
+            self.budget.sub(n);
+        }
     }
 }
 
 async fn write_loop<S>(
     mut sink: SplitSink<WebSocketStream<S>, Message>,
-    mut rx: mpsc::Receiver<Out>,
+    mut queue: Queue,
     ping: Arc<Notify>,
-    budget: Arc<Budget>,
+    stall: Duration,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -394,12 +462,12 @@ async fn write_loop<S>(
         let out = tokio::select! {
             biased;
             _ = ping.notified() => {
-                if sink.send(Message::Ping(Bytes::new())).await.is_err() {
+                if !matches!(tokio::time::timeout(stall, sink.send(Message::Ping(Bytes::new()))).await, Ok(Ok(()))) {
                     break;
                 }
                 continue;
             }
-            out = rx.recv() => match out {
+            out = queue.rx.recv() => match out {
                 Some(out) => out,
                 None => break,
             },
@@ -407,27 +475,34 @@ async fn write_loop<S>(
         let result = match out {
             Out::Binary(data) => {
                 let n = data.len();
-                let r = sink.send(Message::Binary(data)).await;
-                budget.sub(n);
+                queue.in_flight = n;
+                let r = tokio::time::timeout(stall, sink.send(Message::Binary(data))).await;
+                queue.in_flight = 0;
+                queue.budget.sub(n);
                 r
             }
-            Out::Text(t) => sink.send(Message::Text(t.into())).await,
+            Out::Text(t) => tokio::time::timeout(stall, sink.send(Message::Text(t.into()))).await,
             Out::Close(frame) => {
-                let _ = sink.send(Message::Close(Some(frame))).await;
+                let _ = tokio::time::timeout(stall, sink.send(Message::Close(Some(frame)))).await;
                 break;
             }
         };
-        if result.is_err() {
-            break;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => break,
+            Err(_) => {
+                tracing::info!(
+                    stall_ms = stall.as_millis() as u64,
+                    "browser write stalled; treated as gone"
+                );
+                break;
+            }
         }
     }
-    rx.close();
-    while let Ok(out) = rx.try_recv() {
-        if let Out::Binary(d) = out {
-            budget.sub(d.len());
-        }
-    }
-    let _ = sink.close().await;
+    // Refuse further hand-offs at once (the relay sees a gone browser), then give the
+    // socket a bounded chance to close cleanly.
+    drop(queue);
+    let _ = tokio::time::timeout(stall.min(CLOSE_GRACE), sink.close()).await;
 }
 
 type WsRead<S> = SplitStream<WebSocketStream<S>>;
@@ -767,7 +842,7 @@ async fn open(
         base64_password: info.peer_version.supports_base64_password(),
     };
     let to_service = Budget::new(limits.queue_bytes, ctx.shared.metrics.queued_bytes.clone());
-    let (up_tx, up_rx) = spawn_upstream(conn, Arc::clone(&to_service));
+    let (up_tx, up_rx, upstream) = spawn_upstream(conn, Arc::clone(&to_service));
     let mut lineage_bytes = [0u8; 8];
     crate::util::fill_random(&mut lineage_bytes);
     let lineage = u64::from_le_bytes(lineage_bytes);
@@ -793,6 +868,7 @@ async fn open(
         facts,
         up_tx,
         up_rx,
+        upstream,
         to_service,
         ring: Ring::new(resume.buffer_packages, resume.buffer_bytes),
         sent_mark: 0,
@@ -857,26 +933,30 @@ type FromService = mpsc::Receiver<Result<Box<Package>, RelayError>>;
 fn spawn_upstream(
     conn: prl_transport::Connection,
     budget: Arc<Budget>,
-) -> (ToService, FromService) {
+) -> (ToService, FromService, UpstreamTasks) {
     let (sender, mut receiver, _info) = conn.split();
-    let (to_tx, mut to_rx) = mpsc::channel::<Box<Package>>(4);
+    let (to_tx, to_rx) = mpsc::channel::<Box<Package>>(4);
     let (from_tx, from_rx) = mpsc::channel::<Result<Box<Package>, RelayError>>(4);
-    tokio::spawn(async move {
-        while let Some(p) = to_rx.recv().await {
+    let mut queue = UpQueue {
+        rx: to_rx,
+        budget,
+        in_flight: 0,
+    };
+    let writer = tokio::spawn(async move {
+        while let Some(p) = queue.rx.recv().await {
             let n = p.encoded_len();
+            queue.in_flight = n;
             let r = sender.send(*p).await;
-            budget.sub(n);
+            queue.in_flight = 0;
+            queue.budget.sub(n);
             if r.is_err() {
                 break;
             }
         }
-        to_rx.close();
-        while let Ok(p) = to_rx.try_recv() {
-            budget.sub(p.encoded_len());
-        }
+        drop(queue);
         let _ = sender.close().await;
     });
-    tokio::spawn(async move {
+    let reader = tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = from_tx.closed() => break,
@@ -900,7 +980,58 @@ fn spawn_upstream(
             }
         }
     });
-    (to_tx, from_rx)
+    let tasks = UpstreamTasks {
+        writer: writer.abort_handle(),
+        reader: reader.abort_handle(),
+    };
+    (to_tx, from_rx, tasks)
+}
+
+/// The queue toward the service, as its task sees it: dropping it (task ended or aborted)
+/// returns every queued or half-sent byte to the budget.
+struct UpQueue {
+    rx: mpsc::Receiver<Box<Package>>,
+    budget: Arc<Budget>,
+    in_flight: usize,
+}
+
+impl Drop for UpQueue {
+    fn drop(&mut self) {
+        self.rx.close();
+        let mut n = std::mem::take(&mut self.in_flight);
+        while let Ok(p) = self.rx.try_recv() {
+            n += p.encoded_len();
+        }
+        if n > 0 {
+            self.budget.sub(n);
+        }
+    }
+}
+
+/// The two tasks bridging a session to its transport connection.
+#[derive(Debug)]
+struct UpstreamTasks {
+    writer: tokio::task::AbortHandle,
+    reader: tokio::task::AbortHandle,
+}
+
+impl UpstreamTasks {
+    /// The session is gone: the reader stops now; the writer may flush what is queued
+    /// (a logoff, say) for at most `grace`, then it is aborted (a service that does not
+    /// read cannot keep the task and its queued packages).
+    fn end(&self, grace: Duration) {
+        self.reader.abort();
+        let writer = self.writer.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    writer.abort();
+                });
+            }
+            Err(_) => writer.abort(),
+        }
+    }
 }
 
 async fn resume(
@@ -983,6 +1114,10 @@ where
             }
             _ = tokio::time::sleep_until(idle_at) => {
                 return End::Failed(err(RelayErrorKind::LimitReached, "idle timeout: no package either way"));
+            }
+            _ = writer.tx.closed() => {
+                // The writer ended: the browser's socket failed or stalled past the limit.
+                return End::BrowserGone;
             }
             _ = ping.tick() => {
                 if s.to_service.is_full() || s.up_tx.capacity() == 0 {

@@ -1053,3 +1053,109 @@ async fn a_browser_that_stops_answering_pings_is_detached_into_the_resume_window
     assert_eq!(back.ping().await.unwrap(), ErrorCode::UNIMPLEMENTED);
     assert_eq!(sim.session_count(), 2);
 }
+
+/// A logged-in browser on a socket with a tiny receive buffer that floods pings and never
+/// reads a reply.
+async fn stalled_browser(h: &prl_proxy::ProxyHandle) -> tokio::task::JoinHandle<()> {
+    let addr = h.local_addr();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(1024).unwrap();
+    let tcp = sock.connect(addr).await.unwrap();
+    let req = ws_request(
+        &format!("ws://{addr}"),
+        Some(&format!("http://{addr}")),
+        &["prl-relay.v1"],
+    );
+    let (mut ws, _) = tokio_tungstenite::client_async(req, tcp).await.unwrap();
+    ws.send(Message::Text(
+        ClientMessage::Open(open_request("sim", SecurityLevel::Low))
+            .to_json()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let o = match next_control(&mut ws).await {
+        prl_protocol::relay::ProxyMessage::Opened(o) => o,
+        other => panic!("{other:?}"),
+    };
+    let mut b = Browser {
+        conn_uuid: prl_protocol::parse_uuid(&o.connection_uuid).unwrap(),
+        token: o.resume_token.expose().to_string(),
+        opened: Some(o),
+        received: 0,
+        ws,
+    };
+    let ping = |b: &Browser| {
+        commands::simple_command(
+            cmd::USER_PING,
+            Uuid::new_v4(),
+            b.conn_uuid,
+            &mut Uuid::new_v4,
+        )
+    };
+    b.login_ok("").await;
+    tokio::spawn(async move {
+        loop {
+            let p = ping(&b);
+            if b.ws.send(Message::Binary(p.encode().into())).await.is_err() {
+                break;
+            }
+        }
+        // Hold the socket open, unread.
+        std::future::pending::<()>().await;
+    })
+}
+
+/// The proxy lets go of the browser: its connection, its session and its queued bytes.
+///
+/// The service session is not checked: prl-transport's connection task, stuck writing to a
+/// service that is itself stuck writing to us, does not end when the proxy drops the
+/// connection (a transport issue, not the relay's).
+async fn wait_released(h: &prl_proxy::ProxyHandle, within: Duration) {
+    let t0 = Instant::now();
+    loop {
+        let m = h.metrics_text();
+        let conns = metric(&m, "prl_proxy_connections");
+        let active = metric(&m, "prl_proxy_sessions_active");
+        let queued = metric(&m, "prl_proxy_queued_bytes");
+        if conns == 0.0 && active == 0.0 && queued == 0.0 {
+            return;
+        }
+        assert!(
+            t0.elapsed() < within,
+            "a browser that stops reading still pins its session: {conns} connections, \
+             {active} sessions, {queued} queued bytes"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_browser_that_stops_reading_is_ended_by_the_lifetime_limit() {
+    let sim = sim().await;
+    let h = start(&format!(
+        "{}[limits]\nmax_lifetime_ms = 2000\nlogin_burst_per_user = 20\n",
+        sim_target(&sim)
+    ))
+    .await;
+    let flood = stalled_browser(&h).await;
+    assert_eq!(sim.session_count(), 1);
+    assert_eq!(metric(&h.metrics_text(), "prl_proxy_connections"), 1.0);
+    wait_released(&h, Duration::from_secs(6)).await;
+    flood.abort();
+}
+
+#[tokio::test]
+async fn a_browser_that_stops_reading_is_ended_by_the_write_stall_limit() {
+    let sim = sim().await;
+    let h = start(&format!(
+        "{}[limits]\nwrite_stall_ms = 1000\nlogin_burst_per_user = 20\n[resume]\nwindow_ms = 0\n",
+        sim_target(&sim)
+    ))
+    .await;
+    let flood = stalled_browser(&h).await;
+    assert_eq!(sim.session_count(), 1);
+    assert_eq!(metric(&h.metrics_text(), "prl_proxy_connections"), 1.0);
+    wait_released(&h, Duration::from_secs(6)).await;
+    flood.abort();
+}
