@@ -4,7 +4,25 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+/// Longest user name a login may carry through the proxy (the service documents no limit;
+/// real account names are far shorter).
+pub const MAX_USER_NAME_BYTES: usize = 1024;
+
+/// The login-throttle key of a user name: a fixed-size digest of its lower-cased form, so a
+/// huge name costs the table no more than a short one and the table holds no names.
+pub fn user_key(name: &str) -> [u8; 16] {
+    let digest = Sha256::digest(name.to_lowercase().as_bytes());
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
+}
+
+/// How often a rate limiter forgets buckets that have refilled completely.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// The per-client key of an address: the address itself for IPv4, its /64 for IPv6 (one
 /// subscriber usually owns a whole /64).
@@ -80,13 +98,21 @@ impl Drop for IpGuard {
 }
 
 /// Token buckets per key: `burst` at once, then `per_minute`. Bounded number of keys; when the
-/// table is full of active buckets, new keys are refused (fail closed).
+/// table is full of active buckets, new keys are refused (fail closed). Buckets that have
+/// refilled completely are forgotten every minute (and whenever the table is full), so the
+/// table follows the active set.
 #[derive(Debug)]
 pub struct RateLimiter<K: Eq + Hash> {
     burst: f64,
     per_sec: f64,
     max_keys: usize,
-    buckets: Mutex<HashMap<K, (f64, Instant)>>,
+    buckets: Mutex<Buckets<K>>,
+}
+
+#[derive(Debug)]
+struct Buckets<K> {
+    map: HashMap<K, (f64, Instant)>,
+    pruned: Option<Instant>,
 }
 
 impl<K: Eq + Hash + Clone> RateLimiter<K> {
@@ -96,8 +122,25 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
             burst: f64::from(burst),
             per_sec: f64::from(per_minute) / 60.0,
             max_keys: max_keys.max(1),
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets {
+                map: HashMap::new(),
+                pruned: None,
+            }),
         }
+    }
+
+    /// Keys currently tracked.
+    pub fn len(&self) -> usize {
+        self.buckets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map
+            .len()
+    }
+
+    /// No key tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Take one token for `key` at `now`; false if none is left.
@@ -105,17 +148,23 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
         if self.burst <= 0.0 {
             return true;
         }
-        let mut g = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if !g.contains_key(key) && g.len() >= self.max_keys {
+        let mut guard = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let b = &mut *guard;
+        let full = !b.map.contains_key(key) && b.map.len() >= self.max_keys;
+        let due = b
+            .pruned
+            .is_none_or(|t| now.saturating_duration_since(t) >= PRUNE_EVERY);
+        if full || due {
             let (burst, per_sec) = (self.burst, self.per_sec);
-            g.retain(|_, (tokens, last)| {
+            b.map.retain(|_, (tokens, last)| {
                 *tokens + now.saturating_duration_since(*last).as_secs_f64() * per_sec < burst
             });
-            if g.len() >= self.max_keys {
+            b.pruned = Some(now);
+            if !b.map.contains_key(key) && b.map.len() >= self.max_keys {
                 return false;
             }
         }
-        let entry = g.entry(key.clone()).or_insert((self.burst, now));
+        let entry = b.map.entry(key.clone()).or_insert((self.burst, now));
         let refill = now.saturating_duration_since(entry.1).as_secs_f64() * self.per_sec;
         entry.0 = (entry.0 + refill).min(self.burst);
         entry.1 = now;
@@ -174,5 +223,40 @@ mod tests {
         assert!(!r.check(&3, t0));
         // After refilling, old keys are forgotten and new ones fit.
         assert!(r.check(&3, t0 + Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn refilled_buckets_are_forgotten_below_the_cap() {
+        // Burst 2, then one token a minute.
+        let r: RateLimiter<u32> = RateLimiter::new(2, 1, 100_000);
+        let t0 = Instant::now();
+        for k in 0..1000 {
+            assert!(r.check(&k, t0));
+        }
+        // Key 1000 spends its whole burst.
+        assert!(r.check(&1000, t0));
+        assert!(r.check(&1000, t0));
+        assert_eq!(r.len(), 1001);
+        // Within the minute nothing is pruned.
+        assert!(r.check(&2000, t0 + Duration::from_secs(30)));
+        assert_eq!(r.len(), 1002);
+        // A minute on, the refilled buckets go; 1000 and 2000 are still below their burst.
+        assert!(r.check(&3000, t0 + Duration::from_secs(61)));
+        assert_eq!(r.len(), 3);
+        // And 1000 still remembers it is nearly empty.
+        assert!(r.check(&1000, t0 + Duration::from_secs(61)));
+        assert!(!r.check(&1000, t0 + Duration::from_secs(61)));
+    }
+
+    #[test]
+    fn user_keys_are_fixed_size_and_case_blind() {
+        assert_eq!(user_key("Alice"), user_key("alice"));
+        assert_ne!(user_key("alice"), user_key("alicf"));
+        let huge = "a".repeat(1 << 20);
+        assert_eq!(user_key(&huge).len(), 16);
+        let r: RateLimiter<[u8; 16]> = RateLimiter::new(1, 1, 10);
+        let t0 = Instant::now();
+        assert!(r.check(&user_key("Bob"), t0));
+        assert!(!r.check(&user_key("BOB"), t0));
     }
 }

@@ -41,7 +41,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::config::{LimitsConfig, ResumeConfig};
-use crate::limits::client_key;
+use crate::limits::{client_key, user_key, MAX_USER_NAME_BYTES};
 use crate::login::LoginOutcome;
 use crate::policy::PolicyError;
 use crate::server::{check_ticket, ConnPermits, Runtime, Shared};
@@ -1236,7 +1236,19 @@ fn browser_package(
 
 fn check_login(s: &mut Session, p: &Package) -> Result<(), RelayError> {
     let (user, prev) = match Command::parse(p, s.facts.base64_password) {
-        Ok(Command::Login(l)) => (Some(l.user.to_lowercase()), l.prev_session_uuid),
+        Ok(Command::Login(l)) => {
+            if l.user.len() > MAX_USER_NAME_BYTES {
+                s.shared.metrics.login("refused");
+                return Err(err(
+                    RelayErrorKind::LimitReached,
+                    format!(
+                        "login user name too long: {} bytes, the limit is {MAX_USER_NAME_BYTES}",
+                        l.user.len()
+                    ),
+                ));
+            }
+            (Some(user_key(&l.user)), l.prev_session_uuid)
+        }
         Ok(Command::LoginLocal(l)) => (None, l.prev_session_uuid),
         Ok(_) | Err(_) => {
             s.shared.metrics.login("refused");

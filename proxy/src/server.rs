@@ -159,7 +159,7 @@ pub struct Shared {
     pub(crate) total: Arc<Semaphore>,
     pub(crate) replay: ReplayCache,
     pub(crate) login_ip: RateLimiter<IpAddr>,
-    pub(crate) login_user: RateLimiter<String>,
+    pub(crate) login_user: RateLimiter<[u8; 16]>,
     pub(crate) sessions: Registry,
     tls: Option<TlsState>,
     local_addr: SocketAddr,

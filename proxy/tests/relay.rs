@@ -1106,7 +1106,8 @@ async fn stalled_browser(h: &prl_proxy::ProxyHandle) -> tokio::task::JoinHandle<
     })
 }
 
-/// The proxy lets go of the browser: its connection, its session and its queued bytes.
+/// The proxy lets go of the browser: its connection, its session and its queued bytes
+/// (lifetime 2 s + at most 2 s for the closing error + at most 2 s for the upstream flush).
 ///
 /// The service session is not checked: prl-transport's connection task, stuck writing to a
 /// service that is itself stuck writing to us, does not end when the proxy drops the
@@ -1141,7 +1142,7 @@ async fn a_browser_that_stops_reading_is_ended_by_the_lifetime_limit() {
     let flood = stalled_browser(&h).await;
     assert_eq!(sim.session_count(), 1);
     assert_eq!(metric(&h.metrics_text(), "prl_proxy_connections"), 1.0);
-    wait_released(&h, Duration::from_secs(6)).await;
+    wait_released(&h, Duration::from_secs(10)).await;
     flood.abort();
 }
 
@@ -1156,6 +1157,31 @@ async fn a_browser_that_stops_reading_is_ended_by_the_write_stall_limit() {
     let flood = stalled_browser(&h).await;
     assert_eq!(sim.session_count(), 1);
     assert_eq!(metric(&h.metrics_text(), "prl_proxy_connections"), 1.0);
-    wait_released(&h, Duration::from_secs(6)).await;
+    wait_released(&h, Duration::from_secs(10)).await;
     flood.abort();
+}
+
+#[tokio::test]
+async fn an_overlong_user_name_is_refused_before_the_service() {
+    let sim = sim().await;
+    let h = start(&sim_target(&sim)).await;
+    let mut b = Browser::open(&h, open_request("sim", SecurityLevel::Low))
+        .await
+        .unwrap();
+    let e = b.login(&"u".repeat(2048), PASSWORD, "").await.unwrap_err();
+    assert_eq!(e.kind, RelayErrorKind::LimitReached);
+    assert!(e.message.contains("user name too long"), "{}", e.message);
+    assert_eq!(
+        metric(
+            &h.metrics_text(),
+            "prl_proxy_logins_total{outcome=\"refused\"}"
+        ),
+        1.0
+    );
+    // A name at the limit reaches the service (which refuses it as unknown).
+    let mut b = Browser::open(&h, open_request("sim", SecurityLevel::Low))
+        .await
+        .unwrap();
+    let reply = b.login(&"u".repeat(1024), PASSWORD, "").await.unwrap();
+    assert_ne!(reply.code, ErrorCode::SUCCESS);
 }
