@@ -1169,6 +1169,10 @@ where
                 let Ok(permit) = permit else { return End::BrowserGone };
                 match package {
                     Some(Ok(p)) => {
+                        if p.header.package_type != MNG_HEARTBEAT {
+                            // Service traffic counts as activity too (heartbeats do not).
+                            s.last_activity = Instant::now();
+                        }
                         let data = service_package(s, &p);
                         let n = data.len();
                         writer.budget.add(n);

@@ -1185,3 +1185,41 @@ async fn an_overlong_user_name_is_refused_before_the_service() {
     let reply = b.login(&"u".repeat(1024), PASSWORD, "").await.unwrap();
     assert_ne!(reply.code, ErrorCode::SUCCESS);
 }
+
+#[tokio::test]
+async fn service_traffic_keeps_a_session_from_idling_out() {
+    let sim = sim().await;
+    let h = start(&format!(
+        "{}[limits]\nidle_timeout_ms = 1000\n",
+        sim_target(&sim)
+    ))
+    .await;
+    let mut b = Browser::open(&h, open_request("sim", SecurityLevel::Low))
+        .await
+        .unwrap();
+    b.login_ok("").await;
+    // 30 events 100 ms apart; the browser sends nothing more for 3 s.
+    let start = prl_sim::start_long_task_command(30, 100, 0, Uuid::new_v4(), b.conn_uuid);
+    b.send(&start).await;
+    let t0 = Instant::now();
+    let mut packages = 0;
+    while t0.elapsed() < Duration::from_millis(3200) {
+        match b.next().await {
+            Ok(_) => packages += 1,
+            Err(e) => panic!("after {:?} and {packages} packages: {e:?}", t0.elapsed()),
+        }
+        if packages >= 31 {
+            break;
+        }
+    }
+    assert!(packages >= 25, "{packages} packages");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(2000),
+        "{:?}",
+        t0.elapsed()
+    );
+    // Then silence both ways: the idle limit applies.
+    let e = b.next().await.unwrap_err();
+    assert_eq!(e.kind, RelayErrorKind::LimitReached);
+    assert!(e.message.contains("idle"), "{}", e.message);
+}
