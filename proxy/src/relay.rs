@@ -715,12 +715,39 @@ fn authorise(
     }
 }
 
-fn policy_error(e: PolicyError) -> RelayError {
-    if e.is_dns() {
-        err(RelayErrorKind::DnsFailed, e.to_string())
+/// The browser's view of a refused target. For a host given as a DNS name, the message is
+/// fixed per error kind: what the name resolved to (which address, which special range,
+/// whether it resolved at all beyond `dns_failed`) stays on the proxy, logged at debug, so the
+/// proxy is no oracle into the DNS view of its network. Refusals about what the browser itself
+/// sent (an IP literal, a malformed host, a configured target's port) keep their detail.
+fn policy_error(host: &str, e: PolicyError) -> RelayError {
+    let named = matches!(
+        crate::policy::parse_host(host),
+        Ok(crate::policy::Host::Name(_))
+    );
+    let kind = if e.is_dns() {
+        RelayErrorKind::DnsFailed
     } else {
-        err(RelayErrorKind::PolicyDenied, e.to_string())
+        RelayErrorKind::PolicyDenied
+    };
+    let leaks = matches!(
+        e,
+        PolicyError::AddressDenied(_)
+            | PolicyError::SpecialDenied { .. }
+            | PolicyError::PortDenied { .. }
+            | PolicyError::DnsFailed(_)
+            | PolicyError::NoAddress
+    );
+    if named && leaks {
+        tracing::debug!(reason = e.kind(), detail = %e, "target name refused");
+        let message = if e.is_dns() {
+            "the target name did not resolve"
+        } else {
+            "the target is not allowed by this proxy's policy"
+        };
+        return err(kind, message);
     }
+    err(kind, e.to_string())
 }
 
 fn connect_error(e: &TransportError, budget_ms: u64) -> RelayError {
@@ -741,10 +768,21 @@ fn connect_error(e: &TransportError, budget_ms: u64) -> RelayError {
             prl_transport::Stage::Established => RelayErrorKind::Closed,
         },
     };
-    let mut e2 = match kind {
-        RelayErrorKind::Timeout => err(kind, format!("connect budget of {budget_ms} ms expired")),
+    let mut e2 = match (kind, e) {
+        (RelayErrorKind::Timeout, _) => {
+            err(kind, format!("connect budget of {budget_ms} ms expired"))
+        }
+        // The address is the resolved one: not the browser's business.
+        (_, TransportError::Connect { source, .. }) => err(
+            kind,
+            format!(
+                "cannot connect to the target: {}",
+                source.to_string().to_lowercase()
+            ),
+        ),
         _ => err(kind, e.to_string().to_lowercase()),
     };
+    tracing::debug!(kind = kind.as_str(), detail = %e, "upstream connect failed");
     if matches!(kind, RelayErrorKind::HandshakeFailed) {
         // Keeps WRONG_CONNECTION_SECURITY_LEVEL where the transport can tell.
         e2.code = Some(e.prl_code().0);
@@ -795,7 +833,7 @@ async fn open(
             )
             .await
             {
-                Ok(r) => Endpoint::Addrs(r.map_err(policy_error)?),
+                Ok(r) => Endpoint::Addrs(r.map_err(|e| policy_error(&req.target.host, e))?),
                 Err(_) => return Err(timeout()),
             }
         }

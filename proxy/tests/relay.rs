@@ -89,7 +89,8 @@ async fn policy_denials() {
     let cases: &[(&str, u16, &str)] = &[
         ("192.0.2.1", 0, "port"), // not in 10/8 at 64000, 0/0 only for the sim port
         ("10.0.0.1", 22, "port"), // port not allowed
-        ("localhost", port, "loopback"), // a name resolving to a denied address
+        // A name resolving to a denied address: refused without saying what it resolved to.
+        ("localhost", port, "not allowed by this proxy's policy"),
         ("127.0.0.1", port, "loopback"), // 0.0.0.0/0 does not open loopback
         ("::ffff:127.0.0.1", port, "loopback"), // IPv4-mapped IPv6
         ("[::ffff:7f00:1]", port, "loopback"),
@@ -113,6 +114,11 @@ async fn policy_denials() {
         assert_eq!(e.kind, RelayErrorKind::PolicyDenied, "{host}: {e:?}");
         assert!(e.message.contains(why), "{host}: {}", e.message);
         assert_eq!(e.code, None);
+        if *host == "localhost" {
+            for leak in ["127.0.0.1", "::1", "loopback"] {
+                assert!(!e.message.contains(leak), "{host}: {}", e.message);
+            }
+        }
     }
     assert_eq!(
         metric(&h.metrics_text(), "prl_proxy_sessions_opened_total"),
@@ -135,6 +141,8 @@ async fn policy_denials() {
     .unwrap();
     assert_eq!(e.kind, RelayErrorKind::DnsFailed);
     assert_eq!(e.code, Some(ErrorCode::CANT_CONNECT_TO_DISPATCHER.0));
+    // Only the kind: no resolver detail.
+    assert_eq!(e.message, "the target name did not resolve");
 }
 
 #[tokio::test]
@@ -195,6 +203,13 @@ async fn connect_failures_are_typed_with_sdk_codes() {
         .unwrap();
     assert_eq!(e.kind, RelayErrorKind::ConnectionRefused);
     assert_eq!(e.code, Some(ErrorCode::CANT_CONNECT_TO_DISPATCHER.0));
+    // The address the target resolved to is not shown.
+    assert!(!e.message.contains("127.0.0.1"), "{}", e.message);
+    assert!(
+        e.message.starts_with("cannot connect to the target"),
+        "{}",
+        e.message
+    );
 }
 
 #[tokio::test]
