@@ -299,7 +299,8 @@ export class Server {
  * `handshake_failed`, `wrong_protocol_version`, `tls_failed`, `protocol_violation`,
  * `limit_reached`, `resume_failed`, `internal`. Client side: `closed`, `canceled`,
  * `proxy_unreachable` (the WebSocket could not be opened: also a proxy that refused the
- * page's Origin), `invalid_argument`, `invalid_state`.
+ * page's Origin, or a `proxyUrl` the page's Content-Security-Policy `connect-src` does not
+ * allow), `invalid_argument`, `invalid_state`.
  */
 export type ErrorKind =
   | 'authentication'

@@ -548,6 +548,7 @@ fn reason_suffix(reason: &str) -> String {
 
 /// Waits until the socket is open (or failed).
 async fn wait_open(
+    socket: &Socket,
     rx: &mut mpsc::UnboundedReceiver<WsEvent>,
     op: Op,
     url: &str,
@@ -555,7 +556,9 @@ async fn wait_open(
     loop {
         match rx.next().await {
             Some(WsEvent::Open) => return Ok(()),
-            Some(WsEvent::Error) => continue,
+            // A connection blocked by the page's Content-Security-Policy (`connect-src`) gets
+            // an error and no close event in Chromium: the socket is simply closed.
+            Some(WsEvent::Error) if !socket.is_closed() => continue,
             _ => {
                 return Err(ClientError::ProxyUnreachable {
                     op,
@@ -604,7 +607,7 @@ async fn relay_exchange(
     let (socket, mut rx) = Socket::connect(&url, &[SUBPROTOCOL]).map_err(|_| {
         ClientError::InvalidArgument(format!("proxyUrl \"{url}\" is not a websocket url"))
     })?;
-    wait_open(&mut rx, op, &url).await?;
+    wait_open(&socket, &mut rx, op, &url).await?;
     let protocol = socket.protocol();
     if protocol != SUBPROTOCOL {
         return Err(ClientError::protocol(

@@ -118,6 +118,11 @@ impl Socket {
         self.ws.send_with_u8_array(bytes)
     }
 
+    /// Whether the socket is closed (`readyState` CLOSED).
+    pub fn is_closed(&self) -> bool {
+        self.ws.ready_state() == WebSocket::CLOSED
+    }
+
     /// The negotiated subprotocol ("" when none).
     pub fn protocol(&self) -> String {
         self.ws.protocol()
