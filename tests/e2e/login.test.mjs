@@ -437,6 +437,39 @@ test('after the proxy lost the upstream: re-login with the previous session, los
   assert.equal(seen.at(-1), 100);
 });
 
+test('autoRestore off: the app logs in again naming the lost session and sees its task', { skip }, async () => {
+  const started = await inPage(async (prl, a) => {
+    const s = new prl.Server({ proxyUrl: a.url, autoRestore: false });
+    const t = { s, states: [] };
+    window.t = t;
+    s.addEventListener('statechange', (e) => t.states.push(e.detail.state));
+    return s.login({ host: '127.0.0.1', port: a.port, user: a.user, password: a.password });
+  }, { url: `ws://127.0.0.1:${fwdShort.port}/ws`, port: ports.task, user: USER, password: PASSWORD }, shortPage);
+  assert.equal(started.err, undefined, JSON.stringify(started.err));
+  const session = started.ok.sessionUuid;
+  fwdShort.drop();
+  await shortPage.waitForFunction(() => window.t.s.state === 'disconnected', null, { timeout: 5000 });
+  // Past the proxy's resume window the old session is gone; the Server still holds its proof.
+  await new Promise((res) => setTimeout(res, SHORT_WINDOW_MS + 500));
+  const r = await inPage(async (_prl, a) => {
+    const { s, states } = window.t;
+    const resp = await s.login({ host: '127.0.0.1', port: a.port, user: a.user, password: a.password,
+      prevSessionId: a.prev });
+    const out = { resp, states: [...states], sessionId: s.sessionId };
+    await s.logoff();
+    s.free();
+    return out;
+  }, { port: ports.task, user: USER, password: PASSWORD, prev: session }, shortPage);
+  assert.equal(r.err, undefined, JSON.stringify(r.err));
+  const { resp, states, sessionId } = r.ok;
+  assert.deepEqual(states, ['connecting', 'connected', 'disconnected', 'connecting', 'connected']);
+  assert.notEqual(resp.sessionUuid, session);
+  assert.equal(sessionId, resp.sessionUuid);
+  assert.equal(resp.restored, true);
+  assert.equal(resp.runningTasks.length, 1, JSON.stringify(resp.runningTasks));
+  assert.equal(resp.runningTasks[0].taskType, 9001);
+});
+
 test('logoff twice: the second is refused as not connected', { skip }, async () => {
   const r = await inPage(async (prl, a) => {
     const s = new prl.Server({ proxyUrl: a.url });
