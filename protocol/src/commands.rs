@@ -452,6 +452,31 @@ pub fn package_event(package: &Package) -> Result<Event, CommandError> {
     })
 }
 
+/// The event a service package carries: the XML of a 3003 (`DspVmEvent`) or the binary
+/// CVmEvent of a 3008 (`DspVmBinaryEvent`, whose event id is the header's `numericId`);
+/// `None` for other package types.
+pub fn carried_event(package: &Package) -> Result<Option<Event>, CommandError> {
+    let t = package.header.package_type;
+    match t {
+        cmd::VM_EVENT => package_event(package).map(Some),
+        cmd::VM_BINARY_EVENT => {
+            let body = package
+                .buffers
+                .first()
+                .map(|b| b.data.as_slice())
+                .ok_or(CommandError::NoPayload(t))?;
+            let (mut event, _) =
+                Event::decode_binary(body).map_err(|source| CommandError::Event {
+                    package_type: t,
+                    source,
+                })?;
+            event.event_id = package.header.numeric_id;
+            Ok(Some(event))
+        }
+        _ => Ok(None),
+    }
+}
+
 impl Command {
     /// Recognise a command package. `base64_password` is the peer's protocol >= 6.9.
     pub fn parse(package: &Package, base64_password: bool) -> Result<Command, CommandError> {

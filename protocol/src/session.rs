@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use crate::codes::{cmd, event_type, ErrorCode};
 use crate::commands::{
-    one_str_command, package_event, param, simple_command, CommandError, LoginLocalRequest,
+    carried_event, one_str_command, param, simple_command, CommandError, LoginLocalRequest,
     LoginRequest, LoginResponse, Reply,
 };
 use crate::event::Event;
@@ -413,40 +413,35 @@ impl ClientSession {
         } else {
             None
         };
-        match (pending, is_reply) {
-            (Some(p), true) => self.handle_reply(header.parent_uuid, p.kind, &package),
-            (Some(_), false) if header.package_type == cmd::VM_EVENT => {
-                let event = package_event(&package)?;
-                if event.event_type == event_type::JOB_PROGRESS_CHANGED {
-                    let percent = event
-                        .string(param::PROGRESS_CHANGED)
-                        .and_then(|s| s.trim().parse().ok())
-                        .unwrap_or(0);
-                    self.events.push_back(SessionEvent::Progress {
-                        job: header.parent_uuid,
-                        percent,
-                    });
-                } else {
-                    self.events.push_back(SessionEvent::ServiceEvent {
-                        package_type: header.package_type,
-                        event: Some(event),
-                    });
-                }
-                Ok(())
-            }
-            _ => {
-                let event = if header.package_type == cmd::VM_EVENT {
-                    package_event(&package).ok()
-                } else {
-                    None
-                };
-                self.events.push_back(SessionEvent::ServiceEvent {
-                    package_type: header.package_type,
-                    event,
-                });
-                Ok(())
-            }
+        if let (Some(p), true) = (pending, is_reply) {
+            return self.handle_reply(header.parent_uuid, p.kind, &package);
         }
+        let event = carried_event(&package);
+        if pending.is_some() {
+            // An event addressed to one of our jobs (its parent): progress or otherwise.
+            let event = event?;
+            if let Some(e) = event
+                .as_ref()
+                .filter(|e| e.event_type == event_type::JOB_PROGRESS_CHANGED)
+            {
+                let percent = e.uint(param::PROGRESS_CHANGED).unwrap_or(0);
+                self.events.push_back(SessionEvent::Progress {
+                    job: header.parent_uuid,
+                    percent,
+                });
+                return Ok(());
+            }
+            self.events.push_back(SessionEvent::ServiceEvent {
+                package_type: header.package_type,
+                event,
+            });
+            return Ok(());
+        }
+        self.events.push_back(SessionEvent::ServiceEvent {
+            package_type: header.package_type,
+            event: event.ok().flatten(),
+        });
+        Ok(())
     }
 
     fn handle_reply(

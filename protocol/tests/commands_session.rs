@@ -550,3 +550,65 @@ fn calls_in_the_wrong_state_are_refused() {
         "wrong_state"
     );
 }
+
+#[test]
+fn binary_events_are_read_like_xml_events() {
+    let mut f = Fixture::connected(SessionConfig {
+        heartbeat_interval_ms: None,
+    });
+    let (_, request) = f.login();
+    f.accept_login(&request);
+    f.events();
+    let job = (f.ids)();
+    f.session
+        .attach_to_lost_task(job, "{00000000-0000-0000-0000-0000000000bb}", &mut *f.ids)
+        .unwrap();
+    let attach = f.sent().remove(0);
+    let (a, b) = ((f.ids)(), f.server);
+    f.session
+        .handle_package(simple_response(
+            &attach,
+            b,
+            a,
+            ErrorCode::SUCCESS,
+            &[],
+            &mut *f.ids,
+        ))
+        .unwrap();
+    f.events();
+    // A 3008 progress event parented to the job.
+    let mut event =
+        prl_protocol::event::Event::new(prl_protocol::codes::event_type::JOB_PROGRESS_CHANGED);
+    event.add_uint(param::PROGRESS_CHANGED, 70);
+    let mut package = Package::request(
+        cmd::VM_BINARY_EVENT,
+        (f.ids)(),
+        f.server,
+        vec![prl_protocol::package::Buffer::raw(event.to_binary())],
+    );
+    package.header.parent_uuid = job;
+    package.header.numeric_id = 42;
+    f.session.handle_package(package.clone()).unwrap();
+    assert!(f
+        .events()
+        .contains(&SessionEvent::Progress { job, percent: 70 }));
+    // Unaddressed, it is a service event carrying the decoded event and its numeric id.
+    package.header.parent_uuid = Uuid::nil();
+    f.session.handle_package(package).unwrap();
+    let events = f.events();
+    assert!(events.iter().any(|e| matches!(e,
+        SessionEvent::ServiceEvent { package_type, event: Some(ev) }
+        if *package_type == cmd::VM_BINARY_EVENT && ev.event_id == 42 && ev.uint(param::PROGRESS_CHANGED) == Some(70))));
+    // A broken binary event addressed to a job is an error, not a silent drop.
+    let mut broken = Package::request(
+        cmd::VM_BINARY_EVENT,
+        (f.ids)(),
+        f.server,
+        vec![prl_protocol::package::Buffer::raw(vec![0, 0, 1])],
+    );
+    broken.header.parent_uuid = job;
+    assert_eq!(
+        f.session.handle_package(broken).unwrap_err().kind(),
+        "bad_reply"
+    );
+}

@@ -153,8 +153,13 @@ pub struct PolicyConfig {
     /// Allow `login_local` (2186) to the co-located service: it logs the browser in as the
     /// proxy's own OS user.
     pub local_login: bool,
-    /// Where `mode = "local"` connects (TCP address of the co-located service).
+    /// Where `mode = "local"` connects over TCP when `local_socket` is not set (non-Linux
+    /// services, or a service that identifies local users some other way).
     pub local_target: SocketAddr,
+    /// The co-located service's unix socket (the real one is
+    /// `/var/run/prl_disp_service.socket`). When set, `mode = "local"` connects here and the
+    /// service identifies the proxy's OS user by `SO_PEERCRED`. Absolute path.
+    pub local_socket: Option<PathBuf>,
 }
 
 impl Default for PolicyConfig {
@@ -165,6 +170,7 @@ impl Default for PolicyConfig {
             resolve_names: true,
             local_login: false,
             local_target: SocketAddr::from(([127, 0, 0, 1], prl_protocol_default_port())),
+            local_socket: None,
         }
     }
 }
@@ -313,6 +319,12 @@ pub struct ResumeConfig {
     pub buffer_bytes: usize,
     /// Detached sessions kept at once.
     pub max_detached: usize,
+    /// How long the proxy keeps the restore proof of a closed upstream connection (the hash
+    /// of its last resume token), after which a login naming that session is refused
+    /// (0 = keep none: only a connection's own session may be named).
+    pub restore_ttl_ms: u64,
+    /// Restore proofs kept at once (the oldest are dropped first).
+    pub restore_max: usize,
 }
 
 impl Default for ResumeConfig {
@@ -322,6 +334,8 @@ impl Default for ResumeConfig {
             buffer_packages: 512,
             buffer_bytes: 2 << 20,
             max_detached: 1000,
+            restore_ttl_ms: 600_000,
+            restore_max: 100_000,
         }
     }
 }
@@ -483,6 +497,14 @@ impl Config {
             }
         }
         crate::policy::TargetPolicy::from_config(&self.policy)?;
+        if let Some(path) = &self.policy.local_socket {
+            if !path.is_absolute() {
+                return Err(ConfigError::invalid(
+                    "policy.local_socket",
+                    "must be an absolute path",
+                ));
+            }
+        }
         if let Some(t) = &self.tickets {
             if t.max_ttl_secs == 0 {
                 return Err(ConfigError::invalid("tickets.max_ttl_secs", "must be > 0"));
@@ -545,7 +567,7 @@ impl Config {
         }
         // Durations are added to clocks: keep them far from overflow (at most a year).
         const YEAR_MS: u64 = 365 * 24 * 3_600_000;
-        let durations: [(&str, u64); 8] = [
+        let durations: [(&str, u64); 9] = [
             ("limits.idle_timeout_ms", l.idle_timeout_ms),
             ("limits.max_lifetime_ms", l.max_lifetime_ms),
             ("limits.ping_interval_ms", l.ping_interval_ms),
@@ -553,6 +575,7 @@ impl Config {
             ("limits.handshake_timeout_ms", l.handshake_timeout_ms),
             ("limits.connect_timeout_ms", l.connect_timeout_ms),
             ("resume.window_ms", self.resume.window_ms),
+            ("resume.restore_ttl_ms", self.resume.restore_ttl_ms),
             (
                 "tickets.max_ttl_secs",
                 self.tickets
@@ -588,6 +611,8 @@ mod tests {
         assert!(!c.policy.local_login);
         assert_eq!(c.resume.window_ms, 60_000);
         assert_eq!(c.limits.connect_timeout_ms, 60_000);
+        assert_eq!(c.resume.restore_ttl_ms, 600_000);
+        assert!(c.policy.local_socket.is_none());
         assert!(c.tls.is_none());
     }
 
@@ -639,6 +664,14 @@ mod tests {
             (
                 "[[static.mount]]\nprefix = \"pkg\"\ndir = \"x\"\n",
                 "static.mount[0].prefix",
+            ),
+            (
+                "[policy]\nlocal_socket = \"run/prl.sock\"\n",
+                "policy.local_socket",
+            ),
+            (
+                "[resume]\nrestore_ttl_ms = 999999999999999\n",
+                "resume.restore_ttl_ms",
             ),
         ];
         for (text, key) in cases {

@@ -12,6 +12,7 @@
 //! bounded too; while detached, a full ring stops reading the service.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -44,6 +45,7 @@ use crate::limits::client_key;
 use crate::login::LoginOutcome;
 use crate::policy::PolicyError;
 use crate::server::{check_ticket, ConnPermits, Runtime, Shared};
+use crate::session::RestoreRefusal;
 use crate::ticket::{Claims, TicketError};
 use crate::util::{random_uuid, Token};
 
@@ -106,6 +108,11 @@ impl Budget {
             });
         self.gauge.dec_by(i64::try_from(n).unwrap_or(i64::MAX));
         self.notify.notify_waiters();
+    }
+
+    /// At or over its limit (the reader of the other side is paused).
+    fn is_full(&self) -> bool {
+        self.used.load(Ordering::Acquire) >= self.max
     }
 
     /// Bytes currently queued.
@@ -204,16 +211,39 @@ struct Facts {
     base64_password: bool,
 }
 
+/// What the `open` of this connection proved about earlier sessions (its `restore` field).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Restore {
+    /// No `restore` in the open.
+    Absent,
+    /// A valid proof: logins on this connection may name this session as the previous one.
+    Granted(Uuid),
+    /// The granted restore succeeded (a login on this connection succeeded): spent.
+    Used,
+    /// The proof was not accepted.
+    Refused(RestoreRefusal),
+}
+
+impl fmt::Debug for Restore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Restore::Absent => f.write_str("Absent"),
+            Restore::Granted(_) => f.write_str("Granted(<redacted>)"),
+            Restore::Used => f.write_str("Used"),
+            Restore::Refused(r) => write!(f, "Refused({r:?})"),
+        }
+    }
+}
+
 /// A relay session: one upstream connection and its state, attached to a browser or
 /// detached waiting for a resume.
-#[derive(Debug)]
 pub struct Session {
     shared: Arc<Shared>,
     conn_uuid: Uuid,
     conn_uuid_text: String,
     facts: Facts,
-    up_tx: mpsc::Sender<Package>,
-    up_rx: mpsc::Receiver<Result<Package, RelayError>>,
+    up_tx: ToService,
+    up_rx: FromService,
     to_service: Arc<Budget>,
     ring: Ring,
     sent_mark: u64,
@@ -225,15 +255,44 @@ pub struct Session {
     lifetime_deadline: Instant,
     last_activity: Instant,
     pending_logins: VecDeque<(Uuid, Instant)>,
+    /// A login on this upstream connection succeeded: a service session named by
+    /// `conn_uuid` exists, and the current resume token becomes its restore proof on close.
+    logged_in: bool,
+    restore: Restore,
     limits: LimitsConfig,
     resume: ResumeConfig,
     local_login: bool,
     permits: Arc<ConnPermits>,
 }
 
+impl fmt::Debug for Session {
+    /// The connection UUID is the service session UUID, a secret: never shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("lineage", &self.lineage)
+            .field("origin", &self.origin)
+            .field("client_ip", &self.client_ip)
+            .field("facts", &self.facts)
+            .field("logged_in", &self.logged_in)
+            .field("restore", &self.restore)
+            .field("sent_mark", &self.sent_mark)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Drop for Session {
     fn drop(&mut self) {
-        self.shared.sessions.closed(&self.conn_uuid_text);
+        if self.logged_in {
+            // The browser's last resume token now proves ownership of the dead session.
+            self.shared.sessions.keep_restore_proof(
+                &self.token,
+                self.conn_uuid,
+                &self.origin,
+                self.subject.take(),
+                Duration::from_millis(self.resume.restore_ttl_ms),
+                self.resume.restore_max,
+            );
+        }
         tracing::info!(lineage = self.lineage, "upstream connection closed");
     }
 }
@@ -243,14 +302,16 @@ impl Drop for Session {
 enum Out {
     Binary(Bytes),
     Text(String),
-    Ping,
     Close(CloseFrame),
 }
 
-/// The browser-side writer: a task draining a bounded queue into the WebSocket.
+/// The browser-side writer: a task draining a bounded queue into the WebSocket. Pings skip
+/// the queue (a browser that is busy reading a backlog still gets them, and its pongs tell
+/// it apart from a dead one).
 #[derive(Debug)]
 struct Writer {
     tx: mpsc::Sender<Out>,
+    ping: Arc<Notify>,
     budget: Arc<Budget>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -266,8 +327,14 @@ impl Writer {
     {
         let (tx, rx) = mpsc::channel(limits.queue_packages);
         let budget = Budget::new(limits.queue_bytes, shared.metrics.queued_bytes.clone());
-        let task = tokio::spawn(write_loop(sink, rx, Arc::clone(&budget)));
-        Writer { tx, budget, task }
+        let ping = Arc::new(Notify::new());
+        let task = tokio::spawn(write_loop(sink, rx, Arc::clone(&ping), Arc::clone(&budget)));
+        Writer {
+            tx,
+            ping,
+            budget,
+            task,
+        }
     }
 
     async fn text(&self, message: &ProxyMessage) -> bool {
@@ -318,11 +385,25 @@ impl Writer {
 async fn write_loop<S>(
     mut sink: SplitSink<WebSocketStream<S>, Message>,
     mut rx: mpsc::Receiver<Out>,
+    ping: Arc<Notify>,
     budget: Arc<Budget>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    while let Some(out) = rx.recv().await {
+    loop {
+        let out = tokio::select! {
+            biased;
+            _ = ping.notified() => {
+                if sink.send(Message::Ping(Bytes::new())).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            out = rx.recv() => match out {
+                Some(out) => out,
+                None => break,
+            },
+        };
         let result = match out {
             Out::Binary(data) => {
                 let n = data.len();
@@ -331,7 +412,6 @@ async fn write_loop<S>(
                 r
             }
             Out::Text(t) => sink.send(Message::Text(t.into())).await,
-            Out::Ping => sink.send(Message::Ping(Bytes::new())).await,
             Out::Close(frame) => {
                 let _ = sink.send(Message::Close(Some(frame))).await;
                 break;
@@ -618,15 +698,20 @@ async fn open(
             format!("connect budget of {budget_ms} ms expired"),
         )
     };
-    let addrs = match req.mode {
+    let endpoint = match req.mode {
         ConnectMode::Local => {
-            if !runtime.config.policy.local_login {
+            let policy = &runtime.config.policy;
+            if !policy.local_login {
                 return Err(err(
                     RelayErrorKind::PolicyDenied,
                     "local login is disabled on this proxy",
                 ));
             }
-            vec![runtime.config.policy.local_target]
+            match &policy.local_socket {
+                // The service identifies the proxy's OS user by SO_PEERCRED.
+                Some(path) => Endpoint::Unix(path.clone()),
+                None => Endpoint::Addrs(vec![policy.local_target]),
+            }
         }
         ConnectMode::Remote => {
             match tokio::time::timeout_at(
@@ -635,7 +720,7 @@ async fn open(
             )
             .await
             {
-                Ok(r) => r.map_err(policy_error)?,
+                Ok(r) => Endpoint::Addrs(r.map_err(policy_error)?),
                 Err(_) => return Err(timeout()),
             }
         }
@@ -654,9 +739,19 @@ async fn open(
     };
     config.stream.receive_capacity = 4;
     config.stream.send_capacity = 4;
-    let conn = prl_transport::connect(&Endpoint::Addrs(addrs), &config)
+    let conn = prl_transport::connect(&endpoint, &config)
         .await
-        .map_err(|e| connect_error(&e, budget_ms))?;
+        .map_err(|e| match (&endpoint, &e) {
+            // The socket path is the operator's business, not the browser's.
+            (Endpoint::Unix(_), TransportError::Connect { source, .. }) => err(
+                RelayErrorKind::ConnectionRefused,
+                format!(
+                    "cannot connect to the local service socket: {}",
+                    source.to_string().to_lowercase()
+                ),
+            ),
+            _ => connect_error(&e, budget_ms),
+        })?;
     ctx.shared
         .metrics
         .connect_seconds
@@ -684,6 +779,11 @@ async fn open(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "upstream connection opened"
     );
+    let subject = claims.and_then(|c| c.sub);
+    let restore = match &req.restore {
+        None => Restore::Absent,
+        Some(token) => restore_proof(ctx, token.expose(), subject.as_deref(), lineage).await,
+    };
     let resume = runtime.config.resume.clone();
     let now = Instant::now();
     Ok(Box::new(Session {
@@ -698,12 +798,14 @@ async fn open(
         sent_mark: 0,
         token: Token::generate(),
         origin: ctx.origin.clone(),
-        subject: claims.and_then(|c| c.sub),
+        subject,
         lineage,
         client_ip: ctx.peer.ip(),
         lifetime_deadline: now + Duration::from_millis(limits.max_lifetime_ms),
         last_activity: now,
         pending_logins: VecDeque::new(),
+        logged_in: false,
+        restore,
         local_login: runtime.config.policy.local_login,
         limits,
         resume,
@@ -711,21 +813,58 @@ async fn open(
     }))
 }
 
+/// Check and consume the `restore` proof of an open (after its upstream connection is up, so
+/// a failed connect does not spend it). A token that still names a parked connection ends
+/// that connection first (the browser gave up resuming it): closing it turns the token into
+/// its restore proof. The proof must match this browser's origin and ticket subject.
+async fn restore_proof(ctx: &Context, token: &str, subject: Option<&str>, lineage: u64) -> Restore {
+    if let Some(claim) = ctx.shared.sessions.take(token) {
+        let (tx, rx) = oneshot::channel();
+        if claim.send(tx).is_ok() {
+            if let Ok(parked) = rx.await {
+                tracing::info!(
+                    lineage = parked.lineage,
+                    "parked upstream connection ended by a restore"
+                );
+                drop(parked);
+            }
+        }
+    }
+    match ctx
+        .shared
+        .sessions
+        .take_restore_proof(token, &ctx.origin, subject)
+    {
+        Ok(session) => {
+            tracing::info!(lineage, "restore proof accepted");
+            Restore::Granted(session)
+        }
+        Err(r) => {
+            ctx.shared.metrics.reject(r.kind());
+            tracing::warn!(lineage, reason = r.kind(), "restore proof refused");
+            Restore::Refused(r)
+        }
+    }
+}
+
+/// Packages toward the service (boxed: a tokio channel allocates slots for 32 values whatever
+/// its bound, and a package is large, so idle sessions should not pay for that).
+type ToService = mpsc::Sender<Box<Package>>;
+/// Packages (or the failure) from the service.
+type FromService = mpsc::Receiver<Result<Box<Package>, RelayError>>;
+
 /// Bridge the transport connection to two bounded channels owned by the session.
 fn spawn_upstream(
     conn: prl_transport::Connection,
     budget: Arc<Budget>,
-) -> (
-    mpsc::Sender<Package>,
-    mpsc::Receiver<Result<Package, RelayError>>,
-) {
+) -> (ToService, FromService) {
     let (sender, mut receiver, _info) = conn.split();
-    let (to_tx, mut to_rx) = mpsc::channel::<Package>(4);
-    let (from_tx, from_rx) = mpsc::channel::<Result<Package, RelayError>>(4);
+    let (to_tx, mut to_rx) = mpsc::channel::<Box<Package>>(4);
+    let (from_tx, from_rx) = mpsc::channel::<Result<Box<Package>, RelayError>>(4);
     tokio::spawn(async move {
         while let Some(p) = to_rx.recv().await {
             let n = p.encoded_len();
-            let r = sender.send(p).await;
+            let r = sender.send(*p).await;
             budget.sub(n);
             if r.is_err() {
                 break;
@@ -743,7 +882,7 @@ fn spawn_upstream(
                 _ = from_tx.closed() => break,
                 r = receiver.recv() => match r {
                     Some(Ok(p)) => {
-                        if from_tx.send(Ok(p)).await.is_err() {
+                        if from_tx.send(Ok(Box::new(p))).await.is_err() {
                             break;
                         }
                     }
@@ -846,10 +985,15 @@ where
                 return End::Failed(err(RelayErrorKind::LimitReached, "idle timeout: no package either way"));
             }
             _ = ping.tick() => {
-                if last_seen.elapsed() > ping_every.saturating_mul(2) {
+                if s.to_service.is_full() || s.up_tx.capacity() == 0 {
+                    // Backpressure from the service: the browser is not being read, so its
+                    // pongs cannot be seen; do not count this interval against it.
+                    last_seen = Instant::now();
+                } else if last_seen.elapsed() > ping_every.saturating_mul(2) {
+                    // Two intervals without a pong (or anything else): the browser is gone.
                     return End::BrowserGone;
                 }
-                let _ = writer.tx.try_send(Out::Ping);
+                writer.ping.notify_one();
             }
             r = async {
                 to_service.room().await;
@@ -909,7 +1053,7 @@ where
 fn browser_package(
     s: &mut Session,
     data: &[u8],
-    permit: mpsc::OwnedPermit<Package>,
+    permit: mpsc::OwnedPermit<Box<Package>>,
 ) -> Result<(), RelayError> {
     let limits = Limits {
         max_package_len: s.limits.max_message_bytes,
@@ -949,7 +1093,7 @@ fn browser_package(
     }
     let n = p.encoded_len();
     s.to_service.add(n);
-    permit.send(p);
+    permit.send(Box::new(p));
     s.last_activity = Instant::now();
     s.shared.metrics.relayed("to_service", n);
     Ok(())
@@ -984,16 +1128,22 @@ fn check_login(s: &mut Session, p: &Package) -> Result<(), RelayError> {
             ));
         }
     }
-    if !prev.trim().is_empty() && !previous_session_allowed(s, &prev) {
-        s.shared.metrics.login("refused");
-        tracing::warn!(
-            lineage = s.lineage,
-            "login naming a foreign previous session refused"
-        );
-        return Err(err(
-            RelayErrorKind::PolicyDenied,
-            "login names a previous session that was not created through this proxy for this browser session",
-        ));
+    if !prev.trim().is_empty() {
+        if let Err(why) = previous_session_allowed(s, &prev) {
+            s.shared.metrics.login("refused");
+            s.shared.metrics.reject("previous_session");
+            tracing::warn!(
+                lineage = s.lineage,
+                reason = why,
+                "login naming a previous session refused"
+            );
+            return Err(err(
+                RelayErrorKind::PolicyDenied,
+                format!(
+                    "login names a previous session this browser session cannot restore: {why}"
+                ),
+            ));
+        }
     }
     if !p.header.uuid.is_nil() {
         if s.pending_logins.len() >= 8 {
@@ -1004,21 +1154,23 @@ fn check_login(s: &mut Session, p: &Package) -> Result<(), RelayError> {
     Ok(())
 }
 
-/// The service lets a login naming a live session take it over without a password; through
-/// the proxy only the browser session that created it may name it.
-fn previous_session_allowed(s: &Session, prev: &str) -> bool {
-    let Some(uuid) = parse_uuid(prev) else {
-        return false;
-    };
-    let text = uuid_string(&uuid);
-    if text == s.conn_uuid_text {
-        return true;
+/// The service lets a login naming a live session take it over without a password (and one
+/// naming a dead session inherit its lost tasks). Through the proxy a login may name only
+/// this connection's own session (the public-key login's second step, a relogin), or the
+/// session whose restore proof this connection's `open` presented (see `crate::session`).
+fn previous_session_allowed(s: &Session, prev: &str) -> Result<(), &'static str> {
+    let uuid = parse_uuid(prev).ok_or("the previous session id is not a uuid")?;
+    if uuid == s.conn_uuid {
+        return Ok(());
     }
-    match s.shared.sessions.lookup(&text) {
-        Some(c) => {
-            c.lineage == s.lineage || (!c.alive && c.origin == s.origin && c.subject == s.subject)
-        }
-        None => false,
+    match s.restore {
+        Restore::Granted(granted) if granted == uuid => Ok(()),
+        Restore::Granted(_) => Err("the restore proof of this connection is for another session"),
+        Restore::Used => Err("the restore proof of this connection was already used"),
+        Restore::Absent => Err("the open carried no restore proof"),
+        Restore::Refused(_) => Err(
+            "the restore proof is unknown, used, superseded, expired or bound to another origin",
+        ),
     }
 }
 
@@ -1039,12 +1191,11 @@ fn service_package(s: &mut Session, p: &Package) -> Bytes {
             match crate::login::login_outcome(p) {
                 LoginOutcome::Success => {
                     s.shared.metrics.login("success");
-                    s.shared.sessions.created(
-                        &s.conn_uuid_text,
-                        &s.origin,
-                        s.subject.clone(),
-                        s.lineage,
-                    );
+                    s.logged_in = true;
+                    if matches!(s.restore, Restore::Granted(_)) {
+                        // Consumed on use.
+                        s.restore = Restore::Used;
+                    }
                     tracing::info!(lineage = s.lineage, "login succeeded");
                 }
                 LoginOutcome::Intermediate => {}

@@ -1,5 +1,13 @@
 //! Session bookkeeping shared by all connections: upstream connections kept for resume, and
-//! the service sessions created through this proxy (for the takeover check).
+//! the restore proofs of closed ones (for the takeover check).
+//!
+//! The service lets a login naming a *live* session take it over without a password, and a
+//! login naming a *dead* one inherits its lost tasks. Through the proxy, a login may name a
+//! previous session only with proof that the browser owned it: the last resume token the
+//! proxy gave out for that session's upstream connection. When such a connection closes (the
+//! browser left, the resume window ended, the service hung up), the proxy keeps the hash of
+//! that token, bound to the session UUID, the page origin and the ticket subject, in a
+//! bounded, expiring table. An `open` carrying the token as `restore` consumes the entry.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -7,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
+use uuid::Uuid;
 
 use crate::util::Token;
 
@@ -15,35 +24,90 @@ use crate::util::Token;
 pub(crate) type Claim<S> = oneshot::Sender<oneshot::Sender<S>>;
 
 type TokenHash = [u8; 32];
-type CreatedTable = (HashMap<String, CreatedSession>, VecDeque<(Instant, String)>);
 
 fn hash(token: &str) -> TokenHash {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// A service session created through this proxy.
-#[derive(Debug, Clone)]
-pub(crate) struct CreatedSession {
-    /// Normalised page origin of the browser that created it.
-    pub origin: String,
-    /// Ticket subject, if the connection had a ticket with one.
-    pub subject: Option<String>,
-    /// The relay lineage (random id shared by a session and its resumes).
-    pub lineage: u64,
-    /// Whether its upstream connection is still open (then the service session is live).
-    pub alive: bool,
-    at: Instant,
+/// A kept restore proof (the token itself is never stored, only its hash, as the key).
+#[derive(Clone)]
+struct Proof {
+    /// The service session (= the closed upstream connection's UUID).
+    session: Uuid,
+    /// Normalised page origin of the browser that owned it.
+    origin: String,
+    /// Ticket subject of the connection, if it had a ticket with one.
+    subject: Option<String>,
+    expires: Instant,
 }
 
-/// How long created sessions are remembered after their upstream closed.
-const CREATED_TTL: Duration = Duration::from_secs(24 * 3600);
-const CREATED_MAX: usize = 100_000;
+impl std::fmt::Debug for Proof {
+    /// The session UUID is a secret: never shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proof")
+            .field("session", &"<redacted>")
+            .field("origin", &self.origin)
+            .field("subject", &self.subject)
+            .field("expires", &self.expires)
+            .finish()
+    }
+}
 
-/// Registry of detached sessions (by resume-token hash) and created sessions (by UUID).
+/// Why a restore proof was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreRefusal {
+    /// No such proof: never issued, already used, rotated by a resume, expired or evicted.
+    Unknown,
+    /// The proof exists but belongs to another page origin or ticket subject (kept for its
+    /// owner).
+    Mismatch,
+}
+
+impl RestoreRefusal {
+    /// Stable snake_case name (metrics label, logs).
+    pub fn kind(self) -> &'static str {
+        match self {
+            RestoreRefusal::Unknown => "restore_unknown",
+            RestoreRefusal::Mismatch => "restore_mismatch",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct ProofTable {
+    by_token: HashMap<TokenHash, Proof>,
+    /// Insertion order, for expiry and eviction (entries already taken are skipped).
+    order: VecDeque<TokenHash>,
+}
+
+impl ProofTable {
+    /// Drop expired entries at the front, and the oldest beyond `max`.
+    fn purge(&mut self, now: Instant, max: usize) {
+        while let Some(front) = self.order.front() {
+            let drop = match self.by_token.get(front) {
+                None => true,
+                Some(p) => p.expires <= now || self.by_token.len() > max,
+            };
+            if !drop {
+                break;
+            }
+            if let Some(k) = self.order.pop_front() {
+                self.by_token.remove(&k);
+            }
+        }
+        // Taken entries leave stale keys behind in `order`; keep it proportional to the map.
+        if self.order.len() > 2 * self.by_token.len() + 64 {
+            let map = &self.by_token;
+            self.order.retain(|k| map.contains_key(k));
+        }
+    }
+}
+
+/// Registry of detached sessions (by resume-token hash) and restore proofs (by token hash).
 #[derive(Debug)]
 pub struct Registry {
     detached: Mutex<HashMap<TokenHash, Detached>>,
-    created: Mutex<CreatedTable>,
+    proofs: Mutex<ProofTable>,
 }
 
 #[derive(Debug)]
@@ -62,7 +126,7 @@ impl Registry {
     pub fn new() -> Registry {
         Registry {
             detached: Mutex::new(HashMap::new()),
-            created: Mutex::new((HashMap::new(), VecDeque::new())),
+            proofs: Mutex::new(ProofTable::default()),
         }
     }
 
@@ -100,46 +164,219 @@ impl Registry {
         g.values().filter(|d| !d.claim.is_closed()).count()
     }
 
-    /// Record (or refresh) a service session created through the proxy.
-    pub(crate) fn created(&self, uuid: &str, origin: &str, subject: Option<String>, lineage: u64) {
+    /// Keep a restore proof: `token` was the last resume token of the closed upstream
+    /// connection whose logged-in service session is `session`. At most `max` proofs are
+    /// kept (the oldest go first); a `ttl` of zero keeps none.
+    pub(crate) fn keep_restore_proof(
+        &self,
+        token: &Token,
+        session: Uuid,
+        origin: &str,
+        subject: Option<String>,
+        ttl: Duration,
+        max: usize,
+    ) {
+        self.keep_restore_proof_at(Instant::now(), token, session, origin, subject, ttl, max);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn keep_restore_proof_at(
+        &self,
+        now: Instant,
+        token: &Token,
+        session: Uuid,
+        origin: &str,
+        subject: Option<String>,
+        ttl: Duration,
+        max: usize,
+    ) {
+        if ttl.is_zero() || max == 0 {
+            return;
+        }
+        let mut g = self.proofs.lock().unwrap_or_else(|p| p.into_inner());
+        g.purge(now, max.saturating_sub(1));
+        let key = hash(token.expose());
+        let proof = Proof {
+            session,
+            origin: origin.to_string(),
+            subject,
+            expires: now + ttl,
+        };
+        if g.by_token.insert(key, proof).is_none() {
+            g.order.push_back(key);
+        }
+    }
+
+    /// Consume the restore proof `token` for a browser of `origin` (and ticket `subject`):
+    /// the session it proves ownership of. A proof presented from another origin or subject
+    /// is refused and left in place for its owner.
+    pub(crate) fn take_restore_proof(
+        &self,
+        token: &str,
+        origin: &str,
+        subject: Option<&str>,
+    ) -> Result<Uuid, RestoreRefusal> {
+        self.take_restore_proof_at(Instant::now(), token, origin, subject)
+    }
+
+    fn take_restore_proof_at(
+        &self,
+        now: Instant,
+        token: &str,
+        origin: &str,
+        subject: Option<&str>,
+    ) -> Result<Uuid, RestoreRefusal> {
+        let mut g = self.proofs.lock().unwrap_or_else(|p| p.into_inner());
+        let key = hash(token);
+        let proof = match g.by_token.get(&key) {
+            None => return Err(RestoreRefusal::Unknown),
+            Some(p) if p.expires <= now => {
+                g.by_token.remove(&key);
+                return Err(RestoreRefusal::Unknown);
+            }
+            Some(p) => p,
+        };
+        if proof.origin != origin || proof.subject.as_deref() != subject {
+            return Err(RestoreRefusal::Mismatch);
+        }
+        let session = proof.session;
+        g.by_token.remove(&key);
+        Ok(session)
+    }
+
+    /// Number of restore proofs held (expired ones may still be counted until purged).
+    pub fn restore_proof_count(&self) -> usize {
+        let g = self.proofs.lock().unwrap_or_else(|p| p.into_inner());
+        g.by_token.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const O: &str = "https://console.example";
+    const TTL: Duration = Duration::from_secs(600);
+
+    fn keep(r: &Registry, now: Instant, t: &Token, s: Uuid, max: usize) {
+        r.keep_restore_proof_at(now, t, s, O, None, TTL, max);
+    }
+
+    #[test]
+    fn a_proof_is_single_use_and_names_its_session() {
+        let r = Registry::new();
         let now = Instant::now();
-        let mut g = self.created.lock().unwrap_or_else(|p| p.into_inner());
-        let (map, order) = &mut *g;
-        while let Some((at, _)) = order.front() {
-            if map.len() < CREATED_MAX && now.saturating_duration_since(*at) < CREATED_TTL {
-                break;
-            }
-            if let Some((_, k)) = order.pop_front() {
-                if map.get(&k).is_some_and(|s| !s.alive) {
-                    map.remove(&k);
-                }
-            }
-        }
-        map.insert(
-            uuid.to_string(),
-            CreatedSession {
-                origin: origin.to_string(),
-                subject,
-                lineage,
-                alive: true,
-                at: now,
-            },
+        let (t, s) = (Token::generate(), Uuid::new_v4());
+        keep(&r, now, &t, s, 10);
+        assert_eq!(r.take_restore_proof_at(now, t.expose(), O, None), Ok(s));
+        assert_eq!(
+            r.take_restore_proof_at(now, t.expose(), O, None),
+            Err(RestoreRefusal::Unknown)
         );
-        order.push_back((now, uuid.to_string()));
+        assert_eq!(
+            r.take_restore_proof_at(now, Token::generate().expose(), O, None),
+            Err(RestoreRefusal::Unknown)
+        );
     }
 
-    /// Mark a created session's upstream as closed.
-    pub(crate) fn closed(&self, uuid: &str) {
-        let mut g = self.created.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = g.0.get_mut(uuid) {
-            s.alive = false;
-            s.at = Instant::now();
+    #[test]
+    fn only_hashes_are_stored() {
+        let r = Registry::new();
+        let t = Token::generate();
+        keep(&r, Instant::now(), &t, Uuid::new_v4(), 10);
+        let text = format!("{r:?}");
+        assert!(!text.contains(t.expose()), "{text}");
+        let s = Uuid::new_v4();
+        let t2 = Token::generate();
+        keep(&r, Instant::now(), &t2, s, 10);
+        let text = format!("{r:?}");
+        assert!(!text.contains(&s.simple().to_string()[..8]), "{text}");
+        assert!(!text.contains(&s.to_string()[..8]), "{text}");
+    }
+
+    #[test]
+    fn proofs_expire() {
+        let r = Registry::new();
+        let now = Instant::now();
+        let t = Token::generate();
+        keep(&r, now, &t, Uuid::new_v4(), 10);
+        assert_eq!(
+            r.take_restore_proof_at(now + TTL, t.expose(), O, None),
+            Err(RestoreRefusal::Unknown)
+        );
+        assert_eq!(r.restore_proof_count(), 0);
+        // Expired entries are purged when new ones arrive.
+        let t2 = Token::generate();
+        keep(&r, now, &t2, Uuid::new_v4(), 10);
+        keep(&r, now + TTL, &Token::generate(), Uuid::new_v4(), 10);
+        assert_eq!(r.restore_proof_count(), 1);
+    }
+
+    #[test]
+    fn another_origin_or_subject_is_refused_and_the_proof_survives() {
+        let r = Registry::new();
+        let now = Instant::now();
+        let (t, s) = (Token::generate(), Uuid::new_v4());
+        r.keep_restore_proof_at(now, &t, s, O, Some("bob".into()), TTL, 10);
+        let other = "https://evil.example";
+        for (origin, subject) in [
+            (other, Some("bob")),
+            (O, None),
+            (O, Some("mallory")),
+            (other, None),
+        ] {
+            assert_eq!(
+                r.take_restore_proof_at(now, t.expose(), origin, subject),
+                Err(RestoreRefusal::Mismatch),
+                "{origin} {subject:?}"
+            );
         }
+        assert_eq!(
+            r.take_restore_proof_at(now, t.expose(), O, Some("bob")),
+            Ok(s)
+        );
     }
 
-    /// Look up a created session.
-    pub(crate) fn lookup(&self, uuid: &str) -> Option<CreatedSession> {
-        let g = self.created.lock().unwrap_or_else(|p| p.into_inner());
-        g.0.get(uuid).cloned()
+    #[test]
+    fn the_table_is_bounded_oldest_first() {
+        let r = Registry::new();
+        let now = Instant::now();
+        let tokens: Vec<Token> = (0..5).map(|_| Token::generate()).collect();
+        for t in &tokens {
+            keep(&r, now, t, Uuid::new_v4(), 3);
+        }
+        assert_eq!(r.restore_proof_count(), 3);
+        for (i, t) in tokens.iter().enumerate() {
+            let got = r.take_restore_proof_at(now, t.expose(), O, None);
+            assert_eq!(got.is_ok(), i >= 2, "token {i}: {got:?}");
+        }
+        // Taking entries leaves the order list bounded too.
+        for _ in 0..1000 {
+            let t = Token::generate();
+            keep(&r, now, &t, Uuid::new_v4(), 3);
+            r.take_restore_proof_at(now, t.expose(), O, None).unwrap();
+        }
+        let g = r.proofs.lock().unwrap();
+        assert!(
+            g.order.len() <= 2 * g.by_token.len() + 65,
+            "{}",
+            g.order.len()
+        );
+    }
+
+    #[test]
+    fn zero_ttl_keeps_nothing() {
+        let r = Registry::new();
+        let t = Token::generate();
+        r.keep_restore_proof_at(
+            Instant::now(),
+            &t,
+            Uuid::new_v4(),
+            O,
+            None,
+            Duration::ZERO,
+            10,
+        );
+        assert_eq!(r.restore_proof_count(), 0);
     }
 }

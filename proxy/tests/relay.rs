@@ -676,10 +676,11 @@ async fn after_the_window_the_service_session_is_gone() {
         .err()
         .unwrap();
     assert_eq!(e.kind, RelayErrorKind::ResumeFailed);
-    // The SDK's way: a fresh login naming the previous (dead) session, same origin.
-    let mut c = Browser::open(&h, open_request("sim", SecurityLevel::Low))
-        .await
-        .unwrap();
+    // The SDK's way: a fresh login naming the previous (dead) session, on a connection whose
+    // open proves this browser owned it (its last resume token).
+    let mut req = open_request("sim", SecurityLevel::Low);
+    req.restore = Some(Secret(token));
+    let mut c = Browser::open(&h, req).await.unwrap();
     let again = c
         .login(USER, PASSWORD, &session)
         .await
@@ -807,4 +808,222 @@ async fn a_resume_token_from_another_origin_is_refused() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// The log lines of this test process (the proxy and the simulator run in it). A global
+/// subscriber: a thread-local one misses events whose callsite interest another test thread
+/// cached first.
+fn capture_logs() -> LogBuffer {
+    static LOGS: std::sync::OnceLock<LogBuffer> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = LogBuffer::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(buf.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        buf
+    })
+    .clone()
+}
+
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> LogBuffer {
+        self.clone()
+    }
+}
+
+/// An easy local login (2186) naming `prev`.
+async fn login_local(
+    b: &mut Browser,
+    prev: &str,
+) -> Result<commands::Reply, prl_protocol::relay::RelayError> {
+    let job = Uuid::new_v4();
+    let req = LoginLocalRequest {
+        application_mode: 0,
+        prev_session_uuid: prev.into(),
+        flags: 0,
+    };
+    b.send(&req.to_package(job, b.conn_uuid, &mut Uuid::new_v4))
+        .await;
+    b.reply_to(job).await
+}
+
+#[tokio::test]
+async fn local_login_over_the_unix_socket_is_the_os_user_mapped_to_the_proxys_uid() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    // The uid this test process (and so the in-process proxy) runs as.
+    let uid = std::fs::metadata(dir.path()).unwrap().uid();
+    let sock = dir.path().join("prl_disp_service.socket");
+    let logs = capture_logs();
+    let sim = sim_with(|c| {
+        c.unix = Some(sock.clone());
+        for spec in [
+            format!("localbob:{uid}"),
+            format!("someone-else:{}", uid.wrapping_add(1)),
+        ] {
+            c.users
+                .add(prl_sim::UserDb::parse_local_spec(&spec).unwrap())
+                .unwrap();
+        }
+    })
+    .await;
+    let h = start(&format!(
+        "[policy]\nlocal_login = true\nlocal_socket = {:?}\n{}[resume]\nwindow_ms = 100\n",
+        sock.display().to_string(),
+        sim_target(&sim)
+    ))
+    .await;
+    let mut local = open_request("ignored for local", SecurityLevel::Low);
+    local.mode = ConnectMode::Local;
+    let mut b = Browser::open(&h, local.clone()).await.unwrap();
+    let reply = login_local(&mut b, "").await.unwrap();
+    assert_eq!(reply.code, ErrorCode::SUCCESS);
+    assert_eq!(reply.opcode, cmd::USER_EASY_LOGIN_LOCAL);
+    let session = reply.login_response().unwrap().session_uuid;
+    assert_eq!(session, prl_protocol::uuid_string(&b.conn_uuid));
+    let text = logs.text();
+    let started: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("session started") && l.contains("local=true"))
+        .collect();
+    assert!(
+        started.len() == 1 && started[0].contains("user=localbob"),
+        "the service saw the proxy's uid {uid}: {started:?}"
+    );
+    assert_eq!(
+        metric(
+            &h.metrics_text(),
+            "prl_proxy_logins_total{outcome=\"success\"}"
+        ),
+        1.0
+    );
+
+    // 2186 naming a previous session follows the restore rule too.
+    let token = b.token.clone();
+    drop(b);
+    let t0 = Instant::now();
+    while sim.session_count() != 0 {
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut c = Browser::open(&h, local.clone()).await.unwrap();
+    let e = login_local(&mut c, &session).await.unwrap_err();
+    assert_eq!(e.kind, RelayErrorKind::PolicyDenied);
+    assert_eq!(sim.session_count(), 0);
+    let mut with_proof = local.clone();
+    with_proof.restore = Some(Secret(token));
+    let mut c = Browser::open(&h, with_proof).await.unwrap();
+    assert_eq!(
+        login_local(&mut c, &session).await.unwrap().code,
+        ErrorCode::SUCCESS
+    );
+
+    // Over TCP (local_target) the service has no peer uid: no user.
+    let tcp = sim.tcp_addr().unwrap();
+    let h2 = start(&format!(
+        "[policy]\nlocal_login = true\nlocal_target = \"{tcp}\"\n"
+    ))
+    .await;
+    let mut d = Browser::open(&h2, local.clone()).await.unwrap();
+    assert_eq!(
+        login_local(&mut d, "").await.unwrap().code,
+        ErrorCode::LOCAL_AUTHENTICATION_FAILED
+    );
+    // A socket that is not there: a typed error naming no path.
+    let h3 =
+        start("[policy]\nlocal_login = true\nlocal_socket = \"/nonexistent/prl.sock\"\n").await;
+    let e = Browser::open(&h3, local).await.err().unwrap();
+    assert_eq!(e.kind, RelayErrorKind::ConnectionRefused);
+    assert_eq!(e.code, Some(ErrorCode::CANT_CONNECT_TO_DISPATCHER.0));
+    assert!(!e.message.contains("nonexistent"), "{}", e.message);
+}
+
+#[tokio::test]
+async fn a_browser_that_stops_answering_pings_is_detached_into_the_resume_window() {
+    use futures_util::StreamExt;
+    let sim = sim().await;
+    let interval = 200u64;
+    let h = start(&format!(
+        "{}[limits]\nping_interval_ms = {interval}\n[resume]\nwindow_ms = 5000\n",
+        sim_target(&sim)
+    ))
+    .await;
+    let mut alive = Browser::open(&h, open_request("sim", SecurityLevel::Low))
+        .await
+        .unwrap();
+    alive.login_ok("").await;
+    let mut dead = Browser::open(&h, open_request("sim", SecurityLevel::Normal))
+        .await
+        .unwrap();
+    // Everything the proxy reads from `dead` from here on is later than t0.
+    let t0 = Instant::now();
+    dead.login_ok("").await;
+    // `alive` keeps reading, so its WebSocket answers the proxy's pings; `dead` is never read
+    // again: its pings pile up unanswered in its socket buffer.
+    let pings = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = std::sync::Arc::clone(&pings);
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(m)) = alive.ws.next().await {
+            if m.is_ping() {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    let detached_at = loop {
+        if metric(&h.metrics_text(), "prl_proxy_sessions_detached") == 1.0 {
+            break t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "a silent browser was never detached"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // More than two intervals of silence, detected at the next tick.
+    let ms = detached_at.as_millis() as u64;
+    assert!(ms >= 2 * interval, "detached too early: {ms} ms");
+    assert!(
+        ms <= 3 * interval + 700,
+        "detached after {ms} ms with pings every {interval} ms"
+    );
+    // Well past that, the answering browser is still attached, and both service sessions live.
+    tokio::time::sleep(Duration::from_millis(4 * interval)).await;
+    let m = h.metrics_text();
+    assert_eq!(metric(&m, "prl_proxy_sessions_detached"), 1.0);
+    assert_eq!(metric(&m, "prl_proxy_sessions_active"), 1.0);
+    assert_eq!(sim.session_count(), 2);
+    reader.abort();
+    assert!(
+        pings.load(std::sync::atomic::Ordering::SeqCst) >= 4,
+        "the proxy pings every interval"
+    );
+    // The silent browser comes back within the window and resumes its session.
+    let (token, received, conn) = (dead.token.clone(), dead.received, dead.conn_uuid);
+    drop(dead);
+    let (mut back, _) = Browser::resume(&h, &token, received, conn).await.unwrap();
+    assert_eq!(back.ping().await.unwrap(), ErrorCode::UNIMPLEMENTED);
+    assert_eq!(sim.session_count(), 2);
 }

@@ -105,7 +105,8 @@ pub struct SimConfig {
     pub unix: Option<PathBuf>,
     /// Server or desktop.
     pub mode: Mode,
-    /// Clients offering a lower security level are refused during the handshake.
+    /// Clients whose routing table conflicts with this level's are refused during the handshake
+    /// (`IORoutingTable::accept`: a NORMAL service refuses LOW and HIGH clients).
     pub min_security: SecurityLevel,
     /// The users.
     pub users: UserDb,

@@ -26,7 +26,8 @@ struct Cli {
     /// server: remote and local logins, many users; desktop: local logins only, one user.
     #[arg(long, value_name = "server|desktop", default_value = "server")]
     mode: String,
-    /// Refuse clients offering a lower security level (closing the socket in the handshake).
+    /// Minimum security level: the service's routing-table rule refuses every client whose table
+    /// conflicts with it (a NORMAL service refuses LOW and HIGH clients) by closing the socket.
     #[arg(long, value_name = "low|normal|high", default_value = "low")]
     min_security: String,
     /// TOML users file ([[user]] name, password, uid).

@@ -119,6 +119,9 @@ pub enum TransportError {
     /// The server refused the connection (its accept policy).
     #[error("connection refused by the server's accept policy")]
     Refused,
+    /// The server held the connection without answering until its stall limit (fault injection).
+    #[error("connection stalled on purpose during the {0} stage")]
+    Stalled(Stage),
     /// TLS context or engine setup failed.
     #[error("tls setup: {0}")]
     TlsSetup(#[source] TlsError),
@@ -144,6 +147,7 @@ impl TransportError {
             TransportError::Oversize(_) => "oversize",
             TransportError::Closed => "closed",
             TransportError::Refused => "refused",
+            TransportError::Stalled(_) => "stalled",
             TransportError::TlsSetup(_) => "tls_setup",
             TransportError::Config(_) => "config",
         }
@@ -155,6 +159,7 @@ impl TransportError {
             TransportError::Resolve { .. } | TransportError::NoAddress { .. } => Stage::Resolve,
             TransportError::Connect { .. } | TransportError::Config(_) => Stage::Connect,
             TransportError::Timeout { stage, .. } | TransportError::Io { stage, .. } => *stage,
+            TransportError::Stalled(stage) => *stage,
             TransportError::Handshake(_) | TransportError::Refused => Stage::Handshake,
             TransportError::TlsHandshake(_)
             | TransportError::TlsHandshakeClosed

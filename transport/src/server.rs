@@ -280,5 +280,5 @@ where
     })
     .await;
     tracing::debug!(%stage, "stalled connection ended");
-    Err(TransportError::Refused)
+    Err(TransportError::Stalled(stage))
 }

@@ -21,7 +21,16 @@ const RUST_COMPONENTS: &[&str] = &["rustfmt", "clippy"];
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
 /// Debian packages: openssl headers for the native transport, Chromium + driver for browser tests.
-const APT_PACKAGES: &[&str] = &["libssl-dev", "pkg-config", "chromium", "chromium-driver"];
+/// `gcc` and `libc6-dev` give crates with C parts (openssl-sys, ring) a compiler and headers;
+/// rustup brings neither.
+const APT_PACKAGES: &[&str] = &[
+    "gcc",
+    "libc6-dev",
+    "libssl-dev",
+    "pkg-config",
+    "chromium",
+    "chromium-driver",
+];
 
 /// Directories (relative to the workspace root) that may hold an npm project with a lockfile.
 pub const NPM_PROJECT_DIRS: &[&str] = &["tests/e2e", "web", "client-wasm/npm"];
@@ -215,10 +224,13 @@ fn npm_ci(root: &Path, dir: &str) -> Result<Outcome> {
         }
         Err(err) => return Err(err).with_context(|| format!("cannot read {}", lock.display())),
     };
-    let modules_time = fs::metadata(project.join("node_modules")).and_then(|m| m.modified());
-    if modules_time.is_ok_and(|t| t > lock_time) {
+    // npm writes its hidden lockfile when an install completes, so an interrupted `npm ci`
+    // is not mistaken for a finished one.
+    let installed = project.join("node_modules").join(".package-lock.json");
+    let installed_time = fs::metadata(installed).and_then(|m| m.modified());
+    if installed_time.is_ok_and(|t| t > lock_time) {
         return Ok(Outcome::Ok(
-            "node_modules newer than package-lock.json".into(),
+            "node_modules installed after package-lock.json changed".into(),
         ));
     }
     exec(

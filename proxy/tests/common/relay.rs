@@ -87,8 +87,16 @@ impl Browser {
         addr: std::net::SocketAddr,
         first: ClientMessage,
     ) -> Result<(Browser, ProxyMessage), RelayError> {
-        let origin = format!("http://{addr}");
-        let (mut ws, _) = ws_connect(addr, Some(&origin), &["prl-relay.v1"])
+        Browser::connect_from(addr, &format!("http://{addr}"), first).await
+    }
+
+    /// Same, from a page of `origin`.
+    pub async fn connect_from(
+        addr: std::net::SocketAddr,
+        origin: &str,
+        first: ClientMessage,
+    ) -> Result<(Browser, ProxyMessage), RelayError> {
+        let (mut ws, _) = ws_connect(addr, Some(origin), &["prl-relay.v1"])
             .await
             .unwrap();
         ws.send(Message::Text(first.to_json().into()))
@@ -122,6 +130,17 @@ impl Browser {
 
     pub async fn open(h: &ProxyHandle, req: OpenRequest) -> Result<Browser, RelayError> {
         Browser::open_addr(h.local_addr(), req).await
+    }
+
+    /// Open from a page of `origin`.
+    pub async fn open_from(
+        h: &ProxyHandle,
+        origin: &str,
+        req: OpenRequest,
+    ) -> Result<Browser, RelayError> {
+        Browser::connect_from(h.local_addr(), origin, ClientMessage::Open(req))
+            .await
+            .map(|(b, _)| b)
     }
 
     /// Open by address.
@@ -224,6 +243,13 @@ impl Browser {
             job,
             req.to_package(job, self.conn_uuid, true, &mut Uuid::new_v4),
         )
+    }
+
+    /// Log in successfully; the session UUID.
+    pub async fn login_ok(&mut self, prev: &str) -> String {
+        let reply = self.login(USER, PASSWORD, prev).await.unwrap();
+        assert_eq!(reply.code, ErrorCode::SUCCESS);
+        reply.login_response().unwrap().session_uuid
     }
 
     /// Log in; the reply's code.
