@@ -1,7 +1,8 @@
-//! Project recipes, one place for each: `cargo xtask setup | test | ci`.
+//! Project recipes, one place for each: `cargo xtask setup | test | ci | build-wasm | demo`.
 //!
 //! `setup` installs what a fresh machine (rustup stable, Node 20, apt, root) lacks, idempotently.
 //! `test` runs `setup`, then every check CI runs, failing fast; `ci` is the same thing.
+//! `build-wasm` builds the npm package; `demo` runs `setup`, builds, and serves the login page.
 #![forbid(unsafe_code)]
 
 mod demo;
@@ -37,7 +38,7 @@ enum Cmd {
     Test,
     /// Build the npm package `@prl-web/client` into dist/npm (wasm-bindgen, wasm-opt, size budget).
     BuildWasm,
-    /// Build the package, start prl-sim and prl-proxy on localhost, serve the login page.
+    /// Run `setup`, build the package, start prl-sim and prl-proxy on localhost, serve the login page.
     Demo,
 }
 
