@@ -55,11 +55,16 @@ function setState(state) {
 // A new one only when the restore setting changes.
 function serverFor(autoRestore) {
   if (server && serverAutoRestore === autoRestore) return server;
-  if (server) server.free();
+  if (server) {
+    const old = server;
+    server = undefined; // its last events ('closed') are not this page's state any more
+    old.free();
+  }
   const s = new Server({ proxyUrl, autoRestore });
   server = s;
   serverAutoRestore = autoRestore;
   s.addEventListener('statechange', (e) => {
+    if (s !== server) return;
     setState(e.detail.state);
     const d = e.detail;
     log(`state ${d.previous} → ${d.state}${d.error ? ` (${d.error.kind}: ${d.error.message})` : ''}`);
@@ -72,6 +77,7 @@ function serverFor(autoRestore) {
     }
   });
   s.addEventListener('restored', (e) => {
+    if (s !== server) return;
     const d = e.detail;
     lastSession = d.sessionId;
     log(`restored by ${d.mode}; ${d.lostTasks.length} lost task(s)`);
@@ -80,6 +86,7 @@ function serverFor(autoRestore) {
     }
   });
   s.addEventListener('event', (e) => {
+    if (s !== server) return;
     const d = e.detail;
     log(d.percent !== undefined ? `progress ${d.percent}% of ${d.jobId}` : `event type ${d.eventType ?? '-'} (package ${d.packageType})`);
   });
