@@ -141,9 +141,6 @@ pub enum CommandError {
         /// Its length.
         len: usize,
     },
-    /// The password is not valid base64 / UTF-8.
-    #[error("password is not valid base64-encoded utf-8")]
-    BadPassword,
     /// Not a reply package (5001 / 5003).
     #[error("package type {0} is not a reply")]
     NotAReply(u32),
@@ -168,7 +165,6 @@ impl CommandError {
             Self::MissingParam { .. } => "missing_param",
             Self::BadNumber { .. } => "bad_number",
             Self::PasswordTooLong { .. } => "password_too_long",
-            Self::BadPassword => "bad_password",
             Self::NotAReply(_) => "not_a_reply",
             Self::MissingEvent(_) => "missing_event",
             Self::NoSessionUuid => "no_session_uuid",
@@ -180,7 +176,6 @@ impl CommandError {
     pub fn service_code(&self) -> ErrorCode {
         match self {
             Self::PasswordTooLong { .. } => ErrorCode::INVALID_ARG,
-            Self::BadPassword => ErrorCode::AUTHENTICATION_FAILED,
             _ => ErrorCode::FAILURE,
         }
     }
@@ -214,24 +209,25 @@ impl Password {
         Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*padded))
     }
 
-    /// Decode a wire password as the service does (`CDspUserHelper::decodePassword`, then the
-    /// length check of `processLogin`): base64, cut at the first NUL (Qt's `QString(QByteArray)`),
-    /// UTF-8; a result longer than `MAX_ENCODED_PASSWORD_LENGTH` UTF-16 units is refused with
-    /// `INVALID_ARG`. (The check is on the decoded password, not on the encoded text: a
-    /// non-ASCII password legitimately encodes to more than 1368 characters.)
+    /// Decode a wire password exactly as the service does (`CDspUserHelper::decodePassword`,
+    /// then the length check of `processLogin`), for protocol >= 6.9:
+    /// 1. Qt's lenient `QByteArray::fromBase64` (Qt 5): every byte outside `A-Z a-z 0-9 + /`
+    ///    is skipped (padding, line breaks, stray characters, non-ASCII), the remaining 6-bit
+    ///    groups are concatenated and every full 8 bits is a byte; leftover bits are dropped.
+    ///    So unpadded, wrapped or dirty text decodes, and nothing is ever an error.
+    /// 2. `QString(QByteArray)`: cut at the first NUL, then Qt's UTF-8 decoder: a leading
+    ///    UTF-8 BOM is skipped and every byte that is not part of a valid sequence becomes one
+    ///    U+FFFD.
+    /// 3. A result longer than `MAX_ENCODED_PASSWORD_LENGTH` UTF-16 units is refused with
+    ///    `INVALID_ARG`. (The check is on the decoded password, not on the encoded text: a
+    ///    non-ASCII password legitimately encodes to more than 1368 characters.)
+    ///
+    /// Below protocol 6.9 the wire text is the password itself.
     pub fn decode(wire: &str, base64_password: bool) -> Result<Password, CommandError> {
         let password = if base64_password {
-            let mut bytes = Zeroizing::new(
-                base64::engine::general_purpose::STANDARD
-                    .decode(wire.as_bytes())
-                    .map_err(|_| CommandError::BadPassword)?,
-            );
+            let bytes = qt_from_base64(wire.as_bytes());
             let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
-            bytes.truncate(end);
-            match std::str::from_utf8(&bytes) {
-                Ok(text) => Password::new(text),
-                Err(_) => return Err(CommandError::BadPassword),
-            }
+            Password(qt_from_utf8(bytes.get(..end).unwrap_or_default()))
         } else {
             Password::new(wire)
         };
@@ -241,6 +237,54 @@ impl Password {
         }
         Ok(password)
     }
+}
+
+/// Qt 5's `QByteArray::fromBase64(text)` (default options): bytes outside the standard
+/// alphabet are skipped wherever they are (`=` included), the rest is one stream of 6-bit
+/// groups; each full 8 bits is a byte and the leftover bits at the end are dropped.
+///
+/// Done with the base64 crate: the alphabet bytes, without the last one when it alone is left
+/// over (6 bits make no byte), decoded with any trailing bits allowed and no padding.
+fn qt_from_base64(text: &[u8]) -> Zeroizing<Vec<u8>> {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const QT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+            .with_decode_allow_trailing_bits(true),
+    );
+    let mut symbols: Zeroizing<Vec<u8>> = Zeroizing::new(
+        text.iter()
+            .copied()
+            .filter(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+            .collect(),
+    );
+    if symbols.len() % 4 == 1 {
+        symbols.pop();
+    }
+    // Sized once (no reallocation leaves copies behind): at most 3 bytes per 4 symbols.
+    let mut out = Zeroizing::new(vec![0u8; symbols.len().div_ceil(4) * 3]);
+    // Only alphabet symbols remain, in a length the decoder accepts: this cannot fail.
+    let written = QT.decode_slice(&*symbols, &mut out).unwrap_or(0);
+    out.truncate(written);
+    out
+}
+
+/// Qt 5's UTF-8 to `QString` conversion (`QUtf8::convertToUnicode`): a leading BOM is
+/// skipped; valid sequences decode as in Rust (the validity rules are RFC 3629's in both, and
+/// non-characters are allowed); after an invalid lead Qt consumes only that byte, so every
+/// byte of an invalid sequence becomes its own U+FFFD (Rust's lossy decoding would replace a
+/// truncated sequence with a single one).
+fn qt_from_utf8(bytes: &[u8]) -> Zeroizing<String> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut text = Zeroizing::new(String::with_capacity(bytes.len()));
+    for chunk in bytes.utf8_chunks() {
+        text.push_str(chunk.valid());
+        for _ in chunk.invalid() {
+            text.push(char::REPLACEMENT_CHARACTER);
+        }
+    }
+    text
 }
 
 impl fmt::Debug for Password {

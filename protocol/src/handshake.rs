@@ -1227,6 +1227,54 @@ impl ClientHandshake {
     }
 }
 
+/// What both roles of the plaintext handshake have in common, so one driver that owns the
+/// socket can run either: send `hello`, `feed` what arrives until an outcome, `eof` when the
+/// peer closes first.
+pub trait Handshake {
+    /// What a completed handshake yields.
+    type Outcome;
+    /// The bytes this side sends first.
+    fn hello(&self) -> Vec<u8>;
+    /// Feeds bytes from the peer; the outcome once complete.
+    fn feed(&mut self, bytes: &[u8]) -> Result<Option<Self::Outcome>, HandshakeError>;
+    /// The error to report when the peer closes the connection now.
+    fn eof(&mut self) -> HandshakeError;
+    /// Bytes received after the handshake.
+    fn take_leftover(&mut self) -> Vec<u8>;
+}
+
+impl Handshake for ClientHandshake {
+    type Outcome = ClientOutcome;
+    fn hello(&self) -> Vec<u8> {
+        ClientHandshake::hello(self)
+    }
+    fn feed(&mut self, bytes: &[u8]) -> Result<Option<ClientOutcome>, HandshakeError> {
+        ClientHandshake::feed(self, bytes)
+    }
+    fn eof(&mut self) -> HandshakeError {
+        ClientHandshake::eof(self)
+    }
+    fn take_leftover(&mut self) -> Vec<u8> {
+        ClientHandshake::take_leftover(self)
+    }
+}
+
+impl Handshake for ServerHandshake {
+    type Outcome = ServerOutcome;
+    fn hello(&self) -> Vec<u8> {
+        ServerHandshake::hello(self)
+    }
+    fn feed(&mut self, bytes: &[u8]) -> Result<Option<ServerOutcome>, HandshakeError> {
+        ServerHandshake::feed(self, bytes)
+    }
+    fn eof(&mut self) -> HandshakeError {
+        ServerHandshake::eof(self)
+    }
+    fn take_leftover(&mut self) -> Vec<u8> {
+        ServerHandshake::take_leftover(self)
+    }
+}
+
 /// The server result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerOutcome {

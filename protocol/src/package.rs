@@ -212,13 +212,14 @@ fn limit_u64(limit: usize) -> u64 {
     u64::try_from(limit).unwrap_or(u64::MAX)
 }
 
-/// A length as the wire's `u32`.
+/// A length or count as the wire's `u32`, saturating at `u32::MAX`.
 ///
-/// # Panics
-/// If `len > u32::MAX`: such a package cannot be expressed on the wire (and is far above the
-/// protocol's 1 GiB limit; [`Package::check_limits`] rejects it first).
+/// Only a package far above the protocol's 1 GiB limit saturates ([`Package::check_limits`]
+/// rejects it first). Its saturated header or descriptor declares more than any receiver
+/// accepts (more than 1024 buffers, or more than 1 GiB), so the peer refuses it before reading
+/// a body byte instead of misreading the stream.
 fn wire_u32(len: usize) -> u32 {
-    u32::try_from(len).expect("length exceeds the wire's u32 (above the 1 GiB protocol limit)")
+    u32::try_from(len).unwrap_or(u32::MAX)
 }
 
 fn read_uuid(bytes: &[u8; HEADER_LEN], at: usize) -> Uuid {
@@ -422,8 +423,9 @@ impl Package {
     /// (`SocketWriteThread::doJob`): the 82-byte header, the descriptor array if there are
     /// buffers, then each non-empty buffer. Zero-size buffers are described but not written.
     ///
-    /// # Panics
-    /// If the buffer count or a buffer size exceeds `u32::MAX` (see [`Package::check_limits`]).
+    /// Never panics. Check [`Package::check_limits`] first: a buffer count or size above
+    /// `u32::MAX` cannot be expressed on the wire and is written saturated, which every
+    /// receiver refuses.
     pub fn write_parts(&self, mut f: impl FnMut(&[u8])) {
         f(&self.header.to_bytes(wire_u32(self.buffers.len())));
         if self.buffers.is_empty() {
@@ -441,18 +443,14 @@ impl Package {
     }
 
     /// Appends the wire bytes to `out`.
-    ///
-    /// # Panics
-    /// As [`Package::write_parts`].
+    /// Never panics (see [`Package::write_parts`]).
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         out.reserve(self.encoded_len());
         self.write_parts(|part| out.extend_from_slice(part));
     }
 
     /// The wire bytes.
-    ///
-    /// # Panics
-    /// As [`Package::write_parts`].
+    /// Never panics (see [`Package::write_parts`]).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         self.encode_into(&mut out);
@@ -676,6 +674,27 @@ mod tests {
         assert_eq!(decoded, Package::heartbeat());
         assert!(!decoded.header.is_response());
         Ok(())
+    }
+
+    #[test]
+    fn inexpressible_lengths_saturate_and_are_refused_by_the_receiver() {
+        // No panic for a count or size the wire's u32 cannot hold (a 4 GiB buffer cannot be
+        // allocated in a test; this is the conversion every length goes through).
+        assert_eq!(wire_u32(usize::MAX), u32::MAX);
+        assert_eq!(wire_u32(1 << 20), 1 << 20);
+        // What the saturated values declare is refused before any body byte is read.
+        let header = Package::heartbeat().header.to_bytes(wire_u32(usize::MAX));
+        assert_eq!(
+            Package::decode(&header, &Limits::protocol()).map_err(|e| e.kind()),
+            Err("too_many_buffers")
+        );
+        let p = Package::request(7, Uuid::nil(), Uuid::nil(), vec![Buffer::raw(vec![1])]);
+        let mut bytes = p.encode();
+        bytes[HEADER_LEN + 4..HEADER_LEN + 8].copy_from_slice(&wire_u32(usize::MAX).to_le_bytes());
+        assert_eq!(
+            Package::decode(&bytes, &Limits::protocol()).map_err(|e| e.kind()),
+            Err("too_large")
+        );
     }
 
     #[test]

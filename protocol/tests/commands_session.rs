@@ -121,15 +121,13 @@ fn password_encoding_matches_the_sdk_rules() {
     let raw = base64_decode(&wire);
     assert_eq!(raw.len(), "pässwörd€".len() + 1024 - 9);
     assert_eq!(Password::decode(&wire, true).unwrap().expose(), "pässwörd€");
-    // Too long and not base64 are distinct failures with the service's codes.
+    // Too long is the one failure, with the service's code; like Qt, text that is no base64
+    // at all decodes (to whatever is left: here nothing), it is not an error.
     let long = Password::new("A".repeat(1369)).encode(true);
     let err = Password::decode(&long, true).unwrap_err();
     assert_eq!(err.kind(), "password_too_long");
     assert_eq!(err.service_code(), ErrorCode::INVALID_ARG);
-    assert_eq!(
-        Password::decode("@@@", true).unwrap_err().kind(),
-        "bad_password"
-    );
+    assert_eq!(Password::decode("@@@", true).unwrap().expose(), "");
     let longest = Password::new("A".repeat(1368)).encode(true);
     assert_eq!(
         Password::decode(&longest, true).unwrap().expose().len(),

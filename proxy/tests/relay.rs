@@ -437,7 +437,9 @@ async fn a_passwordless_takeover_of_another_live_session_is_refused() {
         .session_uuid;
 
     // Directly against the service, naming the live session takes it over without a password:
-    // this is the hole the proxy closes.
+    // this is the hole the proxy closes. The service registers the direct connection with the
+    // victim's session and sends the login reply through that session, i.e. to the victim's
+    // connection (`processAuthorizeCmd`: `pClient->sendPackage`); the taker hears nothing.
     let mut direct = prl_transport::connect(
         &prl_transport::Endpoint::Addrs(vec![sim.tcp_addr().unwrap()]),
         &prl_transport::ClientConfig::new(SecurityLevel::Low),
@@ -456,17 +458,41 @@ async fn a_passwordless_takeover_of_another_live_session_is_refused() {
         .send(req.to_package(job, me, true, &mut Uuid::new_v4))
         .await
         .unwrap();
-    let reply = loop {
-        let p = direct.recv().await.unwrap().unwrap();
-        if p.header.parent_uuid == job {
-            break commands::Reply::parse(&p).unwrap();
-        }
-    };
+    let reply = victim.reply_to(job).await.unwrap();
     assert_eq!(
         reply.code,
         ErrorCode::SUCCESS,
         "the simulator should model the takeover"
     );
+    assert_eq!(reply.login_response().unwrap().session_uuid, session);
+    // The direct connection is now logged in as the victim's session: the dispatcher's own
+    // answers (ping: UNIMPLEMENTED, not "not authorised") come back to it, its login reply
+    // never did.
+    let ping = Uuid::new_v4();
+    direct
+        .send(commands::simple_command(
+            cmd::USER_PING,
+            ping,
+            me,
+            &mut Uuid::new_v4,
+        ))
+        .await
+        .unwrap();
+    let answer = loop {
+        let p = tokio::time::timeout(Duration::from_secs(10), direct.recv())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_ne!(
+            p.header.parent_uuid, job,
+            "the takeover's reply reached the taker"
+        );
+        if p.header.parent_uuid == ping {
+            break commands::Reply::parse(&p).unwrap();
+        }
+    };
+    assert_eq!(answer.code, ErrorCode::UNIMPLEMENTED);
 
     // Through the proxy, from another browser session: refused before it reaches the service.
     let mut attacker = Browser::open(&h, open_request("sim", SecurityLevel::Normal))

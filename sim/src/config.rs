@@ -128,6 +128,9 @@ pub struct SimConfig {
     pub max_connections: usize,
     /// Most sim tasks running per session.
     pub max_tasks_per_session: usize,
+    /// Most sim tasks running in all (tasks outlive their session, so the per-session limit
+    /// alone does not bound them).
+    pub max_tasks: usize,
     /// Faults applied to every connection.
     pub faults: Faults,
     /// A certificate and key: the certificate (RSA) mode (`RSA:ADH` cipher list) instead of
@@ -202,8 +205,9 @@ impl SimConfig {
             max_logon_actions: 16,
             auth_delay: Duration::ZERO,
             max_package_len: 1 << 20,
-            max_connections: 4096,
+            max_connections: 1024,
             max_tasks_per_session: 64,
+            max_tasks: 4096,
             faults: Faults::none(),
             tls_credentials: None,
             task_on_login: None,

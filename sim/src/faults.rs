@@ -11,7 +11,8 @@ use crate::config::ConfigError;
 ///
 /// | fault | effect |
 /// |---|---|
-/// | `refuse` | close every connection right after accept, before any byte is sent |
+/// | `refuse` | stop listening: connecting is refused by the OS (as with no service running) |
+/// | `close-on-accept` | accept, then close right away, before any byte is sent |
 /// | `stall-handshake` | accept but never answer the plaintext handshake |
 /// | `stall-tls` | finish the plaintext handshake, never answer the TLS handshake |
 /// | `delay=MS` | delay every reply by MS milliseconds |
@@ -20,8 +21,11 @@ use crate::config::ConfigError;
 /// | `bad-crc` | send each reply with a corrupted package header CRC |
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Faults {
-    /// Close connections right after accept.
+    /// Do not listen: connecting is refused (`ECONNREFUSED`). Per connection (where the
+    /// connection is already accepted) it acts as `close_on_accept` right after the hello.
     pub refuse: bool,
+    /// Accept, then close at once (the SDK reports `PRL_ERR_HANDSHAKE_FAILED`).
+    pub close_on_accept: bool,
     /// Never answer the plaintext handshake.
     pub stall_handshake: bool,
     /// Never answer the TLS handshake.
@@ -69,6 +73,7 @@ impl Faults {
         };
         match name {
             "refuse" => flag(&mut self.refuse)?,
+            "close-on-accept" => flag(&mut self.close_on_accept)?,
             "stall-handshake" => flag(&mut self.stall_handshake)?,
             "stall-tls" => flag(&mut self.stall_tls)?,
             "garbage" => flag(&mut self.garbage)?,
@@ -77,8 +82,8 @@ impl Faults {
             "drop-after" => self.drop_after = Some(number("N")?),
             other => {
                 return Err(ConfigError::Fault(format!(
-                    "unknown fault {other:?}: expected refuse, stall-handshake, stall-tls, \
-                     delay=MS, drop-after=N, garbage or bad-crc"
+                    "unknown fault {other:?}: expected refuse, close-on-accept, \
+                     stall-handshake, stall-tls, delay=MS, drop-after=N, garbage or bad-crc"
                 )))
             }
         }
@@ -100,6 +105,9 @@ impl fmt::Display for Faults {
         let mut parts = Vec::new();
         if self.refuse {
             parts.push("refuse".to_owned());
+        }
+        if self.close_on_accept {
+            parts.push("close-on-accept".to_owned());
         }
         if self.stall_handshake {
             parts.push("stall-handshake".to_owned());
@@ -139,6 +147,9 @@ mod tests {
         assert!(f.bad_crc && !f.garbage);
         assert_eq!(f.to_string(), "delay=250,drop-after=3,bad-crc");
         assert_eq!(Faults::none().to_string(), "none");
+        let f = Faults::parse(["refuse", "close-on-accept"]).unwrap();
+        assert!(f.refuse && f.close_on_accept);
+        assert_eq!(f.to_string(), "refuse,close-on-accept");
         assert!(Faults::none().is_none());
     }
 

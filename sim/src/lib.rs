@@ -31,8 +31,8 @@ use std::time::Duration;
 use prl_protocol::package::Limits;
 use prl_protocol::Uuid;
 use prl_transport::{accept_tcp, accept_unix, ServerConfig, StreamOptions};
-use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{watch, Semaphore};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 
 pub use config::{ConfigError, Mode, SimConfig, TaskSpec};
@@ -53,6 +53,8 @@ pub struct Simulator {
     unix_path: Option<PathBuf>,
     stop: watch::Sender<bool>,
     listeners: Vec<JoinHandle<()>>,
+    /// Close (`false`) or reopen (`true`) each listener; acknowledged once done.
+    gates: Vec<mpsc::Sender<(bool, oneshot::Sender<()>)>>,
 }
 
 impl std::fmt::Debug for Simulator {
@@ -94,73 +96,33 @@ impl Simulator {
             None => None,
         };
         let unix_path = config.unix.clone();
+        let open = !config.faults.refuse;
         let shared = Arc::new(Shared::new(config));
         let (stop, stop_rx) = watch::channel(false);
         let slots = Arc::new(Semaphore::new(shared.config.max_connections.max(1)));
         let mut listeners = Vec::new();
-        if let Some(listener) = tcp {
-            let server = server_config(&shared, true)?;
-            let (shared, slots, mut stop_rx) = (shared.clone(), slots.clone(), stop_rx.clone());
-            listeners.push(tokio::spawn(async move {
-                loop {
-                    let accepted = tokio::select! {
-                        a = listener.accept() => a,
-                        _ = stop_rx.changed() => return,
-                    };
-                    let (stream, peer) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "tcp accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let Ok(slot) = slots.clone().try_acquire_owned() else {
-                        tracing::warn!(%peer, "connection limit reached: closing");
-                        continue;
-                    };
-                    let (shared, server) = (shared.clone(), server.clone());
-                    tokio::spawn(async move {
-                        match accept_tcp(stream, &server).await {
-                            Ok(conn) => service::serve(shared, conn).await,
-                            Err(e) => tracing::info!(%peer, error = %e, "tcp client not accepted"),
-                        }
-                        drop(slot);
-                    });
-                }
-            }));
+        let mut gates = Vec::new();
+        let mut spawn = |bound: Bound, spot: Spot| -> Result<(), ConfigError> {
+            let (gate, gate_rx) = mpsc::channel(4);
+            gates.push(gate);
+            let task = Listener {
+                spot,
+                bound: open.then_some(bound),
+                want_open: open,
+                shared: shared.clone(),
+                server: server_config(&shared)?,
+                slots: slots.clone(),
+                stop: stop_rx.clone(),
+                gate: gate_rx,
+            };
+            listeners.push(tokio::spawn(task.run()));
+            Ok(())
+        };
+        if let (Some(listener), Some(addr)) = (tcp, tcp_addr) {
+            spawn(Bound::Tcp(listener), Spot::Tcp(addr))?;
         }
-        if let Some(listener) = unix {
-            let server = server_config(&shared, false)?;
-            let (shared, slots, mut stop_rx) = (shared.clone(), slots.clone(), stop_rx.clone());
-            listeners.push(tokio::spawn(async move {
-                loop {
-                    let accepted = tokio::select! {
-                        a = listener.accept() => a,
-                        _ = stop_rx.changed() => return,
-                    };
-                    let stream = match accepted {
-                        Ok((s, _)) => s,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "unix accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let Ok(slot) = slots.clone().try_acquire_owned() else {
-                        tracing::warn!("connection limit reached: closing");
-                        continue;
-                    };
-                    let (shared, server) = (shared.clone(), server.clone());
-                    tokio::spawn(async move {
-                        match accept_unix(stream, &server).await {
-                            Ok(conn) => service::serve(shared, conn).await,
-                            Err(e) => tracing::info!(error = %e, "unix client not accepted"),
-                        }
-                        drop(slot);
-                    });
-                }
-            }));
+        if let (Some(listener), Some(path)) = (unix, &unix_path) {
+            spawn(Bound::Unix(listener), Spot::Unix(path.clone()))?;
         }
         Ok(Simulator {
             shared,
@@ -168,6 +130,7 @@ impl Simulator {
             unix_path,
             stop,
             listeners,
+            gates,
         })
     }
 
@@ -187,9 +150,18 @@ impl Simulator {
     }
 
     /// Replaces the faults applied to new connections (and to replies on connections
-    /// accepted later).
-    pub fn set_faults(&self, faults: Faults) {
+    /// accepted later). With `refuse` the listeners are closed before this returns, so
+    /// connecting is refused by the OS; without it they are listening again (same address)
+    /// when this returns.
+    pub async fn set_faults(&self, faults: Faults) {
+        let open = !faults.refuse;
         self.shared.set_faults(faults);
+        for gate in &self.gates {
+            let (done, wait) = oneshot::channel();
+            if gate.send((open, done)).await.is_ok() {
+                let _ = wait.await;
+            }
+        }
     }
 
     /// Faults for the one connection whose client connection UUID is `client` (the UUID in
@@ -230,7 +202,7 @@ impl Drop for Simulator {
     }
 }
 
-fn server_config(shared: &Arc<Shared>, tcp: bool) -> Result<ServerConfig, ConfigError> {
+fn server_config(shared: &Arc<Shared>) -> Result<ServerConfig, ConfigError> {
     let mut server = ServerConfig::new()?;
     if let Some(creds) = &shared.config.tls_credentials {
         server.tls = prl_transport::TlsConfig::server_with_credentials(creds)
@@ -243,35 +215,187 @@ fn server_config(shared: &Arc<Shared>, tcp: bool) -> Result<ServerConfig, Config
             max_package_len: shared.config.max_package_len,
             ..Limits::default()
         },
-        receive_capacity: 4,
+        // One package waits while one is handled: with the 1 MiB package limit, the 256 KiB
+        // write backlog and 32 queued replies this bounds a connection's buffers (README).
+        receive_capacity: 1,
         send_capacity: 32,
     };
     server.policy = Arc::new(Policy {
         shared: shared.clone(),
-        tcp,
     });
     Ok(server)
 }
 
 /// Binds a unix socket, replacing a stale socket file (never any other kind of file).
 fn bind_unix(path: &Path) -> Result<UnixListener, ConfigError> {
-    let what = format!("unix://{}", path.display());
+    bind_unix_io(path).map_err(|source| ConfigError::Listen {
+        what: format!("unix://{}", path.display()),
+        source,
+    })
+}
+
+fn bind_unix_io(path: &Path) -> std::io::Result<UnixListener> {
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         use std::os::unix::fs::FileTypeExt;
-        if meta.file_type().is_socket() {
-            std::fs::remove_file(path).map_err(|source| ConfigError::Listen {
-                what: what.clone(),
-                source,
-            })?;
-        } else {
-            return Err(ConfigError::Listen {
-                what,
-                source: std::io::Error::new(
-                    std::io::ErrorKind::AlreadyExists,
-                    "a file that is not a socket is in the way",
-                ),
-            });
+        if !meta.file_type().is_socket() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a file that is not a socket is in the way",
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    UnixListener::bind(path)
+}
+
+/// Where a listener listens, to open it again after a `refuse` fault closed it.
+enum Spot {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl Spot {
+    async fn bind(&self) -> std::io::Result<Bound> {
+        match self {
+            Spot::Tcp(addr) => TcpListener::bind(addr).await.map(Bound::Tcp),
+            Spot::Unix(path) => bind_unix_io(path).map(Bound::Unix),
         }
     }
-    UnixListener::bind(path).map_err(|source| ConfigError::Listen { what, source })
+}
+
+impl std::fmt::Display for Spot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Spot::Tcp(addr) => write!(f, "tcp://{addr}"),
+            Spot::Unix(path) => write!(f, "unix://{}", path.display()),
+        }
+    }
+}
+
+/// An open listening socket.
+enum Bound {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+enum Accepted {
+    Tcp(TcpStream, SocketAddr),
+    Unix(UnixStream),
+}
+
+impl Bound {
+    async fn accept(&self) -> std::io::Result<Accepted> {
+        match self {
+            Bound::Tcp(l) => l.accept().await.map(|(s, peer)| Accepted::Tcp(s, peer)),
+            Bound::Unix(l) => l.accept().await.map(|(s, _)| Accepted::Unix(s)),
+        }
+    }
+}
+
+/// Accepts on `bound`; never completes without one.
+async fn accept_on(bound: Option<&Bound>) -> std::io::Result<Accepted> {
+    match bound {
+        Some(b) => b.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What woke the listener loop.
+enum Wake {
+    Stop,
+    Gate(Option<(bool, oneshot::Sender<()>)>),
+    Accepted(std::io::Result<Accepted>),
+    Retry,
+}
+
+/// One listener's accept loop. A `refuse` fault closes the listening socket (connecting is
+/// then refused by the OS, as when no service runs); clearing it binds the same address again.
+struct Listener {
+    spot: Spot,
+    bound: Option<Bound>,
+    want_open: bool,
+    shared: Arc<Shared>,
+    server: ServerConfig,
+    slots: Arc<Semaphore>,
+    stop: watch::Receiver<bool>,
+    gate: mpsc::Receiver<(bool, oneshot::Sender<()>)>,
+}
+
+impl Listener {
+    async fn run(mut self) {
+        if !self.want_open {
+            tracing::info!(listener = %self.spot, "fault refuse: not listening");
+        }
+        let mut gate_open = true;
+        loop {
+            if self.want_open && self.bound.is_none() {
+                match self.spot.bind().await {
+                    Ok(b) => {
+                        tracing::info!(listener = %self.spot, "listening again");
+                        self.bound = Some(b);
+                    }
+                    Err(e) => {
+                        tracing::warn!(listener = %self.spot, error = %e, "cannot listen again")
+                    }
+                }
+            }
+            let wake = {
+                let bound = self.bound.as_ref();
+                let retry = self.want_open && bound.is_none();
+                tokio::select! {
+                    _ = self.stop.changed() => Wake::Stop,
+                    g = self.gate.recv(), if gate_open => Wake::Gate(g),
+                    a = accept_on(bound), if bound.is_some() => Wake::Accepted(a),
+                    _ = tokio::time::sleep(Duration::from_millis(100)), if retry => Wake::Retry,
+                }
+            };
+            match wake {
+                Wake::Stop => return,
+                Wake::Retry => {}
+                Wake::Gate(None) => gate_open = false,
+                Wake::Gate(Some((open, done))) => {
+                    self.want_open = open;
+                    if open {
+                        if self.bound.is_none() {
+                            match self.spot.bind().await {
+                                Ok(b) => self.bound = Some(b),
+                                Err(e) => {
+                                    tracing::warn!(listener = %self.spot, error = %e, "cannot listen again")
+                                }
+                            }
+                        }
+                    } else if self.bound.take().is_some() {
+                        tracing::info!(listener = %self.spot, "fault refuse: listener closed");
+                    }
+                    let _ = done.send(());
+                }
+                Wake::Accepted(Err(e)) => {
+                    tracing::warn!(listener = %self.spot, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Wake::Accepted(Ok(accepted)) => self.serve(accepted),
+            }
+        }
+    }
+
+    fn serve(&self, accepted: Accepted) {
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            tracing::warn!(listener = %self.spot, "connection limit reached: closing");
+            return;
+        };
+        let (shared, server) = (self.shared.clone(), self.server.clone());
+        tokio::spawn(async move {
+            match accepted {
+                Accepted::Tcp(stream, peer) => match accept_tcp(stream, &server).await {
+                    Ok(conn) => service::serve(shared, conn).await,
+                    Err(e) => tracing::info!(%peer, error = %e, "tcp client not accepted"),
+                },
+                Accepted::Unix(stream) => match accept_unix(stream, &server).await {
+                    Ok(conn) => service::serve(shared, conn).await,
+                    Err(e) => tracing::info!(error = %e, "unix client not accepted"),
+                },
+            }
+            drop(slot);
+        });
+    }
 }

@@ -48,8 +48,8 @@ struct Cli {
     /// Host OS version reported at login.
     #[arg(long, value_name = "TEXT")]
     os_version: Option<String>,
-    /// Fault to inject on every connection (repeatable): refuse, stall-handshake, stall-tls,
-    /// delay=MS, drop-after=N, garbage, bad-crc.
+    /// Fault to inject (repeatable): refuse (do not listen), close-on-accept,
+    /// stall-handshake, stall-tls, delay=MS, drop-after=N, garbage, bad-crc.
     #[arg(long = "fault", value_name = "SPEC")]
     fault: Vec<String>,
     /// PEM certificate for the certificate (RSA) TLS mode (with --tls-key).
@@ -138,6 +138,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colours only for a terminal: piped logs stay greppable.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

@@ -14,15 +14,15 @@ use prl_protocol::commands::{
     self, error_response, login_event, login_reply, package_event, param, progress_event,
     simple_response, LostTask, Password, ServerInfo, PLLF_LOGIN_WITH_RSA_KEYS,
 };
-use prl_protocol::event::{Event, ParamType};
+use prl_protocol::event::{Event, ParamType, ParamValue};
 use prl_protocol::handshake::ServerOutcome;
 use prl_protocol::package::{Package, DESCRIPTOR_LEN, HEADER_LEN};
 use prl_protocol::{parse_uuid, uuid_string, ErrorCode, Uuid};
 use prl_transport::{AcceptPolicy, Admission, Connection, ConnectionInfo, PackageSender, Peer};
 use tokio::sync::Notify;
+use zeroize::{Zeroize, Zeroizing};
 
-use crate::config::{Mode, SimConfig};
-use crate::config::{TaskSpec, MAX_TASK_INTERVAL_MS, MAX_TASK_STEPS};
+use crate::config::{SimConfig, TaskSpec, MAX_TASK_INTERVAL_MS, MAX_TASK_STEPS};
 use crate::faults::Faults;
 use crate::users::UserDb;
 
@@ -62,12 +62,23 @@ pub fn start_long_task_command(
 }
 
 /// A login session (`CDspClient`). Its handle is the UUID of the connection that created it.
-#[derive(Debug)]
 pub(crate) struct Session {
     handle: String,
     user: String,
     prev_session: String,
     local: bool,
+}
+
+impl std::fmt::Debug for Session {
+    /// Session uuids are credentials: redacted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("handle", &"<redacted>")
+            .field("user", &self.user)
+            .field("prev_session", &"<redacted>")
+            .field("local", &self.local)
+            .finish()
+    }
 }
 
 struct TaskAssignment {
@@ -93,9 +104,25 @@ impl Task {
     }
 }
 
+/// A live connection, as the IO server knows it (`IOSender::Handle` → its socket).
 struct Link {
     sender: PackageSender,
     local_uuid: Uuid,
+    /// Its reply faults.
+    faults: Faults,
+    /// Its number, for logs.
+    id: u64,
+    /// Its peer takes the binary login reply (protocol >= 6.2).
+    binary_response: bool,
+}
+
+/// The connection a reply goes out on, as far as building the reply is concerned.
+struct Target {
+    /// Our connection uuid on it (the reply's sender).
+    local_uuid: Uuid,
+    /// Its peer takes the binary login reply 5003 (`IOPROTOCOL_BINARY_RESPONSE_SUPPORT` of
+    /// that connection's client).
+    binary_response: bool,
 }
 
 #[derive(Default)]
@@ -200,26 +227,20 @@ fn monotonic_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// The accept policy: refusals and handshake-stage faults.
+/// The accept policy: handshake-stage faults.
 pub(crate) struct Policy {
     pub(crate) shared: Arc<Shared>,
-    /// Refuse every TCP connection (desktop mode never opens one, but a listener handed to us
-    /// is refused the way the service refuses: by closing).
-    pub(crate) tcp: bool,
 }
 
 impl AcceptPolicy for Policy {
     fn on_connect(&self, peer: &Peer) -> Admission {
-        if self.tcp && self.shared.config.mode == Mode::Desktop {
-            tracing::info!(peer = %peer.address, "desktop mode: tcp connection refused");
-            return Admission::Close;
-        }
         let f = self.shared.run_faults();
-        if f.refuse {
-            tracing::info!(peer = %peer.address, "fault refuse: closing");
+        // `refuse` closes the listeners; a connection accepted just before is closed here.
+        if f.close_on_accept || f.refuse {
+            tracing::info!(conn = peer.id, peer = %peer.address, "fault close-on-accept: closing");
             Admission::Close
         } else if f.stall_handshake {
-            tracing::info!(peer = %peer.address, "fault stall-handshake");
+            tracing::info!(conn = peer.id, peer = %peer.address, "fault stall-handshake");
             Admission::Stall
         } else {
             Admission::Continue
@@ -228,13 +249,16 @@ impl AcceptPolicy for Policy {
 
     fn on_client_hello(&self, peer: &Peer, hello: &ServerOutcome) -> Admission {
         let f = self.shared.faults_for(hello.client_header.connection_uuid);
-        if f.refuse {
+        // Per connection, `refuse` and `close-on-accept` act at the first point the connection
+        // uuid is known: right after the client's hello.
+        if f.refuse || f.close_on_accept {
+            tracing::info!(conn = peer.id, peer = %peer.address, "fault close-on-accept: closing after the hello");
             Admission::Close
         } else if f.stall_handshake {
-            tracing::info!(peer = %peer.address, "fault stall-handshake");
+            tracing::info!(conn = peer.id, peer = %peer.address, "fault stall-handshake");
             Admission::Stall
         } else if f.stall_tls {
-            tracing::info!(peer = %peer.address, "fault stall-tls");
+            tracing::info!(conn = peer.id, peer = %peer.address, "fault stall-tls");
             Admission::StallTls
         } else {
             Admission::Continue
@@ -267,8 +291,11 @@ struct ConnCtx {
     shared: Arc<Shared>,
     sender: PackageSender,
     info: Arc<ConnectionInfo>,
-    /// The client's connection uuid: the connection handle and future session id.
+    /// The client's connection uuid: the connection handle and future session id. A secret:
+    /// never logged.
     handle: Uuid,
+    /// The connection's number, for logs.
+    id: u64,
     faults: Faults,
 }
 
@@ -276,6 +303,9 @@ struct ConnCtx {
 pub(crate) async fn serve(shared: Arc<Shared>, conn: Connection) {
     let (sender, mut receiver, info) = conn.split();
     let handle = info.peer_connection_uuid;
+    // Logs name the connection by its number, never by `handle`: the client's connection
+    // uuid is its session id, and naming a live session logs in without a password.
+    let id = info.connection_id;
     let faults = shared.faults_for(handle);
     shared
         .connection_faults
@@ -291,6 +321,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: Connection) {
                 Link {
                     sender: sender.clone(),
                     local_uuid: info.local_connection_uuid,
+                    faults: faults.clone(),
+                    id,
+                    binary_response: info.peer_version.supports_binary_response(),
                 },
             );
         }
@@ -298,12 +331,12 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: Connection) {
     };
     if duplicate {
         // `srv_validateAfterHandshake`: a connection uuid already connected is refused.
-        tracing::info!(client = %handle, "connection uuid already connected: closing");
+        tracing::info!(conn = id, "connection uuid already connected: closing");
         let _ = sender.close().await;
         return;
     }
     tracing::info!(
-        client = %handle,
+        conn = id,
         peer = %info.peer_address,
         level = ?info.security_level,
         version = %info.peer_version,
@@ -314,6 +347,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: Connection) {
         sender,
         info,
         handle,
+        id,
         faults,
     };
     let mut received: u64 = 0;
@@ -321,7 +355,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: Connection) {
         let package = match item {
             Ok(p) => p,
             Err(e) => {
-                tracing::info!(client = %handle, error = %e, kind = e.kind(), "connection failed");
+                tracing::info!(conn = id, error = %e, kind = e.kind(), "connection failed");
                 break;
             }
         };
@@ -332,7 +366,11 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: Connection) {
             break;
         }
         if ctx.faults.drop_after.is_some_and(|n| received >= n) {
-            tracing::info!(client = %handle, received, "fault drop-after: dropping the connection");
+            tracing::info!(
+                conn = id,
+                received,
+                "fault drop-after: dropping the connection"
+            );
             let _ = ctx.sender.close().await;
             break;
         }
@@ -349,16 +387,29 @@ impl ConnCtx {
         self.info.peer_version.supports_base64_password()
     }
 
-    async fn handle_package(&mut self, p: Package) -> Flow {
+    async fn handle_package(&mut self, mut p: Package) -> Flow {
         let t = p.header.package_type;
         if (1..=LAST_MANAGEMENT_TYPE).contains(&t) {
-            tracing::debug!(client = %self.handle, package_type = t, "io management package ignored");
+            tracing::debug!(
+                conn = self.id,
+                package_type = t,
+                "io management package ignored"
+            );
             return Flow::Continue;
         }
-        tracing::debug!(client = %self.handle, package_type = t, "command");
+        tracing::debug!(conn = self.id, package_type = t, "command");
         match t {
-            cmd::USER_LOGIN => return self.login(&p).await,
-            cmd::USER_EASY_LOGIN_LOCAL => return self.login_local(&p).await,
+            cmd::USER_LOGIN | cmd::USER_EASY_LOGIN_LOCAL => {
+                let flow = if t == cmd::USER_LOGIN {
+                    self.login(&mut p).await
+                } else {
+                    self.login_local(&p).await
+                };
+                // `handleToDispatcherPackage`'s scope exit: the payload of every 2039 and
+                // 2186 is zeroed once handled, whatever happened.
+                zero_payload(&mut p);
+                return flow;
+            }
             _ => {}
         }
         let session = self.shared.state().sessions.get(&self.handle).cloned();
@@ -369,9 +420,25 @@ impl ConnCtx {
         };
         match t {
             cmd::USER_LOGOFF => {
-                tracing::info!(client = %self.handle, user = %session.user, "logged off");
-                self.simple(&p, ErrorCode::SUCCESS).await;
-                return Flow::Close;
+                // `processUserLogoff`: SUCCESS through the session, then the session's
+                // connection is closed (`deleteUserSession(pUser->getClientHandle())`). From a
+                // connection that restored another's live session, that is the other one; this
+                // connection stays open and logged in.
+                tracing::info!(conn = self.id, user = %session.user, "logged off");
+                self.simple_via_session(&p, &session, ErrorCode::SUCCESS)
+                    .await;
+                if session.handle == self.handle_str() {
+                    return Flow::Close;
+                }
+                let other = {
+                    let st = self.shared.state();
+                    canonical_uuid(&session.handle)
+                        .and_then(|u| st.links.get(&u))
+                        .map(|l| l.sender.clone())
+                };
+                if let Some(sender) = other {
+                    let _ = sender.close().await;
+                }
             }
             cmd::USER_CANCEL_OPERATION => self.cancel(&p, &session).await,
             cmd::ATTACH_TO_LOST_TASK => self.attach(&p, &session).await,
@@ -383,46 +450,67 @@ impl ConnCtx {
         Flow::Continue
     }
 
-    /// Sends a reply, applying the reply faults.
+    /// Sends a reply on this connection, applying its reply faults
+    /// (`CDspService::sendSimpleResponseToClient(h, ...)`: to the connection that asked).
     async fn reply(&self, package: Package) {
-        if let Some(d) = self.faults.reply_delay {
-            tokio::time::sleep(d).await;
+        deliver(&self.sender, &self.faults, self.id, package).await;
+    }
+
+    /// Sends a reply the way `CDspClient` sends (`sendPackage`, `sendSimpleResponse`): to the
+    /// session's own connection (`m_clientHandle`). After a live session was restored from
+    /// another connection (`processAuthorizeCmd` registers the new connection with the old
+    /// session object), that is the session's original connection, not this one; if it is
+    /// gone the reply is lost, as in the service. `make` builds the reply for the connection
+    /// it goes out on.
+    async fn reply_via_session(&self, session: &Session, make: impl FnOnce(&Target) -> Package) {
+        if session.handle == self.handle_str() {
+            let target = Target {
+                local_uuid: self.info.local_connection_uuid,
+                binary_response: self.info.peer_version.supports_binary_response(),
+            };
+            return self.reply(make(&target)).await;
         }
-        let result = if self.faults.garbage {
-            self.sender.send_raw_wire(vec![0x5A; 64]).await
-        } else if self.faults.bad_crc {
-            let mut header = package
-                .header
-                .to_bytes(u32::try_from(package.buffers.len()).unwrap_or(u32::MAX));
-            if let Some(b) = header.get_mut(HEADER_LEN - 1) {
-                *b ^= 0xFF;
-            }
-            let mut parts = vec![header.to_vec()];
-            if !package.buffers.is_empty() {
-                let mut d = Vec::with_capacity(package.buffers.len() * DESCRIPTOR_LEN);
-                for b in &package.buffers {
-                    d.extend_from_slice(&b.encoding.to_le_bytes());
-                    let len = u32::try_from(b.data.len()).unwrap_or(u32::MAX);
-                    d.extend_from_slice(&len.to_le_bytes());
-                }
-                parts.push(d);
-            }
-            parts.extend(
-                package
-                    .buffers
-                    .iter()
-                    .filter(|b| !b.data.is_empty())
-                    .map(|b| b.data.clone()),
-            );
-            self.sender
-                .send_raw_parts(package.header.package_type, parts)
-                .await
-        } else {
-            self.sender.send(package).await
+        let link = {
+            let st = self.shared.state();
+            canonical_uuid(&session.handle)
+                .and_then(|u| st.links.get(&u))
+                .map(|l| {
+                    let target = Target {
+                        local_uuid: l.local_uuid,
+                        binary_response: l.binary_response,
+                    };
+                    (l.sender.clone(), target, l.faults.clone(), l.id)
+                })
         };
-        if let Err(e) = result {
-            tracing::debug!(client = %self.handle, error = %e, "reply not sent");
+        match link {
+            Some((sender, target, faults, id)) => {
+                tracing::debug!(
+                    conn = self.id,
+                    to = id,
+                    "reply sent to the session's connection"
+                );
+                deliver(&sender, &faults, id, make(&target)).await;
+            }
+            None => tracing::debug!(
+                conn = self.id,
+                "the session's connection is gone: reply lost"
+            ),
         }
+    }
+
+    /// A simple reply through the session (see [`ConnCtx::reply_via_session`]).
+    async fn simple_via_session(&self, request: &Package, session: &Session, code: ErrorCode) {
+        self.reply_via_session(session, |target| {
+            simple_response(
+                request,
+                target.local_uuid,
+                Uuid::new_v4(),
+                code,
+                &[],
+                &mut Uuid::new_v4,
+            )
+        })
+        .await;
     }
 
     async fn simple(&self, request: &Package, code: ErrorCode) {
@@ -465,18 +553,23 @@ impl ConnCtx {
     }
 
     /// `processAuthorizeCmd` (and `processPubKeyAuthorizeCmd` for the RSA-key flag).
-    async fn login(&mut self, p: &Package) -> Flow {
-        let Some((event, user, password_wire, prev)) = parse_login(p) else {
+    async fn login(&mut self, p: &mut Package) -> Flow {
+        let Some(LoginFields {
+            flags,
+            user,
+            password_wire,
+            prev,
+        }) = take_login(p)
+        else {
             self.simple(p, ErrorCode::FAILURE).await;
             return Flow::Continue;
         };
-        let flags = event.uint(param::COMMAND_FLAGS).unwrap_or(0);
         if self.already_logged() {
             self.simple(p, ErrorCode::USER_IS_ALREADY_LOGGED).await;
             return Flow::Continue;
         }
         let Some(guard) = self.logon_guard() else {
-            tracing::info!(client = %self.handle, "logon actions reached the limit");
+            tracing::info!(conn = self.id, "logon actions reached the limit");
             self.simple(p, ErrorCode::DISP_LOGON_ACTIONS_REACHED_UP_LIMIT)
                 .await;
             return Flow::Continue;
@@ -497,7 +590,7 @@ impl ConnCtx {
         let created = live.is_none();
         let session = match live {
             Some(s) => {
-                tracing::info!(client = %self.handle, user = %s.user, "live session restored");
+                tracing::info!(conn = self.id, user = %s.user, "live session restored");
                 s
             }
             None => {
@@ -518,7 +611,7 @@ impl ConnCtx {
                                 commands::MAX_PASSWORD_LENGTH
                             ),
                         );
-                        tracing::info!(client = %self.handle, %user, "password exceeds maximum length");
+                        tracing::info!(conn = self.id, %user, "password exceeds maximum length");
                         let reply = error_response(
                             p,
                             self.info.local_connection_uuid,
@@ -529,9 +622,13 @@ impl ConnCtx {
                         self.reply(reply).await;
                         return Flow::Continue;
                     }
-                    // Qt's lenient base64 yields some other password: it cannot match.
-                    Err(_) => Password::default(),
+                    // Qt's decoding itself never fails; only the length check does.
+                    Err(_) => {
+                        self.simple(p, ErrorCode::AUTHENTICATION_FAILED).await;
+                        return Flow::Continue;
+                    }
                 };
+                drop(password_wire);
                 if user.is_empty()
                     || self
                         .shared
@@ -539,7 +636,7 @@ impl ConnCtx {
                         .authenticate(&user, password.expose())
                         .is_none()
                 {
-                    tracing::info!(client = %self.handle, %user, "authentication failed");
+                    tracing::info!(conn = self.id, %user, "authentication failed");
                     self.simple(p, ErrorCode::AUTHENTICATION_FAILED).await;
                     return Flow::Continue;
                 }
@@ -582,7 +679,7 @@ impl ConnCtx {
             .and_then(|uid| self.shared.users().by_uid(uid))
             .map(|u| u.name().to_owned());
         let Some(user) = user else {
-            tracing::info!(client = %self.handle, uid = ?self.info.peer_uid(), "local authentication failed");
+            tracing::info!(conn = self.id, uid = ?self.info.peer_uid(), "local authentication failed");
             self.simple(p, ErrorCode::LOCAL_AUTHENTICATION_FAILED).await;
             return Flow::Continue;
         };
@@ -629,22 +726,28 @@ impl ConnCtx {
             }
         };
         tracing::info!(
-            client = %self.handle,
+            conn = self.id,
             user = %session.user,
             local = session.local,
             lost_tasks = tasks.len(),
             "session started"
         );
+        // `makeLoginResponsePacket` + `pClient->sendPackage`: the reply carries the session's
+        // uuid and goes to the session's connection, in the format that connection's client
+        // takes; after a live session was restored from another connection, that is the old
+        // one, and the connection that asked gets nothing.
         let login = login_event(&session.handle, &self.shared.info, &tasks);
-        let reply = login_reply(
-            p,
-            self.info.local_connection_uuid,
-            Uuid::new_v4(),
-            &login,
-            self.info.peer_version.supports_binary_response(),
-            &mut Uuid::new_v4,
-        );
-        self.reply(reply).await;
+        self.reply_via_session(&session, |target| {
+            login_reply(
+                p,
+                target.local_uuid,
+                Uuid::new_v4(),
+                &login,
+                target.binary_response,
+                &mut Uuid::new_v4,
+            )
+        })
+        .await;
         if let (Some(spec), true) = (self.shared.config.task_on_login, created) {
             // `--task-on-login`: as if the client had sent 9001 right after its login.
             let request = start_long_task_command(
@@ -655,7 +758,7 @@ impl ConnCtx {
                 self.handle,
             );
             if !self.spawn_task(&request, spec, 0, &session) {
-                tracing::warn!(client = %self.handle, "task on login not started: session task limit");
+                tracing::warn!(conn = self.id, "task on login not started: task limit");
             }
         }
     }
@@ -664,7 +767,11 @@ impl ConnCtx {
     async fn cancel(&self, p: &Package, session: &Arc<Session>) {
         let job = match commands::Command::parse(p, self.base64_password()) {
             Ok(commands::Command::Cancel { job_uuid }) => job_uuid,
-            _ => return self.simple(p, ErrorCode::UNRECOGNIZED_REQUEST).await,
+            _ => {
+                return self
+                    .simple_via_session(p, session, ErrorCode::UNRECOGNIZED_REQUEST)
+                    .await
+            }
         };
         let matching: Vec<Arc<Task>> = self
             .shared
@@ -675,7 +782,9 @@ impl ConnCtx {
             .cloned()
             .collect();
         if matching.is_empty() {
-            return self.simple(p, ErrorCode::TASK_NOT_FOUND).await;
+            return self
+                .simple_via_session(p, session, ErrorCode::TASK_NOT_FOUND)
+                .await;
         }
         let mut count = 0;
         for task in matching {
@@ -688,11 +797,12 @@ impl ConnCtx {
                 };
                 task.cancelled.store(true, Ordering::SeqCst);
                 task.wake.notify_one();
-                self.simple(p, code).await;
+                self.simple_via_session(p, session, code).await;
             }
         }
         if count == 0 {
-            self.simple(p, ErrorCode::ACCESS_DENIED).await;
+            self.simple_via_session(p, session, ErrorCode::ACCESS_DENIED)
+                .await;
         }
     }
 
@@ -700,18 +810,24 @@ impl ConnCtx {
     async fn attach(&self, p: &Package, session: &Arc<Session>) {
         let task_id = match commands::Command::parse(p, self.base64_password()) {
             Ok(commands::Command::AttachToLostTask { task_id }) => task_id,
-            _ => return self.simple(p, ErrorCode::FAILURE).await,
+            _ => {
+                return self
+                    .simple_via_session(p, session, ErrorCode::FAILURE)
+                    .await
+            }
         };
         let task = parse_uuid(&task_id).and_then(|id| self.shared.state().tasks.get(&id).cloned());
         let Some(task) = task else {
-            return self.simple(p, ErrorCode::TASK_NOT_FOUND).await;
+            return self
+                .simple_via_session(p, session, ErrorCode::TASK_NOT_FOUND)
+                .await;
         };
         let reassigned = {
             let mut a = task.assignment();
             if a.session.handle == session.prev_session {
                 // `reassignTask`: the new session, and the 2090 request posing as the original.
                 let old_type = a.request.header.package_type;
-                let mut request = p.clone();
+                let mut request = header_only(p);
                 request.header.package_type = old_type;
                 a.session = session.clone();
                 a.request = request;
@@ -721,15 +837,20 @@ impl ConnCtx {
             }
         };
         if !reassigned {
-            return self.simple(p, ErrorCode::ATTACH_TO_TASK_BAD_SESSION).await;
+            return self
+                .simple_via_session(p, session, ErrorCode::ATTACH_TO_TASK_BAD_SESSION)
+                .await;
         }
-        tracing::info!(client = %self.handle, task = %task.id, "task re-attached");
-        self.simple(p, ErrorCode::SUCCESS).await;
+        tracing::info!(conn = self.id, task = %task.id, "task re-attached");
+        self.simple_via_session(p, session, ErrorCode::SUCCESS)
+            .await;
     }
 
     async fn start_task(&self, p: &Package, session: &Arc<Session>) {
         let Ok(event) = package_event(p) else {
-            return self.simple(p, ErrorCode::FAILURE).await;
+            return self
+                .simple_via_session(p, session, ErrorCode::FAILURE)
+                .await;
         };
         let steps = event
             .uint(SIM_TASK_STEPS)
@@ -745,12 +866,13 @@ impl ConnCtx {
             interval_ms: interval,
         };
         if !self.spawn_task(p, spec, flags, session) {
-            self.simple(p, ErrorCode::TRY_AGAIN).await;
+            self.simple_via_session(p, session, ErrorCode::TRY_AGAIN)
+                .await;
         }
     }
 
     /// Registers and runs a sim task for `request` (a 9001 command) owned by `session`;
-    /// `false` when the session already runs the most tasks allowed.
+    /// `false` when the session or the simulator already runs the most tasks allowed.
     fn spawn_task(&self, p: &Package, spec: TaskSpec, flags: u32, session: &Arc<Session>) -> bool {
         let TaskSpec {
             steps,
@@ -761,7 +883,7 @@ impl ConnCtx {
             task_type: p.header.package_type,
             assignment: Mutex::new(TaskAssignment {
                 session: session.clone(),
-                request: p.clone(),
+                request: header_only(p),
             }),
             cancelled: AtomicBool::new(false),
             completed: AtomicBool::new(false),
@@ -776,7 +898,8 @@ impl ConnCtx {
                 .values()
                 .filter(|t| Arc::ptr_eq(&t.assignment().session, session))
                 .count();
-            let admitted = mine < self.shared.config.max_tasks_per_session;
+            let admitted = mine < self.shared.config.max_tasks_per_session
+                && st.tasks.len() < self.shared.config.max_tasks;
             if admitted {
                 st.tasks.insert(task.id, task.clone());
             }
@@ -785,7 +908,7 @@ impl ConnCtx {
         if !admitted {
             return false;
         }
-        tracing::info!(client = %self.handle, task = %task.id, steps, interval, "sim task started");
+        tracing::info!(conn = self.id, task = %task.id, steps, interval, "sim task started");
         tokio::spawn(run_task(
             self.shared.clone(),
             task,
@@ -809,32 +932,129 @@ impl ConnCtx {
                     task.wake.notify_one();
                 }
             }
-            tracing::info!(client = %self.handle, user = %session.user, "session ended");
+            tracing::info!(conn = self.id, user = %session.user, "session ended");
         }
-        tracing::info!(client = %self.handle, "client disconnected");
+        tracing::info!(conn = self.id, "client disconnected");
     }
 }
 
-/// The three String params `CProtoCommandDspCmdUserLogin::IsValid` requires.
-fn parse_login(p: &Package) -> Option<(Event, String, String, String)> {
-    let event = package_event(p).ok()?;
-    let get = |name: &str| -> Option<String> {
+/// What a login request (2039) carries.
+struct LoginFields {
+    flags: u32,
+    user: String,
+    /// The password as sent (base64 from protocol 6.9), in memory zeroed on drop.
+    password_wire: Zeroizing<String>,
+    prev: String,
+}
+
+/// Parses a login request, then zeroes its payload (as the service does once it has handled
+/// a 2039 or 2186): afterwards the wire password exists only in the returned zeroizing string.
+fn take_login(p: &mut Package) -> Option<LoginFields> {
+    let fields = parse_login(p);
+    zero_payload(p);
+    fields
+}
+
+/// Zeroes buffer 0, the command's payload (`bzero(p->buffers[0].getImpl(), size)`).
+fn zero_payload(p: &mut Package) {
+    if let Some(b) = p.buffers.first_mut() {
+        b.data.as_mut_slice().zeroize();
+    }
+}
+
+/// The three String params `CProtoCommandDspCmdUserLogin::IsValid` requires. The password is
+/// moved out of the parsed event into zeroizing memory.
+fn parse_login(p: &Package) -> Option<LoginFields> {
+    let mut event = package_event(p).ok()?;
+    let get = |event: &Event, name: &str| -> Option<String> {
         let param = event.param(name)?;
         if param.param_type != ParamType::STRING {
             return None;
         }
         param.as_str().map(str::to_owned)
     };
-    let user = get(param::LOGIN_USERNAME)?;
-    let password = get(param::LOGIN_PASSWORD)?;
-    let prev = get(param::LOGIN_SESSION_TO_RESTORE)?;
-    Some((event, user, password, prev))
+    let user = get(&event, param::LOGIN_USERNAME);
+    let prev = get(&event, param::LOGIN_SESSION_TO_RESTORE);
+    let flags = event.uint(param::COMMAND_FLAGS).unwrap_or(0);
+    // `Event::param` semantics: the first parameter of that name.
+    let password = event
+        .params
+        .iter_mut()
+        .find(|x| x.name == param::LOGIN_PASSWORD)
+        .filter(|x| x.param_type == ParamType::STRING)
+        .and_then(|x| match &mut x.value {
+            ParamValue::Plain(text) => Some(Zeroizing::new(std::mem::take(text))),
+            ParamValue::CData(bytes) => {
+                let bytes = Zeroizing::new(std::mem::take(bytes));
+                std::str::from_utf8(&bytes)
+                    .ok()
+                    .map(|text| Zeroizing::new(text.to_owned()))
+            }
+            ParamValue::List(_) | ParamValue::Binary(_) => None,
+        });
+    Some(LoginFields {
+        flags,
+        user: user?,
+        password_wire: password?,
+        prev: prev?,
+    })
+}
+
+/// The request a task answers, without its payload: replies and events need only its header,
+/// and a task must not pin up to a package's worth of memory.
+fn header_only(p: &Package) -> Package {
+    Package {
+        header: p.header,
+        buffers: Vec::new(),
+    }
 }
 
 /// A session handle is compared as a string (`QString`): only the canonical `{lower-case}`
 /// form names a session.
 fn canonical_uuid(text: &str) -> Option<Uuid> {
     parse_uuid(text).filter(|u| uuid_string(u) == text)
+}
+
+/// Writes a reply on a connection, applying that connection's reply faults.
+async fn deliver(sender: &PackageSender, faults: &Faults, conn: u64, package: Package) {
+    if let Some(d) = faults.reply_delay {
+        tokio::time::sleep(d).await;
+    }
+    let result = if faults.garbage {
+        sender.send_raw_wire(vec![0x5A; 64]).await
+    } else if faults.bad_crc {
+        let mut header = package
+            .header
+            .to_bytes(u32::try_from(package.buffers.len()).unwrap_or(u32::MAX));
+        if let Some(b) = header.get_mut(HEADER_LEN - 1) {
+            *b ^= 0xFF;
+        }
+        let mut parts = vec![header.to_vec()];
+        if !package.buffers.is_empty() {
+            let mut d = Vec::with_capacity(package.buffers.len() * DESCRIPTOR_LEN);
+            for b in &package.buffers {
+                d.extend_from_slice(&b.encoding.to_le_bytes());
+                let len = u32::try_from(b.data.len()).unwrap_or(u32::MAX);
+                d.extend_from_slice(&len.to_le_bytes());
+            }
+            parts.push(d);
+        }
+        parts.extend(
+            package
+                .buffers
+                .iter()
+                .filter(|b| !b.data.is_empty())
+                .map(|b| b.data.clone()),
+        );
+        sender
+            .send_raw_parts(package.header.package_type, parts)
+            .await
+    } else {
+        sender.send(package).await
+    };
+    if let Err(e) = result {
+        tracing::debug!(conn, error = %e, "reply not sent");
+    }
 }
 
 /// Sends a package to the connection of the session a task belongs to now (lost if that
@@ -854,7 +1074,11 @@ async fn send_to_session(shared: &Shared, session: &Session, make: impl FnOnce(U
 async fn run_task(shared: Arc<Shared>, task: Arc<Task>, steps: u32, interval: Duration) {
     let issuer = uuid_string(&shared.config.server_uuid);
     for step in 1..=steps {
-        if !task.cancelled.load(Ordering::SeqCst) {
+        if interval.is_zero() {
+            // No pacing: events go out as fast as the connection takes them (backpressure is
+            // the session's bounded queue), yielding so other connections keep being served.
+            tokio::task::yield_now().await;
+        } else if !task.cancelled.load(Ordering::SeqCst) {
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
                 _ = task.wake.notified() => {}
@@ -905,4 +1129,43 @@ async fn run_task(shared: Arc<Shared>, task: Arc<Task>, steps: u32, interval: Du
     })
     .await;
     shared.state().tasks.remove(&task.id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prl_protocol::commands::{LoginRequest, PCF_ORIGINAL_CLIENT};
+
+    #[test]
+    fn a_parsed_login_leaves_no_password_in_the_request() {
+        let request = LoginRequest {
+            user: "testuser".into(),
+            password: Password::new("Zer0ize-me"),
+            prev_session_uuid: String::new(),
+            flags: PCF_ORIGINAL_CLIENT,
+        };
+        let mut p = request.to_package(Uuid::from_u128(1), Uuid::from_u128(2), true, &mut || {
+            Uuid::from_u128(3)
+        });
+        let len = p.buffers[0].data.len();
+        let wire = request.password.encode(true);
+        let fields = take_login(&mut p).unwrap();
+        assert_eq!(fields.user, "testuser");
+        assert_eq!(fields.flags, PCF_ORIGINAL_CLIENT);
+        assert_eq!(*fields.password_wire, *wire);
+        assert_eq!(
+            Password::decode(&fields.password_wire, true)
+                .unwrap()
+                .expose(),
+            "Zer0ize-me"
+        );
+        // The payload is zeroed in place, like `bzero(p->buffers[0])`.
+        assert_eq!(p.buffers[0].data.len(), len);
+        assert!(p.buffers[0].data.iter().all(|b| *b == 0));
+        // A request that is not a valid login is zeroed too.
+        let mut bad = Package::request(cmd::USER_LOGIN, Uuid::nil(), Uuid::nil(), vec![])
+            .with_text("<ParallelsEvent/>");
+        assert!(take_login(&mut bad).is_none());
+        assert!(bad.buffers[0].data.iter().all(|b| *b == 0));
+    }
 }

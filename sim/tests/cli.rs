@@ -122,6 +122,162 @@ async fn binary_serves_and_prints_the_ready_lines() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Every spelling a UUID may take in a log line.
+fn spellings(u: &prl_protocol::Uuid) -> Vec<String> {
+    let bare = u.to_string();
+    let simple = u.simple().to_string();
+    let mut all = vec![
+        format!("{{{bare}}}"),
+        bare.clone(),
+        simple.clone(),
+        format!("{:?}", u.as_bytes()),
+    ];
+    all.extend(all.clone().iter().map(|s| s.to_uppercase()));
+    all
+}
+
+#[tokio::test]
+async fn trace_logs_hold_no_password_and_no_session_uuid() {
+    use base64::Engine as _;
+    use prl_protocol::codes::cmd;
+    const SECRET: &str = "Tr4ce-Secr3t-Passw0rd";
+    let mut child = Child(
+        Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--user"])
+            .arg(format!("testuser:{SECRET}"))
+            .env("RUST_LOG", "trace")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let line = BufReader::new(child.0.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let addr: std::net::SocketAddr = line
+        .strip_prefix("prl-sim listening on tcp://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let endpoint = Endpoint::tcp("127.0.0.1", addr.port());
+    let mut a = Client {
+        conn: connect(&endpoint, &client_config(SecurityLevel::Low))
+            .await
+            .unwrap(),
+        backlog: Vec::new(),
+    };
+    let mut jobs = Vec::new();
+    // A failed login, a good one, a live-session restore from another connection, a ping, a
+    // logoff.
+    let p = a.login_package("testuser", "Wr0ng-Passw0rd-Tr4ce", "");
+    jobs.push(p.header.uuid);
+    assert_eq!(a.request(p).await.code, ErrorCode::AUTHENTICATION_FAILED);
+    let p = a.login_package("testuser", SECRET, "");
+    jobs.push(p.header.uuid);
+    let r = a.request(p).await;
+    assert_eq!(r.code, ErrorCode::SUCCESS);
+    let session = session_of(&r);
+    let mut b = Client {
+        conn: connect(&endpoint, &client_config(SecurityLevel::Low))
+            .await
+            .unwrap(),
+        backlog: Vec::new(),
+    };
+    let p = b.login_package("testuser", "", &session);
+    jobs.push(p.header.uuid);
+    b.conn.send(p).await.unwrap();
+    let p = b.simple(cmd::USER_PING);
+    assert_eq!(b.request(p).await.code, ErrorCode::UNIMPLEMENTED);
+    assert_eq!(a.logoff().await.code, ErrorCode::SUCCESS);
+    let b_session = braced(&b.me());
+    drop(b);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    let mut logs = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    // The run was logged, naming connections by number.
+    for expected in [
+        "authentication failed",
+        "session started",
+        "live session restored",
+        "logged off",
+        "conn=",
+        "DEBUG",
+    ] {
+        assert!(logs.contains(expected), "{expected:?} missing:\n{logs}");
+    }
+    let engines = [
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::STANDARD_NO_PAD,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ];
+    for password in [SECRET, "Wr0ng-Passw0rd-Tr4ce"] {
+        assert!(!logs.contains(password), "a password reached the logs");
+        for engine in &engines {
+            let b64 = engine.encode(password);
+            // Any 4-symbol-aligned prefix is in every base64 text of the password.
+            assert!(
+                !logs.contains(&b64[..16]),
+                "a base64 password reached the logs"
+            );
+        }
+        let wire = prl_protocol::commands::Password::new(password).encode(true);
+        assert!(!logs.contains(&wire[..16]));
+    }
+    let session_uuid = prl_protocol::parse_uuid(&session).unwrap();
+    let b_uuid = prl_protocol::parse_uuid(&b_session).unwrap();
+    for secret in [session_uuid, b_uuid].iter().chain(&jobs) {
+        for spelling in spellings(secret) {
+            assert!(
+                !logs.contains(&spelling),
+                "{spelling} (a session or login package uuid) reached the logs"
+            );
+        }
+    }
+}
+
+#[test]
+fn fault_refuse_from_the_command_line_refuses_connections() {
+    let mut child = Child(
+        Command::new(BIN)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--user",
+                "a:b",
+                "--fault",
+                "refuse",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The ready line names the address it would serve.
+    let line = BufReader::new(child.0.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let addr: std::net::SocketAddr = line
+        .strip_prefix("prl-sim listening on tcp://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let e = std::net::TcpStream::connect(addr).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+}
+
 fn run_bad(args: &[&str]) -> String {
     let out = Command::new(BIN).args(args).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{args:?}");

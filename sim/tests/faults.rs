@@ -20,17 +20,59 @@ fn short_budget(level: SecurityLevel) -> prl_transport::ClientConfig {
 }
 
 #[tokio::test]
-async fn handshake_faults() {
+async fn refuse_is_a_refused_connection_and_close_on_accept_a_closed_one() {
+    let dir = temp_dir();
     let mut cfg = config();
+    cfg.unix = Some(dir.join("prl.sock"));
     cfg.faults = faults(&["refuse"]);
     let sim = start(cfg).await;
+    // Nobody listens: the OS refuses, the SDK reports CANT_CONNECT_TO_DISPATCHER.
     let e = Client::connect(&sim, SecurityLevel::Low)
         .await
         .err()
         .unwrap();
-    assert_eq!(e.prl_code(), ErrorCode::HANDSHAKE_FAILED, "{e}");
+    assert_eq!(e.stage(), Stage::Connect, "{e}");
+    assert_eq!(e.kind(), "connect");
+    assert_eq!(e.prl_code(), ErrorCode::CANT_CONNECT_TO_DISPATCHER, "{e}");
+    let refused = |e: &std::io::Error| e.kind() == std::io::ErrorKind::ConnectionRefused;
+    let tcp = std::net::TcpStream::connect(sim.tcp_addr().unwrap()).unwrap_err();
+    assert!(refused(&tcp), "{tcp}");
+    let unix = std::os::unix::net::UnixStream::connect(sim.unix_path().unwrap()).unwrap_err();
+    assert!(refused(&unix), "{unix}");
+    // Cleared: listening again on the same address and socket.
+    sim.set_faults(Faults::none()).await;
+    Client::connect(&sim, SecurityLevel::Low)
+        .await
+        .unwrap()
+        .login_ok()
+        .await;
+    Client::connect_unix(&sim).await.unwrap().login_ok().await;
+    // And refused again, while a connection made before goes on.
+    let mut before = Client::connect(&sim, SecurityLevel::Low).await.unwrap();
+    sim.set_faults(faults(&["refuse"])).await;
+    let e = Client::connect(&sim, SecurityLevel::Low)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.prl_code(), ErrorCode::CANT_CONNECT_TO_DISPATCHER, "{e}");
+    before.login_ok().await;
 
-    sim.set_faults(faults(&["stall-handshake"]));
+    // close-on-accept: the connection is accepted and closed before the handshake.
+    sim.set_faults(faults(&["close-on-accept"])).await;
+    let e = Client::connect(&sim, SecurityLevel::Low)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.stage(), Stage::Handshake, "{e}");
+    assert_eq!(e.prl_code(), ErrorCode::HANDSHAKE_FAILED, "{e}");
+    drop(sim);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn handshake_faults() {
+    let sim = start(config()).await;
+    sim.set_faults(faults(&["stall-handshake"])).await;
     let e = Client::connect_with(&sim, short_budget(SecurityLevel::Low))
         .await
         .err()
@@ -39,7 +81,7 @@ async fn handshake_faults() {
     assert_eq!(e.kind(), "timeout");
     assert_eq!(e.prl_code(), ErrorCode::HANDSHAKE_FAILED);
 
-    sim.set_faults(faults(&["stall-tls"]));
+    sim.set_faults(faults(&["stall-tls"])).await;
     let e = Client::connect_with(&sim, short_budget(SecurityLevel::High))
         .await
         .err()
@@ -47,7 +89,7 @@ async fn handshake_faults() {
     assert_eq!(e.stage(), Stage::Tls, "{e}");
     assert_eq!(e.prl_code(), ErrorCode::SSL_HANDSHAKE_FAILED);
 
-    sim.set_faults(Faults::none());
+    sim.set_faults(Faults::none()).await;
     Client::connect(&sim, SecurityLevel::High)
         .await
         .unwrap()
@@ -59,20 +101,20 @@ async fn handshake_faults() {
 async fn reply_faults() {
     let sim = start(config()).await;
     // delay
-    sim.set_faults(faults(&["delay=300"]));
+    sim.set_faults(faults(&["delay=300"])).await;
     let mut c = Client::connect(&sim, SecurityLevel::Normal).await.unwrap();
     let t = Instant::now();
     c.login_ok().await;
     assert!(t.elapsed() >= Duration::from_millis(300));
 
     // drop-after: the first package is answered, then the connection is dropped.
-    sim.set_faults(faults(&["drop-after=1"]));
+    sim.set_faults(faults(&["drop-after=1"])).await;
     let mut c = Client::connect(&sim, SecurityLevel::Normal).await.unwrap();
     c.login_ok().await;
     assert!(c.until_closed().await.is_empty());
 
     // garbage: not even a valid record.
-    sim.set_faults(faults(&["garbage"]));
+    sim.set_faults(faults(&["garbage"])).await;
     let mut c = Client::connect(&sim, SecurityLevel::High).await.unwrap();
     let p = c.login_package(USER, PASSWORD, "");
     c.conn.send(p).await.unwrap();
@@ -81,7 +123,7 @@ async fn reply_faults() {
     assert_eq!(e.prl_code(), ErrorCode::WS_DISP_CONNECTION_CLOSED);
 
     // bad-crc: a well-framed reply whose header checksum is wrong.
-    sim.set_faults(faults(&["bad-crc"]));
+    sim.set_faults(faults(&["bad-crc"])).await;
     for level in [SecurityLevel::Low, SecurityLevel::High] {
         let mut c = Client::connect(&sim, level).await.unwrap();
         let p = c.login_package(USER, PASSWORD, "");
@@ -111,6 +153,20 @@ async fn per_connection_faults_touch_only_that_connection() {
         .unwrap()
         .login_ok()
         .await;
+    // A connection is known by its uuid only once its hello is in: per connection, `refuse`
+    // and `close-on-accept` close it right after the hello.
+    for spec in ["refuse", "close-on-accept"] {
+        let victim = Uuid::new_v4();
+        sim.set_connection_faults(victim, faults(&[spec]));
+        let e = Client::connect_with(
+            &sim,
+            client_config(SecurityLevel::Low).with_connection_uuid(victim),
+        )
+        .await
+        .err()
+        .unwrap();
+        assert_eq!(e.prl_code(), ErrorCode::HANDSHAKE_FAILED, "{spec}: {e}");
+    }
 
     let victim = Uuid::new_v4();
     sim.set_connection_faults(victim, faults(&["delay=500", "drop-after=2"]));

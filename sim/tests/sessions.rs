@@ -129,11 +129,13 @@ async fn task_on_login_gives_every_new_session_a_task_to_lose_and_reattach() {
     assert!(!hidden_request.is_nil());
     assert_eq!(sim.task_count(), 1);
 
-    // Taking over the live session creates no session, so no second task.
-    let mut t = Client::connect(&sim, SecurityLevel::Normal).await.unwrap();
-    let r = t
-        .login(USER, "wrong password, not checked", &session_a)
-        .await;
+    // Taking over the live session creates no session, so no second task (the reply goes to
+    // the session's own connection).
+    let t = Client::connect(&sim, SecurityLevel::Normal).await.unwrap();
+    let p = t.login_package(USER, "wrong password, not checked", &session_a);
+    let job = p.header.uuid;
+    t.conn.send(p).await.unwrap();
+    let r = a.reply_to(job).await;
     assert_eq!(r.code, ErrorCode::SUCCESS);
     assert_eq!(session_of(&r), session_a);
     assert_eq!(sim.task_count(), 1);
@@ -196,6 +198,49 @@ fn task_specs_parse_and_are_bounded() {
         assert_eq!(e.kind(), "invalid", "{bad}");
         assert!(e.to_string().contains("--task-on-login"), "{e}");
     }
+}
+
+#[tokio::test]
+async fn tasks_are_capped_in_all_not_only_per_session() {
+    // Tasks outlive their session: without a global cap, sessions that start tasks and drop
+    // their connection would pile them up.
+    let mut cfg = config();
+    cfg.max_tasks = 3;
+    let sim = start(cfg).await;
+    let started = |c: &Client| start_long_task_command(1, 400, 0, Uuid::new_v4(), c.me());
+    let mut a = Client::connect(&sim, SecurityLevel::Low).await.unwrap();
+    a.login_ok().await;
+    for _ in 0..2 {
+        let p = started(&a);
+        a.conn.send(p).await.unwrap();
+    }
+    let mut b = Client::connect(&sim, SecurityLevel::Low).await.unwrap();
+    b.login_ok().await;
+    let p = started(&b);
+    b.conn.send(p).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(sim.task_count(), 3);
+    // A's session dies; its tasks keep running and still count.
+    a.conn.close().await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(sim.session_count(), 1);
+    assert_eq!(sim.task_count(), 3);
+    let mut c = Client::connect(&sim, SecurityLevel::Low).await.unwrap();
+    c.login_ok().await;
+    let p = started(&c);
+    let refused = c.request(p).await;
+    assert_eq!(refused.code, ErrorCode::TRY_AGAIN);
+    assert_eq!(refused.opcode, SIM_CMD_START_LONG_TASK);
+    assert_eq!(sim.task_count(), 3);
+    // Once they are done, tasks start again.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(sim.task_count(), 0);
+    let p = started(&c);
+    let job = p.header.uuid;
+    c.conn.send(p).await.unwrap();
+    c.backlog.retain(|p| progress(p).is_none());
+    let done = c.reply_to(job).await;
+    assert_eq!(done.code, ErrorCode::SUCCESS);
 }
 
 #[tokio::test]
@@ -276,26 +321,115 @@ async fn a_live_session_is_reused_without_a_password() {
     let sim = start(config()).await;
     let mut a = Client::connect(&sim, SecurityLevel::Low).await.unwrap();
     let session_a = session_of(&a.login_ok().await);
-    let mut b = Client::connect(&sim, SecurityLevel::Low).await.unwrap();
+    let mut b = Client::connect(&sim, SecurityLevel::Normal).await.unwrap();
     // Names other than the exact `{lower-case}` handle do not match.
     let upper = session_a.to_uppercase();
     assert_eq!(
         b.login(USER, "wrong", &upper).await.code,
         ErrorCode::AUTHENTICATION_FAILED
     );
-    let r = b.login(USER, "wrong", &session_a).await;
-    assert_eq!(r.code, ErrorCode::SUCCESS);
+    // `processAuthorizeCmd` registers b with a's session object and sends the login reply
+    // through it (`pClient->sendPackage`): to a's connection, with a's session uuid, as a
+    // direct response to b's request. b hears nothing.
+    let p = b.login_package(USER, "wrong", &session_a);
+    let job = p.header.uuid;
+    b.conn.send(p).await.unwrap();
+    let reply = loop {
+        let p = a.next().await.unwrap().unwrap();
+        if is_reply_to(&p, job) {
+            break p;
+        }
+    };
     assert_eq!(
-        session_of(&r),
+        reply.header.receiver_uuid,
+        b.me(),
+        "a direct response to b's request"
+    );
+    let reply = Reply::parse(&reply).unwrap();
+    assert_eq!(reply.code, ErrorCode::SUCCESS);
+    assert_eq!(
+        session_of(&reply),
         session_a,
         "the live session itself is reused"
     );
+    // b is logged in as that session: what the dispatcher answers itself
+    // (`sendSimpleResponseToClient(h, ...)`) comes to b ...
     let p = b.simple(cmd::USER_PING);
     assert_eq!(
         b.request(p).await.code,
         ErrorCode::UNIMPLEMENTED,
         "b is logged in"
     );
+    assert_eq!(
+        b.login(USER, PASSWORD, "").await.code,
+        ErrorCode::USER_IS_ALREADY_LOGGED
+    );
+    assert!(
+        !b.backlog.iter().any(|p| is_reply_to(p, job)),
+        "b got no login reply"
+    );
+    // ... what the session answers (`pUser->sendSimpleResponse`) goes to a: cancel ...
+    let p = b.one_str(cmd::USER_CANCEL_OPERATION, &braced(&Uuid::new_v4()));
+    let id = p.header.uuid;
+    b.conn.send(p).await.unwrap();
+    assert_eq!(a.reply_to(id).await.code, ErrorCode::TASK_NOT_FOUND);
+    // ... and logoff, which then closes a's connection, not b's.
+    assert_eq!(sim.session_count(), 2);
+    let p = b.simple(cmd::USER_LOGOFF);
+    let id = p.header.uuid;
+    b.conn.send(p).await.unwrap();
+    assert_eq!(a.reply_to(id).await.code, ErrorCode::SUCCESS);
+    assert!(a.until_closed().await.is_empty());
+    let p = b.simple(cmd::USER_PING);
+    assert_eq!(b.request(p).await.code, ErrorCode::UNIMPLEMENTED);
+    assert_eq!(sim.session_count(), 1, "b is still logged in");
+    assert!(!b
+        .backlog
+        .iter()
+        .any(|p| p.header.package_type == cmd::WS_RESPONSE
+            || p.header.package_type == cmd::WS_BINARY_RESPONSE));
+}
+
+#[tokio::test]
+async fn a_restored_session_answers_in_its_own_connections_format() {
+    // The login reply's format follows the protocol of the connection it goes out on (the
+    // session's, `clientProtocolVersion(pSession->getClientHandle())`): XML 5001 for a client
+    // below 6.2, even when the restoring client takes 5003.
+    let sim = start(config()).await;
+    let mut old = client_config(SecurityLevel::Low);
+    old.version = prl_protocol::handshake::ProtocolVersion::new(6, 1, "old");
+    let mut a = Client::connect_with(&sim, old).await.unwrap();
+    // Below 6.9 the password travels as it is.
+    let p = prl_protocol::commands::LoginRequest {
+        user: USER.into(),
+        password: prl_protocol::commands::Password::new(PASSWORD),
+        prev_session_uuid: String::new(),
+        flags: prl_protocol::commands::PCF_ORIGINAL_CLIENT,
+    }
+    .to_package(Uuid::new_v4(), a.me(), false, &mut Uuid::new_v4);
+    let r = a.request(p).await;
+    assert_eq!(r.code, ErrorCode::SUCCESS);
+    let session_a = session_of(&r);
+    let b = Client::connect(&sim, SecurityLevel::Low).await.unwrap();
+    let p = b.login_package(USER, "", &session_a);
+    let job = p.header.uuid;
+    b.conn.send(p).await.unwrap();
+    let reply = loop {
+        let p = a.next().await.unwrap().unwrap();
+        if is_reply_to(&p, job) {
+            break p;
+        }
+    };
+    assert_eq!(reply.header.package_type, cmd::WS_RESPONSE);
+    assert_eq!(session_of(&Reply::parse(&reply).unwrap()), session_a);
+    // The restoring client's own first login on a 6.10 connection gets 5003, as usual.
+    let mut c = Client::connect(&sim, SecurityLevel::Low).await.unwrap();
+    let p = c.login_package(USER, PASSWORD, "");
+    let job = p.header.uuid;
+    c.conn.send(p).await.unwrap();
+    let p = c.next().await.unwrap().unwrap();
+    assert!(is_reply_to(&p, job));
+    assert_eq!(p.header.package_type, cmd::WS_BINARY_RESPONSE);
 }
 
 #[tokio::test]
@@ -406,4 +540,20 @@ async fn futures_join(clients: Vec<Client>) -> Vec<ErrorCode> {
         out.push(h.await.unwrap());
     }
     out
+}
+
+#[tokio::test]
+async fn an_unpaced_task_streams_every_event_in_order() {
+    // Interval 0: no timer between steps (what the relay-throughput benchmark needs).
+    let sim = start(config()).await;
+    let mut a = Client::connect(&sim, SecurityLevel::Low).await.unwrap();
+    a.login_ok().await;
+    let start = start_long_task_command(3000, 0, 0, Uuid::new_v4(), a.me());
+    let request_uuid = start.header.uuid;
+    a.conn.send(start).await.unwrap();
+    let (seen, last) = progress_until_reply(&mut a, request_uuid).await;
+    assert_eq!(seen.len(), 3000);
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "in order");
+    assert_eq!(*seen.last().unwrap(), 100);
+    assert_eq!(Reply::parse(&last).unwrap().code, ErrorCode::SUCCESS);
 }

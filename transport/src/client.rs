@@ -25,7 +25,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::Instant;
 
-use crate::connection::{Connection, Established, PeerAddress, Role, StreamOptions};
+use crate::connection::{
+    exchange_hellos, Connection, Established, PeerAddress, Role, StreamOptions,
+};
 use crate::error::{Stage, TransportError};
 use crate::tls::TlsConfig;
 
@@ -285,28 +287,7 @@ where
         .map_err(TransportError::Handshake)?;
 
     let outcome = budget
-        .run(Stage::Handshake, async {
-            stream
-                .write_all(&hs.hello())
-                .await
-                .map_err(|e| TransportError::io(Stage::Handshake, e))?;
-            let mut buf = vec![0u8; 4096];
-            loop {
-                let n = stream
-                    .read(&mut buf)
-                    .await
-                    .map_err(|e| TransportError::io(Stage::Handshake, e))?;
-                if n == 0 {
-                    return Err(TransportError::Handshake(hs.eof()));
-                }
-                if let Some(outcome) = hs
-                    .feed(buf.get(..n).unwrap_or_default())
-                    .map_err(TransportError::Handshake)?
-                {
-                    return Ok(outcome);
-                }
-            }
-        })
+        .run(Stage::Handshake, exchange_hellos(&mut stream, &mut hs))
         .await?;
     let leftover = hs.take_leftover();
 
@@ -314,12 +295,15 @@ where
     budget
         .run(Stage::Tls, tls_handshake(&mut stream, &mut layer, leftover))
         .await?;
+    let connection_id = crate::connection::next_connection_id();
     tracing::debug!(
+        conn = connection_id,
         peer = %peer_address,
         cipher = layer.engine().cipher_name().unwrap_or(""),
         "connected"
     );
     Ok(Established {
+        connection_id,
         stream,
         layer,
         role: Role::Client,

@@ -5,12 +5,13 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use prl_protocol::codes::cmd;
 use prl_protocol::handshake::{
-    HandshakeHeader, ProtocolVersion, RouteName, RoutingTable, SecurityLevel, SenderType,
+    Handshake, HandshakeHeader, ProtocolVersion, RouteName, RoutingTable, SecurityLevel, SenderType,
 };
 use prl_protocol::package::{Limits, Package, PackageDecoder, MNG_HEARTBEAT};
 use prl_protocol::record::RecordLayer;
@@ -64,9 +65,22 @@ pub struct PeerCredentials {
     pub pid: Option<i32>,
 }
 
-/// What the two handshakes established.
-#[derive(Debug, Clone)]
+/// Numbers connections within this process, for logs.
+static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh per-process connection number (1, 2, 3, ...).
+pub(crate) fn next_connection_id() -> u64 {
+    NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// What the two handshakes established. `Debug` redacts both connection UUIDs (a client's is
+/// its session id).
+#[derive(Clone)]
 pub struct ConnectionInfo {
+    /// A per-process number naming this connection in logs (`conn = N`). Log this, never the
+    /// connection UUIDs: the client's connection UUID is its session id, and naming a live
+    /// session logs in without a password.
+    pub connection_id: u64,
     /// Our side.
     pub role: Role,
     /// Our connection UUID (for a client: the session id the service will hand out).
@@ -95,6 +109,28 @@ pub struct ConnectionInfo {
     pub peer_address: PeerAddress,
     /// The peer's credentials (accepted unix-socket connections only).
     pub peer_credentials: Option<PeerCredentials>,
+}
+
+impl fmt::Debug for ConnectionInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionInfo")
+            .field("connection_id", &self.connection_id)
+            .field("role", &self.role)
+            .field("local_connection_uuid", &"<redacted>")
+            .field("peer_connection_uuid", &"<redacted>")
+            .field("peer_sender_type", &self.peer_sender_type)
+            .field("peer_version", &self.peer_version)
+            .field("accepted_table", &self.accepted_table)
+            .field("security_level", &self.security_level)
+            .field("cipher", &self.cipher)
+            .field("cipher_standard_name", &self.cipher_standard_name)
+            .field("tls_version", &self.tls_version)
+            .field("key_exchange", &self.key_exchange)
+            .field("peer_certificate_cn", &self.peer_certificate_cn)
+            .field("peer_address", &self.peer_address)
+            .field("peer_credentials", &self.peer_credentials)
+            .finish()
+    }
 }
 
 impl ConnectionInfo {
@@ -318,6 +354,7 @@ impl Connection {
 
 /// What the handshake phase hands to the connection task.
 pub(crate) struct Established<S> {
+    pub connection_id: u64,
     pub stream: S,
     pub layer: RecordLayer<OpenSslEngine>,
     pub role: Role,
@@ -337,6 +374,7 @@ where
         let engine = self.layer.engine();
         let table = self.layer.routing_table().clone();
         let info = Arc::new(ConnectionInfo {
+            connection_id: self.connection_id,
             role: self.role,
             local_connection_uuid: self.local_uuid,
             peer_connection_uuid: self.peer_header.connection_uuid,
@@ -368,6 +406,7 @@ where
             app: Vec::new(),
             heartbeat,
             peer: info.peer_address.to_string(),
+            id: info.connection_id,
             local_uuid: info.local_connection_uuid,
         };
         tokio::spawn(task.run(self.stream, out_rx, in_tx));
@@ -394,6 +433,8 @@ struct Driver {
     app: Vec<u8>,
     heartbeat: Option<Duration>,
     peer: String,
+    /// [`ConnectionInfo::connection_id`], for logs.
+    id: u64,
     local_uuid: Uuid,
 }
 
@@ -435,10 +476,12 @@ impl Driver {
                 end = Some(End::Local);
                 break;
             }
-            let can_read = self.pending.is_empty() && !closing;
-            let want_write = self.wpos < self.wbuf.len();
-            let take_out =
-                !senders_gone && !closing && self.wbuf.len() - self.wpos < WRITE_HIGH_WATER;
+            let backlog = self.wbuf.len() - self.wpos;
+            // A peer that does not read stops being read: whatever it sends may make us write
+            // (TLS alerts, renegotiation), so the write backlog stays bounded.
+            let can_read = self.pending.is_empty() && !closing && backlog < WRITE_HIGH_WATER;
+            let want_write = backlog > 0;
+            let take_out = !senders_gone && !closing && backlog < WRITE_HIGH_WATER;
             tokio::select! {
                 permit = in_tx.reserve(), if !self.pending.is_empty() => {
                     match permit {
@@ -503,8 +546,12 @@ impl Driver {
                     }
                 }
                 _ = ticker.tick(), if self.heartbeat.is_some() && !closing => {
-                    if let Err(e) = self.encode(&Package::heartbeat()) {
-                        end = Some(End::Failed(e));
+                    // A heartbeat only says "alive" on an idle link: skipped while earlier
+                    // bytes are unwritten, so a peer that stops reading does not pile them up.
+                    if self.wpos >= self.wbuf.len() {
+                        if let Err(e) = self.encode(&Package::heartbeat()) {
+                            end = Some(End::Failed(e));
+                        }
                     }
                 }
             }
@@ -521,14 +568,14 @@ impl Driver {
                     wr.shutdown().await
                 })
                 .await;
-                tracing::debug!(peer = %self.peer, "connection closed locally");
+                tracing::debug!(conn = self.id, peer = %self.peer, "connection closed locally");
             }
             Some(End::PeerClosed) => {
-                tracing::debug!(peer = %self.peer, "connection closed by the peer");
+                tracing::debug!(conn = self.id, peer = %self.peer, "connection closed by the peer");
                 self.deliver_pending(&in_tx).await;
             }
             Some(End::Failed(e)) => {
-                tracing::debug!(peer = %self.peer, error = %e, kind = e.kind(), "connection failed");
+                tracing::debug!(conn = self.id, peer = %self.peer, error = %e, kind = e.kind(), "connection failed");
                 self.deliver_pending(&in_tx).await;
                 let _ = in_tx.send(Err(e)).await;
             }
@@ -578,11 +625,45 @@ impl Driver {
             .map_err(TransportError::Package)?
         {
             if p.header.package_type == MNG_HEARTBEAT && p.buffers.is_empty() {
-                tracing::trace!(peer = %self.peer, "heartbeat received");
+                tracing::trace!(conn = self.id, "heartbeat received");
                 continue;
             }
             self.pending.push_back(p);
         }
         received.map_err(TransportError::Record)
+    }
+}
+
+/// Runs the plaintext IOService handshake of either role over `stream`: sends our hello, then
+/// feeds what arrives until the state machine completes (a peer that closes first gets the
+/// state machine's own error for that point).
+pub(crate) async fn exchange_hellos<S, H>(
+    stream: &mut S,
+    hs: &mut H,
+) -> Result<H::Outcome, TransportError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    H: Handshake,
+{
+    stream
+        .write_all(&hs.hello())
+        .await
+        .map_err(|e| TransportError::io(Stage::Handshake, e))?;
+    // The largest hello is 421 bytes.
+    let mut buf = vec![0u8; 1024];
+    loop {
+        let n = stream
+            .read(&mut buf)
+            .await
+            .map_err(|e| TransportError::io(Stage::Handshake, e))?;
+        if n == 0 {
+            return Err(TransportError::Handshake(hs.eof()));
+        }
+        if let Some(outcome) = hs
+            .feed(buf.get(..n).unwrap_or_default())
+            .map_err(TransportError::Handshake)?
+        {
+            return Ok(outcome);
+        }
     }
 }

@@ -18,7 +18,7 @@ use tokio::net::{TcpStream, UnixStream};
 
 use crate::client::tls_handshake;
 use crate::connection::{
-    Connection, Established, PeerAddress, PeerCredentials, Role, StreamOptions,
+    exchange_hellos, Connection, Established, PeerAddress, PeerCredentials, Role, StreamOptions,
 };
 use crate::error::{Stage, TransportError};
 use crate::tls::TlsConfig;
@@ -39,10 +39,24 @@ pub enum Admission {
 /// A peer that connected, before any handshake.
 #[derive(Debug, Clone)]
 pub struct Peer {
+    /// A per-process number naming the connection in logs; it becomes
+    /// [`ConnectionInfo::connection_id`](crate::ConnectionInfo::connection_id).
+    pub id: u64,
     /// Its address.
     pub address: PeerAddress,
     /// Its credentials (unix sockets).
     pub credentials: Option<PeerCredentials>,
+}
+
+impl Peer {
+    /// A peer with a fresh connection number.
+    pub fn new(address: PeerAddress, credentials: Option<PeerCredentials>) -> Self {
+        Peer {
+            id: crate::connection::next_connection_id(),
+            address,
+            credentials,
+        }
+    }
 }
 
 /// Decisions the server takes while accepting (refusal, fault injection). The defaults accept
@@ -123,15 +137,7 @@ pub async fn accept_tcp(
         Err(_) => PeerAddress::Other,
     };
     let _ = stream.set_nodelay(true);
-    accept(
-        stream,
-        Peer {
-            address,
-            credentials: None,
-        },
-        config,
-    )
-    .await
+    accept(stream, Peer::new(address, None), config).await
 }
 
 /// Accepts a unix-socket client, reading its credentials (`SO_PEERCRED`).
@@ -146,10 +152,7 @@ pub async fn accept_unix(
     });
     accept(
         stream,
-        Peer {
-            address: PeerAddress::Unix(None),
-            credentials,
-        },
+        Peer::new(PeerAddress::Unix(None), credentials),
         config,
     )
     .await
@@ -168,7 +171,7 @@ where
         Admission::Continue => {}
         Admission::Close => return Err(TransportError::Refused),
         Admission::Stall | Admission::StallTls => {
-            return stall(stream, config.stall_limit, Stage::Handshake).await
+            return stall(stream, peer.id, config.stall_limit, Stage::Handshake).await
         }
     }
     let server_uuid = Uuid::new_v4();
@@ -176,46 +179,27 @@ where
         .map_err(TransportError::Handshake)?;
     let engine = config.tls.engine().map_err(TransportError::TlsSetup)?;
 
-    let handshake = async {
-        stream
-            .write_all(&hs.hello())
-            .await
-            .map_err(|e| TransportError::io(Stage::Handshake, e))?;
-        let mut buf = vec![0u8; 1024];
-        loop {
-            let n = stream
-                .read(&mut buf)
-                .await
-                .map_err(|e| TransportError::io(Stage::Handshake, e))?;
-            if n == 0 {
-                return Err(TransportError::Handshake(hs.eof()));
-            }
-            if let Some(outcome) = hs
-                .feed(buf.get(..n).unwrap_or_default())
-                .map_err(TransportError::Handshake)?
-            {
-                return Ok(outcome);
-            }
-        }
-    };
+    let handshake = exchange_hellos(&mut stream, &mut hs);
     let outcome = with_timeout(config.handshake_timeout, Stage::Handshake, handshake).await;
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
-            tracing::debug!(peer = %peer.address, error = %e, "handshake refused, closing");
+            tracing::debug!(conn = peer.id, peer = %peer.address, error = %e, "handshake refused, closing");
             return Err(e);
         }
     };
     match config.policy.on_client_hello(&peer, &outcome) {
         Admission::Continue => {}
         Admission::Close => return Err(TransportError::Refused),
-        Admission::Stall => return stall(stream, config.stall_limit, Stage::Handshake).await,
+        Admission::Stall => {
+            return stall(stream, peer.id, config.stall_limit, Stage::Handshake).await
+        }
         Admission::StallTls => {
             stream
                 .write_all(&outcome.reply)
                 .await
                 .map_err(|e| TransportError::io(Stage::Handshake, e))?;
-            return stall(stream, config.stall_limit, Stage::Tls).await;
+            return stall(stream, peer.id, config.stall_limit, Stage::Tls).await;
         }
     }
     let leftover = hs.take_leftover();
@@ -228,13 +212,15 @@ where
         tls_handshake(&mut stream, &mut layer, leftover).await
     };
     with_timeout(config.handshake_timeout, Stage::Tls, tls).await?;
+    // Never the client's connection UUID: it is its session id (a credential).
     tracing::debug!(
+        conn = peer.id,
         peer = %peer.address,
-        client = %outcome.client_header.connection_uuid,
         cipher = layer.engine().cipher_name().unwrap_or(""),
         "client accepted"
     );
     Ok(Established {
+        connection_id: peer.id,
         stream,
         layer,
         role: Role::Server,
@@ -263,6 +249,7 @@ async fn with_timeout<T>(
 /// Keeps the socket open without answering until the peer closes it or `limit` passes.
 async fn stall<S>(
     mut stream: S,
+    id: u64,
     limit: Duration,
     stage: Stage,
 ) -> Result<Connection, TransportError>
@@ -279,6 +266,6 @@ where
         }
     })
     .await;
-    tracing::debug!(%stage, "stalled connection ended");
+    tracing::debug!(conn = id, %stage, "stalled connection ended");
     Err(TransportError::Stalled(stage))
 }

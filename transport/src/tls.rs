@@ -176,6 +176,49 @@ impl Credentials {
     pub fn common_name(&self) -> Option<Vec<u8>> {
         subject_cn(&self.certificate)
     }
+
+    /// A fresh self-signed RSA-2048 certificate for `common_name`, valid for one day: for tests
+    /// and demos of the certificate mode, never a production credential.
+    pub fn generate_self_signed(common_name: &str) -> Result<Self, TlsError> {
+        use openssl::asn1::Asn1Time;
+        use openssl::bn::BigNum;
+        use openssl::hash::MessageDigest;
+        use openssl::rsa::Rsa;
+        use openssl::x509::{X509Builder, X509NameBuilder};
+        let build = || -> Result<Self, ErrorStack> {
+            let private_key = PKey::from_rsa(Rsa::generate(2048)?)?;
+            let mut name = X509NameBuilder::new()?;
+            name.append_entry_by_nid(Nid::COMMONNAME, common_name)?;
+            let name = name.build();
+            let mut b = X509Builder::new()?;
+            b.set_version(2)?;
+            let mut serial = BigNum::new()?;
+            serial.rand(64, openssl::bn::MsbOption::MAYBE_ZERO, false)?;
+            let serial = serial.to_asn1_integer()?;
+            b.set_serial_number(&serial)?;
+            b.set_subject_name(&name)?;
+            b.set_issuer_name(&name)?;
+            b.set_pubkey(&private_key)?;
+            let (from, until) = (Asn1Time::days_from_now(0)?, Asn1Time::days_from_now(1)?);
+            b.set_not_before(&from)?;
+            b.set_not_after(&until)?;
+            b.sign(&private_key, MessageDigest::sha256())?;
+            Ok(Credentials {
+                certificate: b.build(),
+                private_key,
+                chain: Vec::new(),
+            })
+        };
+        build().map_err(|e| TlsError::Credentials(format!("cannot generate a certificate: {e}")))
+    }
+
+    /// The certificate and the private key (PKCS#8) as PEM, e.g. to hand them to a process.
+    pub fn to_pem(&self) -> Result<(Vec<u8>, zeroize::Zeroizing<Vec<u8>>), TlsError> {
+        let bad = |e: ErrorStack| TlsError::Credentials(format!("cannot write pem: {e}"));
+        let certificate = self.certificate.to_pem().map_err(bad)?;
+        let key = self.private_key.private_key_to_pem_pkcs8().map_err(bad)?;
+        Ok((certificate, zeroize::Zeroizing::new(key)))
+    }
 }
 
 impl fmt::Debug for Credentials {
@@ -563,36 +606,10 @@ fn describe(e: &openssl::ssl::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use openssl::asn1::Asn1Time;
-    use openssl::bn::BigNum;
-    use openssl::hash::MessageDigest;
-    use openssl::rsa::Rsa;
-    use openssl::x509::{X509Builder, X509NameBuilder};
 
     /// A throwaway self-signed RSA certificate made for this test run.
     fn credentials(cn: &str) -> Credentials {
-        let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
-        let mut name = X509NameBuilder::new().unwrap();
-        name.append_entry_by_nid(Nid::COMMONNAME, cn).unwrap();
-        let name = name.build();
-        let mut b = X509Builder::new().unwrap();
-        b.set_version(2).unwrap();
-        b.set_serial_number(&BigNum::from_u32(1).unwrap().to_asn1_integer().unwrap())
-            .unwrap();
-        b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(&name).unwrap();
-        b.set_pubkey(&key).unwrap();
-        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-            .unwrap();
-        b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
-            .unwrap();
-        b.sign(&key, MessageDigest::sha256()).unwrap();
-        let cert = b.build();
-        Credentials::from_pem(
-            &cert.to_pem().unwrap(),
-            &key.private_key_to_pem_pkcs8().unwrap(),
-        )
-        .unwrap()
+        Credentials::generate_self_signed(cn).unwrap()
     }
 
     /// Splits a byte stream into TLS records (5-byte header + payload).

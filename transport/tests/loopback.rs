@@ -87,6 +87,20 @@ async fn every_level_connects_and_exchanges_packages() {
         assert_eq!(s.info().peer_sender_type.0, 3);
         assert_eq!(c.info().peer_sender_type.0, 2);
         assert!(s.info().peer_uid().is_none());
+        // Logs name connections by number; the uuids (a client's is its session id) are
+        // redacted in Debug.
+        assert_ne!(c.info().connection_id, s.info().connection_id);
+        for info in [c.info(), s.info()] {
+            let debug = format!("{info:?}");
+            assert!(debug.contains("<redacted>"), "{debug}");
+            for u in [uuid, c.info().peer_connection_uuid] {
+                let text = u.to_string();
+                assert!(!debug.contains(&text), "{debug}");
+                assert!(!debug.contains(&text.to_uppercase()), "{debug}");
+                assert!(!debug.contains(&u.simple().to_string()), "{debug}");
+                assert!(!debug.contains(&format!("{:?}", u.as_bytes())), "{debug}");
+            }
+        }
 
         let req = request(cmd::USER_LOGIN, "hello");
         c.send(req.clone()).await.unwrap();
@@ -460,34 +474,7 @@ async fn broken_streams_are_reported_once() {
 
 /// A throwaway self-signed RSA certificate made for this test run.
 fn credentials(cn: &str) -> prl_transport::Credentials {
-    use openssl::asn1::Asn1Time;
-    use openssl::bn::BigNum;
-    use openssl::hash::MessageDigest;
-    use openssl::nid::Nid;
-    use openssl::pkey::PKey;
-    use openssl::rsa::Rsa;
-    use openssl::x509::{X509Builder, X509NameBuilder};
-    let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_nid(Nid::COMMONNAME, cn).unwrap();
-    let name = name.build();
-    let mut b = X509Builder::new().unwrap();
-    b.set_version(2).unwrap();
-    b.set_serial_number(&BigNum::from_u32(7).unwrap().to_asn1_integer().unwrap())
-        .unwrap();
-    b.set_subject_name(&name).unwrap();
-    b.set_issuer_name(&name).unwrap();
-    b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
-        .unwrap();
-    b.sign(&key, MessageDigest::sha256()).unwrap();
-    prl_transport::Credentials::from_pem(
-        &b.build().to_pem().unwrap(),
-        &key.private_key_to_pem_pkcs8().unwrap(),
-    )
-    .unwrap()
+    prl_transport::Credentials::generate_self_signed(cn).unwrap()
 }
 
 #[tokio::test]

@@ -1,10 +1,11 @@
-//! Project recipes, one place for each: `cargo xtask setup | test | ci | build-wasm | demo`.
+//! Project recipes, one place for each: `cargo xtask setup | test | ci | build-wasm | demo | bench`.
 //!
 //! `setup` installs what a fresh machine (rustup stable, Node 20, apt, root) lacks, idempotently.
 //! `test` runs `setup`, then every check CI runs, failing fast; `ci` is the same thing.
 //! `build-wasm` builds the npm package; `demo` runs `setup`, builds, and serves the login page.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod demo;
 mod setup;
 mod test;
@@ -40,6 +41,13 @@ enum Cmd {
     BuildWasm,
     /// Run `setup`, build the package, start prl-sim and prl-proxy on localhost, serve the login page.
     Demo,
+    /// Run the benchmarks (`cargo bench -p prl-bench`) and print their ratios to the same-run
+    /// baselines; arguments go to criterion (a filter, `--measurement-time 10`).
+    Bench {
+        /// Passed to criterion.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -50,6 +58,7 @@ fn main() -> ExitCode {
         Cmd::Test => test::run(&root),
         Cmd::BuildWasm => wasm::run(&root),
         Cmd::Demo => demo::run(&root),
+        Cmd::Bench { args } => bench::run(&root, &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
