@@ -13,6 +13,9 @@ for (const name of ['host', 'port', 'user', 'securityLevel', 'timeoutMs']) {
 }
 
 let server;
+let serverAutoRestore;
+let lastSession;
+let loggingOff = false;
 let abort;
 
 function show(id, fields) {
@@ -31,7 +34,9 @@ function show(id, fields) {
 function log(text) {
   const li = document.createElement('li');
   li.textContent = `${new Date().toLocaleTimeString()}  ${text}`;
-  $('log').prepend(li);
+  const list = $('log');
+  list.append(li);
+  list.scrollTop = list.scrollHeight;
 }
 
 function setState(state) {
@@ -45,22 +50,47 @@ function setState(state) {
   $('logoff-button').disabled = !loggedIn;
 }
 
-function newServer(autoRestore) {
-  if (server) server.free();
-  server = new Server({ proxyUrl, autoRestore });
-  server.addEventListener('statechange', (e) => {
+// One Server for the page: it holds the proof that lets a later login name its lost session as
+// "Previous session" (the proxy refuses a previous session this browser did not own).
+// A new one only when the restore setting changes.
+function serverFor(autoRestore) {
+  if (server && serverAutoRestore === autoRestore) return server;
+  if (server) {
+    const old = server;
+    server = undefined; // its last events ('closed') are not this page's state any more
+    old.free();
+  }
+  const s = new Server({ proxyUrl, autoRestore });
+  server = s;
+  serverAutoRestore = autoRestore;
+  s.addEventListener('statechange', (e) => {
+    if (s !== server) return;
     setState(e.detail.state);
-    log(`state ${e.detail.previous} → ${e.detail.state}${e.detail.error ? ` (${e.detail.error.kind})` : ''}`);
-  });
-  server.addEventListener('restored', (e) => {
     const d = e.detail;
-    log(`restored by ${d.mode}; ${d.lostTasks.length} lost task(s)`);
-    $('result').hidden || show('result', [...resultFields, ['restored by', d.mode]]);
+    log(`state ${d.previous} → ${d.state}${d.error ? ` (${d.error.kind}: ${d.error.message})` : ''}`);
+    const lost = !loggingOff && ['connected', 'unstable', 'restoring'].includes(d.previous);
+    if (d.state === 'disconnected' && lost && lastSession) {
+      // The connection is gone for good: offer to restore the session in a new login.
+      form.elements.prevSessionId.value = lastSession;
+      $('result').hidden = true;
+      log(`session ${lastSession} lost; "Log in" with it as previous session restores it`);
+    }
   });
-  server.addEventListener('event', (e) => {
+  s.addEventListener('restored', (e) => {
+    if (s !== server) return;
+    const d = e.detail;
+    lastSession = d.sessionId;
+    log(`restored by ${d.mode}; ${d.lostTasks.length} lost task(s)`);
+    if (!$('result').hidden) {
+      show('result', [...resultFields.filter(([k]) => k !== 'session'), ['session', d.sessionId], ['restored by', d.mode]]);
+    }
+  });
+  s.addEventListener('event', (e) => {
+    if (s !== server) return;
     const d = e.detail;
     log(d.percent !== undefined ? `progress ${d.percent}% of ${d.jobId}` : `event type ${d.eventType ?? '-'} (package ${d.packageType})`);
   });
+  return s;
 }
 
 let resultFields = [];
@@ -70,7 +100,7 @@ form.addEventListener('submit', async (ev) => {
   const f = form.elements;
   $('result').hidden = true;
   $('error').hidden = true;
-  newServer(f.autoRestore.checked);
+  const s = serverFor(f.autoRestore.checked);
   abort = new AbortController();
   const opts = {
     host: f.host.value.trim(),
@@ -85,7 +115,9 @@ form.addEventListener('submit', async (ev) => {
   f.password.value = '';
   const started = performance.now();
   try {
-    const r = await server.login(opts);
+    const r = await s.login(opts);
+    lastSession = r.sessionUuid;
+    f.prevSessionId.value = '';
     resultFields = [
       ['session', r.sessionUuid],
       ['server', r.serverUuid],
@@ -112,12 +144,16 @@ form.addEventListener('submit', async (ev) => {
 $('cancel-button').addEventListener('click', () => abort?.abort());
 
 $('logoff-button').addEventListener('click', async () => {
+  loggingOff = true;
   try {
     await server.logoff();
+    lastSession = undefined;
     $('result').hidden = true;
     log('logged off');
   } catch (e) {
     log(`logoff failed: ${e.kind ?? e}`);
+  } finally {
+    loggingOff = false;
   }
 });
 

@@ -101,6 +101,9 @@ export interface LoginOptions {
   /**
    * A previous session UUID to restore: the service lists that session's still-running tasks
    * in {@link LoginResponse.runningTasks} (and takes over the session if it is still live).
+   * prl-proxy accepts only a session this same `Server` object had (it sends the proxy the
+   * proof it holds for its last session until {@link Server.logoff} or {@link Server.free});
+   * any other is refused with kind `policy_denied`.
    */
   prevSessionId?: string;
   /**
@@ -122,7 +125,7 @@ export interface LoginLocalOptions {
   port?: number;
   /** Security level; default {@link SecurityLevel.Normal}. */
   securityLevel?: SecurityLevel;
-  /** A previous session UUID to restore. */
+  /** A previous session UUID to restore, as in {@link LoginOptions.prevSessionId}. */
   prevSessionId?: string;
   /** Connect budget in ms, as in {@link LoginOptions.timeoutMs}. */
   timeoutMs?: number;
@@ -299,7 +302,8 @@ export class Server {
  * `handshake_failed`, `wrong_protocol_version`, `tls_failed`, `protocol_violation`,
  * `limit_reached`, `resume_failed`, `internal`. Client side: `closed`, `canceled`,
  * `proxy_unreachable` (the WebSocket could not be opened: also a proxy that refused the
- * page's Origin), `invalid_argument`, `invalid_state`.
+ * page's Origin, or a `proxyUrl` the page's Content-Security-Policy `connect-src` does not
+ * allow), `invalid_argument`, `invalid_state`.
  */
 export type ErrorKind =
   | 'authentication'

@@ -6,7 +6,6 @@
 //! the borrow is released, so a listener may call back into the client.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::pin;
 use std::rc::Rc;
@@ -23,19 +22,19 @@ use prl_protocol::handshake::SecurityLevel;
 use prl_protocol::package::{Limits, Package};
 use prl_protocol::relay::{
     ClientMessage, ConnectMode, OpenRequest, Opened, ProxyMessage, RelayError, RelayErrorKind,
-    ResumeRequest, Secret, Target, RELAY_VERSION, SUBPROTOCOL,
+    RelayMessageError, ResumeRequest, Secret, Target, RELAY_VERSION, SUBPROTOCOL,
 };
 use prl_protocol::session::{ClientSession, JobResult, SessionConfig, SessionEvent};
 use prl_protocol::{parse_uuid, ErrorCode, Uuid};
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::EventTarget;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::abort::{wait_opt, AbortWatch};
 use crate::backoff;
 use crate::error::{ClientError, Op};
 use crate::js;
-use crate::relay_json;
+use crate::relay_json::{self, CodecError};
 use crate::ws::{Socket, WsEvent};
 
 /// Extra time the client waits past the connect budget before giving up on its own, so the
@@ -152,19 +151,46 @@ struct LoginInfo {
     session_uuid: String,
 }
 
-#[derive(Debug)]
+/// A secret string held in WASM memory and zeroized on drop (resume tokens).
+type Token = Zeroizing<String>;
+
 struct ResumeInfo {
-    token: Secret,
+    token: Token,
     window_ms: u32,
     received: u64,
     lost_at_ms: f64,
+}
+
+impl std::fmt::Debug for ResumeInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResumeInfo")
+            .field("token", &"<redacted>")
+            .field("window_ms", &self.window_ms)
+            .field("received", &self.received)
+            .finish()
+    }
+}
+
+/// The restore proof of the last session this object logged in: the session UUID and the
+/// last resume token the proxy gave for its upstream connection. A login naming that session
+/// as `prevSessionId` sends the token as the open's `restore` (docs/relay-protocol.md,
+/// "Previous sessions"). Kept in WASM memory only; zeroized on logoff and free.
+struct RestoreProof {
+    session: Uuid,
+    token: Token,
+}
+
+impl std::fmt::Debug for RestoreProof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RestoreProof(<redacted>)")
+    }
 }
 
 struct Conn {
     socket: Socket,
     generation: u64,
     received: u64,
-    resume_token: Option<Secret>,
+    resume_token: Token,
     resume_window_ms: u32,
     relay_error: Option<RelayError>,
 }
@@ -179,6 +205,36 @@ pub enum Note {
     Call(Function, JsValue),
 }
 
+/// Per-job entries. A handful of jobs are in flight at most (login, logoff, attached tasks),
+/// so a vector beats a `BTreeMap`, whose code costs kilobytes of WASM per value type.
+struct JobMap<T>(Vec<(Uuid, T)>);
+
+impl<T> Default for JobMap<T> {
+    fn default() -> Self {
+        JobMap(Vec::new())
+    }
+}
+
+impl<T> JobMap<T> {
+    fn insert(&mut self, job: Uuid, value: T) {
+        self.remove(&job);
+        self.0.push((job, value));
+    }
+
+    fn get(&self, job: &Uuid) -> Option<&T> {
+        self.0.iter().find(|(j, _)| j == job).map(|(_, v)| v)
+    }
+
+    fn remove(&mut self, job: &Uuid) -> Option<T> {
+        let i = self.0.iter().position(|(j, _)| j == job)?;
+        Some(self.0.swap_remove(i).1)
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
 /// The shared client state.
 pub struct Inner {
     opts: Options,
@@ -187,10 +243,11 @@ pub struct Inner {
     session: ClientSession,
     conn: Option<Conn>,
     generation: u64,
-    waiters: BTreeMap<Uuid, Waiter>,
-    progress: BTreeMap<Uuid, Function>,
+    waiters: JobMap<Waiter>,
+    progress: JobMap<Function>,
     login: Option<LoginInfo>,
     resume: Option<ResumeInfo>,
+    proof: Option<RestoreProof>,
     /// Set while `connection_lost` fails pending jobs: the detailed reason they get.
     loss_reason: Option<ClientError>,
     logging_off: bool,
@@ -232,10 +289,11 @@ impl Inner {
             }),
             conn: None,
             generation: 0,
-            waiters: BTreeMap::new(),
-            progress: BTreeMap::new(),
+            waiters: JobMap::default(),
+            progress: JobMap::default(),
             login: None,
             resume: None,
+            proof: None,
             loss_reason: None,
             logging_off: false,
             freed: false,
@@ -332,16 +390,35 @@ impl Inner {
         self.drain(notes);
         self.loss_reason = None;
         // Anything left (e.g. a job the session no longer tracks) fails too.
-        for (_, waiter) in std::mem::take(&mut self.waiters) {
+        for (_, waiter) in std::mem::take(&mut self.waiters.0) {
             let _ = waiter.send(Err(ClientError::closed(Op::Connect, "connection closed")));
         }
         self.progress.clear();
     }
 
-    /// Forgets the login and its credentials (zeroized on drop).
+    /// Forgets the login and its credentials (zeroized on drop). The restore proof stays: the
+    /// application may still name the lost session as `prevSessionId`.
     fn forget_login(&mut self) {
         self.login = None;
         self.resume = None;
+    }
+
+    /// Remembers the current connection's token as the proof of `session` (after a login).
+    fn keep_proof(&mut self, session: &str) {
+        let token = self.conn.as_ref().map(|c| c.resume_token.clone());
+        self.proof = match (parse_uuid(session), token) {
+            (Some(session), Some(token)) => Some(RestoreProof { session, token }),
+            _ => None,
+        };
+    }
+
+    /// The token proving ownership of `prev_session`, if this object had that session.
+    fn proof_for(&self, prev_session: &str) -> Option<Token> {
+        let prev = parse_uuid(prev_session)?;
+        self.proof
+            .as_ref()
+            .filter(|p| p.session == prev)
+            .map(|p| p.token.clone())
     }
 }
 
@@ -471,6 +548,7 @@ fn reason_suffix(reason: &str) -> String {
 
 /// Waits until the socket is open (or failed).
 async fn wait_open(
+    socket: &Socket,
     rx: &mut mpsc::UnboundedReceiver<WsEvent>,
     op: Op,
     url: &str,
@@ -478,7 +556,9 @@ async fn wait_open(
     loop {
         match rx.next().await {
             Some(WsEvent::Open) => return Ok(()),
-            Some(WsEvent::Error) => continue,
+            // A connection blocked by the page's Content-Security-Policy (`connect-src`) gets
+            // an error and no close event in Chromium: the socket is simply closed.
+            Some(WsEvent::Error) if !socket.is_closed() => continue,
             _ => {
                 return Err(ClientError::ProxyUnreachable {
                     op,
@@ -489,25 +569,52 @@ async fn wait_open(
     }
 }
 
+/// Zeroizes the secrets (ticket, restore proof, resume token) of a message already encoded.
+fn wipe(mut message: ClientMessage) {
+    match &mut message {
+        ClientMessage::Open(o) => {
+            for secret in [o.ticket.as_mut(), o.restore.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                secret.0.zeroize();
+            }
+        }
+        ClientMessage::Resume(r) => r.token.0.zeroize(),
+    }
+}
+
+/// Moves a received token into zeroizing storage (no copy is left behind).
+fn take_token(secret: &mut Secret) -> Token {
+    Zeroizing::new(std::mem::take(&mut secret.0))
+}
+
 /// Opens a WebSocket, sends `message`, and returns the socket, its events and the first answer.
 async fn relay_exchange(
     shared: &Shared,
-    message: &ClientMessage,
+    message: ClientMessage,
     op: Op,
 ) -> Result<(Socket, mpsc::UnboundedReceiver<WsEvent>, ProxyMessage), ClientError> {
+    let encoded = relay_json::encode(&message);
+    wipe(message);
+    let json = encoded.map_err(|e| match e {
+        CodecError::Relay(RelayMessageError::TooLong { .. }) => ClientError::InvalidArgument(
+            format!("{} failed: {e} (is the ticket too long?)", op.as_str()),
+        ),
+        e => ClientError::protocol(op, e.to_string()),
+    })?;
     let url = shared.borrow().opts.proxy_url.clone();
     let (socket, mut rx) = Socket::connect(&url, &[SUBPROTOCOL]).map_err(|_| {
-        ClientError::InvalidArgument(format!("proxyUrl {url:?} is not a websocket url"))
+        ClientError::InvalidArgument(format!("proxyUrl \"{url}\" is not a websocket url"))
     })?;
-    wait_open(&mut rx, op, &url).await?;
+    wait_open(&socket, &mut rx, op, &url).await?;
     let protocol = socket.protocol();
     if protocol != SUBPROTOCOL {
         return Err(ClientError::protocol(
             op,
-            format!("proxy selected subprotocol {protocol:?}, expected {SUBPROTOCOL:?}"),
+            format!("proxy selected subprotocol \"{protocol}\", expected \"{SUBPROTOCOL}\""),
         ));
     }
-    let json = relay_json::encode(message);
     socket
         .send_text(&json)
         .map_err(|_| ClientError::closed(op, "websocket closed before the request was sent"))?;
@@ -530,7 +637,7 @@ fn install(
     socket: Socket,
     rx: mpsc::UnboundedReceiver<WsEvent>,
     received: u64,
-    resume_token: Secret,
+    resume_token: Token,
     resume_window_ms: u32,
 ) {
     let generation = {
@@ -541,7 +648,7 @@ fn install(
             socket,
             generation,
             received,
-            resume_token: Some(resume_token),
+            resume_token,
             resume_window_ms,
             relay_error: None,
         });
@@ -632,8 +739,8 @@ fn connection_lost(shared: &Shared, generation: u64, err: ClientError) {
             logged_in && inner.opts.auto_restore && !inner.logging_off && !inner.freed;
         if can_restore {
             // Keep the session and its pending jobs: a resume through the proxy continues it.
-            inner.resume = conn.resume_token.clone().map(|token| ResumeInfo {
-                token,
+            inner.resume = Some(ResumeInfo {
+                token: conn.resume_token.clone(),
                 window_ms: conn.resume_window_ms,
                 received: conn.received,
                 lost_at_ms: now_ms(),
@@ -656,16 +763,27 @@ fn connection_lost(shared: &Shared, generation: u64, err: ClientError) {
 }
 
 /// Opens a new upstream connection and logs in; used by `login`, `loginLocal` and restore.
+/// `restore` is the proof for `prev_session`, when this object had that session.
 /// On failure the connection is torn down; the caller sets the public state.
 pub async fn establish(
     shared: &Shared,
     params: &ConnectParams,
     credentials: &Credentials,
     prev_session: &str,
+    restore: Option<Token>,
     op: Op,
     abort: &mut Option<AbortWatch>,
 ) -> Result<LoginResponse, ClientError> {
-    let result = establish_inner(shared, params, credentials, prev_session, op, abort).await;
+    let result = establish_inner(
+        shared,
+        params,
+        credentials,
+        prev_session,
+        restore,
+        op,
+        abort,
+    )
+    .await;
     if result.is_err() {
         with(shared, |inner, notes| {
             inner.teardown(ClientError::closed(op, "login failed"), notes)
@@ -679,6 +797,7 @@ async fn establish_inner(
     params: &ConnectParams,
     credentials: &Credentials,
     prev_session: &str,
+    restore: Option<Token>,
     op: Op,
     abort: &mut Option<AbortWatch>,
 ) -> Result<LoginResponse, ClientError> {
@@ -708,11 +827,11 @@ async fn establish_inner(
         timeout_ms: params.timeout_ms,
         mode: params.mode,
         ticket: ticket.as_ref().map(|t| Secret(t.to_string())),
-        restore: None,
+        restore: restore.as_ref().map(|t| Secret(t.to_string())),
     });
     drop(ticket);
-    let exchange = guarded(relay_exchange(shared, &open, op), deadline, abort).await;
-    drop(open);
+    drop(restore);
+    let exchange = guarded(relay_exchange(shared, open, op), deadline, abort).await;
     let (socket, rx, answer) = match exchange {
         Ok(r) => r?,
         Err(Interrupt::Aborted) => return Err(ClientError::canceled(op)),
@@ -723,7 +842,7 @@ async fn establish_inner(
             })
         }
     };
-    let opened: Opened = match answer {
+    let mut opened: Opened = match answer {
         ProxyMessage::Opened(o) => o,
         ProxyMessage::Error(e) => return Err(relay_error(op, e)),
         ProxyMessage::Resumed(_) => {
@@ -740,7 +859,7 @@ async fn establish_inner(
         socket,
         rx,
         0,
-        opened.resume_token.clone(),
+        take_token(&mut opened.resume_token),
         opened.resume_window_ms,
     );
     let job = new_id();
@@ -819,7 +938,7 @@ pub async fn login(
         Credentials::Remote { .. } => Op::Login,
         Credentials::Local => Op::LoginLocal,
     };
-    with(&shared, |inner, notes| {
+    let restore = with(&shared, |inner, notes| {
         match inner.state {
             PublicState::Disconnected => {}
             PublicState::Closed => {
@@ -838,13 +957,14 @@ pub async fn login(
             }
         }
         inner.set_state(PublicState::Connecting, notes);
-        Ok(())
+        Ok(inner.proof_for(&prev_session))
     })?;
     let result = establish(
         &shared,
         &params,
         &credentials,
         &prev_session,
+        restore,
         op,
         &mut abort,
     )
@@ -867,6 +987,7 @@ pub async fn login(
                     credentials: inner.opts.auto_restore.then_some(credentials),
                     session_uuid: response.session_uuid.clone(),
                 });
+                inner.keep_proof(&response.session_uuid);
                 inner.set_state(PublicState::Connected, notes);
                 Ok((response, restored))
             }
@@ -882,6 +1003,8 @@ pub async fn login(
 pub async fn logoff(shared: Shared) -> Result<(), ClientError> {
     let op = Op::Logoff;
     let reply = with(&shared, |inner, notes| {
+        // Logging off gives up every claim on earlier sessions: the proof is zeroized.
+        inner.proof = None;
         match inner.state {
             PublicState::Connected => {}
             PublicState::Unstable | PublicState::Restoring => {
@@ -1007,12 +1130,12 @@ async fn try_resume(shared: &Shared, resume: &ResumeInfo) -> Result<bool, Client
     let op = Op::Connect;
     let message = ClientMessage::Resume(ResumeRequest {
         version: RELAY_VERSION,
-        token: resume.token.clone(),
+        token: Secret(resume.token.to_string()),
         received: resume.received,
     });
     let mut no_abort = None;
     let exchange = guarded(
-        relay_exchange(shared, &message, op),
+        relay_exchange(shared, message, op),
         Some(10_000),
         &mut no_abort,
     )
@@ -1022,15 +1145,20 @@ async fn try_resume(shared: &Shared, resume: &ResumeInfo) -> Result<bool, Client
         Err(_) => return Err(ClientError::Timeout { op, ms: 10_000 }),
     };
     match answer {
-        ProxyMessage::Resumed(r) => {
-            install(
-                shared,
-                socket,
-                rx,
-                resume.received,
-                r.resume_token,
-                resume.window_ms,
-            );
+        ProxyMessage::Resumed(mut r) => {
+            let token = take_token(&mut r.resume_token);
+            {
+                // Every resume rotates the token: only the newest proves ownership.
+                let mut inner = shared.borrow_mut();
+                let session = inner
+                    .login
+                    .as_ref()
+                    .and_then(|l| parse_uuid(&l.session_uuid));
+                if let Some(proof) = inner.proof.as_mut().filter(|p| Some(p.session) == session) {
+                    proof.token = token.clone();
+                }
+            }
+            install(shared, socket, rx, resume.received, token, resume.window_ms);
             Ok(true)
         }
         ProxyMessage::Error(e)
@@ -1116,7 +1244,7 @@ async fn restore_loop(shared: Shared) {
             break;
         };
         // The old connection is gone for good: its pending jobs fail now.
-        with(&shared, |inner, notes| {
+        let restore = with(&shared, |inner, notes| {
             inner.teardown(
                 ClientError::closed(
                     Op::Connect,
@@ -1124,6 +1252,7 @@ async fn restore_loop(shared: Shared) {
                 ),
                 notes,
             );
+            inner.proof_for(&old_session)
         });
         let mut no_abort = None;
         let result = establish(
@@ -1131,6 +1260,7 @@ async fn restore_loop(shared: Shared) {
             &params,
             &credentials,
             &old_session,
+            restore,
             Op::Connect,
             &mut no_abort,
         )
@@ -1146,6 +1276,7 @@ async fn restore_loop(shared: Shared) {
                     if let Some(login) = inner.login.as_mut() {
                         login.session_uuid = response.session_uuid.clone();
                     }
+                    inner.keep_proof(&response.session_uuid);
                     inner.set_state(PublicState::Connected, notes);
                     notes.push(Note::Event(
                         "restored",
@@ -1203,6 +1334,7 @@ pub fn shutdown(shared: &Shared) {
         }
         inner.freed = true;
         inner.forget_login();
+        inner.proof = None;
         inner.teardown(
             ClientError::closed(Op::Connect, "the client was freed"),
             notes,

@@ -71,8 +71,9 @@ pub enum ClientError {
         /// The budget.
         ms: u32,
     },
-    /// The WebSocket to the proxy could not be opened (unreachable, refused, or rejected at
-    /// the upgrade, e.g. by the proxy's Origin check: browsers do not tell these apart).
+    /// The WebSocket to the proxy could not be opened (unreachable, refused, rejected at the
+    /// upgrade, e.g. by the proxy's Origin check, or blocked by the page's
+    /// Content-Security-Policy `connect-src`: browsers do not tell these apart).
     #[error("{} failed: cannot reach the proxy at {url}", op.as_str())]
     ProxyUnreachable {
         /// The operation.

@@ -6,8 +6,9 @@
 //! sans-I/O core `prl-protocol`.
 //!
 //! Module map: `client` drives the session and restore; `ws` is the WebSocket adapter;
-//! `abort` waits on `AbortSignal`s; `js` converts values; `error` maps failures to stable
-//! kinds and `PRL_ERR_*` codes; `backoff` computes restore delays.
+//! `relay_json` moves the core's relay messages through the browser's JSON engine (`js_de`
+//! reads parsed values); `abort` waits on `AbortSignal`s; `js` converts values; `error` maps
+//! failures to stable kinds and `PRL_ERR_*` codes; `backoff` computes restore delays.
 #![forbid(unsafe_code)]
 
 mod abort;
@@ -15,6 +16,7 @@ pub mod backoff;
 mod client;
 pub mod error;
 mod js;
+mod js_de;
 pub mod relay_json;
 mod ws;
 
@@ -309,7 +311,7 @@ fn check_event_type(kind: &str) -> Result<(), JsValue> {
         Ok(())
     } else {
         Err(js_err(ClientError::InvalidArgument(format!(
-            "unknown event type {kind:?}; expected statechange, event or restored"
+            "unknown event type \"{kind}\"; expected statechange, event or restored"
         ))))
     }
 }

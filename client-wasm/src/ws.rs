@@ -10,14 +10,15 @@ use js_sys::{Array, ArrayBuffer, Uint8Array};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{BinaryType, CloseEvent, Event, MessageEvent, WebSocket};
+use zeroize::Zeroizing;
 
 /// What the socket reports.
 #[derive(Debug)]
 pub enum WsEvent {
     /// The connection is open.
     Open,
-    /// A text message.
-    Text(String),
+    /// A text message (a relay control message: may carry a resume token).
+    Text(Zeroizing<String>),
     /// A binary message.
     Binary(Vec<u8>),
     /// `onerror` fired (the browser gives no detail; a close follows).
@@ -72,7 +73,7 @@ impl Socket {
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
             let data = e.data();
             let event = if let Some(text) = data.as_string() {
-                WsEvent::Text(text)
+                WsEvent::Text(Zeroizing::new(text))
             } else if let Some(buf) = data.dyn_ref::<ArrayBuffer>() {
                 WsEvent::Binary(Uint8Array::new(buf).to_vec())
             } else {
@@ -115,6 +116,11 @@ impl Socket {
     /// Sends a binary message.
     pub fn send_binary(&self, bytes: &[u8]) -> Result<(), JsValue> {
         self.ws.send_with_u8_array(bytes)
+    }
+
+    /// Whether the socket is closed (`readyState` CLOSED).
+    pub fn is_closed(&self) -> bool {
+        self.ws.ready_state() == WebSocket::CLOSED
     }
 
     /// The negotiated subprotocol ("" when none).

@@ -27,8 +27,10 @@ pub const TICKET_SUBPROTOCOL_PREFIX: &str = "prl-ticket.";
 /// Largest control message accepted, in bytes.
 pub const MAX_CONTROL_LEN: usize = 8 * 1024;
 
-/// A secret string (ticket, resume token): never shown by `Debug`.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A secret string (ticket, resume token): never shown by `Debug`, wiped from memory on drop.
+#[derive(
+    Clone, PartialEq, Eq, Serialize, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop,
+)]
 #[serde(transparent)]
 pub struct Secret(pub String);
 

@@ -136,6 +136,51 @@ pub struct SimConfig {
     /// A certificate and key: the certificate (RSA) mode (`RSA:ADH` cipher list) instead of
     /// anonymous DH only.
     pub tls_credentials: Option<prl_transport::Credentials>,
+    /// Start one sim task for every session a login creates, as if its client had sent the
+    /// sim-only command 9001 (`--task-on-login STEPS:INTERVAL_MS`).
+    pub task_on_login: Option<TaskSpec>,
+}
+
+/// Most progress steps of a sim task.
+pub const MAX_TASK_STEPS: u32 = 10_000;
+/// Longest interval between two progress steps of a sim task, in ms.
+pub const MAX_TASK_INTERVAL_MS: u32 = 60_000;
+
+/// The shape of a sim task: how many progress steps, how far apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskSpec {
+    /// Progress events before the final reply (1..=[`MAX_TASK_STEPS`]).
+    pub steps: u32,
+    /// Milliseconds between two steps (0..=[`MAX_TASK_INTERVAL_MS`]).
+    pub interval_ms: u32,
+}
+
+impl TaskSpec {
+    /// Parses `STEPS:INTERVAL_MS` (the `--task-on-login` value), e.g. `20:250`.
+    pub fn parse(spec: &str) -> Result<Self, ConfigError> {
+        let invalid = |why: &str| {
+            ConfigError::Invalid(format!(
+                "--task-on-login: {why}: expected STEPS:INTERVAL_MS with STEPS 1..={MAX_TASK_STEPS} \
+                 and INTERVAL_MS 0..={MAX_TASK_INTERVAL_MS}"
+            ))
+        };
+        let (steps, interval) = spec.split_once(':').ok_or_else(|| invalid("missing ':'"))?;
+        let steps: u32 = steps
+            .trim()
+            .parse()
+            .map_err(|_| invalid("STEPS is not a number"))?;
+        let interval_ms: u32 = interval
+            .trim()
+            .parse()
+            .map_err(|_| invalid("INTERVAL_MS is not a number"))?;
+        if !(1..=MAX_TASK_STEPS).contains(&steps) {
+            return Err(invalid("STEPS out of range"));
+        }
+        if interval_ms > MAX_TASK_INTERVAL_MS {
+            return Err(invalid("INTERVAL_MS out of range"));
+        }
+        Ok(TaskSpec { steps, interval_ms })
+    }
 }
 
 /// Default `server_info_product_version`.
@@ -165,6 +210,7 @@ impl SimConfig {
             max_tasks: 4096,
             faults: Faults::none(),
             tls_credentials: None,
+            task_on_login: None,
         }
     }
 

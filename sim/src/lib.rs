@@ -35,7 +35,7 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 
-pub use config::{ConfigError, Mode, SimConfig};
+pub use config::{ConfigError, Mode, SimConfig, TaskSpec};
 pub use faults::Faults;
 pub use service::{
     start_long_task_command, PACF_CANCEL_TASK_ON_END_SESSION, SIM_CMD_START_LONG_TASK,

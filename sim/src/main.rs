@@ -67,6 +67,10 @@ struct Cli {
     /// Logins allowed in progress at once (the service's MaxLogonActions).
     #[arg(long, value_name = "N", default_value_t = 16)]
     max_logons: usize,
+    /// Start one sim task (as the sim-only command 9001 would) for every session a login
+    /// creates: STEPS progress events INTERVAL_MS apart, then the final reply.
+    #[arg(long, value_name = "STEPS:INTERVAL_MS")]
+    task_on_login: Option<String>,
 }
 
 fn build_config(cli: &Cli) -> Result<SimConfig, ConfigError> {
@@ -121,6 +125,11 @@ fn build_config(cli: &Cli) -> Result<SimConfig, ConfigError> {
     config.heartbeat_interval = Duration::from_millis(cli.heartbeat_ms);
     config.auth_delay = Duration::from_millis(cli.auth_delay_ms);
     config.max_logon_actions = cli.max_logons;
+    config.task_on_login = cli
+        .task_on_login
+        .as_deref()
+        .map(prl_sim::TaskSpec::parse)
+        .transpose()?;
     config.validate()?;
     Ok(config)
 }

@@ -22,7 +22,7 @@ use prl_transport::{AcceptPolicy, Admission, Connection, ConnectionInfo, Package
 use tokio::sync::Notify;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::config::SimConfig;
+use crate::config::{SimConfig, TaskSpec, MAX_TASK_INTERVAL_MS, MAX_TASK_STEPS};
 use crate::faults::Faults;
 use crate::users::UserDb;
 
@@ -46,9 +46,6 @@ const DETAIL_DESCRIPTION: &str = "Details";
 /// Highest IO management package type (`IOCommunicationMngPackage`); these never reach the
 /// dispatcher.
 const LAST_MANAGEMENT_TYPE: u32 = 11;
-/// Most progress steps and interval of a sim task.
-const MAX_TASK_STEPS: u32 = 10_000;
-const MAX_TASK_INTERVAL_MS: u32 = 60_000;
 
 /// Builds the sim-only "start long task" command.
 pub fn start_long_task_command(
@@ -590,6 +587,7 @@ impl ConnCtx {
             let st = self.shared.state();
             canonical_uuid(&prev).and_then(|u| st.sessions.get(&u).cloned())
         };
+        let created = live.is_none();
         let session = match live {
             Some(s) => {
                 tracing::info!(conn = self.id, user = %s.user, "live session restored");
@@ -652,7 +650,7 @@ impl ConnCtx {
         };
         // The login is no longer in progress once the session exists (the service queues the
         // reply without waiting, then releases the guard).
-        self.start_session(p, session, guard).await;
+        self.start_session(p, session, guard, created).await;
         Flow::Continue
     }
 
@@ -693,12 +691,19 @@ impl ConnCtx {
         });
         // The login is no longer in progress once the session exists (the service queues the
         // reply without waiting, then releases the guard).
-        self.start_session(p, session, guard).await;
+        self.start_session(p, session, guard, true).await;
         Flow::Continue
     }
 
-    /// Registers the session and sends `makeLoginResponsePacket`.
-    async fn start_session(&self, p: &Package, session: Arc<Session>, mut guard: LogonGuard) {
+    /// Registers the session and sends `makeLoginResponsePacket`; `created`: a new session
+    /// (not a live one taken over).
+    async fn start_session(
+        &self,
+        p: &Package,
+        session: Arc<Session>,
+        mut guard: LogonGuard,
+        created: bool,
+    ) {
         let tasks: Vec<LostTask> = {
             let mut st = self.shared.state();
             st.sessions.insert(self.handle, session.clone());
@@ -743,6 +748,19 @@ impl ConnCtx {
             )
         })
         .await;
+        if let (Some(spec), true) = (self.shared.config.task_on_login, created) {
+            // `--task-on-login`: as if the client had sent 9001 right after its login.
+            let request = start_long_task_command(
+                spec.steps,
+                spec.interval_ms,
+                0,
+                Uuid::new_v4(),
+                self.handle,
+            );
+            if !self.spawn_task(&request, spec, 0, &session) {
+                tracing::warn!(conn = self.id, "task on login not started: task limit");
+            }
+        }
     }
 
     /// `CDspShellHelper::cancelOperation`.
@@ -843,6 +861,23 @@ impl ConnCtx {
             .unwrap_or(100)
             .min(MAX_TASK_INTERVAL_MS);
         let flags = event.uint(param::COMMAND_FLAGS).unwrap_or(0);
+        let spec = TaskSpec {
+            steps,
+            interval_ms: interval,
+        };
+        if !self.spawn_task(p, spec, flags, session) {
+            self.simple_via_session(p, session, ErrorCode::TRY_AGAIN)
+                .await;
+        }
+    }
+
+    /// Registers and runs a sim task for `request` (a 9001 command) owned by `session`;
+    /// `false` when the session or the simulator already runs the most tasks allowed.
+    fn spawn_task(&self, p: &Package, spec: TaskSpec, flags: u32, session: &Arc<Session>) -> bool {
+        let TaskSpec {
+            steps,
+            interval_ms: interval,
+        } = spec;
         let task = Arc::new(Task {
             id: Uuid::new_v4(),
             task_type: p.header.package_type,
@@ -871,9 +906,7 @@ impl ConnCtx {
             admitted
         };
         if !admitted {
-            return self
-                .simple_via_session(p, session, ErrorCode::TRY_AGAIN)
-                .await;
+            return false;
         }
         tracing::info!(conn = self.id, task = %task.id, steps, interval, "sim task started");
         tokio::spawn(run_task(
@@ -882,6 +915,7 @@ impl ConnCtx {
             steps,
             Duration::from_millis(u64::from(interval)),
         ));
+        true
     }
 
     /// `handleClientDisconnected`: the session dies with its connection; tasks flagged

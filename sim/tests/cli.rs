@@ -295,6 +295,13 @@ fn bad_flags_and_config_name_the_problem() {
     assert!(run_bad(&["--users", "/nonexistent/users.toml"]).contains("users file"));
     assert!(run_bad(&["--server-uuid", "xyz"]).contains("--server-uuid"));
     assert!(run_bad(&["--listen", "not-an-address"]).contains("--listen"));
+    for spec in ["10", "0:100", "10001:1", "5:60001", "x:1", "5:-1"] {
+        let e = run_bad(&["--task-on-login", spec]);
+        assert!(
+            e.contains("--task-on-login") && e.contains("STEPS:INTERVAL_MS"),
+            "{e}"
+        );
+    }
     let e = run_bad(&[
         "--mode",
         "desktop",

@@ -13,7 +13,7 @@ use prl_protocol::handshake::SecurityLevel;
 use prl_protocol::package::Package;
 use prl_protocol::{ErrorCode, Uuid};
 use prl_sim::{
-    start_long_task_command, ConfigError, Mode, UserDb, PACF_CANCEL_TASK_ON_END_SESSION,
+    start_long_task_command, ConfigError, Mode, TaskSpec, UserDb, PACF_CANCEL_TASK_ON_END_SESSION,
     SIM_CMD_START_LONG_TASK,
 };
 
@@ -108,6 +108,96 @@ async fn a_task_survives_its_connection_and_is_reattached_after_relogin() {
     assert_eq!(done.opcode, SIM_CMD_START_LONG_TASK);
     tokio::time::sleep(Duration::from_millis(30)).await;
     assert_eq!(sim.task_count(), 0);
+}
+
+#[tokio::test]
+async fn task_on_login_gives_every_new_session_a_task_to_lose_and_reattach() {
+    let mut c = config();
+    c.task_on_login = Some(TaskSpec {
+        steps: 8,
+        interval_ms: 60,
+    });
+    let sim = start(c).await;
+    let mut a = Client::connect(&sim, SecurityLevel::Normal).await.unwrap();
+    let session_a = session_of(&a.login_ok().await);
+    // Progress of a task the client never asked for: addressed to it, parented to a request
+    // it never sent (as if it had sent 9001 right after logging in).
+    let p = a.next().await.unwrap().unwrap();
+    assert_eq!(progress(&p), Some(12));
+    assert_eq!(p.header.receiver_uuid, a.me());
+    let hidden_request = p.header.parent_uuid;
+    assert!(!hidden_request.is_nil());
+    assert_eq!(sim.task_count(), 1);
+
+    // Taking over the live session creates no session, so no second task (the reply goes to
+    // the session's own connection).
+    let t = Client::connect(&sim, SecurityLevel::Normal).await.unwrap();
+    let p = t.login_package(USER, "wrong password, not checked", &session_a);
+    let job = p.header.uuid;
+    t.conn.send(p).await.unwrap();
+    let r = a.reply_to(job).await;
+    assert_eq!(r.code, ErrorCode::SUCCESS);
+    assert_eq!(session_of(&r), session_a);
+    assert_eq!(sim.task_count(), 1);
+    drop(t);
+
+    // The session dies with its connection; the task lives on and is listed at re-login.
+    a.conn.close().await;
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(sim.session_count(), 0);
+    assert_eq!(sim.task_count(), 1);
+    let mut b = Client::connect(&sim, SecurityLevel::High).await.unwrap();
+    let reply = b.login(USER, PASSWORD, &session_a).await;
+    let login = reply.login_response().unwrap();
+    assert_eq!(login.running_tasks.len(), 1, "{:?}", login.running_tasks);
+    let task = &login.running_tasks[0];
+    assert_eq!(task.task_type, SIM_CMD_START_LONG_TASK);
+    // b's own login started b's own task.
+    assert_eq!(sim.task_count(), 2);
+
+    let attach = b.one_str(cmd::ATTACH_TO_LOST_TASK, &task.task_id);
+    let attach_uuid = attach.header.uuid;
+    assert_eq!(b.request(attach).await.code, ErrorCode::SUCCESS);
+    // a's task now reports to b's 2090 request (b's own task interleaves: skip it).
+    let mut seen = Vec::new();
+    let done = loop {
+        let p = if b.backlog.is_empty() {
+            b.next().await.unwrap().unwrap()
+        } else {
+            b.backlog.remove(0)
+        };
+        if p.header.parent_uuid != attach_uuid {
+            continue;
+        }
+        match progress(&p) {
+            Some(pct) => seen.push(pct),
+            None => break Reply::parse(&p).unwrap(),
+        }
+    };
+    assert_eq!(seen.last(), Some(&100), "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    assert_eq!(done.code, ErrorCode::SUCCESS);
+    assert_eq!(done.opcode, SIM_CMD_START_LONG_TASK);
+}
+
+#[test]
+fn task_specs_parse_and_are_bounded() {
+    assert_eq!(
+        TaskSpec::parse("20:250").unwrap(),
+        TaskSpec {
+            steps: 20,
+            interval_ms: 250
+        }
+    );
+    assert_eq!(TaskSpec::parse("1:0").unwrap().interval_ms, 0);
+    assert_eq!(TaskSpec::parse("10000:60000").unwrap().steps, 10_000);
+    for bad in [
+        "", "20", "20:", ":5", "0:5", "10001:5", "5:60001", "a:b", "5:5:5", "-1:5",
+    ] {
+        let e = TaskSpec::parse(bad).unwrap_err();
+        assert_eq!(e.kind(), "invalid", "{bad}");
+        assert!(e.to_string().contains("--task-on-login"), "{e}");
+    }
 }
 
 #[tokio::test]

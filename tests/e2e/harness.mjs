@@ -115,11 +115,16 @@ export async function startSilentServer() {
   };
 }
 
-/** The proxy configuration the tests run with. */
-export function proxyConfig({ listen, staticRoot, pkgDir, ports, resumeWindowMs = 60000 }) {
+/**
+ * The proxy configuration the tests run with. `origins`: page origins allowed besides the
+ * proxy's own (pages served through a forwarder). Login throttles are raised: the tests log
+ * the same user in many times a minute.
+ */
+export function proxyConfig({ listen, staticRoot, pkgDir, ports, resumeWindowMs = 60000, origins = [], logLevel = 'info' }) {
   return [
     '[server]',
     `listen = "${listen}"`,
+    `allowed_origins = ${JSON.stringify(origins.length ? [`http://${listen}`, ...origins] : [])}`,
     '',
     '[static]',
     `root = ${JSON.stringify(staticRoot)}`,
@@ -135,8 +140,17 @@ export function proxyConfig({ listen, staticRoot, pkgDir, ports, resumeWindowMs 
     'cidr = "127.0.0.1/32"',
     `ports = [${ports.join(', ')}]`,
     '',
+    '[limits]',
+    'login_burst_per_ip = 1000',
+    'login_per_minute_per_ip = 1000',
+    'login_burst_per_user = 1000',
+    'login_per_minute_per_user = 1000',
+    '',
     '[resume]',
     `window_ms = ${resumeWindowMs}`,
+    '',
+    '[log]',
+    `level = "${logLevel}"`,
     '',
   ].join('\n');
 }

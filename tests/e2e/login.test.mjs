@@ -1,6 +1,8 @@
 // @prl-web/client in headless Chromium against a real prl-proxy and prl-sim (both started here).
 // Needs dist/npm (`cargo xtask build-wasm`) and release builds of prl-sim and prl-proxy
 // (`cargo build --release -p prl-sim -p prl-proxy`); PRL_SIM / PRL_PROXY override their paths.
+// PRL_E2E_PROXY_LOG=debug raises the proxies' log level (their logs are shown when a resume or
+// restore test fails).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,13 +26,23 @@ const skip = have ? false : `needs ${SIM}, ${PROXY} and ${PKG_DIR} (build them f
 let work;
 let simLow;     // accepts every level
 let simHigh;    // --min-security high
+let simTask;    // every new session gets a long task (--task-on-login)
+let simSlow;    // holds every password check (--auth-delay-ms)
 let silent;     // accepts TCP, never answers: a stalled service
-let proxy;
+let proxy;      // resume window 60 s
+let proxyShort; // resume window 1.5 s
 let proxyPort;
-let forwarder;  // page -> forwarder -> proxy, to cut WebSockets abruptly
+let forwarder;  // fwdPage -> forwarder -> proxy, to cut WebSockets abruptly
+let fwdShort;   // shortPage -> fwdShort -> proxyShort
 let browser;
-let page;
+let page;       // served by the proxy itself
+let fwdPage;    // served through `forwarder` (its WebSockets go through it too)
+let shortPage;  // served through `fwdShort`
 const ports = {};
+const TASK_STEPS = 100;
+const TASK_INTERVAL_MS = 100;
+const AUTH_DELAY_MS = 4000;
+const SHORT_WINDOW_MS = 1500;
 
 async function startSim(extra) {
   const port = await freePort();
@@ -39,28 +51,51 @@ async function startSim(extra) {
   return { ...s, port };
 }
 
-async function startProxy() {
-  writeFileSync(join(work, 'proxy.toml'), proxyConfig({
-    listen: `127.0.0.1:${proxyPort}`,
+async function startProxy(name, listenPort, { resumeWindowMs, origins }) {
+  const file = join(work, `${name}.toml`);
+  writeFileSync(file, proxyConfig({
+    listen: `127.0.0.1:${listenPort}`,
     staticRoot: join(E2E_DIR, 'www'),
     pkgDir: PKG_DIR,
-    ports: [ports.low, ports.high, ports.silent],
+    ports: [ports.low, ports.high, ports.task, ports.slow, ports.silent],
+    resumeWindowMs,
+    origins,
+    logLevel: process.env.PRL_E2E_PROXY_LOG ?? 'info',
   }));
-  proxy = await startProcess(PROXY, ['--config', join(work, 'proxy.toml')], /prl-proxy listening on ws:\/\/\S+/);
+  return startProcess(PROXY, ['--config', file], /prl-proxy listening on ws:\/\/\S+/);
+}
+
+async function openPage(url) {
+  const p = await browser.newPage();
+  p.on('pageerror', (e) => console.log('pageerror:', e.message));
+  await p.goto(url);
+  await p.waitForFunction(() => window.prlReady === true, null, { timeout: 10000 });
+  return p;
 }
 
 before(async () => {
   if (skip) return;
   work = mkdtempSync(join(tmpdir(), 'prl-e2e-'));
-  simLow = await startSim([]);
-  simHigh = await startSim(['--min-security', 'high']);
+  [simLow, simHigh, simTask, simSlow] = await Promise.all([
+    startSim([]),
+    startSim(['--min-security', 'high']),
+    startSim(['--task-on-login', `${TASK_STEPS}:${TASK_INTERVAL_MS}`]),
+    startSim(['--auth-delay-ms', String(AUTH_DELAY_MS)]),
+  ]);
   silent = await startSilentServer();
   ports.low = simLow.port;
   ports.high = simHigh.port;
+  ports.task = simTask.port;
+  ports.slow = simSlow.port;
   ports.silent = silent.port;
   proxyPort = await freePort();
-  await startProxy();
+  const shortPort = await freePort();
   forwarder = await startForwarder(proxyPort);
+  fwdShort = await startForwarder(shortPort);
+  [proxy, proxyShort] = await Promise.all([
+    startProxy('proxy', proxyPort, { resumeWindowMs: 60000, origins: [`http://127.0.0.1:${forwarder.port}`] }),
+    startProxy('short', shortPort, { resumeWindowMs: SHORT_WINDOW_MS, origins: [`http://127.0.0.1:${fwdShort.port}`] }),
+  ]);
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
@@ -68,28 +103,26 @@ before(async () => {
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
       '--disable-dev-shm-usage'],
   });
-  page = await browser.newPage();
-  page.on('pageerror', (e) => console.log('pageerror:', e.message));
-  await page.goto(`http://127.0.0.1:${proxyPort}/`);
-  await page.waitForFunction(() => window.prlReady === true, null, { timeout: 10000 });
+  page = await openPage(`http://127.0.0.1:${proxyPort}/`);
+  fwdPage = await openPage(`http://127.0.0.1:${forwarder.port}/`);
+  shortPage = await openPage(`http://127.0.0.1:${fwdShort.port}/`);
 });
 
 after(async () => {
   await browser?.close();
   await forwarder?.close();
+  await fwdShort?.close();
   await silent?.close();
-  await stopProcess(proxy);
-  await stopProcess(simLow);
-  await stopProcess(simHigh);
+  for (const p of [proxy, proxyShort, simLow, simHigh, simTask, simSlow]) await stopProcess(p);
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
 /**
- * Runs `fn(prl, args)` in the page; errors come back as plain objects. The wrapper is composed
- * as source text that Playwright calls through the DevTools protocol (no eval in the page, so
- * the proxy's Content-Security-Policy stays in force).
+ * Runs `fn(prl, args)` in a page (default: the proxy's own); errors come back as plain
+ * objects. The wrapper is composed as source text that Playwright calls through the DevTools
+ * protocol (no eval in the page, so the proxy's Content-Security-Policy stays in force).
  */
-function inPage(fn, args) {
+function inPage(fn, args, on = page) {
   const source = `async (a) => {
     const f = ${fn.toString()};
     try {
@@ -99,13 +132,16 @@ function inPage(fn, args) {
         kind: e.kind, code: e.code, codeName: e.codeName, message: e.message } };
     }
   }`;
-  const call = page.evaluate(`(${source})(${JSON.stringify(args ?? null)})`);
+  const call = on.evaluate(`(${source})(${JSON.stringify(args ?? null)})`);
   let timer;
   const limit = new Promise((_, reject) => {
     timer = setTimeout(() => reject(new Error('page call did not finish in 20 s')), 20000);
   });
   return Promise.race([call, limit]).finally(() => clearTimeout(timer));
 }
+
+/** The proxy's stderr (its log) for assertion messages. */
+const proxyLog = (p = proxy) => p?.stderr?.() ?? '';
 
 const proxyUrl = () => `ws://127.0.0.1:${proxyPort}/ws`;
 
@@ -221,71 +257,217 @@ test('abort while connecting rejects with canceled at once', { skip }, async () 
   assert.match(r.err.message, /state disconnected$/);
 });
 
-// TODO(e2e): against the proxy branch of 2026-11-26 the login through the TCP forwarder never
-// completes, so the drop is never reached; debug with the proxy's logs once it is on main.
-const todoResume = skip || 'login through the drop forwarder hangs (to debug with prl-proxy)';
-test('a forced WebSocket drop resumes through the proxy with the same session', { skip, todo: todoResume }, async () => {
-  const fwdUrl = `ws://127.0.0.1:${forwarder.port}/ws`;
-  const started = await inPage(async (prl, a) => {
+test('abort after the login request was sent: the SDK cancel (2053) goes out, canceled', { skip }, async () => {
+  const r = await inPage(async (prl, a) => {
+    // Watch what the client really sends (the frames still go out unchanged).
+    const sent = [];
+    const original = WebSocket.prototype.send;
+    WebSocket.prototype.send = function send(data) {
+      if (typeof data !== 'string') {
+        const view = ArrayBuffer.isView(data) ? data : new Uint8Array(data);
+        const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength).slice();
+        sent.push({ type: new DataView(bytes.buffer).getUint32(64, true), bytes: Array.from(bytes) });
+      }
+      return original.call(this, data);
+    };
     const s = new prl.Server({ proxyUrl: a.url });
-    window.resumeServer = s;
-    window.resumeLog = [];
-    s.addEventListener('statechange', (e) => window.resumeLog.push(e.detail.state));
-    s.addEventListener('restored', (e) => window.resumeLog.push(e.detail));
-    const resp = await s.login({ host: '127.0.0.1', port: a.port, user: a.user, password: a.password });
-    return resp.sessionUuid;
-  }, { url: fwdUrl, port: ports.low, user: USER, password: PASSWORD });
-  assert.equal(started.err, undefined, JSON.stringify(started.err));
-  forwarder.drop();
-  await page.waitForFunction(() => window.resumeLog.some((x) => x.mode), null, { timeout: 15000 });
-  const r = await inPage(async () => {
-    const s = window.resumeServer;
-    const out = { state: s.state, sessionId: s.sessionId, log: window.resumeLog };
-    await s.logoff();
-    s.free();
-    return out;
-  });
+    const states = [];
+    s.addEventListener('statechange', (e) => states.push(e.detail.state));
+    const ac = new AbortController();
+    let abortedAt;
+    const t0 = performance.now();
+    const watcher = setInterval(() => {
+      if (sent.some((p) => p.type === a.loginType)) {
+        clearInterval(watcher);
+        abortedAt = performance.now() - t0;
+        ac.abort();
+      }
+    }, 5);
+    try {
+      await s.login({ host: '127.0.0.1', port: a.port, user: a.user, password: a.password, signal: ac.signal });
+      return { loggedIn: true };
+    } catch (e) {
+      const rejectedAt = performance.now() - t0;
+      await new Promise((res) => setTimeout(res, 100));
+      return { isParallels: e instanceof prl.ParallelsError, kind: e.kind, code: e.code, codeName: e.codeName,
+        abortedAt, rejectedAt, state: s.state, states: [...states], sent };
+    } finally {
+      clearInterval(watcher);
+      WebSocket.prototype.send = original;
+      s.free();
+    }
+  }, { url: proxyUrl(), port: ports.slow, user: USER, password: PASSWORD, loginType: 2039 });
   assert.equal(r.err, undefined, JSON.stringify(r.err));
-  const restored = r.ok.log.find((x) => x.mode);
-  assert.equal(restored.mode, 'resumed');
-  assert.equal(restored.sessionId, started.ok);
-  assert.equal(r.ok.sessionId, started.ok);
-  assert.equal(r.ok.state, 'connected');
-  const states = r.ok.log.filter((x) => typeof x === 'string');
-  assert.deepEqual(states.slice(0, 2), ['connecting', 'connected']);
-  assert.ok(states.includes('unstable') && states.includes('restoring'), states.join());
+  const out = r.ok;
+  assert.equal(out.loggedIn, undefined, 'the login must not complete');
+  assert.deepEqual(
+    { isParallels: out.isParallels, kind: out.kind, code: out.code, codeName: out.codeName },
+    { isParallels: true, kind: 'canceled', code: 0x80000275, codeName: 'PRL_ERR_OPERATION_WAS_CANCELED' },
+  );
+  // Rejected right after the abort, long before the service would have answered.
+  assert.ok(out.rejectedAt - out.abortedAt < 1000 && out.rejectedAt < AUTH_DELAY_MS / 2,
+    `aborted at ${out.abortedAt} ms, rejected at ${out.rejectedAt} ms`);
+  assert.equal(out.state, 'disconnected');
+  assert.deepEqual(out.states, ['connecting', 'disconnected']);
+  // The cancel follows the login and names the login request (its job uuid) in its payload.
+  const types = out.sent.map((p) => p.type);
+  assert.deepEqual(types, [2039, 2053], `sent package types ${types}`);
+  const [login, cancel] = out.sent;
+  const hex = Buffer.from(login.bytes.slice(0, 16)).toString('hex');
+  const jobUuid = `{${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}}`;
+  assert.ok(Buffer.from(cancel.bytes).toString('latin1').includes(jobUuid),
+    `the cancel does not name the login request ${jobUuid}`);
+  // The cancel is a request of its own from the same connection.
+  assert.notDeepEqual(cancel.bytes.slice(0, 16), login.bytes.slice(0, 16));
+  assert.deepEqual(cancel.bytes.slice(32, 48), login.bytes.slice(32, 48));
 });
 
-// TODO(e2e): restore did not report within 20 s after the proxy restart; to debug.
-const todoRelogin = skip || 'no restored event within 20 s after a proxy restart (to debug)';
-test('after the proxy lost the upstream: a new login with the previous session UUID', { skip, todo: todoRelogin }, async () => {
-  const started = await inPage(async (prl, a) => {
+test('a proxyUrl the page Content-Security-Policy blocks fails at once as proxy_unreachable', { skip }, async () => {
+  // The proxy serves its pages with connect-src 'self'; the forwarder's port is another origin.
+  const r = await inPage(async (prl, a) => {
     const s = new prl.Server({ proxyUrl: a.url });
-    window.reloginServer = s;
-    window.reloginLog = [];
-    s.addEventListener('restored', (e) => window.reloginLog.push(e.detail));
+    const t0 = performance.now();
+    try {
+      await s.login({ host: '127.0.0.1', port: a.port, user: 'u', password: 'p' });
+    } catch (e) {
+      throw Object.assign(e, { message: `${e.message} after ${Math.round(performance.now() - t0)} ms` });
+    } finally {
+      s.free();
+    }
+  }, { url: `ws://127.0.0.1:${forwarder.port}/ws`, port: ports.low });
+  assert.equal(r.err?.kind, 'proxy_unreachable', JSON.stringify(r));
+  assert.equal(r.err.code, 0x80000249);
+  const ms = Number(r.err.message.match(/after (\d+) ms/)[1]);
+  assert.ok(ms < 2000, `${ms} ms`);
+});
+
+/** Installs a Server on the page as `window.t` with logs of its events; resolves the login. */
+function loginWatched(on, url, port) {
+  return inPage(async (prl, a) => {
+    const s = new prl.Server({ proxyUrl: a.url });
+    const t = { s, states: [], restored: [], progress: [], finals: 0 };
+    window.t = t;
+    s.addEventListener('statechange', (e) => t.states.push(e.detail.state));
+    s.addEventListener('restored', (e) => t.restored.push(e.detail));
+    s.addEventListener('event', (e) => {
+      const d = e.detail;
+      if (d.eventType === 100051 && d.params && d.jobId === undefined) {
+        // Progress of the task the simulator started for this session (no job of ours).
+        t.progress.push(Number(d.params.progress_changed));
+      } else if (d.packageType === 5001) {
+        t.finals += 1;
+      }
+    });
     const resp = await s.login({ host: '127.0.0.1', port: a.port, user: a.user, password: a.password });
-    return resp.sessionUuid;
-  }, { url: proxyUrl(), port: ports.low, user: USER, password: PASSWORD });
+    return resp;
+  }, { url, port, user: USER, password: PASSWORD }, on);
+}
+
+test('a forced WebSocket drop resumes through the proxy: same session, nothing lost', { skip }, async () => {
+  const started = await loginWatched(fwdPage, `ws://127.0.0.1:${forwarder.port}/ws`, ports.task);
   assert.equal(started.err, undefined, JSON.stringify(started.err));
-  // The proxy dies with everything it kept (upstream connection, resume tokens) and comes back.
-  await stopProcess(proxy);
-  await startProxy();
-  await page.waitForFunction(() => window.reloginLog.length > 0, null, { timeout: 20000 });
+  const session = started.ok.sessionUuid;
+  await fwdPage.waitForFunction(() => window.t.progress.length >= 3, null, { timeout: 10000 });
+  const before = await fwdPage.evaluate(() => window.t.progress.length);
+  forwarder.drop(); // TCP resets: the browser sees an abnormal close (1006), the proxy a vanished peer
+  await fwdPage.waitForFunction(() => window.t.restored.length > 0, null, { timeout: 15000 })
+    .catch((e) => assert.fail(`no restored event: ${e.message}\nproxy log:\n${proxyLog()}`));
+  // The task went on while the browser was away: what the proxy buffered is replayed.
+  await fwdPage.waitForFunction((n) => window.t.progress.length >= n, before + 8, { timeout: 10000 });
   const r = await inPage(async () => {
-    const s = window.reloginServer;
-    const out = { state: s.state, sessionId: s.sessionId, restored: window.reloginLog[0] };
+    const { s, states, restored, progress } = window.t;
+    const out = { state: s.state, sessionId: s.sessionId, states: [...states], restored, progress: [...progress] };
     await s.logoff();
     s.free();
     return out;
-  });
+  }, null, fwdPage);
   assert.equal(r.err, undefined, JSON.stringify(r.err));
-  assert.equal(r.ok.restored.mode, 'relogin');
-  assert.equal(r.ok.restored.previousSessionId, started.ok);
-  assert.notEqual(r.ok.restored.sessionId, started.ok);
-  assert.equal(r.ok.sessionId, r.ok.restored.sessionId);
-  assert.equal(r.ok.state, 'connected');
-  assert.ok(Array.isArray(r.ok.restored.lostTasks));
+  const { state, sessionId, states, restored, progress } = r.ok;
+  assert.deepEqual(restored, [{ mode: 'resumed', sessionId: session, previousSessionId: session, lostTasks: [] }]);
+  assert.equal(sessionId, session);
+  assert.equal(state, 'connected');
+  assert.deepEqual(states.slice(0, 2), ['connecting', 'connected']);
+  assert.deepEqual(states.slice(2), ['unstable', 'restoring', 'connected'], states.join());
+  // Every step exactly once, in order (step i of 100 reports i %).
+  assert.deepEqual(progress, progress.map((_, i) => Math.floor(((i + 1) * 100) / TASK_STEPS)));
+  assert.ok(progress.length >= before + 8, `${progress.length} steps`);
+});
+
+test('after the proxy lost the upstream: re-login with the previous session, lost task re-attached', { skip }, async () => {
+  const started = await loginWatched(shortPage, `ws://127.0.0.1:${fwdShort.port}/ws`, ports.task);
+  assert.equal(started.err, undefined, JSON.stringify(started.err));
+  const session = started.ok.sessionUuid;
+  assert.deepEqual(started.ok.runningTasks, []);
+  await shortPage.waitForFunction(() => window.t.progress.length >= 2, null, { timeout: 10000 });
+  // The browser is away longer than the proxy's resume window: the proxy closes the upstream
+  // connection, so the service ends the session (its task keeps running).
+  fwdShort.refusing = true;
+  fwdShort.drop();
+  await new Promise((res) => setTimeout(res, SHORT_WINDOW_MS + 700));
+  fwdShort.refusing = false;
+  await shortPage.waitForFunction(() => window.t.restored.length > 0, null, { timeout: 20000 })
+    .catch((e) => assert.fail(`no restored event: ${e.message}\nproxy log:\n${proxyLog(proxyShort)}`));
+  const restored = await shortPage.evaluate(() => window.t.restored[0]);
+  assert.equal(restored.mode, 'relogin', JSON.stringify(restored));
+  assert.equal(restored.previousSessionId, session);
+  assert.notEqual(restored.sessionId, session);
+  assert.equal(restored.lostTasks.length, 1, JSON.stringify(restored.lostTasks));
+  const [lost] = restored.lostTasks;
+  assert.equal(lost.taskType, 9001);
+  assert.match(lost.taskId, /^\{[0-9a-f-]{36}\}$/);
+
+  const r = await inPage(async (_prl, a) => {
+    const { s, states } = window.t;
+    const seen = [];
+    const result = await s.attachToLostTask(a.taskId, { onProgress: (d) => seen.push(d.percent) });
+    const out = { result, seen, state: s.state, sessionId: s.sessionId, states: [...states] };
+    await s.logoff();
+    s.free();
+    return out;
+  }, { taskId: lost.taskId }, shortPage);
+  assert.equal(r.err, undefined, JSON.stringify(r.err));
+  const { result, seen, state, sessionId, states } = r.ok;
+  assert.equal(state, 'connected');
+  assert.equal(sessionId, restored.sessionId);
+  assert.deepEqual(states.slice(0, 3), ['connecting', 'connected', 'unstable']);
+  assert.equal(states.at(-1), 'connected');
+  assert.deepEqual({ ...result, params: undefined }, { taskId: lost.taskId, opcode: 9001, code: 0, params: undefined });
+  assert.ok(seen.length > 0, 'no progress after attaching');
+  assert.ok(seen.every((p, i) => i === 0 || p > seen[i - 1]), seen.join());
+  assert.equal(seen.at(-1), 100);
+});
+
+test('autoRestore off: the app logs in again naming the lost session and sees its task', { skip }, async () => {
+  const started = await inPage(async (prl, a) => {
+    const s = new prl.Server({ proxyUrl: a.url, autoRestore: false });
+    const t = { s, states: [] };
+    window.t = t;
+    s.addEventListener('statechange', (e) => t.states.push(e.detail.state));
+    return s.login({ host: '127.0.0.1', port: a.port, user: a.user, password: a.password });
+  }, { url: `ws://127.0.0.1:${fwdShort.port}/ws`, port: ports.task, user: USER, password: PASSWORD }, shortPage);
+  assert.equal(started.err, undefined, JSON.stringify(started.err));
+  const session = started.ok.sessionUuid;
+  fwdShort.drop();
+  await shortPage.waitForFunction(() => window.t.s.state === 'disconnected', null, { timeout: 5000 });
+  // Past the proxy's resume window the old session is gone; the Server still holds its proof.
+  await new Promise((res) => setTimeout(res, SHORT_WINDOW_MS + 500));
+  const r = await inPage(async (_prl, a) => {
+    const { s, states } = window.t;
+    const resp = await s.login({ host: '127.0.0.1', port: a.port, user: a.user, password: a.password,
+      prevSessionId: a.prev });
+    const out = { resp, states: [...states], sessionId: s.sessionId };
+    await s.logoff();
+    s.free();
+    return out;
+  }, { port: ports.task, user: USER, password: PASSWORD, prev: session }, shortPage);
+  assert.equal(r.err, undefined, JSON.stringify(r.err));
+  const { resp, states, sessionId } = r.ok;
+  assert.deepEqual(states, ['connecting', 'connected', 'disconnected', 'connecting', 'connected']);
+  assert.notEqual(resp.sessionUuid, session);
+  assert.equal(sessionId, resp.sessionUuid);
+  assert.equal(resp.restored, true);
+  assert.equal(resp.runningTasks.length, 1, JSON.stringify(resp.runningTasks));
+  assert.equal(resp.runningTasks[0].taskType, 9001);
 });
 
 test('logoff twice: the second is refused as not connected', { skip }, async () => {

@@ -1,6 +1,6 @@
 //! `cargo xtask demo`: the first thing a new user runs.
 //!
-//! Builds the npm package, starts `prl-sim` (demo users) and `prl-proxy` on localhost, lets the
+//! Runs `cargo xtask setup` (installs only what is missing), builds the npm package, starts `prl-sim` (demo users) and `prl-proxy` on localhost, lets the
 //! proxy serve the login page of `web/` and the package at `/pkg/`, and prints the URL and the
 //! demo credentials. Ctrl-C stops it all (the children share the terminal's process group, and
 //! whichever of them ends first takes the other down with it).
@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::{cargo, exec, wasm};
+use crate::{cargo, exec, setup, wasm};
 
 /// Demo users: name, password.
 pub const DEMO_USERS: &[(&str, &str)] = &[("demo", "demo"), ("alice", "wonderland")];
@@ -94,6 +94,7 @@ fn start(mut cmd: Command, prefix: &'static str, tag: &'static str) -> Result<(C
 
 /// `cargo xtask demo`.
 pub fn run(root: &Path) -> Result<()> {
+    setup::run(root)?;
     let pkg = wasm::build(root)?;
     exec(Command::new(cargo()).current_dir(root).args([
         "build",
@@ -125,7 +126,7 @@ pub fn run(root: &Path) -> Result<()> {
     )?;
     let mut proxy_cmd = Command::new(bin.join("prl-proxy"));
     proxy_cmd.arg("--config").arg(&config);
-    let (mut proxy, proxy_line) = match start(proxy_cmd, "prl-proxy listening on ", "prl-proxy") {
+    let (proxy, proxy_line) = match start(proxy_cmd, "prl-proxy listening on ", "prl-proxy") {
         Ok(p) => p,
         Err(e) => {
             let _ = sim.kill();
@@ -157,19 +158,36 @@ pub fn run(root: &Path) -> Result<()> {
     println!("  Ctrl-C stops everything.");
 
     // Whichever ends first (Ctrl-C reaches both through the process group) stops the other.
+    let mut children = [("prl-sim", sim), ("prl-proxy", proxy)];
     loop {
-        if let Some(status) = sim.try_wait()? {
-            let _ = proxy.kill();
-            let _ = proxy.wait();
-            bail!("prl-sim exited ({status})");
-        }
-        if let Some(status) = proxy.try_wait()? {
-            let _ = sim.kill();
-            let _ = sim.wait();
-            bail!("prl-proxy exited ({status})");
+        for i in 0..children.len() {
+            let Some(status) = children[i].1.try_wait()? else {
+                continue;
+            };
+            for (_, other) in children.iter_mut() {
+                let _ = other.kill();
+                let _ = other.wait();
+            }
+            if stopped_on_request(&status) {
+                println!("prl-web demo stopped");
+                return Ok(());
+            }
+            bail!("{} exited ({status}); the demo stopped", children[i].0);
         }
         thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// A clean exit or SIGINT / SIGTERM (Ctrl-C reaches the children too): not a failure.
+fn stopped_on_request(status: &std::process::ExitStatus) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if matches!(status.signal(), Some(2 | 15)) {
+            return true;
+        }
+    }
+    status.success()
 }
 
 #[cfg(test)]
@@ -196,6 +214,27 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("local_login = true"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn ctrl_c_and_clean_exits_are_a_stop_not_a_failure() {
+        use std::os::unix::process::ExitStatusExt;
+        use std::process::ExitStatus;
+        // Raw wait statuses: a signal number, or an exit code shifted left by 8.
+        for (raw, stop) in [
+            (0, true),
+            (2, true),
+            (15, true),
+            (1 << 8, false),
+            (9, false),
+        ] {
+            assert_eq!(
+                stopped_on_request(&ExitStatus::from_raw(raw)),
+                stop,
+                "wait status {raw}"
+            );
+        }
     }
 
     #[test]

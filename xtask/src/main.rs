@@ -1,7 +1,8 @@
-//! Project recipes, one place for each: `cargo xtask setup | test | ci | bench`.
+//! Project recipes, one place for each: `cargo xtask setup | test | ci | build-wasm | demo | bench`.
 //!
 //! `setup` installs what a fresh machine (rustup stable, Node 20, apt, root) lacks, idempotently.
 //! `test` runs `setup`, then every check CI runs, failing fast; `ci` is the same thing.
+//! `build-wasm` builds the npm package; `demo` runs `setup`, builds, and serves the login page.
 #![forbid(unsafe_code)]
 
 mod bench;
@@ -38,7 +39,7 @@ enum Cmd {
     Test,
     /// Build the npm package `@prl-web/client` into dist/npm (wasm-bindgen, wasm-opt, size budget).
     BuildWasm,
-    /// Build the package, start prl-sim and prl-proxy on localhost, serve the login page.
+    /// Run `setup`, build the package, start prl-sim and prl-proxy on localhost, serve the login page.
     Demo,
     /// Run the benchmarks (`cargo bench -p prl-bench`) and print their ratios to the same-run
     /// baselines; arguments go to criterion (a filter, `--measurement-time 10`).

@@ -1,0 +1,135 @@
+// The demo page of `cargo xtask demo` (web/) in headless Chromium, driven through its form the
+// way a new user clicks, against a real prl-proxy serving it and a real prl-sim.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import {
+  CHROMIUM, PKG_DIR, ROOT, TARGET_DIR, freePort, proxyConfig, startForwarder, startProcess,
+  stopProcess,
+} from './harness.mjs';
+
+const SIM = process.env.PRL_SIM ?? join(TARGET_DIR, 'release', 'prl-sim');
+const PROXY = process.env.PRL_PROXY ?? join(TARGET_DIR, 'release', 'prl-proxy');
+const WINDOW_MS = 1000;
+
+const have = existsSync(SIM) && existsSync(PROXY) && existsSync(join(PKG_DIR, 'index.js'));
+const skip = have ? false : `needs ${SIM}, ${PROXY} and ${PKG_DIR} (build them first)`;
+
+let work;
+let sim;
+let simPort;
+let proxy;
+let forwarder;
+let browser;
+let page;
+const problems = []; // page errors, console errors, failed requests
+
+before(async () => {
+  if (skip) return;
+  work = mkdtempSync(join(tmpdir(), 'prl-demo-'));
+  simPort = await freePort();
+  // Every session gets a task, so a lost session has something to show.
+  sim = await startProcess(SIM, ['--listen', `127.0.0.1:${simPort}`, '--user', 'demo:demo',
+    '--product-version', 'prl-sim demo', '--task-on-login', '50:100'], /prl-sim listening/);
+  const proxyPort = await freePort();
+  forwarder = await startForwarder(proxyPort);
+  writeFileSync(join(work, 'proxy.toml'), proxyConfig({
+    listen: `127.0.0.1:${proxyPort}`,
+    staticRoot: join(ROOT, 'web'),
+    pkgDir: PKG_DIR,
+    ports: [simPort],
+    resumeWindowMs: WINDOW_MS,
+    origins: [`http://127.0.0.1:${forwarder.port}`],
+  }));
+  proxy = await startProcess(PROXY, ['--config', join(work, 'proxy.toml')], /prl-proxy listening/);
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--disable-dev-shm-usage'],
+  });
+  page = await browser.newPage();
+  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()}`));
+  page.on('response', (r) => r.status() >= 400 && problems.push(`${r.status()} ${r.url()}`));
+  // Through the forwarder, so a test can cut the connection; the URL is the one the demo prints.
+  await page.goto(`http://127.0.0.1:${forwarder.port}/?host=127.0.0.1&port=${simPort}&user=demo`);
+  await page.waitForFunction(() => window.prlDemoReady === true, null, { timeout: 10000 });
+});
+
+after(async () => {
+  await browser?.close();
+  await forwarder?.close();
+  await stopProcess(proxy);
+  await stopProcess(sim);
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+const fields = (id) => page.$$eval(`#${id}-fields dt`, (dts) => Object.fromEntries(
+  dts.map((dt) => [dt.textContent, dt.nextElementSibling.textContent])));
+const state = () => page.textContent('#state');
+
+async function logIn(password) {
+  await page.fill('input[name=password]', password);
+  await page.click('#login-button');
+  await page.waitForSelector('#result:not([hidden]), #error:not([hidden])', { timeout: 15000 });
+}
+
+test('the query string fills the form; a demo login shows the LoginResponse; log off', { skip }, async () => {
+  assert.equal(await state(), 'disconnected');
+  assert.equal(await page.inputValue('input[name=host]'), '127.0.0.1');
+  assert.equal(await page.inputValue('input[name=port]'), String(simPort));
+  assert.equal(await page.inputValue('input[name=user]'), 'demo');
+  await logIn('demo');
+  assert.equal(await state(), 'connected');
+  const r = await fields('result');
+  assert.match(r.session, /^\{[0-9a-f-]{36}\}$/);
+  assert.equal(r.product, 'prl-sim demo');
+  assert.equal(r.restored, 'false');
+  assert.equal(await page.inputValue('input[name=password]'), '', 'the password does not stay in the form');
+  assert.ok(await page.isDisabled('#login-button'));
+  await page.click('#logoff-button');
+  await page.waitForFunction(() => document.getElementById('state').textContent === 'disconnected');
+  assert.ok(await page.isHidden('#result'));
+  assert.equal(await page.inputValue('input[name=prevSessionId]'), '', 'a log off offers no restore');
+});
+
+test('a wrong password shows the typed error', { skip }, async () => {
+  await logIn('not the password');
+  assert.deepEqual({ ...(await fields('error')), message: undefined }, {
+    kind: 'authentication', code: '0x80000330', name: 'PRL_ERR_AUTHENTICATION_FAILED', message: undefined,
+  });
+  assert.equal(await state(), 'disconnected');
+});
+
+test('without automatic restore, a lost session is offered as previous session and restored', { skip }, async () => {
+  await page.uncheck('input[name=autoRestore]');
+  await logIn('demo');
+  const first = (await fields('result')).session;
+  // A new Server replaced the first one (the setting changed); the old one's end is not shown.
+  let log = await page.$$eval('#log li', (lis) => lis.map((li) => li.textContent));
+  assert.ok(!log.some((l) => l.includes('closed')), log.join('\n'));
+  forwarder.drop();
+  await page.waitForFunction(() => document.getElementById('state').textContent === 'disconnected');
+  assert.equal(await page.inputValue('input[name=prevSessionId]'), first);
+  await new Promise((res) => setTimeout(res, WINDOW_MS + 500)); // the proxy gives the session up
+  await logIn('demo');
+  const r = await fields('result');
+  assert.notEqual(r.session, first);
+  assert.equal(r.restored, 'true');
+  assert.match(r['lost tasks'], /^\{[0-9a-f-]{36}\}$/);
+  assert.equal(await page.inputValue('input[name=prevSessionId]'), '');
+  log = await page.$$eval('#log li', (lis) => lis.map((li) => li.textContent));
+  assert.ok(log.some((l) => l.includes(`session ${first} lost`)), log.join('\n'));
+  await page.click('#logoff-button');
+  await page.waitForFunction(() => document.getElementById('state').textContent === 'disconnected');
+});
+
+test('nothing failed on the page (no errors, no missing files)', { skip }, () => {
+  // A wrong password is an expected failure of the login, not of the page.
+  assert.deepEqual(problems, []);
+});
