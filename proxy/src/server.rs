@@ -485,8 +485,32 @@ async fn route(
     let runtime = shared.runtime();
     let path = req.uri().path().to_string();
     if path == runtime.config.server.ws_path {
+        // A keep-alive connection that served plain requests gave its pre-auth slot back:
+        // an upgrade on it needs one again.
+        let mut pre = permits.preauth.lock().unwrap_or_else(|p| p.into_inner());
+        if pre.is_none() {
+            match Arc::clone(&shared.preauth).try_acquire_owned() {
+                Ok(p) => *pre = Some(p),
+                Err(_) => {
+                    drop(pre);
+                    shared.metrics.reject("preauth_connections");
+                    return text(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
+                }
+            }
+        }
+        drop(pre);
         return websocket(shared, runtime, peer, permits, req);
     }
+    // A plain HTTP request (static file, health, metrics) is not a relay waiting to
+    // authenticate: the connection stops counting against the pre-auth cap (it still counts
+    // against the total and per-IP caps).
+    drop(
+        permits
+            .preauth
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(),
+    );
     let head = req.method() == Method::HEAD;
     if req.method() != Method::GET && !head {
         return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");

@@ -329,3 +329,56 @@ async fn wss_with_a_certificate_file() {
     let (status, _, _) = get(h.local_addr(), "/healthz").await;
     assert_eq!(status, 0);
 }
+
+#[tokio::test]
+async fn keep_alive_static_connections_do_not_hold_pre_auth_slots() {
+    let h = start("[limits]\nmax_preauth_connections = 2\n").await;
+    let addr = h.local_addr();
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.ends_with(b"ok\n") {
+            let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(got.starts_with(b"HTTP/1.1 200"));
+        held.push(tcp); // kept alive, idle
+    }
+    // Four idle keep-alive connections, a pre-auth cap of 2: a WebSocket still opens.
+    let origin = own_origin(&h);
+    let _a = ws_connect(addr, Some(&origin), &[RELAY]).await.unwrap();
+    // And an upgrade on a connection that served a static request needs a slot again:
+    // with both slots taken by WebSockets that have not opened a relay, it is refused.
+    let _b = ws_connect(addr, Some(&origin), &[RELAY]).await.unwrap();
+    let mut tcp = held.pop().unwrap();
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    tcp.write_all(
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: x\r\nOrigin: {origin}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\
+             Sec-WebSocket-Protocol: {RELAY}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 503"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+}
