@@ -233,12 +233,21 @@ impl ProxyHandle {
         if config.server.listen != old.config.server.listen {
             tracing::warn!("server.listen changed: applied at the next start only");
         }
-        if let (Some(state), Some(tls)) = (&self.shared.tls, &config.tls) {
-            state.reload(tls, self.shared.local_addr.ip())?;
-        } else if config.tls.is_some() != self.shared.tls.is_some() {
-            tracing::warn!("[tls] added or removed: applied at the next start only");
-        }
+        // Build and check everything first; swap only when all of it is good, so a bad
+        // reload leaves the certificate and the configuration as they were.
+        let cert = match (&self.shared.tls, &config.tls) {
+            (Some(_), Some(tls)) => Some(TlsState::prepare(tls, self.shared.local_addr.ip())?),
+            _ => {
+                if config.tls.is_some() != self.shared.tls.is_some() {
+                    tracing::warn!("[tls] added or removed: applied at the next start only");
+                }
+                None
+            }
+        };
         let runtime = Runtime::build(config, self.shared.local_addr, self.shared.tls.is_some())?;
+        if let (Some(state), Some(cert)) = (&self.shared.tls, cert) {
+            state.install(cert);
+        }
         *self
             .shared
             .runtime
@@ -729,4 +738,62 @@ pub(crate) fn check_ticket(
         .verify(ticket, origin, now, tickets.max_ttl_secs)?;
     shared.replay.consume(&claims, now)?;
     Ok(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_cert(dir: &std::path::Path, name: &str) -> (PathBuf, PathBuf, Vec<u8>) {
+        let ck = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+        let cert = dir.join(format!("{name}.crt"));
+        let key = dir.join(format!("{name}.key"));
+        std::fs::write(&cert, ck.cert.pem()).unwrap();
+        std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+        (cert, key, ck.cert.der().to_vec())
+    }
+
+    fn config(cert: &std::path::Path, key: &std::path::Path, extra: &str) -> Config {
+        let mut c = Config::from_toml_str(&format!(
+            "[tls]\ncert_file = {:?}\nkey_file = {:?}\n{extra}",
+            cert.display().to_string(),
+            key.display().to_string()
+        ))
+        .unwrap();
+        c.server.listen = "127.0.0.1:0".parse().unwrap();
+        c
+    }
+
+    fn leaf(h: &ProxyHandle) -> Vec<u8> {
+        h.shared.tls.as_ref().unwrap().current_leaf().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_failed_reload_changes_neither_certificate_nor_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c1, k1, der1) = write_cert(dir.path(), "one.test");
+        let (c2, k2, der2) = write_cert(dir.path(), "two.test");
+        let proxy = Proxy::bind(config(&c1, &k1, ""), None).await.unwrap();
+        let h = proxy.handle();
+        assert_eq!(leaf(&h), der1);
+        // A new, valid certificate with a ticket key that cannot be loaded: refused whole.
+        let missing = dir.path().join("missing.key");
+        let bad = config(
+            &c2,
+            &k2,
+            &format!(
+                "[tickets]\nkey_file = {:?}\n",
+                missing.display().to_string()
+            ),
+        );
+        assert!(h.reload_with(bad).is_err());
+        assert!(
+            leaf(&h) == der1,
+            "the certificate changed before the config was checked"
+        );
+        assert!(h.shared.runtime().tickets.is_none());
+        // The same certificate with a good config goes in.
+        h.reload_with(config(&c2, &k2, "")).unwrap();
+        assert_eq!(leaf(&h), der2);
+    }
 }

@@ -179,13 +179,23 @@ impl TlsState {
 
     /// Load the certificate again (SIGHUP). New handshakes use it; open sessions are untouched.
     pub fn reload(&self, config: &TlsConfig, listen: IpAddr) -> Result<(), TlsError> {
-        let (ck, _) = load_key(config, listen)?;
+        let ck = Self::prepare(config, listen)?;
+        self.install(ck);
+        Ok(())
+    }
+
+    /// Load and check a certificate without using it yet (a reload builds everything first).
+    pub fn prepare(config: &TlsConfig, listen: IpAddr) -> Result<Arc<CertifiedKey>, TlsError> {
+        Ok(load_key(config, listen)?.0)
+    }
+
+    /// Use a prepared certificate for new handshakes.
+    pub fn install(&self, ck: Arc<CertifiedKey>) {
         *self
             .resolver
             .current
             .write()
             .unwrap_or_else(|p| p.into_inner()) = ck;
-        Ok(())
     }
 
     /// DER of the leaf certificate in use.
