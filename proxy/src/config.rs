@@ -281,6 +281,9 @@ pub struct LimitsConfig {
     /// A browser that accepts no byte of a WebSocket write (or of a queue hand-off toward
     /// it) for this long is treated as gone (detached for a resume, like a dead browser).
     pub write_stall_ms: u64,
+    /// Bytes queued toward all browsers together; beyond this, no session reads its service
+    /// until browsers have taken some (applied at the next start).
+    pub max_queued_bytes_total: usize,
 }
 
 impl Default for LimitsConfig {
@@ -307,6 +310,7 @@ impl Default for LimitsConfig {
             ping_interval_ms: 30_000,
             http_connection_ms: 60_000,
             write_stall_ms: 10_000,
+            max_queued_bytes_total: 256 << 20,
         }
     }
 }
@@ -521,7 +525,11 @@ impl Config {
             }
         }
         let l = &self.limits;
-        let positive: [(&str, u64); 9] = [
+        let positive: [(&str, u64); 10] = [
+            (
+                "limits.max_queued_bytes_total",
+                l.max_queued_bytes_total as u64,
+            ),
             ("limits.max_message_bytes", l.max_message_bytes as u64),
             ("limits.max_frame_bytes", l.max_frame_bytes as u64),
             ("limits.max_package_bytes", l.max_package_bytes as u64),

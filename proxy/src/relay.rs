@@ -63,26 +63,25 @@ fn err(kind: RelayErrorKind, message: impl Into<String>) -> RelayError {
     RelayError::new(kind, message)
 }
 
-/// A byte budget: a bounded queue's fill level, with waiting for room.
+/// The bytes queued toward all browsers together, with waiting for room: beyond its limit no
+/// session reads its service (browsers drain it; a stalled one is cut off by the write-stall
+/// limit, so it cannot hold the others for long).
 #[derive(Debug)]
-pub(crate) struct Budget {
+pub(crate) struct GlobalBudget {
     used: AtomicUsize,
     max: usize,
     notify: Notify,
-    gauge: Gauge,
 }
 
-impl Budget {
-    fn new(max: usize, gauge: Gauge) -> Arc<Budget> {
-        Arc::new(Budget {
+impl GlobalBudget {
+    pub(crate) fn new(max: usize) -> Arc<GlobalBudget> {
+        Arc::new(GlobalBudget {
             used: AtomicUsize::new(0),
             max: max.max(1),
             notify: Notify::new(),
-            gauge,
         })
     }
 
-    /// Resolves once the queue is below its limit (it may then exceed it by one item).
     async fn room(&self) {
         loop {
             let notified = self.notify.notified();
@@ -95,8 +94,60 @@ impl Budget {
         }
     }
 
+    /// Bytes queued toward all browsers.
+    #[cfg(test)]
+    fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
+/// A byte budget: a bounded queue's fill level, with waiting for room.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    used: AtomicUsize,
+    max: usize,
+    notify: Notify,
+    gauge: Gauge,
+    global: Option<Arc<GlobalBudget>>,
+}
+
+impl Budget {
+    fn new(max: usize, gauge: Gauge) -> Arc<Budget> {
+        Budget::with_global(max, gauge, None)
+    }
+
+    fn with_global(max: usize, gauge: Gauge, global: Option<Arc<GlobalBudget>>) -> Arc<Budget> {
+        Arc::new(Budget {
+            used: AtomicUsize::new(0),
+            max: max.max(1),
+            notify: Notify::new(),
+            gauge,
+            global,
+        })
+    }
+
+    /// Resolves once the queue (and the global budget it counts in) is below its limit (it
+    /// may then exceed it by one item).
+    async fn room(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.used.load(Ordering::Acquire) < self.max {
+                break;
+            }
+            notified.await;
+        }
+        if let Some(g) = &self.global {
+            g.room().await;
+        }
+    }
+
     fn add(&self, n: usize) {
         self.used.fetch_add(n, Ordering::AcqRel);
+        if let Some(g) = &self.global {
+            g.used.fetch_add(n, Ordering::AcqRel);
+        }
         self.gauge.inc_by(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
@@ -108,6 +159,14 @@ impl Budget {
             });
         self.gauge.dec_by(i64::try_from(n).unwrap_or(i64::MAX));
         self.notify.notify_waiters();
+        if let Some(g) = &self.global {
+            let _ = g
+                .used
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                    Some(u.saturating_sub(n))
+                });
+            g.notify.notify_waiters();
+        }
     }
 
     /// At or over its limit (the reader of the other side is paused).
@@ -338,7 +397,11 @@ impl Writer {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let (tx, rx) = mpsc::channel(limits.queue_packages);
-        let budget = Budget::new(limits.queue_bytes, shared.metrics.queued_bytes.clone());
+        let budget = Budget::with_global(
+            limits.queue_bytes,
+            shared.metrics.queued_bytes.clone(),
+            Some(Arc::clone(&shared.to_browsers)),
+        );
         let ping = Arc::new(Notify::new());
         let stall = Duration::from_millis(limits.write_stall_ms);
         let queue = Queue {
@@ -1531,5 +1594,30 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(b.used(), 5);
+    }
+}
+
+#[cfg(test)]
+mod global_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_global_budget_holds_every_session() {
+        let global = GlobalBudget::new(100);
+        let a = Budget::with_global(1000, Gauge::default(), Some(Arc::clone(&global)));
+        let b = Budget::with_global(1000, Gauge::default(), Some(Arc::clone(&global)));
+        a.add(100);
+        assert_eq!(global.used(), 100);
+        // b is empty, but all browsers together are at the limit.
+        let b2 = Arc::clone(&b);
+        let waiter = tokio::spawn(async move { b2.room().await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished());
+        a.sub(50);
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(global.used(), 50);
     }
 }

@@ -160,6 +160,8 @@ pub struct Shared {
     pub(crate) replay: ReplayCache,
     pub(crate) login_ip: RateLimiter<IpAddr>,
     pub(crate) login_user: RateLimiter<[u8; 16]>,
+    /// Bytes queued toward all browsers (`limits.max_queued_bytes_total`).
+    pub(crate) to_browsers: Arc<crate::relay::GlobalBudget>,
     pub(crate) sessions: Registry,
     tls: Option<TlsState>,
     local_addr: SocketAddr,
@@ -330,6 +332,7 @@ impl Proxy {
                 l.login_per_minute_per_user,
                 100_000,
             ),
+            to_browsers: crate::relay::GlobalBudget::new(l.max_queued_bytes_total),
             sessions: Registry::new(),
             tls,
             local_addr,

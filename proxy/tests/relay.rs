@@ -1238,3 +1238,26 @@ async fn service_traffic_keeps_a_session_from_idling_out() {
     assert_eq!(e.kind, RelayErrorKind::LimitReached);
     assert!(e.message.contains("idle"), "{}", e.message);
 }
+
+#[tokio::test]
+async fn bytes_queued_toward_all_browsers_are_capped() {
+    let sim = sim().await;
+    // Per session the queue could hold megabytes; all browsers together only 32 KiB.
+    let h = start(&format!(
+        "{}[limits]\nqueue_packages = 100000\nmax_queued_bytes_total = 32768\n\
+         login_burst_per_user = 20\n",
+        sim_target(&sim)
+    ))
+    .await;
+    let flood = stalled_browser(&h).await;
+    let mut peak = 0.0f64;
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(3) {
+        peak = peak.max(metric(&h.metrics_text(), "prl_proxy_queued_bytes"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The cap, plus one package past it, plus the few packages toward the service.
+    assert!(peak > 16384.0, "the flood did not fill the queue: {peak}");
+    assert!(peak < 32768.0 + 16384.0, "{peak} bytes queued");
+    flood.abort();
+}
