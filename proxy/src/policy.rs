@@ -250,6 +250,15 @@ fn special_ranges() -> Vec<(IpNet, &'static str)> {
         ("::1/128", "loopback"),
         ("fe80::/10", "link_local"),
         ("ff00::/8", "multicast"),
+        // IPv6 forms that carry or reach an IPv4 address through a translator or tunnel
+        // (SIIT ::ffff:0:a.b.c.d, local-use NAT64, 6to4, Teredo): where they lead is not
+        // the address the allow-list sees, so they need an explicit listing.
+        ("::ffff:0:0:0/96", "ipv4_embedded"),
+        ("64:ff9b:1::/48", "ipv4_embedded"),
+        ("2002::/16", "ipv4_embedded"),
+        ("2001::/32", "ipv4_embedded"),
+        // Unique local addresses: the IPv6 private network (fd00:ec2::254 above stays metadata).
+        ("fc00::/7", "unique_local"),
     ]
     .iter()
     .map(|(n, c)| (net(n), *c))
@@ -573,6 +582,43 @@ mod tests {
             p.plan("::ffff:10.1.2.3", 0).unwrap(),
             Plan::Connect(vec!["10.1.2.3:64000".parse().unwrap()])
         );
+    }
+
+    #[test]
+    fn v6_forms_reaching_v4_and_unique_local_are_special() {
+        let p = policy();
+        for (s, category) in [
+            ("::ffff:0:7f00:1", "ipv4_embedded"),
+            ("::ffff:0:a01:203", "ipv4_embedded"),
+            ("64:ff9b:1::a01:203", "ipv4_embedded"),
+            ("2002:7f00:1::1", "ipv4_embedded"),
+            ("2001:0:4136:e378::1", "ipv4_embedded"),
+            ("fd12:3456::1", "unique_local"),
+            ("fc00::1", "unique_local"),
+        ] {
+            // ::/0 is allowed at 7777, but does not open these.
+            let err = p.plan(s, 7777).unwrap_err();
+            assert_eq!(
+                err,
+                PolicyError::SpecialDenied {
+                    category,
+                    addr: s.parse().unwrap()
+                },
+                "{s}"
+            );
+        }
+        // A rule inside the range lists them explicitly.
+        let listed = TargetPolicy::from_config(&PolicyConfig {
+            allow: vec![AllowConfig {
+                cidr: "fd12:3456::/48".into(),
+                ports: vec![64000],
+            }],
+            ..PolicyConfig::default()
+        })
+        .unwrap();
+        assert!(listed.plan("fd12:3456::1", 0).is_ok());
+        // An ordinary global address is still governed by the allow rules.
+        assert!(p.plan("2001:db8::1", 7777).is_ok());
     }
 
     #[test]

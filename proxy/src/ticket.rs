@@ -100,13 +100,12 @@ pub struct Claims {
     pub sub: Option<String>,
 }
 
-/// The canonical `host:port` a ticket binds.
+/// The canonical `host:port` a ticket binds. The host is compared as the policy compares
+/// configured target names: case-blind, otherwise exact (a ticket for `lab` does not
+/// authorise `lab.`, which the policy reads as the DNS name `lab`, not the target).
 pub fn target_key(host: &str, port: u16) -> String {
     let port = if port == 0 { 64000 } else { port };
-    format!(
-        "{}:{port}",
-        host.trim().trim_end_matches('.').to_ascii_lowercase()
-    )
+    format!("{}:{port}", host.trim().to_ascii_lowercase())
 }
 
 /// The HMAC key.
@@ -397,5 +396,12 @@ mod tests {
     #[test]
     fn debug_is_redacted() {
         assert_eq!(format!("{:?}", key()), "TicketKey(<redacted>)");
+    }
+
+    #[test]
+    fn target_binding_matches_the_policy_spelling() {
+        assert_eq!(target_key("Lab", 0), "lab:64000");
+        assert_ne!(target_key("lab", 64000), target_key("lab.", 64000));
+        assert_ne!(target_key("lab", 64000), target_key("lab..", 64000));
     }
 }
