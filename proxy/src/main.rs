@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use prl_proxy::config::LogFormat;
 use prl_proxy::ticket::TicketKey;
-use prl_proxy::{Config, Proxy};
+use prl_proxy::{Config, Proxy, StartError};
 use tracing_subscriber::EnvFilter;
 
 /// The secure WebSocket relay between browsers and Parallels Service.
@@ -108,7 +108,12 @@ async fn run(config: Config, path: PathBuf) -> ExitCode {
         Ok(p) => p,
         Err(e) => {
             eprintln!("prl-proxy: {e}");
-            return ExitCode::FAILURE;
+            // A configuration that names a missing or bad certificate, key or ticket key is a
+            // configuration error like any other (2); failing to bind is not (1).
+            return match e {
+                StartError::Bind { .. } => ExitCode::FAILURE,
+                _ => ExitCode::from(2),
+            };
         }
     };
     let handle = proxy.handle();

@@ -208,3 +208,40 @@ async fn config_errors_name_the_key_and_exit_2() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("policy.allow[0].cidr"), "{err}");
 }
+
+#[tokio::test]
+async fn missing_certificate_and_ticket_key_files_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pem");
+    for (body, key) in [
+        (
+            format!(
+                "[tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+                missing.display().to_string(),
+                missing.display().to_string()
+            ),
+            "missing.pem",
+        ),
+        (
+            format!(
+                "[tickets]\nkey_file = {:?}\n",
+                missing.display().to_string()
+            ),
+            "tickets.key_file",
+        ),
+    ] {
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(&cfg, body).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_prl-proxy"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .output()
+            .await
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(key), "{err}");
+    }
+}
