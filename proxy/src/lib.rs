@@ -14,6 +14,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))] // a failing unwrap is a failing test
 
 pub mod config;
+mod firstcap;
 pub mod limits;
 pub mod login;
 pub mod metrics;

@@ -710,6 +710,19 @@ fn ws_read_error(e: &WsError, limits: &LimitsConfig) -> RelayError {
                 limits.max_message_bytes, limits.max_frame_bytes
             ),
         ),
+        WsError::Io(io)
+            if io
+                .get_ref()
+                .is_some_and(|e| e.is::<crate::firstcap::FirstMessageTooLong>()) =>
+        {
+            err(
+                RelayErrorKind::LimitReached,
+                format!(
+                    "first message too long: the open or resume message is at most {} bytes",
+                    prl_protocol::relay::MAX_CONTROL_LEN
+                ),
+            )
+        }
         _ => err(RelayErrorKind::ProtocolViolation, "websocket protocol error"),
     }
 }

@@ -703,7 +703,7 @@ fn websocket(
         match on_upgrade.await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
+                    crate::firstcap::FirstMessageCap::new(TokioIo::new(upgraded)),
                     Role::Server,
                     Some(ws_config),
                 )

@@ -382,3 +382,49 @@ async fn keep_alive_static_connections_do_not_hold_pre_auth_slots() {
         String::from_utf8_lossy(&buf[..n])
     );
 }
+
+#[tokio::test]
+async fn an_oversize_first_message_is_refused_from_its_frame_header() {
+    let h = start("").await;
+    let addr = h.local_addr();
+    let origin = own_origin(&h);
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: x\r\nOrigin: {origin}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: {RELAY}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // A masked text frame announcing 1 MiB (the general message limit), of which only the
+    // first KiB is sent: the proxy must not wait for (and buffer) the rest.
+    let mut frame = vec![0x81, 0x80 | 127];
+    frame.extend_from_slice(&(1u64 << 20).to_be_bytes());
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.extend(vec![b' '; 1024]);
+    let t0 = std::time::Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut sent = false;
+    while !String::from_utf8_lossy(&got).contains("limit_reached") {
+        if !sent && got.windows(4).any(|w| w == b"\r\n\r\n") {
+            tcp.write_all(&frame).await.unwrap();
+            sent = true;
+        }
+        let n = tokio::time::timeout(Duration::from_secs(3), tcp.read(&mut buf))
+            .await
+            .expect("no refusal before the proxy's handshake deadline")
+            .unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    assert!(
+        String::from_utf8_lossy(&got).contains("first message too long"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+}
