@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::server::conn::http1;
@@ -468,10 +470,38 @@ async fn serve_http<S>(
     }
 }
 
-type Body = Full<Bytes>;
+type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+fn full(body: impl Into<Bytes>) -> Body {
+    Full::new(body.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
+}
+
+/// A static file, streamed in 64 KiB chunks (never read whole into memory).
+fn file_body(file: tokio::fs::File, len: u64) -> Body {
+    use tokio::io::AsyncReadExt;
+    let chunks = futures_util::stream::try_unfold((file, len), |(mut f, left)| async move {
+        if left == 0 {
+            return Ok(None);
+        }
+        let mut buf = vec![0u8; usize::try_from(left.min(64 * 1024)).unwrap_or(64 * 1024)];
+        let n = f.read(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.truncate(n);
+        Ok(Some((Frame::data(Bytes::from(buf)), (f, left - n as u64))))
+    });
+    StreamBody::new(chunks).boxed_unsync()
+}
 
 fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
-    let mut r = Response::new(Full::new(body.into()));
+    respond_body(status, content_type, full(body))
+}
+
+fn respond_body(status: StatusCode, content_type: &str, body: Body) -> Response<Body> {
+    let mut r = Response::new(body);
     *r.status_mut() = status;
     let h = r.headers_mut();
     if let Ok(v) = HeaderValue::from_str(content_type) {
@@ -551,14 +581,24 @@ async fn route(
             }
         }
         _ => match runtime.static_files.lookup(&path).await {
-            StaticResult::File(mime, bytes) => respond(StatusCode::OK, mime, bytes),
+            StaticResult::File(mime, file, len) => {
+                let body = if head {
+                    full(Bytes::new())
+                } else {
+                    file_body(file, len)
+                };
+                let mut r = respond_body(StatusCode::OK, mime, body);
+                r.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                return r;
+            }
             StaticResult::NotFound => text(StatusCode::NOT_FOUND, "not found\n"),
             StaticResult::BadPath => text(StatusCode::BAD_REQUEST, "bad path\n"),
             StaticResult::TooLarge => text(StatusCode::PAYLOAD_TOO_LARGE, "too large\n"),
         },
     };
     if head {
-        *resp.body_mut() = Full::new(Bytes::new());
+        *resp.body_mut() = full(Bytes::new());
     }
     resp
 }
@@ -713,7 +753,7 @@ fn websocket(
             Err(_) => ctx.shared.metrics.reject("upgrade_failed"),
         }
     });
-    let mut resp = Response::new(Full::new(Bytes::new()));
+    let mut resp = Response::new(full(Bytes::new()));
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let rh = resp.headers_mut();
     rh.insert(header::UPGRADE, HeaderValue::from_static("websocket"));

@@ -59,10 +59,10 @@ pub struct StaticFiles {
 }
 
 /// The outcome of a static lookup.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum StaticResult {
-    /// Found: MIME type and bytes.
-    File(&'static str, Vec<u8>),
+    /// Found: MIME type, the open file and its length (streamed, never read whole).
+    File(&'static str, tokio::fs::File, u64),
     /// Nothing (or nothing allowed) there.
     NotFound,
     /// Path rejected as malformed or escaping.
@@ -175,13 +175,18 @@ impl StaticFiles {
         if meta.len() > self.max_file_bytes {
             return StaticResult::TooLarge;
         }
-        match tokio::fs::read(&canon).await {
-            Ok(bytes) if bytes.len() as u64 <= self.max_file_bytes => {
-                StaticResult::File(mime_for(&canon), bytes)
-            }
-            Ok(_) => StaticResult::TooLarge,
-            Err(_) => StaticResult::NotFound,
+        let Ok(file) = tokio::fs::File::open(&canon).await else {
+            return StaticResult::NotFound;
+        };
+        // The length of what was opened (the file may have changed since the check above).
+        let len = match file.metadata().await {
+            Ok(m) if m.is_file() => m.len(),
+            _ => return StaticResult::NotFound,
+        };
+        if len > self.max_file_bytes {
+            return StaticResult::TooLarge;
         }
+        StaticResult::File(mime_for(&canon), file, len)
     }
 }
 
@@ -189,6 +194,19 @@ impl StaticFiles {
 mod tests {
     use super::*;
     use crate::config::MountConfig;
+    use tokio::io::AsyncReadExt;
+
+    async fn found(r: StaticResult) -> Option<(&'static str, Vec<u8>)> {
+        match r {
+            StaticResult::File(mime, mut f, len) => {
+                let mut v = Vec::new();
+                f.read_to_end(&mut v).await.unwrap();
+                assert_eq!(v.len() as u64, len);
+                Some((mime, v))
+            }
+            _ => None,
+        }
+    }
 
     #[tokio::test]
     async fn serves_files_and_refuses_escapes() {
@@ -213,18 +231,18 @@ mod tests {
             max_file_bytes: 100,
         });
         assert_eq!(
-            s.lookup("/").await,
-            StaticResult::File("text/html; charset=utf-8", b"<h1>hi</h1>".to_vec())
+            found(s.lookup("/").await).await,
+            Some(("text/html; charset=utf-8", b"<h1>hi</h1>".to_vec()))
         );
         assert_eq!(
-            s.lookup("/index.html").await,
-            StaticResult::File("text/html; charset=utf-8", b"<h1>hi</h1>".to_vec())
+            found(s.lookup("/index.html").await).await,
+            Some(("text/html; charset=utf-8", b"<h1>hi</h1>".to_vec()))
         );
         assert_eq!(
-            s.lookup("/pkg/client_bg.wasm").await,
-            StaticResult::File("application/wasm", b"\0asm".to_vec())
+            found(s.lookup("/pkg/client_bg.wasm").await).await,
+            Some(("application/wasm", b"\0asm".to_vec()))
         );
-        assert_eq!(s.lookup("/sub").await, StaticResult::NotFound);
+        assert!(matches!(s.lookup("/sub").await, StaticResult::NotFound));
         for bad in [
             "/../outside.txt",
             "/%2e%2e/outside.txt",
@@ -234,13 +252,19 @@ mod tests {
             "/%zz",
             "/pkg/..%2f..%2foutside.txt",
         ] {
-            assert_eq!(s.lookup(bad).await, StaticResult::BadPath, "{bad}");
+            assert!(
+                matches!(s.lookup(bad).await, StaticResult::BadPath),
+                "{bad}"
+            );
         }
         #[cfg(unix)]
-        assert_eq!(s.lookup("/link.txt").await, StaticResult::BadPath);
+        assert!(matches!(s.lookup("/link.txt").await, StaticResult::BadPath));
         std::fs::write(root.join("big.js"), vec![b'x'; 101]).unwrap();
-        assert_eq!(s.lookup("/big.js").await, StaticResult::TooLarge);
-        assert_eq!(s.lookup("/missing.js").await, StaticResult::NotFound);
+        assert!(matches!(s.lookup("/big.js").await, StaticResult::TooLarge));
+        assert!(matches!(
+            s.lookup("/missing.js").await,
+            StaticResult::NotFound
+        ));
     }
 
     #[test]

@@ -159,6 +159,21 @@ async fn static_files_have_mime_types_and_a_csp() {
         assert!(!String::from_utf8_lossy(&body).contains("do not serve"));
     }
     assert_eq!(get(addr, "/nothing.js").await.0, 404);
+    // A file larger than one chunk arrives whole, with its length (streamed, not buffered).
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(pkg.join("big.wasm"), &big).unwrap();
+    let (status, head, body) = get(addr, "/pkg/big.wasm").await;
+    assert_eq!(status, 200);
+    assert!(head.contains("content-length: 300000"), "{head}");
+    assert!(body == big, "{} bytes", body.len());
+    let (status, head, body) = http(
+        addr,
+        &format!("HEAD /pkg/big.wasm HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(head.contains("content-length: 300000"), "{head}");
+    assert!(body.is_empty());
     let (status, _, _) = http(
         addr,
         &format!(
