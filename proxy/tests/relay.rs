@@ -1158,6 +1158,15 @@ async fn a_browser_that_stops_reading_is_ended_by_the_lifetime_limit() {
     assert_eq!(sim.session_count(), 1);
     assert_eq!(metric(&h.metrics_text(), "prl_proxy_connections"), 1.0);
     wait_released(&h, Duration::from_secs(10)).await;
+    // And the service's side is let go too (the upstream connection really closed).
+    let t0 = Instant::now();
+    while sim.session_count() != 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "the service session is still pinned"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     flood.abort();
 }
 
@@ -1173,6 +1182,15 @@ async fn a_browser_that_stops_reading_is_ended_by_the_write_stall_limit() {
     assert_eq!(sim.session_count(), 1);
     assert_eq!(metric(&h.metrics_text(), "prl_proxy_connections"), 1.0);
     wait_released(&h, Duration::from_secs(10)).await;
+    // And the service's side is let go too (the upstream connection really closed).
+    let t0 = Instant::now();
+    while sim.session_count() != 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "the service session is still pinned"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     flood.abort();
 }
 

@@ -189,6 +189,8 @@ impl Default for StreamOptions {
 
 /// Bytes queued for the socket above which the task stops taking packages from senders.
 const WRITE_HIGH_WATER: usize = 256 * 1024;
+/// How often a connection whose peer stopped reading checks whether its owner dropped it.
+const STALL_RECHECK: Duration = Duration::from_millis(500);
 /// `IOGracefulShutdownTimeout`: how long a local close may spend flushing.
 const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(5);
 /// Socket read size.
@@ -477,6 +479,13 @@ impl Driver {
                 break;
             }
             let backlog = self.wbuf.len() - self.wpos;
+            // Abandoned while the peer does not read: the owner dropped every handle, so what
+            // is still queued will never be answered to anyone. End (the flush below is bounded)
+            // instead of waiting on the stalled write forever.
+            if backlog >= WRITE_HIGH_WATER && in_tx.is_closed() && out_rx.is_closed() {
+                end = Some(End::Local);
+                break;
+            }
             // A peer that does not read stops being read: whatever it sends may make us write
             // (TLS alerts, renegotiation), so the write backlog stays bounded.
             let can_read = self.pending.is_empty() && !closing && backlog < WRITE_HIGH_WATER;
@@ -545,6 +554,8 @@ impl Driver {
                         None => senders_gone = true,
                     }
                 }
+                // While the write is stalled, look again now and then whether the owner is gone.
+                _ = tokio::time::sleep(STALL_RECHECK), if backlog >= WRITE_HIGH_WATER => {}
                 _ = ticker.tick(), if self.heartbeat.is_some() && !closing => {
                     // A heartbeat only says "alive" on an idle link: skipped while earlier
                     // bytes are unwritten, so a peer that stops reading does not pile them up.
