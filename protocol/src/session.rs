@@ -334,7 +334,9 @@ impl ClientSession {
         Ok(self.send(job, JobKind::Logoff, package))
     }
 
-    /// Send a ping (2052).
+    /// Send a ping (2052). The real service has no handler for it: once logged in it answers
+    /// `PRL_ERR_UNIMPLEMENTED` (before login `USER_OPERATION_NOT_AUTHORISED`), so this is a
+    /// round-trip probe whose reply code says nothing about health.
     pub fn ping(&mut self, job: Uuid, ids: &mut dyn FnMut() -> Uuid) -> Result<Uuid, SessionError> {
         self.require("ping", &[SessionState::LoggedIn])?;
         let package = simple_command(cmd::USER_PING, job, self.connection_uuid, ids);
