@@ -77,13 +77,13 @@ mod tests {
         let root = Path::new("/ws");
         assert_eq!(target_dir(root, None), Path::new("/ws/target"));
         assert_eq!(
-            target_dir(root, Some("/work/t".into())),
-            Path::new("/work/t")
+            target_dir(root, Some("/any/target".into())),
+            Path::new("/any/target")
         );
         assert_eq!(target_dir(root, Some("t2".into())), Path::new("/ws/t2"));
         assert_eq!(
-            criterion_home(Path::new("/work/t")),
-            Path::new("/work/t/prl-bench/criterion")
+            criterion_home(Path::new("/any/target")),
+            Path::new("/any/target/prl-bench/criterion")
         );
     }
 
