@@ -404,11 +404,7 @@ impl Writer {
         );
         let ping = Arc::new(Notify::new());
         let stall = Duration::from_millis(limits.write_stall_ms);
-        let queue = Queue {
-            rx,
-            budget: Arc::clone(&budget),
-            in_flight: 0,
-        };
+        let queue = BudgetedQueue::new(rx, Arc::clone(&budget));
         let task = tokio::spawn(write_loop(sink, queue, Arc::clone(&ping), stall));
         Writer {
             tx,
@@ -488,24 +484,53 @@ impl Writer {
     }
 }
 
-/// The writer's end of its queue. Whatever way the task ends (finished, stalled, aborted),
-/// dropping it returns every queued or half-written byte to the budget.
+/// What an item of a budgeted queue holds against its byte budget.
+trait Weight {
+    fn weight(&self) -> usize;
+}
+
+impl Weight for Out {
+    fn weight(&self) -> usize {
+        match self {
+            Out::Binary(d) => d.len(),
+            Out::Text(_) | Out::Close(_) => 0,
+        }
+    }
+}
+
+impl Weight for Box<Package> {
+    fn weight(&self) -> usize {
+        self.encoded_len()
+    }
+}
+
+/// A writer task's end of its queue (toward the browser or toward the service). Whatever way
+/// the task ends (finished, stalled, aborted), dropping it returns every queued or
+/// half-written byte to the budget.
 #[derive(Debug)]
-struct Queue {
-    rx: mpsc::Receiver<Out>,
+struct BudgetedQueue<T: Weight> {
+    rx: mpsc::Receiver<T>,
     budget: Arc<Budget>,
-    /// Bytes of the package being written.
+    /// Bytes of the item being written.
     in_flight: usize,
 }
 
-impl Drop for Queue {
+impl<T: Weight> BudgetedQueue<T> {
+    fn new(rx: mpsc::Receiver<T>, budget: Arc<Budget>) -> Self {
+        BudgetedQueue {
+            rx,
+            budget,
+            in_flight: 0,
+        }
+    }
+}
+
+impl<T: Weight> Drop for BudgetedQueue<T> {
     fn drop(&mut self) {
         self.rx.close();
         let mut n = std::mem::take(&mut self.in_flight);
-        while let Ok(out) = self.rx.try_recv() {
-            if let Out::Binary(d) = out {
-                n += d.len();
-            }
+        while let Ok(item) = self.rx.try_recv() {
+            n += item.weight();
         }
         if n > 0 {
             self.budget.sub(n);
@@ -515,7 +540,7 @@ impl Drop for Queue {
 
 async fn write_loop<S>(
     mut sink: SplitSink<WebSocketStream<S>, Message>,
-    mut queue: Queue,
+    mut queue: BudgetedQueue<Out>,
     ping: Arc<Notify>,
     stall: Duration,
 ) where
@@ -1051,11 +1076,7 @@ fn spawn_upstream(
     let (sender, mut receiver, _info) = conn.split();
     let (to_tx, to_rx) = mpsc::channel::<Box<Package>>(4);
     let (from_tx, from_rx) = mpsc::channel::<Result<Box<Package>, RelayError>>(4);
-    let mut queue = UpQueue {
-        rx: to_rx,
-        budget,
-        in_flight: 0,
-    };
+    let mut queue = BudgetedQueue::new(to_rx, budget);
     let writer = tokio::spawn(async move {
         while let Some(p) = queue.rx.recv().await {
             let n = p.encoded_len();
@@ -1099,27 +1120,6 @@ fn spawn_upstream(
         reader: reader.abort_handle(),
     };
     (to_tx, from_rx, tasks)
-}
-
-/// The queue toward the service, as its task sees it: dropping it (task ended or aborted)
-/// returns every queued or half-sent byte to the budget.
-struct UpQueue {
-    rx: mpsc::Receiver<Box<Package>>,
-    budget: Arc<Budget>,
-    in_flight: usize,
-}
-
-impl Drop for UpQueue {
-    fn drop(&mut self) {
-        self.rx.close();
-        let mut n = std::mem::take(&mut self.in_flight);
-        while let Ok(p) = self.rx.try_recv() {
-            n += p.encoded_len();
-        }
-        if n > 0 {
-            self.budget.sub(n);
-        }
-    }
 }
 
 /// The two tasks bridging a session to its transport connection.
