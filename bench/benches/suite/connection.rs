@@ -8,37 +8,22 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, SamplingMode};
 use prl_bench::summary::Paired;
-use prl_bench::{
-    direct_login_cycle, proxy_login_cycle, start_proxy, start_sim, ProxyEndpoint, SIM_TARGET,
-};
+use prl_bench::{direct_login_cycle, proxy_login_cycle};
 use prl_protocol::handshake::SecurityLevel;
 
 use crate::{PATHS, ROUNDS};
 
 pub fn benches(c: &mut Criterion, run: &mut crate::Run) {
     let rt = crate::runtime();
-    let (sim, ws, wss) = rt.block_on(async {
-        let sim = start_sim().await.expect("simulator");
-        let targets = [(SIM_TARGET, sim.tcp_addr().expect("tcp listener"))];
-        let ws = start_proxy(&targets, false).await.expect("proxy");
-        let wss = start_proxy(&targets, true).await.expect("proxy with wss");
-        (sim, ws, wss)
-    });
-    let sim_addr = sim.tcp_addr().expect("tcp listener");
-    let endpoints = [
-        ProxyEndpoint::of(&ws).expect("ws endpoint"),
-        ProxyEndpoint::of(&wss).expect("wss endpoint"),
-    ];
+    let rig = crate::Rig::start(&rt);
+    let (sim_addr, endpoints) = (rig.sim_addr, &rig.endpoints);
     // One whole cycle on path `i` of PATHS.
-    let cycle = |i: usize, level| {
-        let endpoints = &endpoints;
-        async move {
-            match endpoints.get(i.wrapping_sub(1)) {
-                None => direct_login_cycle(sim_addr, level).await,
-                Some(proxy) => proxy_login_cycle(proxy, level).await,
-            }
-            .expect("login cycle")
+    let cycle = |i: usize, level| async move {
+        match endpoints.get(i.wrapping_sub(1)) {
+            None => direct_login_cycle(sim_addr, level).await,
+            Some(proxy) => proxy_login_cycle(proxy, level).await,
         }
+        .expect("login cycle")
     };
 
     let mut g = c.benchmark_group("connection_setup");
@@ -84,7 +69,5 @@ pub fn benches(c: &mut Criterion, run: &mut crate::Run) {
             }
         }
     }
-    ws.shutdown();
-    wss.shutdown();
-    drop(sim);
+    rig.stop();
 }

@@ -71,6 +71,48 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
+/// The simulator and the two proxies (`ws://`, `wss://`) in front of it, as every benchmark of
+/// a path uses them; [`Rig::stop`] ends them.
+struct Rig {
+    sim: prl_sim::Simulator,
+    ws: prl_proxy::ProxyHandle,
+    wss: prl_proxy::ProxyHandle,
+    sim_addr: std::net::SocketAddr,
+    /// `ws` then `wss`: paths 1 and 2 of [`PATHS`].
+    endpoints: [prl_bench::ProxyEndpoint; 2],
+}
+
+impl Rig {
+    fn start(rt: &tokio::runtime::Runtime) -> Rig {
+        use prl_bench::{start_proxy, start_sim, ProxyEndpoint, SIM_TARGET};
+        let (sim, ws, wss) = rt.block_on(async {
+            let sim = start_sim().await.expect("simulator");
+            let targets = [(SIM_TARGET, sim.tcp_addr().expect("tcp listener"))];
+            let ws = start_proxy(&targets, false).await.expect("proxy");
+            let wss = start_proxy(&targets, true).await.expect("proxy with wss");
+            (sim, ws, wss)
+        });
+        let sim_addr = sim.tcp_addr().expect("tcp listener");
+        let endpoints = [
+            ProxyEndpoint::of(&ws).expect("ws endpoint"),
+            ProxyEndpoint::of(&wss).expect("wss endpoint"),
+        ];
+        Rig {
+            sim,
+            ws,
+            wss,
+            sim_addr,
+            endpoints,
+        }
+    }
+
+    fn stop(self) {
+        self.ws.shutdown();
+        self.wss.shutdown();
+        drop(self.sim);
+    }
+}
+
 fn main() {
     let exe = std::env::current_exe().unwrap_or_default();
     let mut run = Run {

@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use prl_bench::summary::Paired;
-use prl_bench::{
-    start_proxy, start_sim, BenchError, BrowserSession, DirectSession, ProxyEndpoint, SIM_TARGET,
-};
+use prl_bench::{BenchError, BrowserSession, DirectSession, SIM_TARGET};
 use prl_protocol::handshake::SecurityLevel;
 
 use crate::PATHS;
@@ -42,18 +40,8 @@ impl Sessions {
 
 pub fn benches(c: &mut Criterion, run: &mut crate::Run) {
     let rt = crate::runtime();
-    let (sim, ws, wss) = rt.block_on(async {
-        let sim = start_sim().await.expect("simulator");
-        let targets = [(SIM_TARGET, sim.tcp_addr().expect("tcp listener"))];
-        let ws = start_proxy(&targets, false).await.expect("proxy");
-        let wss = start_proxy(&targets, true).await.expect("proxy with wss");
-        (sim, ws, wss)
-    });
-    let sim_addr = sim.tcp_addr().expect("tcp listener");
-    let endpoints = [
-        ProxyEndpoint::of(&ws).expect("ws endpoint"),
-        ProxyEndpoint::of(&wss).expect("wss endpoint"),
-    ];
+    let rig = crate::Rig::start(&rt);
+    let (sim_addr, endpoints) = (rig.sim_addr, &rig.endpoints);
 
     let mut g = c.benchmark_group("relay_throughput");
     g.sampling_mode(SamplingMode::Flat)
@@ -68,7 +56,7 @@ pub fn benches(c: &mut Criterion, run: &mut crate::Run) {
                 .expect("connect");
             direct.login().await.expect("login");
             let mut browsers = Vec::new();
-            for endpoint in &endpoints {
+            for endpoint in endpoints {
                 let mut b = BrowserSession::open(endpoint, SIM_TARGET, level)
                     .await
                     .expect("open");
@@ -115,7 +103,5 @@ pub fn benches(c: &mut Criterion, run: &mut crate::Run) {
         });
     }
     g.finish();
-    ws.shutdown();
-    wss.shutdown();
-    drop(sim);
+    rig.stop();
 }
