@@ -151,16 +151,7 @@ async fn trace_logs_hold_no_password_and_no_session_uuid() {
             .spawn()
             .unwrap(),
     );
-    let line = BufReader::new(child.0.stdout.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
-    let addr: std::net::SocketAddr = line
-        .strip_prefix("prl-sim listening on tcp://")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let addr = ready_tcp_addr(&mut child.0);
     let endpoint = Endpoint::tcp("127.0.0.1", addr.port());
     let mut a = Client {
         conn: connect(&endpoint, &client_config(SecurityLevel::Low))
@@ -264,16 +255,7 @@ fn fault_refuse_from_the_command_line_refuses_connections() {
             .unwrap(),
     );
     // The ready line names the address it would serve.
-    let line = BufReader::new(child.0.stdout.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
-    let addr: std::net::SocketAddr = line
-        .strip_prefix("prl-sim listening on tcp://")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let addr = ready_tcp_addr(&mut child.0);
     let e = std::net::TcpStream::connect(addr).unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
 }
@@ -338,16 +320,7 @@ async fn certificate_mode_from_the_command_line() {
             .spawn()
             .unwrap(),
     );
-    let line = BufReader::new(child.0.stdout.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
-    let addr: std::net::SocketAddr = line
-        .strip_prefix("prl-sim listening on tcp://")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let addr = ready_tcp_addr(&mut child.0);
     let creds = prl_transport::Credentials::from_pem(&cert, &key).unwrap();
     let conn = connect(
         &Endpoint::tcp("127.0.0.1", addr.port()),

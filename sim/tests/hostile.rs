@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -93,16 +93,7 @@ async fn hostile_connections_leave_a_normal_client_served_with_bounded_memory() 
             .unwrap(),
     );
     let pid = child.0.id();
-    let line = BufReader::new(child.0.stdout.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
-    let addr: std::net::SocketAddr = line
-        .strip_prefix("prl-sim listening on tcp://")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let addr = ready_tcp_addr(&mut child.0);
     let endpoint = Endpoint::tcp("127.0.0.1", addr.port());
     normal_client(&endpoint).await;
     let (_, baseline) = memory_kib(pid);

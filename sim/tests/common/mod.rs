@@ -319,3 +319,17 @@ pub fn test_certificate(cn: &str) -> (Vec<u8>, Vec<u8>) {
         .unwrap();
     (cert, key.to_vec())
 }
+
+/// The TCP address from a spawned prl-sim's first ready line (`prl-sim listening on tcp://A`).
+pub fn ready_tcp_addr(child: &mut std::process::Child) -> std::net::SocketAddr {
+    use std::io::{BufRead, BufReader};
+    let line = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    line.strip_prefix("prl-sim listening on tcp://")
+        .unwrap()
+        .parse()
+        .unwrap()
+}
