@@ -326,6 +326,26 @@ impl Fixture {
         (job, sent.into_iter().next().unwrap())
     }
 
+    /// Logged in, with a 2090 sent and answered SUCCESS: the fixture, the 2090 job and its
+    /// package (its events up to here drained except `TaskAttached`).
+    fn attached() -> (Fixture, Uuid, Package) {
+        let mut f = Fixture::connected(SessionConfig {
+            heartbeat_interval_ms: None,
+        });
+        let (_, request) = f.login();
+        f.accept_login(&request);
+        f.events();
+        let job = (f.ids)();
+        f.session
+            .attach_to_lost_task(job, "{00000000-0000-0000-0000-0000000000bb}", &mut *f.ids)
+            .unwrap();
+        let attach = f.sent().remove(0);
+        let (a, b) = ((f.ids)(), f.server);
+        let reply = simple_response(&attach, b, a, ErrorCode::SUCCESS, &[], &mut *f.ids);
+        f.session.handle_package(reply).unwrap();
+        (f, job, attach)
+    }
+
     fn accept_login(&mut self, request: &Package) {
         let event = login_event(&format!("{{{SENDER}}}"), &server_info(), &[]);
         let (a, b) = ((self.ids)(), self.server);
@@ -480,28 +500,7 @@ fn cancel_sends_2053_and_fails_the_job() {
 
 #[test]
 fn attach_to_lost_task_streams_progress_then_result() {
-    let mut f = Fixture::connected(SessionConfig {
-        heartbeat_interval_ms: None,
-    });
-    let (_, request) = f.login();
-    f.accept_login(&request);
-    f.events();
-    let job = (f.ids)();
-    f.session
-        .attach_to_lost_task(job, "{00000000-0000-0000-0000-0000000000bb}", &mut *f.ids)
-        .unwrap();
-    let attach = f.sent().remove(0);
-    let (a, b) = ((f.ids)(), f.server);
-    f.session
-        .handle_package(simple_response(
-            &attach,
-            b,
-            a,
-            ErrorCode::SUCCESS,
-            &[],
-            &mut *f.ids,
-        ))
-        .unwrap();
+    let (mut f, job, attach) = Fixture::attached();
     assert!(f.events().contains(&SessionEvent::TaskAttached { job }));
     let (a, b) = ((f.ids)(), f.server);
     let progress = commands::progress_event(job, u(SENDER), b, a, "{vm}", 40, &mut *f.ids);
@@ -551,28 +550,7 @@ fn calls_in_the_wrong_state_are_refused() {
 
 #[test]
 fn binary_events_are_read_like_xml_events() {
-    let mut f = Fixture::connected(SessionConfig {
-        heartbeat_interval_ms: None,
-    });
-    let (_, request) = f.login();
-    f.accept_login(&request);
-    f.events();
-    let job = (f.ids)();
-    f.session
-        .attach_to_lost_task(job, "{00000000-0000-0000-0000-0000000000bb}", &mut *f.ids)
-        .unwrap();
-    let attach = f.sent().remove(0);
-    let (a, b) = ((f.ids)(), f.server);
-    f.session
-        .handle_package(simple_response(
-            &attach,
-            b,
-            a,
-            ErrorCode::SUCCESS,
-            &[],
-            &mut *f.ids,
-        ))
-        .unwrap();
+    let (mut f, job, _) = Fixture::attached();
     f.events();
     // A 3008 progress event parented to the job.
     let mut event =
