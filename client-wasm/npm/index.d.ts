@@ -103,7 +103,8 @@ export interface LoginOptions {
    * in {@link LoginResponse.runningTasks} (and takes over the session if it is still live).
    * prl-proxy accepts only a session this same `Server` object had (it sends the proxy the
    * proof it holds for its last session until {@link Server.logoff} or {@link Server.free});
-   * any other is refused with kind `policy_denied`.
+   * any other (or one whose proof the proxy no longer holds, e.g. after a proxy restart) is
+   * refused with kind `restore_refused`.
    */
   prevSessionId?: string;
   /**
@@ -232,9 +233,13 @@ export interface ServiceEventDetail {
 export interface RestoredDetail {
   /**
    * `'resumed'`: the proxy kept the service connection, the session continues unchanged.
-   * `'relogin'`: a new login with the previous session UUID; a new session UUID.
+   * `'relogin'`: a new login with the previous session UUID; a new session UUID, and the
+   * previous session's tasks still running in `lostTasks`.
+   * `'new_session'`: the proxy no longer held the proof for the previous session (it
+   * restarted, or the proof expired), so a plain login made a new session; the previous
+   * session's tasks are out of reach (`lostTasks` is empty).
    */
-  mode: 'resumed' | 'relogin';
+  mode: 'resumed' | 'relogin' | 'new_session';
   /** The session UUID now in force. */
   sessionId: string;
   /** The session UUID before the loss. */
@@ -319,6 +324,7 @@ export type ErrorKind =
   | 'tls_failed'
   | 'protocol_violation'
   | 'limit_reached'
+  | 'restore_refused'
   | 'resume_failed'
   | 'internal'
   | 'closed'

@@ -1191,7 +1191,8 @@ fn permanent(e: &ClientError) -> bool {
 }
 
 /// Automatic restore after an unexpected loss: resume through the proxy, else log in again
-/// with the previous session UUID. Jittered exponential backoff between attempts.
+/// with the previous session UUID (its restore proof), else, when the proxy refuses that
+/// proof, log in to a new session. Jittered exponential backoff between attempts.
 async fn restore_loop(shared: Shared) {
     let mut last_error = None;
     for attempt in 0..backoff::MAX_ATTEMPTS {
@@ -1255,16 +1256,35 @@ async fn restore_loop(shared: Shared) {
             inner.proof_for(&old_session)
         });
         let mut no_abort = None;
-        let result = establish(
+        // Without a proof the proxy would refuse the previous session: log in afresh.
+        let mut fresh = restore.is_none();
+        let prev = if fresh { "" } else { old_session.as_str() };
+        let mut result = establish(
             &shared,
             &params,
             &credentials,
-            &old_session,
+            prev,
             restore,
             Op::Connect,
             &mut no_abort,
         )
         .await;
+        if matches!(&result, Err(e) if e.kind() == "restore_refused") {
+            // The proxy no longer holds the proof (it restarted, or the proof expired): the
+            // old session's lost tasks are out of reach, but a new session keeps the
+            // application connected. The `restored` event says so (`mode: "new_session"`).
+            fresh = true;
+            result = establish(
+                &shared,
+                &params,
+                &credentials,
+                "",
+                None,
+                Op::Connect,
+                &mut no_abort,
+            )
+            .await;
+        }
         match result {
             Ok(response) => {
                 with(&shared, |inner, notes| {
@@ -1281,7 +1301,7 @@ async fn restore_loop(shared: Shared) {
                     notes.push(Note::Event(
                         "restored",
                         js::restored_detail(
-                            "relogin",
+                            if fresh { "new_session" } else { "relogin" },
                             &response.session_uuid,
                             &old_session,
                             &response.running_tasks,

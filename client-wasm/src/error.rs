@@ -127,6 +127,7 @@ pub const ERROR_KINDS: &[&str] = &[
     "tls_failed",
     "protocol_violation",
     "limit_reached",
+    "restore_refused",
     "resume_failed",
     "internal",
     "closed",

@@ -225,6 +225,9 @@ pub enum RelayErrorKind {
     ProtocolViolation,
     /// A size, rate or count limit was reached.
     LimitReached,
+    /// A login named a previous session this connection has no valid restore proof for
+    /// (none, unknown, used, expired, another session's, or the proxy restarted).
+    RestoreRefused,
     /// The resume token is unknown, used or expired, or the upstream connection is gone.
     ResumeFailed,
     /// The upstream connection closed.
@@ -235,7 +238,7 @@ pub enum RelayErrorKind {
 
 impl RelayErrorKind {
     /// Every kind, for tables and tests.
-    pub const ALL: [RelayErrorKind; 14] = [
+    pub const ALL: [RelayErrorKind; 15] = [
         Self::PolicyDenied,
         Self::OriginDenied,
         Self::TicketInvalid,
@@ -247,6 +250,7 @@ impl RelayErrorKind {
         Self::TlsFailed,
         Self::ProtocolViolation,
         Self::LimitReached,
+        Self::RestoreRefused,
         Self::ResumeFailed,
         Self::Closed,
         Self::Internal,
@@ -266,6 +270,7 @@ impl RelayErrorKind {
             Self::TlsFailed => "tls_failed",
             Self::ProtocolViolation => "protocol_violation",
             Self::LimitReached => "limit_reached",
+            Self::RestoreRefused => "restore_refused",
             Self::ResumeFailed => "resume_failed",
             Self::Closed => "closed",
             Self::Internal => "internal",
@@ -288,6 +293,7 @@ impl RelayErrorKind {
             | Self::TicketInvalid
             | Self::ProtocolViolation
             | Self::LimitReached
+            | Self::RestoreRefused
             | Self::Internal => None,
         }
     }

@@ -1403,7 +1403,7 @@ fn check_login(s: &mut Session, p: &Package) -> Result<(), RelayError> {
                 "login naming a previous session refused"
             );
             return Err(err(
-                RelayErrorKind::PolicyDenied,
+                RelayErrorKind::RestoreRefused,
                 format!(
                     "login names a previous session this browser session cannot restore: {why}"
                 ),

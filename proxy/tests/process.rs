@@ -106,7 +106,7 @@ async fn logs_of_a_login_contain_neither_password_nor_session_uuid() {
     let mut d = open_at(p.addr, "sim").await.unwrap();
     assert_eq!(
         d.login(USER, PASSWORD, &session).await.unwrap_err().kind,
-        RelayErrorKind::PolicyDenied
+        RelayErrorKind::RestoreRefused
     );
     b.ping().await.unwrap();
     drop((b, c, d));

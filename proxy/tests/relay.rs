@@ -514,7 +514,7 @@ async fn a_passwordless_takeover_of_another_live_session_is_refused() {
         .await
         .unwrap();
     let e = attacker.login(USER, "wrong", &session).await.unwrap_err();
-    assert_eq!(e.kind, RelayErrorKind::PolicyDenied);
+    assert_eq!(e.kind, RelayErrorKind::RestoreRefused);
     // Also with the right password: naming a live foreign session is never needed.
     let mut other = Browser::open(&h, open_request("sim", SecurityLevel::Normal))
         .await
@@ -525,7 +525,7 @@ async fn a_passwordless_takeover_of_another_live_session_is_refused() {
             .await
             .unwrap_err()
             .kind,
-        RelayErrorKind::PolicyDenied
+        RelayErrorKind::RestoreRefused
     );
     // And a session not created through this proxy at all.
     let mut third = Browser::open(&h, open_request("sim", SecurityLevel::Normal))
@@ -534,7 +534,7 @@ async fn a_passwordless_takeover_of_another_live_session_is_refused() {
     let foreign = prl_protocol::uuid_string(&me);
     assert_eq!(
         third.login(USER, "wrong", &foreign).await.unwrap_err().kind,
-        RelayErrorKind::PolicyDenied
+        RelayErrorKind::RestoreRefused
     );
     // The victim is untouched.
     victim.ping().await.unwrap();
@@ -972,7 +972,7 @@ async fn local_login_over_the_unix_socket_is_the_os_user_mapped_to_the_proxys_ui
     tokio::time::sleep(Duration::from_millis(50)).await;
     let mut c = Browser::open(&h, local.clone()).await.unwrap();
     let e = login_local(&mut c, &session).await.unwrap_err();
-    assert_eq!(e.kind, RelayErrorKind::PolicyDenied);
+    assert_eq!(e.kind, RelayErrorKind::RestoreRefused);
     assert_eq!(sim.session_count(), 0);
     let mut with_proof = local.clone();
     with_proof.restore = Some(Secret(token));

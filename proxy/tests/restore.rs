@@ -71,11 +71,11 @@ async fn lose(sim: &Simulator, b: Browser) -> String {
 }
 
 /// A login naming `prev` with the right password is refused by the proxy with
-/// `policy_denied`, and never reaches the service (which would have accepted it).
+/// `restore_refused`, and never reaches the service (which would have accepted it).
 async fn assert_refused(sim: &Simulator, b: &mut Browser, prev: &str) {
     let before = sim.session_count();
     let e = b.login(USER, PASSWORD, prev).await.unwrap_err();
-    assert_eq!(e.kind, RelayErrorKind::PolicyDenied, "{e:?}");
+    assert_eq!(e.kind, RelayErrorKind::RestoreRefused, "{e:?}");
     assert!(e.code.is_none());
     assert!(
         e.message.contains("previous session"),
@@ -170,7 +170,7 @@ async fn a_leaked_session_uuid_alone_is_useless() {
     // Something that is not a session uuid at all.
     let mut b = Browser::open(&h, open_req(Some(&token))).await.unwrap();
     let e = b.login(USER, PASSWORD, "not-a-uuid").await.unwrap_err();
-    assert_eq!(e.kind, RelayErrorKind::PolicyDenied);
+    assert_eq!(e.kind, RelayErrorKind::RestoreRefused);
     // That open consumed the proof: the owner starts afresh (an empty prevSessionId works).
     let mut b = Browser::open(&h, open_req(Some(&token))).await.unwrap();
     assert_refused(&sim, &mut b, &session).await;

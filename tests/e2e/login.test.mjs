@@ -32,6 +32,7 @@ let silent;     // accepts TCP, never answers: a stalled service
 let proxy;      // resume window 60 s
 let proxyShort; // resume window 1.5 s
 let proxyPort;
+let shortPort;
 let forwarder;  // fwdPage -> forwarder -> proxy, to cut WebSockets abruptly
 let fwdShort;   // shortPage -> fwdShort -> proxyShort
 let browser;
@@ -89,7 +90,7 @@ before(async () => {
   ports.slow = simSlow.port;
   ports.silent = silent.port;
   proxyPort = await freePort();
-  const shortPort = await freePort();
+  shortPort = await freePort();
   forwarder = await startForwarder(proxyPort);
   fwdShort = await startForwarder(shortPort);
   [proxy, proxyShort] = await Promise.all([
@@ -435,6 +436,40 @@ test('after the proxy lost the upstream: re-login with the previous session, los
   assert.ok(seen.length > 0, 'no progress after attaching');
   assert.ok(seen.every((p, i) => i === 0 || p > seen[i - 1]), seen.join());
   assert.equal(seen.at(-1), 100);
+});
+
+test('after a proxy restart (its restore proofs lost): a new session, the app stays connected', { skip }, async () => {
+  const started = await loginWatched(shortPage, `ws://127.0.0.1:${fwdShort.port}/ws`, ports.low);
+  assert.equal(started.err, undefined, JSON.stringify(started.err));
+  const session = started.ok.sessionUuid;
+  // The proxy restarts: every upstream connection, resume token and restore proof is gone.
+  await stopProcess(proxyShort);
+  proxyShort = await startProxy('short', shortPort, {
+    resumeWindowMs: SHORT_WINDOW_MS, origins: [`http://127.0.0.1:${fwdShort.port}`],
+  });
+  await shortPage.waitForFunction(() => window.t.restored.length > 0, null, { timeout: 20000 })
+    .catch((e) => assert.fail(`no restored event: ${e.message}\nproxy log:\n${proxyLog(proxyShort)}`));
+  const r = await inPage(async () => {
+    const { s, states, restored } = window.t;
+    const out = { restored: [...restored], states: [...states], sessionId: s.sessionId, state: s.state };
+    await s.logoff();
+    out.after = s.state;
+    s.free();
+    return out;
+  }, null, shortPage);
+  assert.equal(r.err, undefined, JSON.stringify(r.err));
+  const { restored, states, sessionId, state, after } = r.ok;
+  assert.equal(restored.length, 1, JSON.stringify(restored));
+  assert.equal(restored[0].mode, 'new_session', JSON.stringify(restored));
+  assert.equal(restored[0].previousSessionId, session);
+  assert.notEqual(restored[0].sessionId, session);
+  assert.deepEqual(restored[0].lostTasks, []);
+  assert.equal(sessionId, restored[0].sessionId);
+  assert.equal(state, 'connected');
+  assert.equal(after, 'disconnected');
+  assert.deepEqual(states.slice(0, 3), ['connecting', 'connected', 'unstable'], states.join());
+  assert.ok(states.includes('restoring'), states.join());
+  assert.equal(states.at(-1), 'connected', states.join());
 });
 
 test('autoRestore off: the app logs in again naming the lost session and sees its task', { skip }, async () => {
