@@ -22,7 +22,8 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::codes::{cmd, event_type, ErrorCode};
-use crate::event::{Event, EventError, ParamType};
+use crate::event::{Event, EventError, ParamType, ParamValue};
+use crate::matrices::{FeaturesMatrix, OsesMatrix, ServerMatrices};
 use crate::package::{text_buffer, Buffer, Package, PackageError};
 use crate::uuid_string;
 
@@ -79,6 +80,10 @@ pub mod param {
     pub const START_TIME_MONOTONIC: &str = "server_info_start_time_monotonic";
     /// Server info: launchd mode flag.
     pub const IS_LAUNCHD_MODE: &str = "server_info_is_launchd_mode";
+    /// Binary login reply: the guest OS matrix ([`crate::matrices::OsesMatrix`]).
+    pub const SUPPORTED_OSES_LIST: &str = "prl_supported_oses_list";
+    /// Binary login reply: the features matrix ([`crate::matrices::FeaturesMatrix`]).
+    pub const FEATURES_MATRIX: &str = "prl_features_matrix";
     /// Progress events: percent done (UnsignedInt).
     pub const PROGRESS_CHANGED: &str = "progress_changed";
 }
@@ -652,7 +657,8 @@ impl LostTask {
 }
 
 /// The login event of a successful login (`makeLoginResponsePacket`), without the binary OS
-/// and features matrices (the SDK tolerates their absence).
+/// and features matrices: the service adds those only to a binary reply
+/// ([`login_reply_with_matrices`]).
 pub fn login_event(session_uuid: &str, info: &ServerInfo, tasks: &[LostTask]) -> Event {
     let mut event = Event::default();
     let os = if info.os_version.is_empty() {
@@ -756,6 +762,30 @@ pub fn login_reply(
         sender,
         vec![Buffer::raw(body)],
     )
+}
+
+/// The successful login reply exactly as the service sends it (`makeLoginResponsePacket`):
+/// for a binary reply (client protocol >= 6.2) the two binary parameters
+/// `prl_supported_oses_list` and `prl_features_matrix` are appended to the login event, after
+/// everything else (the server info strings and the lost tasks), then the 5003 is built as
+/// [`login_reply`] does; an old client's 5001 carries the login event without them. Nothing
+/// follows the matrices (the `session_rectrict_event` the SDK looks for is never sent).
+pub fn login_reply_with_matrices(
+    request: &Package,
+    sender: Uuid,
+    reply_uuid: Uuid,
+    login: &Event,
+    matrices: &ServerMatrices,
+    binary_response: bool,
+    ids: &mut dyn FnMut() -> Uuid,
+) -> Package {
+    if !binary_response {
+        return login_reply(request, sender, reply_uuid, login, false, ids);
+    }
+    let mut login = login.clone();
+    login.add_binary(param::SUPPORTED_OSES_LIST, matrices.oses.encode());
+    login.add_binary(param::FEATURES_MATRIX, matrices.features.encode());
+    login_reply(request, sender, reply_uuid, &login, true, ids)
 }
 
 /// A job progress event (3003, `PET_DSP_EVT_JOB_PROGRESS_CHANGED`) for the task started by
@@ -874,6 +904,12 @@ pub struct LoginResponse {
     pub start_time_ms: Option<u64>,
     /// Tasks of the previous session still running.
     pub running_tasks: Vec<LostTask>,
+    /// The guest OS matrix (`prl_supported_oses_list`), when the reply carries a binary
+    /// parameter of that name that decodes (a 5001 reply never does). Otherwise `None`: like
+    /// the SDK, a login does not fail over it.
+    pub supported_oses: Option<OsesMatrix>,
+    /// The features matrix (`prl_features_matrix`), under the same rule.
+    pub features: Option<FeaturesMatrix>,
 }
 
 impl fmt::Debug for LoginResponse {
@@ -885,6 +921,8 @@ impl fmt::Debug for LoginResponse {
             .field("host_os_version", &self.host_os_version)
             .field("start_time_ms", &self.start_time_ms)
             .field("running_tasks", &self.running_tasks)
+            .field("supported_oses", &self.supported_oses)
+            .field("features", &self.features)
             .finish()
     }
 }
@@ -911,6 +949,141 @@ impl LoginResponse {
                 .string(param::START_TIME)
                 .and_then(|s| s.trim().parse().ok()),
             running_tasks,
+            supported_oses: binary_param(event, param::SUPPORTED_OSES_LIST)
+                .and_then(|b| OsesMatrix::decode(b).ok()),
+            features: binary_param(event, param::FEATURES_MATRIX)
+                .and_then(|b| FeaturesMatrix::decode(b).ok()),
         })
+    }
+}
+
+/// The bytes of the first parameter named `name` if it is a binary one
+/// (`PrlHandleServer::ProcessLoginResponse` looks up the first and skips any other class).
+fn binary_param<'a>(event: &'a Event, name: &str) -> Option<&'a [u8]> {
+    match &event.param(name)?.value {
+        ParamValue::Binary(bytes) => Some(bytes),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn counter() -> impl FnMut() -> Uuid {
+        let mut n = 0u128;
+        move || {
+            n += 1;
+            Uuid::from_u128(n)
+        }
+    }
+
+    fn login_request(ids: &mut dyn FnMut() -> Uuid) -> Package {
+        LoginRequest {
+            user: "u".into(),
+            password: Password::new("p"),
+            prev_session_uuid: String::new(),
+            flags: PCF_ORIGINAL_CLIENT,
+        }
+        .to_package(Uuid::from_u128(0xa), Uuid::from_u128(0xb), true, ids)
+    }
+
+    #[test]
+    fn binary_login_reply_ends_with_the_two_matrices() {
+        let mut ids = counter();
+        let request = login_request(&mut ids);
+        let task = LostTask {
+            task_id: "{t}".into(),
+            task_type: 9001,
+            task_params: String::new(),
+        };
+        let login = login_event("{s}", &ServerInfo::default(), &[task]);
+        let matrices = ServerMatrices::linux_service(0);
+        let package = login_reply_with_matrices(
+            &request,
+            Uuid::from_u128(0xc),
+            Uuid::from_u128(0xd),
+            &login,
+            &matrices,
+            true,
+            &mut ids,
+        );
+        assert_eq!(package.header.package_type, cmd::WS_BINARY_RESPONSE);
+        let reply = Reply::parse(&package).unwrap();
+        let event = reply.login.as_ref().unwrap();
+        // makeLoginResponsePacket's order: the login event's params, then the OS matrix, then
+        // the features matrix, and nothing after them.
+        let names: Vec<&str> = event.params.iter().map(|p| p.name.as_str()).collect();
+        let n = login.params.len();
+        assert_eq!(names.len(), n + 2);
+        assert_eq!(
+            &names[n..],
+            [param::SUPPORTED_OSES_LIST, param::FEATURES_MATRIX]
+        );
+        assert_eq!(event.params[..n], login.params[..]);
+        assert_eq!(
+            event.params[n].value,
+            ParamValue::Binary(matrices.oses.encode())
+        );
+        assert_eq!(
+            event.params[n + 1].value,
+            ParamValue::Binary(matrices.features.encode())
+        );
+        // `CVmBinaryEventParameter(name)` is of type UnsignedInt.
+        assert_eq!(event.params[n].param_type, ParamType::UNSIGNED_INT);
+        let response = reply.login_response().unwrap();
+        assert_eq!(response.supported_oses.as_ref(), Some(&matrices.oses));
+        assert_eq!(response.features.as_ref(), Some(&matrices.features));
+        assert_eq!(response.running_tasks.len(), 1);
+    }
+
+    #[test]
+    fn old_clients_get_no_matrices() {
+        let mut ids = counter();
+        let request = login_request(&mut ids);
+        let login = login_event("{s}", &ServerInfo::default(), &[]);
+        let package = login_reply_with_matrices(
+            &request,
+            Uuid::from_u128(0xc),
+            Uuid::from_u128(0xd),
+            &login,
+            &ServerMatrices::linux_service(0),
+            false,
+            &mut ids,
+        );
+        assert_eq!(package.header.package_type, cmd::WS_RESPONSE);
+        let reply = Reply::parse(&package).unwrap();
+        assert_eq!(reply.login.as_ref(), Some(&login));
+        let response = reply.login_response().unwrap();
+        assert_eq!(response.supported_oses, None);
+        assert_eq!(response.features, None);
+    }
+
+    #[test]
+    fn unreadable_matrices_do_not_fail_the_login() {
+        let mut login = login_event("{s}", &ServerInfo::default(), &[]);
+        // Truncated OS matrix; a features matrix that is a string, not a binary parameter.
+        login.add_binary(param::SUPPORTED_OSES_LIST, vec![0, 0, 0, 1, 9]);
+        login.add_string(param::FEATURES_MATRIX, "1 2 3");
+        let (back, _) = Event::decode_binary(&login.to_binary()).unwrap();
+        let response = LoginResponse::from_event(&back).unwrap();
+        assert_eq!(response.session_uuid, "{s}");
+        assert_eq!(response.supported_oses, None);
+        assert_eq!(response.features, None);
+        // Only the first parameter of a name counts, as in CVmEvent::getEventParameter.
+        let mut login = login_event("{s}", &ServerInfo::default(), &[]);
+        login.add_string(param::FEATURES_MATRIX, "");
+        login.add_binary(param::FEATURES_MATRIX, vec![0, 0, 0, 0]);
+        assert_eq!(LoginResponse::from_event(&login).unwrap().features, None);
+        // The Debug form shows the matrices but not the session.
+        let mut login = login_event("{secret}", &ServerInfo::default(), &[]);
+        login.add_binary(param::FEATURES_MATRIX, vec![0, 0, 0, 1, 0, 0, 0, 12]);
+        let d = format!("{:?}", LoginResponse::from_event(&login).unwrap());
+        assert!(!d.contains("secret"), "{d}");
+        assert!(
+            d.contains("features: Some(FeaturesMatrix { features: [12] })"),
+            "{d}"
+        );
     }
 }

@@ -10,6 +10,7 @@ pub mod commands;
 pub mod crc;
 pub mod event;
 pub mod handshake;
+pub mod matrices;
 pub mod package;
 pub mod record;
 pub mod relay;

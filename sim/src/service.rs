@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use prl_protocol::codes::cmd;
 use prl_protocol::commands::{
-    self, error_response, login_event, login_reply, package_event, param, progress_event,
-    simple_response, LostTask, Password, ServerInfo, PLLF_LOGIN_WITH_RSA_KEYS,
+    self, error_response, login_event, login_reply_with_matrices, package_event, param,
+    progress_event, simple_response, LostTask, Password, ServerInfo, PLLF_LOGIN_WITH_RSA_KEYS,
 };
 use prl_protocol::event::{Event, ParamType, ParamValue};
 use prl_protocol::handshake::ServerOutcome;
+use prl_protocol::matrices::ServerMatrices;
 use prl_protocol::package::{Package, DESCRIPTOR_LEN, HEADER_LEN};
 use prl_protocol::{parse_uuid, uuid_string, ErrorCode, Uuid};
 use prl_transport::{AcceptPolicy, Admission, Connection, ConnectionInfo, PackageSender, Peer};
@@ -141,6 +142,8 @@ struct State {
 pub(crate) struct Shared {
     pub(crate) config: SimConfig,
     info: ServerInfo,
+    /// The guest OS and features matrices of binary login replies.
+    matrices: ServerMatrices,
     state: Mutex<State>,
     faults: Mutex<Faults>,
     connection_faults: Mutex<HashMap<Uuid, Faults>>,
@@ -162,10 +165,14 @@ impl Shared {
             start_time_monotonic: monotonic_ms(),
             launchd_mode: false,
         };
+        // A Linux service with the default configuration; the application mode picks the
+        // default guest OS versions (`CGuestOsesHelper::GetDefaultOsVersion`).
+        let matrices = ServerMatrices::linux_service(info.app_execute_mode);
         Shared {
             faults: Mutex::new(config.faults.clone()),
             config,
             info,
+            matrices,
             state: Mutex::new(State::default()),
             connection_faults: Mutex::new(HashMap::new()),
         }
@@ -735,14 +742,16 @@ impl ConnCtx {
         // `makeLoginResponsePacket` + `pClient->sendPackage`: the reply carries the session's
         // uuid and goes to the session's connection, in the format that connection's client
         // takes; after a live session was restored from another connection, that is the old
-        // one, and the connection that asked gets nothing.
+        // one, and the connection that asked gets nothing. A binary reply (client protocol
+        // >= 6.2) ends with the OS matrix and the features matrix, as the service's does.
         let login = login_event(&session.handle, &self.shared.info, &tasks);
         self.reply_via_session(&session, |target| {
-            login_reply(
+            login_reply_with_matrices(
                 p,
                 target.local_uuid,
                 Uuid::new_v4(),
                 &login,
+                &self.shared.matrices,
                 target.binary_response,
                 &mut Uuid::new_v4,
             )
