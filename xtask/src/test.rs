@@ -200,9 +200,18 @@ pub fn run(root: &Path) -> Result<()> {
         }
         let mut cmd = step.command(root);
         println!("xtask: step {}: {}", step.name, describe(&cmd));
+        // Each step gets its own temporary directory, removed afterwards: what a browser or a
+        // test leaves behind (Chromium profiles of killed sessions) does not pile up in /tmp.
+        let scratch =
+            std::env::temp_dir().join(format!("prl-xtask-{}-{}", std::process::id(), step.name));
+        std::fs::create_dir_all(&scratch)?;
+        cmd.env("TMPDIR", &scratch);
         let t = Instant::now();
         let outcome = cmd.status();
         let elapsed = t.elapsed();
+        if let Err(err) = std::fs::remove_dir_all(&scratch) {
+            eprintln!("xtask: cannot remove {}: {err}", scratch.display());
+        }
         match outcome {
             Ok(status) if status.success() => {
                 println!("xtask: step {}: ok in {}", step.name, fmt_duration(elapsed));
