@@ -451,7 +451,18 @@ async fn serve_http<S>(
     let svc = service_fn(move |req| {
         let shared = Arc::clone(&svc_shared);
         let permits = Arc::clone(&permits);
-        async move { Ok::<_, Infallible>(route(shared, peer, permits, req).await) }
+        async move {
+            let tls = shared.tls.is_some();
+            let mut response = route(shared, peer, permits, req).await;
+            if tls {
+                // Served over https: browsers keep to https for this host for a year.
+                response.headers_mut().insert(
+                    header::STRICT_TRANSPORT_SECURITY,
+                    HeaderValue::from_static(HSTS),
+                );
+            }
+            Ok::<_, Infallible>(response)
+        }
     });
     let mut builder = http1::Builder::new();
     builder
@@ -495,6 +506,10 @@ fn file_body(file: tokio::fs::File, len: u64) -> Body {
     });
     StreamBody::new(chunks).boxed_unsync()
 }
+
+/// `Strict-Transport-Security` of every response over TLS (not `includeSubDomains`: the
+/// proxy's operator may not own every subdomain).
+const HSTS: &str = "max-age=31536000";
 
 fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
     respond_body(status, content_type, full(body))

@@ -106,6 +106,8 @@ async fn health_readiness_and_metrics() {
     let (status, head, body) = get(addr, "/metrics").await;
     assert_eq!(status, 200);
     assert!(head.contains("content-type: application/openmetrics-text"));
+    // Plain http: no Strict-Transport-Security (it is only honoured over https anyway).
+    assert!(!head.contains("strict-transport-security"), "{head}");
     let body = String::from_utf8(body).unwrap();
     assert!(body.contains("prl_proxy_sessions_active"), "{body}");
     assert!(body.contains("prl_proxy_connect_seconds"), "{body}");
@@ -340,6 +342,12 @@ async fn wss_with_a_certificate_file() {
     );
     let (_ws, resp) = tokio_tungstenite::client_async(req, tls).await.unwrap();
     assert_eq!(resp.status().as_u16(), 101);
+    assert_eq!(
+        resp.headers()
+            .get("strict-transport-security")
+            .map(|v| v.to_str().unwrap()),
+        Some("max-age=31536000")
+    );
     // A plain-text client gets nothing.
     let (status, _, _) = get(h.local_addr(), "/healthz").await;
     assert_eq!(status, 0);
