@@ -45,7 +45,7 @@ use crate::limits::{client_key, user_key, MAX_USER_NAME_BYTES};
 use crate::login::LoginOutcome;
 use crate::policy::PolicyError;
 use crate::server::{check_ticket, ConnPermits, Runtime, Shared};
-use crate::session::RestoreRefusal;
+use crate::session::{RestoreRefusal, TokenKeys};
 use crate::ticket::{Claims, TicketError};
 use crate::util::{random_uuid, Token};
 
@@ -308,6 +308,10 @@ pub struct Session {
     ring: Ring,
     sent_mark: u64,
     token: Token,
+    /// The token the browser presented to resume, still accepted (for a resume or as restore
+    /// proof) until the browser sends a package on the resumed connection, which shows that it
+    /// got `token` in the `resumed` message.
+    prev_token: Option<Token>,
     origin: String,
     subject: Option<String>,
     lineage: u64,
@@ -340,17 +344,27 @@ impl fmt::Debug for Session {
     }
 }
 
+impl Session {
+    fn token_keys(&self) -> TokenKeys<'_> {
+        TokenKeys {
+            current: &self.token,
+            previous: self.prev_token.as_ref(),
+        }
+    }
+}
+
 impl Drop for Session {
     fn drop(&mut self) {
         self.upstream
             .end(Duration::from_millis(self.limits.write_stall_ms).min(CLOSE_GRACE));
         if self.logged_in {
             // The browser's last resume token now proves ownership of the dead session.
+            let subject = self.subject.take();
             self.shared.sessions.keep_restore_proof(
-                &self.token,
+                self.token_keys(),
                 self.conn_uuid,
                 &self.origin,
-                self.subject.take(),
+                subject,
                 Duration::from_millis(self.resume.restore_ttl_ms),
                 self.resume.restore_max,
             );
@@ -1012,6 +1026,7 @@ async fn open(
         ring: Ring::new(resume.buffer_packages, resume.buffer_bytes),
         sent_mark: 0,
         token: Token::generate(),
+        prev_token: None,
         origin: ctx.origin.clone(),
         subject,
         lineage,
@@ -1188,7 +1203,10 @@ async fn resume(
             ))
         }
     };
-    session.token = Token::generate();
+    // The browser holds the token it presented until `resumed` reaches it; if this
+    // connection fails before it shows it did, that token still names the session.
+    let presented = std::mem::replace(&mut session.token, Token::generate());
+    session.prev_token = Some(presented);
     session.last_activity = Instant::now();
     ctx.shared.metrics.sessions_resumed.inc();
     tracing::info!(peer = %ctx.peer.ip(), lineage = session.lineage, replayed = replay.len(), "session resumed");
@@ -1256,6 +1274,8 @@ where
                 };
                 match message {
                     Some(Ok(Message::Binary(data))) => {
+                        // A package after `resumed`: the browser has the current token.
+                        s.prev_token = None;
                         if let Err(e) = browser_package(s, &data, permit) {
                             return End::Failed(e);
                         }
@@ -1484,9 +1504,14 @@ fn detach_or_close(session: Box<Session>) {
     let shared = Arc::clone(&session.shared);
     let (claim_tx, claim_rx) = oneshot::channel();
     let token = session.token.clone();
+    let previous = session.prev_token.clone();
+    let keys = TokenKeys {
+        current: &token,
+        previous: previous.as_ref(),
+    };
     if !shared
         .sessions
-        .park(&token, claim_tx, session.resume.max_detached)
+        .park(keys, claim_tx, session.resume.max_detached)
     {
         shared.metrics.reject("max_detached");
         return;
@@ -1497,13 +1522,14 @@ fn detach_or_close(session: Box<Session>) {
         window_ms = session.resume.window_ms,
         "browser gone; upstream kept for resume"
     );
-    tokio::spawn(detached(session, claim_rx, token));
+    tokio::spawn(detached(session, claim_rx, token, previous));
 }
 
 async fn detached(
     mut session: Box<Session>,
     mut claim_rx: oneshot::Receiver<oneshot::Sender<Box<Session>>>,
     token: Token,
+    previous: Option<Token>,
 ) {
     let shared = Arc::clone(&session.shared);
     let deadline = Instant::now() + Duration::from_millis(session.resume.window_ms);
@@ -1531,7 +1557,10 @@ async fn detached(
             },
         }
     };
-    shared.sessions.unpark(&token);
+    shared.sessions.unpark(TokenKeys {
+        current: &token,
+        previous: previous.as_ref(),
+    });
     shared.metrics.sessions_detached.dec();
     tracing::info!(
         lineage = session.lineage,

@@ -9,8 +9,8 @@
 //! that token, bound to the session UUID, the page origin and the ticket subject, in a
 //! bounded, expiring table. An `open` carrying the token as `restore` consumes the entry.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -39,6 +39,9 @@ struct Proof {
     /// Ticket subject of the connection, if it had a ticket with one.
     subject: Option<String>,
     expires: Instant,
+    /// The other key of the same proof (the resume token before the last rotation, while the
+    /// browser had not yet shown it got the new one); taking either removes both.
+    twin: Option<TokenHash>,
 }
 
 impl std::fmt::Debug for Proof {
@@ -103,16 +106,54 @@ impl ProofTable {
     }
 }
 
+/// The resume tokens that name one session: the current one and, until the browser has shown
+/// that it received the current one (by sending a package after its resume), the one it
+/// presented to resume. A `resumed` message lost with the connection that carried it would
+/// otherwise leave the browser holding only a spent token.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TokenKeys<'a> {
+    pub current: &'a Token,
+    pub previous: Option<&'a Token>,
+}
+
+impl TokenKeys<'_> {
+    fn hashes(&self) -> (TokenHash, Option<TokenHash>) {
+        (
+            hash(self.current.expose()),
+            self.previous.map(|t| hash(t.expose())),
+        )
+    }
+}
+
+/// Parked sessions whose claim is still open, each counted once (a session may have two keys).
+fn distinct_live(g: &HashMap<TokenHash, Arc<Detached>>) -> usize {
+    let mut seen = HashSet::new();
+    g.values()
+        .filter(|d| d.is_live() && seen.insert(Arc::as_ptr(d)))
+        .count()
+}
+
 /// Registry of detached sessions (by resume-token hash) and restore proofs (by token hash).
 #[derive(Debug)]
 pub struct Registry {
-    detached: Mutex<HashMap<TokenHash, Detached>>,
+    detached: Mutex<HashMap<TokenHash, Arc<Detached>>>,
     proofs: Mutex<ProofTable>,
 }
 
+/// A parked session's claim, shared by its keys (taken once).
 #[derive(Debug)]
 struct Detached {
-    claim: Claim<Box<crate::relay::Session>>,
+    claim: Mutex<Option<Claim<Box<crate::relay::Session>>>>,
+}
+
+impl Detached {
+    fn is_live(&self) -> bool {
+        self.claim
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|c| !c.is_closed())
+    }
 }
 
 impl Default for Registry {
@@ -130,38 +171,53 @@ impl Registry {
         }
     }
 
-    /// Park a detached session under `token`; false if `max` are already parked.
+    /// Park a detached session under its token(s); false if `max` are already parked.
     pub(crate) fn park(
         &self,
-        token: &Token,
+        keys: TokenKeys<'_>,
         claim: Claim<Box<crate::relay::Session>>,
         max: usize,
     ) -> bool {
         let mut g = self.detached.lock().unwrap_or_else(|p| p.into_inner());
-        g.retain(|_, d| !d.claim.is_closed());
-        if g.len() >= max {
+        g.retain(|_, d| d.is_live());
+        if distinct_live(&g) >= max {
             return false;
         }
-        g.insert(hash(token.expose()), Detached { claim });
+        let entry = Arc::new(Detached {
+            claim: Mutex::new(Some(claim)),
+        });
+        let (current, previous) = keys.hashes();
+        g.insert(current, Arc::clone(&entry));
+        if let Some(previous) = previous {
+            g.insert(previous, entry);
+        }
         true
     }
 
-    /// Take the claim of a parked session (single use: the entry is removed).
+    /// Take the claim of a parked session by either of its tokens (single use: every key of
+    /// the session is removed).
     pub(crate) fn take(&self, token: &str) -> Option<Claim<Box<crate::relay::Session>>> {
         let mut g = self.detached.lock().unwrap_or_else(|p| p.into_inner());
-        g.remove(&hash(token)).map(|d| d.claim)
+        let entry = g.remove(&hash(token))?;
+        g.retain(|_, d| !Arc::ptr_eq(d, &entry));
+        let claim = entry.claim.lock().unwrap_or_else(|p| p.into_inner()).take();
+        claim
     }
 
     /// Forget a parked session (window expired).
-    pub(crate) fn unpark(&self, token: &Token) {
+    pub(crate) fn unpark(&self, keys: TokenKeys<'_>) {
         let mut g = self.detached.lock().unwrap_or_else(|p| p.into_inner());
-        g.remove(&hash(token.expose()));
+        let (current, previous) = keys.hashes();
+        g.remove(&current);
+        if let Some(previous) = previous {
+            g.remove(&previous);
+        }
     }
 
     /// Number of parked sessions.
     pub fn detached_count(&self) -> usize {
         let g = self.detached.lock().unwrap_or_else(|p| p.into_inner());
-        g.values().filter(|d| !d.claim.is_closed()).count()
+        distinct_live(&g)
     }
 
     /// Keep a restore proof: `token` was the last resume token of the closed upstream
@@ -169,21 +225,21 @@ impl Registry {
     /// kept (the oldest go first); a `ttl` of zero keeps none.
     pub(crate) fn keep_restore_proof(
         &self,
-        token: &Token,
+        keys: TokenKeys<'_>,
         session: Uuid,
         origin: &str,
         subject: Option<String>,
         ttl: Duration,
         max: usize,
     ) {
-        self.keep_restore_proof_at(Instant::now(), token, session, origin, subject, ttl, max);
+        self.keep_restore_proof_at(Instant::now(), keys, session, origin, subject, ttl, max);
     }
 
     #[allow(clippy::too_many_arguments)]
     fn keep_restore_proof_at(
         &self,
         now: Instant,
-        token: &Token,
+        keys: TokenKeys<'_>,
         session: Uuid,
         origin: &str,
         subject: Option<String>,
@@ -194,14 +250,22 @@ impl Registry {
             return;
         }
         let mut g = self.proofs.lock().unwrap_or_else(|p| p.into_inner());
-        g.purge(now, max.saturating_sub(1));
-        let key = hash(token.expose());
+        let (key, twin) = keys.hashes();
+        g.purge(now, max.saturating_sub(1 + usize::from(twin.is_some())));
         let proof = Proof {
             session,
             origin: origin.to_string(),
             subject,
             expires: now + ttl,
+            twin,
         };
+        if let Some(twin) = twin {
+            let mut other = proof.clone();
+            other.twin = Some(key);
+            if g.by_token.insert(twin, other).is_none() {
+                g.order.push_back(twin);
+            }
+        }
         if g.by_token.insert(key, proof).is_none() {
             g.order.push_back(key);
         }
@@ -239,8 +303,11 @@ impl Registry {
         if proof.origin != origin || proof.subject.as_deref() != subject {
             return Err(RestoreRefusal::Mismatch);
         }
-        let session = proof.session;
+        let (session, twin) = (proof.session, proof.twin);
         g.by_token.remove(&key);
+        if let Some(twin) = twin {
+            g.by_token.remove(&twin);
+        }
         Ok(session)
     }
 
@@ -258,8 +325,15 @@ mod tests {
     const O: &str = "https://console.example";
     const TTL: Duration = Duration::from_secs(600);
 
+    fn one(t: &Token) -> TokenKeys<'_> {
+        TokenKeys {
+            current: t,
+            previous: None,
+        }
+    }
+
     fn keep(r: &Registry, now: Instant, t: &Token, s: Uuid, max: usize) {
-        r.keep_restore_proof_at(now, t, s, O, None, TTL, max);
+        r.keep_restore_proof_at(now, one(t), s, O, None, TTL, max);
     }
 
     #[test]
@@ -317,7 +391,7 @@ mod tests {
         let r = Registry::new();
         let now = Instant::now();
         let (t, s) = (Token::generate(), Uuid::new_v4());
-        r.keep_restore_proof_at(now, &t, s, O, Some("bob".into()), TTL, 10);
+        r.keep_restore_proof_at(now, one(&t), s, O, Some("bob".into()), TTL, 10);
         let other = "https://evil.example";
         for (origin, subject) in [
             (other, Some("bob")),
@@ -370,7 +444,7 @@ mod tests {
         let t = Token::generate();
         r.keep_restore_proof_at(
             Instant::now(),
-            &t,
+            one(&t),
             Uuid::new_v4(),
             O,
             None,
@@ -378,5 +452,56 @@ mod tests {
             10,
         );
         assert_eq!(r.restore_proof_count(), 0);
+    }
+
+    #[test]
+    fn a_proof_with_two_keys_is_taken_by_either_once() {
+        let r = Registry::new();
+        let now = Instant::now();
+        let (new, old, s) = (Token::generate(), Token::generate(), Uuid::new_v4());
+        let keys = TokenKeys {
+            current: &new,
+            previous: Some(&old),
+        };
+        r.keep_restore_proof_at(now, keys, s, O, None, TTL, 10);
+        assert_eq!(r.restore_proof_count(), 2);
+        assert_eq!(r.take_restore_proof_at(now, old.expose(), O, None), Ok(s));
+        assert_eq!(
+            r.take_restore_proof_at(now, new.expose(), O, None),
+            Err(RestoreRefusal::Unknown)
+        );
+        assert_eq!(r.restore_proof_count(), 0);
+        // And the other way round.
+        r.keep_restore_proof_at(now, keys, s, O, None, TTL, 10);
+        assert_eq!(r.take_restore_proof_at(now, new.expose(), O, None), Ok(s));
+        assert_eq!(
+            r.take_restore_proof_at(now, old.expose(), O, None),
+            Err(RestoreRefusal::Unknown)
+        );
+    }
+
+    #[test]
+    fn a_parked_session_is_claimed_by_either_token_once_and_counted_once() {
+        let r = Registry::new();
+        let (new, old) = (Token::generate(), Token::generate());
+        let keys = TokenKeys {
+            current: &new,
+            previous: Some(&old),
+        };
+        let (tx, _rx) = oneshot::channel();
+        assert!(r.park(keys, tx, 2));
+        assert_eq!(r.detached_count(), 1);
+        // The cap counts sessions, not keys.
+        let other = Token::generate();
+        let (tx2, _rx2) = oneshot::channel();
+        assert!(r.park(one(&other), tx2, 2));
+        let (tx3, _rx3) = oneshot::channel();
+        assert!(!r.park(one(&Token::generate()), tx3, 2));
+        assert!(r.take(old.expose()).is_some());
+        assert!(r.take(new.expose()).is_none());
+        assert!(r.take(old.expose()).is_none());
+        assert_eq!(r.detached_count(), 1);
+        r.unpark(one(&other));
+        assert_eq!(r.detached_count(), 0);
     }
 }

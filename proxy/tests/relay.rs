@@ -682,6 +682,50 @@ async fn resume_inside_the_window_keeps_the_session_and_replays_in_order() {
     let _ = session;
 }
 
+/// A `resumed` message can be lost with the connection that carried it: until the browser
+/// sends a package on the resumed connection, the token it presented still names the session.
+#[tokio::test]
+async fn the_presented_token_stays_valid_until_the_browser_uses_the_resumed_connection() {
+    let sim = sim().await;
+    let h = start(&format!("{}[resume]\nwindow_ms = 5000\n", sim_target(&sim))).await;
+    let mut b = Browser::open(&h, open_request("sim", SecurityLevel::Normal))
+        .await
+        .unwrap();
+    b.login(USER, PASSWORD, "").await.unwrap();
+    let (t0, received, conn) = (b.token.clone(), b.received, b.conn_uuid);
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Resumed, but the browser is gone again before it used the connection (as if the
+    // `resumed` message never reached it).
+    let (b, resumed) = Browser::resume(&h, &t0, received, conn).await.unwrap();
+    let t1 = resumed.resume_token.expose().to_string();
+    assert_ne!(t1, t0);
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        metric(&h.metrics_text(), "prl_proxy_sessions_detached"),
+        1.0,
+        "one parked session, whichever token names it"
+    );
+    // The token it still holds works.
+    let (mut b, resumed) = Browser::resume(&h, &t0, received, conn).await.unwrap();
+    let t2 = resumed.resume_token.expose().to_string();
+    // This time it uses the connection: the presented token is spent.
+    b.ping().await.unwrap();
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for spent in [&t0, &t1] {
+        let e = Browser::resume(&h, spent, received, conn)
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(e.kind, RelayErrorKind::ResumeFailed);
+    }
+    let (mut b, _) = Browser::resume(&h, &t2, received, conn).await.unwrap();
+    b.ping().await.unwrap();
+    assert_eq!(sim.session_count(), 1);
+}
+
 #[tokio::test]
 async fn after_the_window_the_service_session_is_gone() {
     let sim = sim().await;

@@ -206,8 +206,10 @@ async fn a_rotated_token_is_no_proof() {
     drop(a);
     tokio::time::sleep(Duration::from_millis(50)).await;
     // Resumed inside the window: the token rotates.
-    let (b, resumed) = Browser::resume(&h, &first, received, conn).await.unwrap();
+    let (mut b, resumed) = Browser::resume(&h, &first, received, conn).await.unwrap();
     assert_ne!(resumed.resume_token.expose(), first);
+    // A package on the resumed connection shows the browser got the new token.
+    b.ping().await.unwrap();
     let latest = lose(&sim, b).await;
     // The first token was superseded.
     let mut c = Browser::open(&h, open_req(Some(&first))).await.unwrap();
