@@ -23,7 +23,7 @@ use zeroize::Zeroizing;
 
 use crate::codes::{cmd, event_type, ErrorCode};
 use crate::event::{Event, EventError, ParamType, ParamValue};
-use crate::matrices::{FeaturesMatrix, OsesMatrix, ServerMatrices};
+use crate::matrices::{FeaturesMatrix, MatrixError, OsesMatrix, ServerMatrices};
 use crate::package::{text_buffer, Buffer, Package, PackageError};
 use crate::uuid_string;
 
@@ -904,12 +904,14 @@ pub struct LoginResponse {
     pub start_time_ms: Option<u64>,
     /// Tasks of the previous session still running.
     pub running_tasks: Vec<LostTask>,
-    /// The guest OS matrix (`prl_supported_oses_list`), when the reply carries a binary
-    /// parameter of that name that decodes (a 5001 reply never does). Otherwise `None`: like
-    /// the SDK, a login does not fail over it.
-    pub supported_oses: Option<OsesMatrix>,
-    /// The features matrix (`prl_features_matrix`), under the same rule.
-    pub features: Option<FeaturesMatrix>,
+    /// The raw guest OS matrix (`prl_supported_oses_list`), when the reply carries a binary
+    /// parameter of that name (a 5001 reply never does); decoded on demand by
+    /// [`LoginResponse::supported_oses`], so a client that never asks (the browser package)
+    /// carries no decoder. Like the SDK, a login never fails over it.
+    pub supported_oses_bytes: Option<Vec<u8>>,
+    /// The raw features matrix (`prl_features_matrix`), under the same rule
+    /// ([`LoginResponse::features`]).
+    pub features_bytes: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for LoginResponse {
@@ -921,8 +923,14 @@ impl fmt::Debug for LoginResponse {
             .field("host_os_version", &self.host_os_version)
             .field("start_time_ms", &self.start_time_ms)
             .field("running_tasks", &self.running_tasks)
-            .field("supported_oses", &self.supported_oses)
-            .field("features", &self.features)
+            .field(
+                "supported_oses_bytes",
+                &self.supported_oses_bytes.as_ref().map(Vec::len),
+            )
+            .field(
+                "features_bytes",
+                &self.features_bytes.as_ref().map(Vec::len),
+            )
             .finish()
     }
 }
@@ -949,11 +957,20 @@ impl LoginResponse {
                 .string(param::START_TIME)
                 .and_then(|s| s.trim().parse().ok()),
             running_tasks,
-            supported_oses: binary_param(event, param::SUPPORTED_OSES_LIST)
-                .and_then(|b| OsesMatrix::decode(b).ok()),
-            features: binary_param(event, param::FEATURES_MATRIX)
-                .and_then(|b| FeaturesMatrix::decode(b).ok()),
+            supported_oses_bytes: binary_param(event, param::SUPPORTED_OSES_LIST)
+                .map(<[u8]>::to_vec),
+            features_bytes: binary_param(event, param::FEATURES_MATRIX).map(<[u8]>::to_vec),
         })
+    }
+
+    /// The guest OS matrix, decoded: `None` when the reply had none.
+    pub fn supported_oses(&self) -> Option<Result<OsesMatrix, MatrixError>> {
+        self.supported_oses_bytes.as_deref().map(OsesMatrix::decode)
+    }
+
+    /// The features matrix, decoded: `None` when the reply had none.
+    pub fn features(&self) -> Option<Result<FeaturesMatrix, MatrixError>> {
+        self.features_bytes.as_deref().map(FeaturesMatrix::decode)
     }
 }
 
@@ -1033,8 +1050,8 @@ mod tests {
         // `CVmBinaryEventParameter(name)` is of type UnsignedInt.
         assert_eq!(event.params[n].param_type, ParamType::UNSIGNED_INT);
         let response = reply.login_response().unwrap();
-        assert_eq!(response.supported_oses.as_ref(), Some(&matrices.oses));
-        assert_eq!(response.features.as_ref(), Some(&matrices.features));
+        assert_eq!(response.supported_oses(), Some(Ok(matrices.oses.clone())));
+        assert_eq!(response.features(), Some(Ok(matrices.features.clone())));
         assert_eq!(response.running_tasks.len(), 1);
     }
 
@@ -1056,8 +1073,8 @@ mod tests {
         let reply = Reply::parse(&package).unwrap();
         assert_eq!(reply.login.as_ref(), Some(&login));
         let response = reply.login_response().unwrap();
-        assert_eq!(response.supported_oses, None);
-        assert_eq!(response.features, None);
+        assert_eq!(response.supported_oses(), None);
+        assert_eq!(response.features(), None);
     }
 
     #[test]
@@ -1069,21 +1086,21 @@ mod tests {
         let (back, _) = Event::decode_binary(&login.to_binary()).unwrap();
         let response = LoginResponse::from_event(&back).unwrap();
         assert_eq!(response.session_uuid, "{s}");
-        assert_eq!(response.supported_oses, None);
-        assert_eq!(response.features, None);
+        assert_eq!(
+            response.supported_oses().unwrap().unwrap_err().kind(),
+            "truncated"
+        );
+        assert_eq!(response.features(), None);
         // Only the first parameter of a name counts, as in CVmEvent::getEventParameter.
         let mut login = login_event("{s}", &ServerInfo::default(), &[]);
         login.add_string(param::FEATURES_MATRIX, "");
         login.add_binary(param::FEATURES_MATRIX, vec![0, 0, 0, 0]);
-        assert_eq!(LoginResponse::from_event(&login).unwrap().features, None);
+        assert_eq!(LoginResponse::from_event(&login).unwrap().features(), None);
         // The Debug form shows the matrices but not the session.
         let mut login = login_event("{secret}", &ServerInfo::default(), &[]);
         login.add_binary(param::FEATURES_MATRIX, vec![0, 0, 0, 1, 0, 0, 0, 12]);
         let d = format!("{:?}", LoginResponse::from_event(&login).unwrap());
         assert!(!d.contains("secret"), "{d}");
-        assert!(
-            d.contains("features: Some(FeaturesMatrix { features: [12] })"),
-            "{d}"
-        );
+        assert!(d.contains("features_bytes: Some(8)"), "{d}");
     }
 }

@@ -40,8 +40,8 @@ fn matrices_of(reply: &Reply) -> (OsesMatrix, FeaturesMatrix) {
     let features = FeaturesMatrix::decode(binary(event, param::FEATURES_MATRIX)).unwrap();
     // The client-side parse exposes the same.
     let login = reply.login_response().unwrap();
-    assert_eq!(login.supported_oses.as_ref(), Some(&oses));
-    assert_eq!(login.features.as_ref(), Some(&features));
+    assert_eq!(login.supported_oses(), Some(Ok(oses.clone())));
+    assert_eq!(login.features(), Some(Ok(features.clone())));
     (oses, features)
 }
 
@@ -121,7 +121,7 @@ async fn old_clients_xml_login_reply_has_no_matrices() {
     assert!(event.param(param::SUPPORTED_OSES_LIST).is_none());
     assert!(event.param(param::FEATURES_MATRIX).is_none());
     let login = reply.login_response().unwrap();
-    assert_eq!((login.supported_oses, login.features), (None, None));
+    assert_eq!((login.supported_oses(), login.features()), (None, None));
 }
 
 #[tokio::test]
