@@ -4,11 +4,15 @@
 //! service-side encoders must rebuild the same replies from the same fields.
 
 use prl_protocol::codes::{cmd, ErrorCode};
-use prl_protocol::commands::{simple_response, LoginRequest, Password, Reply, PCF_ORIGINAL_CLIENT};
-use prl_protocol::event::AttrOrder;
+use prl_protocol::commands::{
+    login_event, login_reply_with_matrices, simple_response, LoginRequest, Password, Reply,
+    ServerInfo, PCF_ORIGINAL_CLIENT,
+};
+use prl_protocol::event::{AttrOrder, Event};
 use prl_protocol::handshake::{
     ClientHandshake, ProtocolVersion, RoutingTable, SecurityLevel, SenderType, ServerHandshake,
 };
+use prl_protocol::matrices::{FeaturesMatrix, OsesMatrix, ServerMatrices};
 use prl_protocol::package::{text_buffer, Limits, Package, PackageDecoder, MNG_HEARTBEAT};
 use prl_protocol::record::{Record, RecordDecoder, RecordPhase};
 use prl_protocol::session::{ClientSession, JobResult, SessionConfig, SessionEvent};
@@ -400,6 +404,64 @@ fn wrong_password_is_authentication_failed() -> TestResult {
     let mut event = Reply::parse(&ours)?.response;
     event.attr_order = r.response.attr_order;
     ours.buffers = vec![text_buffer(&event.to_xml())];
+    assert_eq!(ours.encode(), reply.encode());
+    Ok(())
+}
+
+#[test]
+fn our_encoders_rebuild_the_real_login_reply() -> TestResult {
+    let c = conversation("low-login-idle-logoff");
+    let (login, reply) = (&c.from_client[0], &c.from_server[0]);
+    let body = reply.buffers.first().ok_or("no buffer")?;
+    let events = Event::decode_binary_all(&body.data)?;
+    let [response, theirs] = events.as_slice() else {
+        return Err(format!("expected two events, got {}", events.len()).into());
+    };
+    let param = |name: &str| theirs.string(name).ok_or(format!("no {name}"));
+    let info = ServerInfo {
+        os_version: param("server_info_os_version")?.to_owned(),
+        server_uuid: param("server_info_server_uuid")?.to_owned(),
+        product_version: param("server_info_product_version")?.to_owned(),
+        confirmation_mode: param("server_info_confirmation_mode")? == "1",
+        app_execute_mode: param("server_info_app_execute_mode")?.parse()?,
+        start_time_ms: param("server_info_start_time")?.parse()?,
+        start_time_monotonic: param("server_info_start_time_monotonic")?.parse()?,
+        launchd_mode: param("server_info_is_launchd_mode")? == "1",
+    };
+    let lr = Reply::parse(reply)?.login_response()?;
+    let matrices = ServerMatrices {
+        oses: lr.supported_oses.clone().ok_or("no OS matrix")?,
+        features: lr.features.clone().ok_or("no features matrix")?,
+    };
+    // The matrices re-encode byte-exact.
+    assert_eq!(
+        OsesMatrix::decode(&matrices.oses.encode())?,
+        matrices.oses,
+        "oses round trip"
+    );
+    assert_eq!(
+        FeaturesMatrix::decode(&matrices.features.encode())?,
+        matrices.features
+    );
+    // The service draws the login event's ids first, then the reply event's.
+    let mut captured_ids: Vec<Uuid> = [response, theirs]
+        .iter()
+        .flat_map(|e| [&e.initial_request_id, &e.issuer_id])
+        .map(|s| uuid(s.trim_matches(['{', '}'])))
+        .collect();
+    let mut ids = move || captured_ids.pop().expect("four ids");
+    let event = login_event(&lr.session_uuid, &info, &[], &mut ids);
+    let mut ours = login_reply_with_matrices(
+        login,
+        c.server_uuid,
+        reply.header.uuid,
+        &event,
+        &matrices,
+        true,
+        &mut ids,
+    );
+    ours.header.numeric_id = reply.header.numeric_id;
+    assert_eq!(ours.header, reply.header);
     assert_eq!(ours.encode(), reply.encode());
     Ok(())
 }
