@@ -658,9 +658,15 @@ impl LostTask {
 
 /// The login event of a successful login (`makeLoginResponsePacket`), without the binary OS
 /// and features matrices: the service adds those only to a binary reply
-/// ([`login_reply_with_matrices`]).
-pub fn login_event(session_uuid: &str, info: &ServerInfo, tasks: &[LostTask]) -> Event {
-    let mut event = Event::default();
+/// ([`login_reply_with_matrices`]). Like every `CVmEvent` it has a random issuer id and initial
+/// request id (`ids`, called before the reply event's own).
+pub fn login_event(
+    session_uuid: &str,
+    info: &ServerInfo,
+    tasks: &[LostTask],
+    ids: &mut dyn FnMut() -> Uuid,
+) -> Event {
+    let mut event = fresh_event(ids);
     let os = if info.os_version.is_empty() {
         "Unknown"
     } else {
@@ -739,7 +745,8 @@ fn response_package(request: &Package, sender: Uuid, reply_uuid: Uuid, event: &E
 }
 
 /// The successful login reply: 5003 with two binary events for clients with protocol >= 6.2
-/// (`binary_response`), else 5001 with the login event's XML as a string parameter.
+/// (`binary_response`), a broadcast response (no receiver uuid, as the service builds it), else
+/// a direct 5001 with the login event's XML as a string parameter.
 pub fn login_reply(
     request: &Package,
     sender: Uuid,
@@ -755,7 +762,9 @@ pub fn login_reply(
     }
     let mut body = response.to_binary();
     body.extend_from_slice(&login.to_binary());
-    Package::direct_response(
+    // Built from a QDataStream: a broadcast response, receiverUuid zero (the XML replies are
+    // direct responses).
+    Package::broadcast_response(
         request,
         cmd::WS_BINARY_RESPONSE,
         reply_uuid,
@@ -1015,7 +1024,7 @@ mod tests {
             task_type: 9001,
             task_params: String::new(),
         };
-        let login = login_event("{s}", &ServerInfo::default(), &[task]);
+        let login = login_event("{s}", &ServerInfo::default(), &[task], &mut ids);
         let matrices = ServerMatrices::linux_service(0);
         let package = login_reply_with_matrices(
             &request,
@@ -1059,7 +1068,7 @@ mod tests {
     fn old_clients_get_no_matrices() {
         let mut ids = counter();
         let request = login_request(&mut ids);
-        let login = login_event("{s}", &ServerInfo::default(), &[]);
+        let login = login_event("{s}", &ServerInfo::default(), &[], &mut ids);
         let package = login_reply_with_matrices(
             &request,
             Uuid::from_u128(0xc),
@@ -1079,7 +1088,7 @@ mod tests {
 
     #[test]
     fn unreadable_matrices_do_not_fail_the_login() {
-        let mut login = login_event("{s}", &ServerInfo::default(), &[]);
+        let mut login = login_event("{s}", &ServerInfo::default(), &[], &mut counter());
         // Truncated OS matrix; a features matrix that is a string, not a binary parameter.
         login.add_binary(param::SUPPORTED_OSES_LIST, vec![0, 0, 0, 1, 9]);
         login.add_string(param::FEATURES_MATRIX, "1 2 3");
@@ -1092,12 +1101,12 @@ mod tests {
         );
         assert_eq!(response.features(), None);
         // Only the first parameter of a name counts, as in CVmEvent::getEventParameter.
-        let mut login = login_event("{s}", &ServerInfo::default(), &[]);
+        let mut login = login_event("{s}", &ServerInfo::default(), &[], &mut counter());
         login.add_string(param::FEATURES_MATRIX, "");
         login.add_binary(param::FEATURES_MATRIX, vec![0, 0, 0, 0]);
         assert_eq!(LoginResponse::from_event(&login).unwrap().features(), None);
         // The Debug form shows the matrices but not the session.
-        let mut login = login_event("{secret}", &ServerInfo::default(), &[]);
+        let mut login = login_event("{secret}", &ServerInfo::default(), &[], &mut counter());
         login.add_binary(param::FEATURES_MATRIX, vec![0, 0, 0, 1, 0, 0, 0, 12]);
         let d = format!("{:?}", LoginResponse::from_event(&login).unwrap());
         assert!(!d.contains("secret"), "{d}");

@@ -372,6 +372,30 @@ impl Package {
         }
     }
 
+    /// A broadcast response to `request` (`IOPackage::makeBroadcastResponse`): `parentUuid =
+    /// request.uuid` only, `receiverUuid` stays zero. `IOPackage::createInstance(type, n,
+    /// parent)` defaults to this, so every reply built from a data stream is one, the 5003
+    /// login reply among them (`DispatcherPackage::createInstance(type, stream, size, parent)`).
+    pub fn broadcast_response(
+        request: &Package,
+        package_type: u32,
+        uuid: Uuid,
+        sender_uuid: Uuid,
+        buffers: Vec<Buffer>,
+    ) -> Self {
+        Package {
+            header: PackageHeader {
+                uuid,
+                parent_uuid: request.header.uuid,
+                sender_uuid,
+                receiver_uuid: Uuid::nil(),
+                package_type,
+                numeric_id: 0,
+            },
+            buffers,
+        }
+    }
+
     /// Appends a text buffer ([`text_buffer`]).
     pub fn with_text(mut self, text: &str) -> Self {
         self.buffers.push(text_buffer(text));

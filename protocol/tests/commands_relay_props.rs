@@ -79,7 +79,7 @@ proptest! {
             })
             .collect();
         let info = ServerInfo { server_uuid: "{s}".into(), ..ServerInfo::default() };
-        let event = login_event("{session}", &info, &tasks);
+        let event = login_event("{session}", &info, &tasks, &mut ids);
         let reply = login_reply(&request, ids(), ids(), &event, binary, &mut ids);
         let login = Reply::parse(&reply).unwrap().login_response().unwrap();
         prop_assert_eq!(login.session_uuid, "{session}");

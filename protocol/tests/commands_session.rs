@@ -194,7 +194,12 @@ fn login_reply_round_trips_with_lost_tasks_binary_and_xml() {
         task_type: 4242,
         task_params: String::new(),
     }];
-    let event = login_event(&format!("{{{SENDER}}}"), &server_info(), &tasks);
+    let event = login_event(
+        &format!("{{{SENDER}}}"),
+        &server_info(),
+        &tasks,
+        &mut source,
+    );
     for binary in [true, false] {
         let reply = login_reply(&request, source(), source(), &event, binary, &mut source);
         assert_eq!(
@@ -206,7 +211,9 @@ fn login_reply_round_trips_with_lost_tasks_binary_and_xml() {
             }
         );
         assert_eq!(reply.header.parent_uuid, u(JOB));
-        assert_eq!(reply.header.receiver_uuid, u(SENDER));
+        // The binary reply is a broadcast response (no receiver), the XML one a direct one.
+        let receiver = if binary { Uuid::nil() } else { u(SENDER) };
+        assert_eq!(reply.header.receiver_uuid, receiver);
         let parsed = Reply::parse(&reply).unwrap();
         assert_eq!(parsed.opcode, cmd::USER_LOGIN);
         let login = parsed.login_response().unwrap();
@@ -347,7 +354,12 @@ impl Fixture {
     }
 
     fn accept_login(&mut self, request: &Package) {
-        let event = login_event(&format!("{{{SENDER}}}"), &server_info(), &[]);
+        let event = login_event(
+            &format!("{{{SENDER}}}"),
+            &server_info(),
+            &[],
+            &mut *self.ids,
+        );
         let (a, b) = ((self.ids)(), self.server);
         let reply = login_reply(request, b, a, &event, true, &mut *self.ids);
         self.session.handle_package(reply).unwrap();

@@ -744,7 +744,12 @@ impl ConnCtx {
         // takes; after a live session was restored from another connection, that is the old
         // one, and the connection that asked gets nothing. A binary reply (client protocol
         // >= 6.2) ends with the OS matrix and the features matrix, as the service's does.
-        let login = login_event(&session.handle, &self.shared.info, &tasks);
+        let login = login_event(
+            &session.handle,
+            &self.shared.info,
+            &tasks,
+            &mut Uuid::new_v4,
+        );
         self.reply_via_session(&session, |target| {
             login_reply_with_matrices(
                 p,

@@ -95,10 +95,10 @@ async fn login_reply_carries_the_session_and_server_info() {
     let job = p.header.uuid;
     c.conn.send(p).await.unwrap();
     let raw = c.next().await.unwrap().unwrap();
-    // A direct binary response to the login job.
+    // A binary response to the login job, broadcast-style like the real one (no receiver).
     assert_eq!(raw.header.package_type, cmd::WS_BINARY_RESPONSE);
     assert_eq!(raw.header.parent_uuid, job);
-    assert_eq!(raw.header.receiver_uuid, c.me());
+    assert_eq!(raw.header.receiver_uuid, Uuid::nil());
     assert_eq!(raw.header.sender_uuid, c.conn.info().peer_connection_uuid);
     let reply = Reply::parse(&raw).unwrap();
     assert_eq!(reply.code, ErrorCode::SUCCESS);

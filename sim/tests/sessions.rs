@@ -330,7 +330,8 @@ async fn a_live_session_is_reused_without_a_password() {
     );
     // `processAuthorizeCmd` registers b with a's session object and sends the login reply
     // through it (`pClient->sendPackage`): to a's connection, with a's session uuid, as a
-    // direct response to b's request. b hears nothing.
+    // response to b's request (a binary one: broadcast-style, no receiver uuid). b hears
+    // nothing.
     let p = b.login_package(USER, "wrong", &session_a);
     let job = p.header.uuid;
     b.conn.send(p).await.unwrap();
@@ -340,11 +341,8 @@ async fn a_live_session_is_reused_without_a_password() {
             break p;
         }
     };
-    assert_eq!(
-        reply.header.receiver_uuid,
-        b.me(),
-        "a direct response to b's request"
-    );
+    assert_eq!(reply.header.parent_uuid, job, "a response to b's request");
+    assert_eq!(reply.header.receiver_uuid, Uuid::nil());
     let reply = Reply::parse(&reply).unwrap();
     assert_eq!(reply.code, ErrorCode::SUCCESS);
     assert_eq!(

@@ -410,6 +410,7 @@ where
             peer: info.peer_address.to_string(),
             id: info.connection_id,
             local_uuid: info.local_connection_uuid,
+            stamp_numeric_ids: info.role == Role::Server,
         };
         tokio::spawn(task.run(self.stream, out_rx, in_tx));
         Connection {
@@ -438,6 +439,16 @@ struct Driver {
     /// [`ConnectionInfo::connection_id`], for logs.
     id: u64,
     local_uuid: Uuid,
+    /// Server role: stamp [`next_numeric_id`] on packages that carry none.
+    stamp_numeric_ids: bool,
+}
+
+/// The process-wide numeric id counter of a serving IO layer (`g_eventId`, starting at 1).
+static NUMERIC_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// `IOPackage::generateNumericId`: the next value of the process-wide counter.
+fn next_numeric_id() -> u64 {
+    NUMERIC_IDS.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Why the loop ended.
@@ -604,8 +615,14 @@ impl Driver {
     }
 
     /// `setUuidsToPkgHeaderAndRegisterJob`: a nil sender becomes our connection UUID and a
-    /// nil package uuid a fresh one (heartbeats, sent by another path, keep all zeros).
+    /// nil package uuid a fresh one (heartbeats, sent by another path, keep all zeros). A
+    /// server also numbers every package it sends whose `numericId` is 0 from one
+    /// process-wide counter (`SocketServerPrivate::sendPackage` -> `generateNumericId`); the
+    /// SDK takes event ids from it.
     fn fill_ids(&self, package: &mut Package) {
+        if self.stamp_numeric_ids && package.header.numeric_id == 0 {
+            package.header.numeric_id = next_numeric_id();
+        }
         if package.header.sender_uuid.is_nil() {
             package.header.sender_uuid = self.local_uuid;
         }

@@ -51,6 +51,13 @@ fn request(package_type: u32, text: &str) -> Package {
     )
 }
 
+/// A package a server sent, without the numeric id its IO layer stamped on it.
+fn unnumbered(mut p: Package) -> Package {
+    assert!(p.header.numeric_id > 0, "a server numbers what it sends");
+    p.header.numeric_id = 0;
+    p
+}
+
 fn client(level: SecurityLevel) -> ClientConfig {
     ClientConfig::new(level).with_budget(Some(Duration::from_secs(10)))
 }
@@ -114,7 +121,7 @@ async fn every_level_connects_and_exchanges_packages() {
             vec![prl_protocol::package::Buffer::raw(vec![7u8; 100_000])],
         );
         s.send(big.clone()).await.unwrap();
-        assert_eq!(c.recv().await.unwrap().unwrap(), big);
+        assert_eq!(unnumbered(c.recv().await.unwrap().unwrap()), big);
         // Like the real IO layer, nil ids are filled on send: the sender with our connection
         // uuid, the package uuid with a fresh one.
         c.send(Package::request(
@@ -214,7 +221,7 @@ async fn heartbeats_flow_but_are_never_delivered() {
     s.send(req.clone()).await.unwrap();
     let got = c.recv().await.unwrap().unwrap();
     assert_ne!(got.header.package_type, MNG_HEARTBEAT);
-    assert_eq!(got, req);
+    assert_eq!(unnumbered(got), req);
 }
 
 #[tokio::test]
@@ -437,7 +444,7 @@ async fn broken_streams_are_reported_once() {
     let ok = request(cmd::WS_RESPONSE, "before");
     s.send(ok.clone()).await.unwrap();
     s.sender().send_raw_wire(vec![0x42; 64]).await.unwrap();
-    assert_eq!(c.recv().await.unwrap().unwrap(), ok);
+    assert_eq!(unnumbered(c.recv().await.unwrap().unwrap()), ok);
     let e = c.recv().await.unwrap().unwrap_err();
     assert_eq!(e.kind(), "record", "{e}");
     assert_eq!(e.prl_code(), ErrorCode::WS_DISP_CONNECTION_CLOSED);
@@ -516,4 +523,48 @@ async fn certificate_mode_over_sockets() {
     .await
     .unwrap_err();
     assert_eq!(e.prl_code(), ErrorCode::SSL_HANDSHAKE_FAILED, "{e}");
+}
+
+#[tokio::test]
+async fn a_server_numbers_what_it_sends_like_the_real_io_server() {
+    // `SocketServerPrivate::sendPackage` stamps `numericId` from one process-wide counter on
+    // every package without one (the captured real service sent 1, 2, 3 over two
+    // connections); clients send 0.
+    let (addr, mut accepted) = server(ServerConfig::new().unwrap()).await;
+    let mut c1 = connect(
+        &Endpoint::tcp("127.0.0.1", addr.port()),
+        &client(SecurityLevel::Low),
+    )
+    .await
+    .unwrap();
+    let mut s1 = accepted.recv().await.unwrap().unwrap();
+    let mut c2 = connect(
+        &Endpoint::tcp("127.0.0.1", addr.port()),
+        &client(SecurityLevel::High),
+    )
+    .await
+    .unwrap();
+    let s2 = accepted.recv().await.unwrap().unwrap();
+
+    c1.send(request(cmd::USER_LOGIN, "up")).await.unwrap();
+    assert_eq!(s1.recv().await.unwrap().unwrap().header.numeric_id, 0);
+
+    s1.send(request(cmd::WS_RESPONSE, "down")).await.unwrap();
+    let first = c1.recv().await.unwrap().unwrap().header.numeric_id;
+    s2.send(request(cmd::WS_RESPONSE, "down")).await.unwrap();
+    let second = c2.recv().await.unwrap().unwrap().header.numeric_id;
+    s1.send(request(cmd::WS_RESPONSE, "down")).await.unwrap();
+    let third = c1.recv().await.unwrap().unwrap().header.numeric_id;
+    let ids = [first, second, third];
+    assert!(ids[0] > 0, "{ids:?}");
+    assert!(
+        ids[0] < ids[1] && ids[1] < ids[2],
+        "one counter across connections: {ids:?}"
+    );
+
+    // A package that already has a numeric id keeps it.
+    let mut preset = request(cmd::WS_RESPONSE, "preset");
+    preset.header.numeric_id = 7;
+    s2.send(preset).await.unwrap();
+    assert_eq!(c2.recv().await.unwrap().unwrap().header.numeric_id, 7);
 }
