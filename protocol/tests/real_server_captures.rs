@@ -297,12 +297,12 @@ fn login_idle_logoff_decodes_fully() -> TestResult {
     assert_eq!(lr.host_os_version, "Linux realsrv-fixture");
     assert_eq!(lr.start_time_ms, Some(1_700_000_000_000));
     assert!(lr.running_tasks.is_empty());
-    let features = lr.features.ok_or("no features matrix")?;
+    let features = lr.features().ok_or("no features matrix")??;
     let mut ids: Vec<u32> = features.features.clone();
     ids.sort_unstable();
     // initFeaturesList's twelve features (PFSM_DEFAULT_PLAINDISK_ALLOWED is config-dependent).
     assert_eq!(ids, [1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 14]);
-    let oses = lr.supported_oses.ok_or("no OS matrix")?;
+    let oses = lr.supported_oses().ok_or("no OS matrix")??;
     assert_eq!(oses.types.len(), 9);
 
     let r = Reply::parse(bye)?;
@@ -430,8 +430,8 @@ fn our_encoders_rebuild_the_real_login_reply() -> TestResult {
     };
     let lr = Reply::parse(reply)?.login_response()?;
     let matrices = ServerMatrices {
-        oses: lr.supported_oses.clone().ok_or("no OS matrix")?,
-        features: lr.features.clone().ok_or("no features matrix")?,
+        oses: lr.supported_oses().ok_or("no OS matrix")??,
+        features: lr.features().ok_or("no features matrix")??,
     };
     // The matrices re-encode byte-exact.
     assert_eq!(

@@ -456,7 +456,13 @@ impl Writer {
 
     /// Send a typed error, close, and wait (briefly) for it to be written.
     async fn fail(self, error: RelayError) {
-        tracing::info!(kind = error.kind.as_str(), message = %error.message, "relay error");
+        if error.kind == RelayErrorKind::Closed {
+            // The service closes after every logoff: routine, and "upstream connection
+            // closed" is logged anyway.
+            tracing::debug!(kind = error.kind.as_str(), message = %error.message, "relay error");
+        } else {
+            tracing::info!(kind = error.kind.as_str(), message = %error.message, "relay error");
+        }
         let code = match error.kind {
             RelayErrorKind::LimitReached => CloseCode::Size,
             RelayErrorKind::Internal => CloseCode::Error,
