@@ -1,4 +1,5 @@
-// The first demo: log in with @prl-web/client and show the LoginResponse or the typed error.
+// The demo console: log in with @prl-web/client, show the LoginResponse or the typed error,
+// the connection state and events, and re-attach to the lost tasks of a restored session.
 // The proxy serves this page at / and the npm package at /pkg/.
 import init, { Server, ParallelsError } from '/pkg/index.js';
 
@@ -31,12 +32,60 @@ function show(id, fields) {
   $(id).hidden = false;
 }
 
-function log(text) {
-  const li = document.createElement('li');
-  li.textContent = `${new Date().toLocaleTimeString()}  ${text}`;
+// A line in the event log. A line with a `key` (the progress of one task) is updated in place,
+// so a long task is one line that counts up, not hundreds.
+const keyed = new Map();
+function log(text, key) {
   const list = $('log');
-  list.append(li);
+  let li = key ? keyed.get(key) : undefined;
+  if (!li?.isConnected) {
+    li = document.createElement('li');
+    list.append(li);
+    if (key) keyed.set(key, li);
+  }
+  li.textContent = `${new Date().toLocaleTimeString()}  ${text}`;
   list.scrollTop = list.scrollHeight;
+}
+
+// The lost tasks of a restored session, each with an "Attach" button that re-attaches to it
+// (command 2090) and follows its progress to the final result.
+function showTasks(tasks) {
+  const list = $('task-list');
+  list.replaceChildren();
+  for (const t of tasks) {
+    const li = document.createElement('li');
+    const id = document.createElement('span');
+    id.className = 'task-id';
+    id.textContent = `${t.taskId} (command ${t.taskType})`;
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.textContent = 'Attach';
+    const progress = document.createElement('progress');
+    progress.max = 100;
+    progress.value = 0;
+    const result = document.createElement('span');
+    result.className = 'task-result';
+    result.textContent = 'not attached';
+    button.addEventListener('click', async () => {
+      button.disabled = true;
+      result.textContent = 'attached…';
+      try {
+        const r = await server.attachToLostTask(t.taskId, {
+          onProgress: (d) => { progress.value = d.percent; },
+        });
+        progress.value = 100;
+        result.textContent = `done (code ${r.code})`;
+        log(`task ${t.taskId} done`);
+      } catch (e) {
+        result.textContent = `failed: ${e.kind ?? e}${e.codeName ? ` (${e.codeName})` : ''}`;
+        result.classList.add('failed');
+        button.disabled = false;
+      }
+    });
+    li.append(id, button, progress, result);
+    list.append(li);
+  }
+  $('tasks').hidden = tasks.length === 0;
 }
 
 function setState(state) {
@@ -73,6 +122,7 @@ function serverFor(autoRestore) {
       // The connection is gone for good: offer to restore the session in a new login.
       form.elements.prevSessionId.value = lastSession;
       $('result').hidden = true;
+      $('tasks').hidden = true;
       log(`session ${lastSession} lost; "Log in" with it as previous session restores it`);
     }
   });
@@ -81,6 +131,7 @@ function serverFor(autoRestore) {
     const d = e.detail;
     lastSession = d.sessionId;
     log(`restored by ${d.mode}; ${d.lostTasks.length} lost task(s)`);
+    if (d.mode !== 'resumed') showTasks(d.lostTasks);
     if (!$('result').hidden) {
       show('result', [...resultFields.filter(([k]) => k !== 'session'), ['session', d.sessionId], ['restored by', d.mode]]);
     }
@@ -88,7 +139,14 @@ function serverFor(autoRestore) {
   s.addEventListener('event', (e) => {
     if (s !== server) return;
     const d = e.detail;
-    log(d.percent !== undefined ? `progress ${d.percent}% of ${d.jobId}` : `event type ${d.eventType ?? '-'} (package ${d.packageType})`);
+    if (d.eventType === 100051 && d.jobId === undefined) {
+      // Progress of a task of this session that no call of this page waits for.
+      log(`a task of this session: ${d.params?.progress_changed ?? '?'}%`, 'session-task');
+    } else if (d.percent !== undefined) {
+      log(`progress ${d.percent}% of ${d.jobId}`, d.jobId);
+    } else {
+      log(`event type ${d.eventType ?? '-'} (package ${d.packageType})`);
+    }
   });
   return s;
 }
@@ -100,6 +158,7 @@ form.addEventListener('submit', async (ev) => {
   const f = form.elements;
   $('result').hidden = true;
   $('error').hidden = true;
+  $('tasks').hidden = true;
   const s = serverFor(f.autoRestore.checked);
   abort = new AbortController();
   const opts = {
@@ -128,6 +187,7 @@ form.addEventListener('submit', async (ev) => {
       ['took', `${Math.round(performance.now() - started)} ms`],
     ];
     show('result', resultFields);
+    showTasks(r.runningTasks);
     log('login ok');
   } catch (e) {
     if (!(e instanceof ParallelsError)) throw e;
@@ -149,6 +209,7 @@ $('logoff-button').addEventListener('click', async () => {
     await server.logoff();
     lastSession = undefined;
     $('result').hidden = true;
+    $('tasks').hidden = true;
     log('logged off');
   } catch (e) {
     log(`logoff failed: ${e.kind ?? e}`);

@@ -123,8 +123,20 @@ test('without automatic restore, a lost session is offered as previous session a
   assert.equal(r.restored, 'true');
   assert.match(r['lost tasks'], /^\{[0-9a-f-]{36}\}$/);
   assert.equal(await page.inputValue('input[name=prevSessionId]'), '');
+  // The lost task is listed with an Attach button; attaching follows it to its end.
+  assert.ok(await page.isVisible('#tasks'));
+  const rows = await page.$$eval('#task-list li .task-id', (els) => els.map((e) => e.textContent));
+  assert.deepEqual(rows, [`${r['lost tasks']} (command 9001)`]);
+  await page.click('#task-list li button');
+  await page.waitForFunction(() => document.querySelector('#task-list .task-result').textContent.startsWith('done'),
+    null, { timeout: 15000 });
+  assert.equal(await page.textContent('#task-list .task-result'), 'done (code 0)');
+  assert.equal(await page.$eval('#task-list progress', (p) => p.value), 100);
   log = await page.$$eval('#log li', (lis) => lis.map((li) => li.textContent));
   assert.ok(log.some((l) => l.includes(`session ${first} lost`)), log.join('\n'));
+  assert.ok(log.some((l) => l.includes(`task ${r['lost tasks']} done`)), log.join('\n'));
+  // The progress of the session's own task is one line that counts up, not one per event.
+  assert.equal(log.filter((l) => l.includes('a task of this session')).length <= 2, true, log.join('\n'));
   await page.click('#logoff-button');
   await page.waitForFunction(() => document.getElementById('state').textContent === 'disconnected');
 });

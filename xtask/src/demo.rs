@@ -32,6 +32,9 @@ fn free_addr(preferred: &str) -> Result<SocketAddr> {
     Ok(listener.local_addr()?)
 }
 
+/// The demo proxy's resume window (ms).
+const DEMO_RESUME_WINDOW_MS: u64 = 10_000;
+
 /// The proxy configuration of the demo (TOML; see `proxy/prl-proxy.example.toml`).
 pub fn proxy_config(listen: SocketAddr, sim: SocketAddr, web: &Path, pkg: &Path) -> String {
     let mut s = String::new();
@@ -43,6 +46,9 @@ pub fn proxy_config(listen: SocketAddr, sim: SocketAddr, web: &Path, pkg: &Path)
         "[[static.mount]]\nprefix = \"/pkg/\"\ndir = {:?}\n",
         pkg.display().to_string()
     );
+    // A short resume window, so that a connection lost for longer shows the other restore
+    // path (a new login naming the previous session, with its lost tasks).
+    let _ = writeln!(s, "[resume]\nwindow_ms = {DEMO_RESUME_WINDOW_MS}\n");
     let _ = writeln!(s, "[policy]\nresolve_names = false\n");
     let _ = writeln!(
         s,
@@ -111,6 +117,9 @@ pub fn run(root: &Path) -> Result<()> {
     let mut sim_cmd = Command::new(bin.join("prl-sim"));
     sim_cmd.arg("--listen").arg(sim_addr.to_string());
     sim_cmd.args(["--product-version", "prl-sim demo"]);
+    // Every session starts a simulated task (2 minutes, a progress event a second), so a lost
+    // session leaves one to re-attach.
+    sim_cmd.args(["--task-on-login", "120:1000"]);
     for (user, password) in DEMO_USERS {
         sim_cmd.arg("--user").arg(format!("{user}:{password}"));
     }
@@ -155,6 +164,11 @@ pub fn run(root: &Path) -> Result<()> {
         println!("    {user} / {password}");
     }
     println!("  try a wrong password, a 1 ms timeout, or security level High.");
+    println!(
+        "  every session runs a 2-minute simulated task; lose the connection for over {} s and",
+        DEMO_RESUME_WINDOW_MS / 1000
+    );
+    println!("  the console logs in again with the previous session and lists the task to attach.");
     println!("  Ctrl-C stops everything.");
 
     // Whichever ends first (Ctrl-C reaches both through the process group) stops the other.
