@@ -228,6 +228,12 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("local_login = true"));
+        // The proxy's own loader takes it, with the demo's resume window.
+        let config = prl_proxy::config::Config::from_toml_str(&text);
+        assert!(config.is_ok(), "{:?}\n{text}", config.err());
+        let config = config.unwrap_or_else(|_| unreachable!());
+        assert_eq!(config.resume.window_ms, DEMO_RESUME_WINDOW_MS);
+        assert_eq!(config.server.listen, listen);
     }
 
     #[cfg(unix)]
