@@ -569,6 +569,11 @@ async fn route(
             .take(),
     );
     let head = req.method() == Method::HEAD;
+    // A request a reverse proxy forwarded: its loopback peer address says nothing about the
+    // real client, so loopback-only endpoints refuse it.
+    let forwarded = ["forwarded", "x-forwarded-for", "x-real-ip"]
+        .iter()
+        .any(|h| req.headers().contains_key(*h));
     if req.method() != Method::GET && !head {
         return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
     }
@@ -585,7 +590,9 @@ async fn route(
             let m = &runtime.config.metrics;
             if !m.enabled {
                 text(StatusCode::NOT_FOUND, "not found\n")
-            } else if !m.allow_remote && !crate::policy::canonical(peer.ip()).is_loopback() {
+            } else if !m.allow_remote
+                && (!crate::policy::canonical(peer.ip()).is_loopback() || forwarded)
+            {
                 text(StatusCode::FORBIDDEN, "forbidden\n")
             } else {
                 respond(

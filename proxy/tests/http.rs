@@ -108,6 +108,29 @@ async fn health_readiness_and_metrics() {
     assert!(head.contains("content-type: application/openmetrics-text"));
     // Plain http: no Strict-Transport-Security (it is only honoured over https anyway).
     assert!(!head.contains("strict-transport-security"), "{head}");
+    // Passed on by a same-host reverse proxy: the loopback peer is not the client.
+    for header in [
+        "X-Forwarded-For: 203.0.113.7",
+        "Forwarded: for=203.0.113.7",
+        "X-Real-IP: 203.0.113.7",
+    ] {
+        let (status, _, _) = http(
+            addr,
+            &format!(
+                "GET /metrics HTTP/1.1\r\nHost: {addr}\r\n{header}\r\nConnection: close\r\n\r\n"
+            ),
+        )
+        .await;
+        assert_eq!(status, 403, "{header}");
+    }
+    // With allow_remote it is served to anyone.
+    let open = start("[metrics]\nallow_remote = true\n").await;
+    let (status, _, _) = http(
+        open.local_addr(),
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.7\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
     let body = String::from_utf8(body).unwrap();
     assert!(body.contains("prl_proxy_sessions_active"), "{body}");
     assert!(body.contains("prl_proxy_connect_seconds"), "{body}");
