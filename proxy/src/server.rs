@@ -327,7 +327,7 @@ impl Proxy {
             per_ip: PerIpCounter::new(l.max_connections_per_ip.max(1)),
             preauth: Arc::new(Semaphore::new(l.max_preauth_connections)),
             total: Arc::new(Semaphore::new(l.max_connections)),
-            replay: ReplayCache::new(replay_size),
+            replay: ReplayCache::new(replay_size, unix_now()),
             login_ip: RateLimiter::new(l.login_burst_per_ip, l.login_per_minute_per_ip, 100_000),
             login_user: RateLimiter::new(
                 l.login_burst_per_user,

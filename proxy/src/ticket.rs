@@ -59,6 +59,10 @@ pub enum TicketError {
     /// Two tickets presented (header and message) that differ.
     #[error("conflicting tickets")]
     Conflict,
+    /// Issued before this proxy process started: its replay cache began empty, so it cannot
+    /// tell whether the ticket was used before a restart.
+    #[error("ticket issued before the proxy started")]
+    BeforeStart,
 }
 
 impl TicketError {
@@ -76,6 +80,7 @@ impl TicketError {
             TicketError::Replayed => "replayed",
             TicketError::CacheFull => "replay_cache_full",
             TicketError::Conflict => "conflict",
+            TicketError::BeforeStart => "issued_before_start",
         }
     }
 }
@@ -240,6 +245,9 @@ impl Claims {
 pub struct ReplayCache {
     inner: Mutex<ReplayInner>,
     capacity: usize,
+    /// Unix seconds when this cache began: older tickets are refused (a restart empties the
+    /// cache, and a ticket used before it must not work again).
+    started: u64,
 }
 
 #[derive(Debug, Default)]
@@ -249,16 +257,22 @@ struct ReplayInner {
 }
 
 impl ReplayCache {
-    /// A cache holding at most `capacity` unexpired ids.
-    pub fn new(capacity: usize) -> ReplayCache {
+    /// A cache holding at most `capacity` unexpired ids, started at `started` (unix seconds):
+    /// tickets issued before then are refused.
+    pub fn new(capacity: usize, started: u64) -> ReplayCache {
         ReplayCache {
             inner: Mutex::new(ReplayInner::default()),
             capacity: capacity.max(1),
+            started,
         }
     }
 
-    /// Record a ticket as used; `Replayed` if it was used before.
+    /// Record a ticket as used; `Replayed` if it was used before, `BeforeStart` if it was
+    /// issued before this cache began (it may have been used before a restart).
     pub fn consume(&self, claims: &Claims, now: u64) -> Result<(), TicketError> {
+        if claims.iat < self.started {
+            return Err(TicketError::BeforeStart);
+        }
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         // Forget expired ids (ordered by insertion; expiry is bounded by the max TTL so a
         // linear sweep of the front is enough in practice, and a full sweep when full).
@@ -358,7 +372,7 @@ mod tests {
     #[test]
     fn single_use_and_bounded() {
         let k = key();
-        let cache = ReplayCache::new(2);
+        let cache = ReplayCache::new(2, 1000);
         let t1 = k
             .verify(
                 &k.issue_for("a", 0, ORIGIN, 1000, 60, None),
@@ -391,6 +405,35 @@ mod tests {
         cache.consume(&t3, 1011).unwrap();
         assert_eq!(cache.consume(&t1, 1012), Err(TicketError::Replayed));
         assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn a_restarted_cache_refuses_tickets_issued_before_it() {
+        let k = key();
+        let t = k
+            .verify(
+                &k.issue_for("a", 0, ORIGIN, 1000, 60, None),
+                ORIGIN,
+                1005,
+                60,
+            )
+            .unwrap();
+        // Used before the restart...
+        ReplayCache::new(10, 990).consume(&t, 1005).unwrap();
+        // ...and presented again to the restarted proxy, whose cache is empty.
+        let restarted = ReplayCache::new(10, 1001);
+        assert_eq!(restarted.consume(&t, 1006), Err(TicketError::BeforeStart));
+        assert_eq!(TicketError::BeforeStart.kind(), "issued_before_start");
+        // Issued in the second it started: accepted.
+        let fresh = k
+            .verify(
+                &k.issue_for("a", 0, ORIGIN, 1001, 60, None),
+                ORIGIN,
+                1002,
+                60,
+            )
+            .unwrap();
+        restarted.consume(&fresh, 1002).unwrap();
     }
 
     #[test]
