@@ -73,7 +73,8 @@ export interface ServerOptions {
   proxyUrl: string;
   /**
    * Signed ticket for the proxy, if it requires one. Tickets are single use: pass a function
-   * to get a fresh one for every new upstream connection (automatic restore opens new ones).
+   * to get a fresh one for every new upstream connection (automatic restore opens new ones;
+   * with a fixed string, a restore that needs a new connection fails with `ticket_invalid`).
    * Tickets travel in the first WebSocket message, never in the URL.
    */
   ticket?: string | (() => string | Promise<string>);
@@ -164,7 +165,10 @@ export interface LoginResponse {
 export interface AttachOptions {
   /** Called with every progress event of the task. */
   onProgress?: (progress: ProgressEventDetail) => void;
-  /** Cancels the wait (sends the SDK's cancel, command 2053). */
+  /**
+   * Cancels the task: the SDK's cancel (command 2053) goes to the service, which cancels the
+   * task itself (not just this wait); the promise rejects with kind `canceled`.
+   */
   signal?: AbortSignal;
 }
 
@@ -205,7 +209,12 @@ export interface StateChangeDetail {
   error?: ParallelsError;
 }
 
-/** `detail` of an `event` event for job progress (`PET_DSP_EVT_JOB_PROGRESS_CHANGED`). */
+/**
+ * `detail` of an `event` event for the progress (`PET_DSP_EVT_JOB_PROGRESS_CHANGED`) of a job
+ * this client waits for (a login, an attached task). Progress of a task nobody here waits for
+ * (e.g. one the service runs for this session) arrives as a {@link ServiceEventDetail} with
+ * `eventType` 100051 and `params.progress_changed`, without `jobId` and `percent`.
+ */
 export interface ProgressEventDetail {
   /** 3003 (`DspVmEvent`). */
   packageType: number;
@@ -260,13 +269,19 @@ export interface ServerEventMap {
  * Call {@link Server.free} when done with it.
  */
 export class Server {
-  /** @throws {@link ParallelsError} (`invalid_argument`) for bad options. */
+  /**
+   * @throws {@link ParallelsError} (`invalid_argument`) for bad options, including a `proxyUrl`
+   * that is not a well-formed `ws://` or `wss://` URL.
+   */
   constructor(opts: ServerOptions);
   /**
    * Log in with user name and password (`PrlSrv_LoginEx`).
    * @throws {@link ParallelsError}: `authentication` (wrong user or password:
-   *   `PRL_ERR_AUTHENTICATION_FAILED` 0x80000330), `handshake_failed` (e.g. security level
-   *   below the service's minimum), `timeout`, `canceled`, relay kinds, ...
+   *   `PRL_ERR_AUTHENTICATION_FAILED` 0x80000330), `handshake_failed` (a security level the
+   *   service does not accept: below its minimum, and for a Normal or High minimum any other
+   *   level, as `IORoutingTable::accept` decides), `timeout`, `canceled`, relay kinds, ...
+   *   Only `opts.signal` stops a login underway: {@link Server.logoff} while `connecting`
+   *   rejects (`invalid_state`) and the login goes on.
    */
   login(opts: LoginOptions): Promise<LoginResponse>;
   /**
@@ -274,7 +289,13 @@ export class Server {
    * Refused (`policy_denied`) unless the proxy's operator enables it.
    */
   loginLocal(opts?: LoginLocalOptions): Promise<LoginResponse>;
-  /** Log off (`PrlSrv_Logoff`) and close the connection; zeroizes held credentials. */
+  /**
+   * Log off (`PrlSrv_Logoff`) and close the connection; zeroizes held credentials and the
+   * restore proof. While `unstable` or `restoring` it stops restoring at once without a
+   * logoff to the service (the proxy keeps the upstream session until its resume window
+   * ends, then the service ends it). Rejected (`invalid_state`) when not logged in, with no
+   * other effect.
+   */
   logoff(): Promise<void>;
   /**
    * Attach to a task a lost session left running (`PrlSrv_AttachToLostTask`, command 2090) and
@@ -291,12 +312,18 @@ export class Server {
     listener: (event: ServerEventMap[K]) => void,
     options?: boolean | AddEventListenerOptions,
   ): void;
-  /** Remove a listener. */
+  /** Remove a listener (pass the same `capture` flag it was added with, as in the DOM). */
   removeEventListener<K extends keyof ServerEventMap>(
     type: K,
     listener: (event: ServerEventMap[K]) => void,
+    options?: boolean | EventListenerOptions,
   ): void;
-  /** Close everything now: the connection, pending calls (they reject), held credentials. */
+  /**
+   * Close everything now: the connection, pending calls (they reject with kind `closed`),
+   * held credentials; a last `statechange` announces `closed` (read the state from the
+   * event's `detail`). It releases the WebAssembly object too: afterwards the object is
+   * unusable and any further call on it, `free()` included, throws.
+   */
   free(): void;
 }
 

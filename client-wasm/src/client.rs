@@ -41,6 +41,12 @@ use crate::ws::{Socket, WsEvent};
 /// proxy's typed `timeout` error (same budget) normally arrives first.
 const CONNECT_GRACE_MS: u32 = 1_500;
 
+/// With no budget of the caller's (`timeoutMs` 0), the proxy's ceiling bounds the connect
+/// (60 s by default); this backstop (that ceiling plus a grace) bounds it on the client too, so
+/// a proxy that accepts the WebSocket and then never answers cannot hold a login or an
+/// automatic restore forever.
+const NO_BUDGET_BACKSTOP_MS: u32 = 75_000;
+
 /// The state JavaScript sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PublicState {
@@ -335,9 +341,13 @@ impl Inner {
 
     /// Sends what the session queued and routes what it reported.
     fn drain(&mut self, notes: &mut Vec<Note>) {
-        while let Some(package) = self.session.poll_transmit() {
-            let bytes = package.encode();
+        while let Some(mut package) = self.session.poll_transmit() {
+            let mut bytes = package.encode();
             self.send_bytes(&bytes);
+            // A login carries the password: no copy of what went out stays in this module's
+            // memory (the WebSocket has its own).
+            bytes.zeroize();
+            package.buffers.iter_mut().for_each(|b| b.data.zeroize());
         }
         while let Some(event) = self.session.poll_event() {
             match event {
@@ -604,9 +614,13 @@ async fn relay_exchange(
         e => ClientError::protocol(op, e.to_string()),
     })?;
     let url = shared.borrow().opts.proxy_url.clone();
-    let (socket, mut rx) = Socket::connect(&url, &[SUBPROTOCOL]).map_err(|_| {
-        ClientError::InvalidArgument(format!("proxyUrl \"{url}\" is not a websocket url"))
-    })?;
+    // The URL was checked when the Server was made: a throwing constructor means no usable
+    // WebSocket here (none in this runtime, or one the page's policy forbids).
+    let (socket, mut rx) =
+        Socket::connect(&url, &[SUBPROTOCOL]).map_err(|_| ClientError::ProxyUnreachable {
+            op,
+            url: url.clone(),
+        })?;
     wait_open(&socket, &mut rx, op, &url).await?;
     let protocol = socket.protocol();
     if protocol != SUBPROTOCOL {
@@ -815,7 +829,11 @@ async fn establish_inner(
                 detail: "a connection is already being established",
                 code: ErrorCode::ALREADY_CONNECTED_TO_DISPATCHER,
             })?;
-        (params.timeout_ms > 0).then(|| params.timeout_ms.saturating_add(CONNECT_GRACE_MS))
+        if params.timeout_ms > 0 {
+            params.timeout_ms.saturating_add(CONNECT_GRACE_MS)
+        } else {
+            NO_BUDGET_BACKSTOP_MS
+        }
     };
     let open = ClientMessage::Open(OpenRequest {
         version: RELAY_VERSION,
@@ -831,14 +849,18 @@ async fn establish_inner(
     });
     drop(ticket);
     drop(restore);
-    let exchange = guarded(relay_exchange(shared, open, op), deadline, abort).await;
+    let exchange = guarded(relay_exchange(shared, open, op), Some(deadline), abort).await;
     let (socket, rx, answer) = match exchange {
         Ok(r) => r?,
         Err(Interrupt::Aborted) => return Err(ClientError::canceled(op)),
         Err(Interrupt::TimedOut) => {
             return Err(ClientError::Timeout {
                 op,
-                ms: params.timeout_ms,
+                ms: if params.timeout_ms > 0 {
+                    params.timeout_ms
+                } else {
+                    NO_BUDGET_BACKSTOP_MS
+                },
             })
         }
     };
@@ -942,11 +964,8 @@ pub async fn login(
         match inner.state {
             PublicState::Disconnected => {}
             PublicState::Closed => {
-                return Err(ClientError::InvalidState {
-                    op,
-                    detail: "the client was freed",
-                    code: ErrorCode::NOT_CONNECTED_TO_DISPATCHER,
-                })
+                // free() came before this login's first step ran.
+                return Err(ClientError::closed(op, "the client was freed"));
             }
             _ => {
                 return Err(ClientError::InvalidState {
@@ -971,11 +990,8 @@ pub async fn login(
     .await;
     with(&shared, |inner, notes| {
         if inner.freed {
-            return Err(ClientError::InvalidState {
-                op,
-                detail: "the client was freed",
-                code: ErrorCode::NOT_CONNECTED_TO_DISPATCHER,
-            });
+            // free() ended the login underway: its connection is closed.
+            return Err(ClientError::closed(op, "the client was freed"));
         }
         match result {
             Ok(response) => {
@@ -1003,8 +1019,14 @@ pub async fn login(
 pub async fn logoff(shared: Shared) -> Result<(), ClientError> {
     let op = Op::Logoff;
     let reply = with(&shared, |inner, notes| {
-        // Logging off gives up every claim on earlier sessions: the proof is zeroized.
-        inner.proof = None;
+        match inner.state {
+            PublicState::Connected | PublicState::Unstable | PublicState::Restoring => {
+                // Logging off gives up every claim on earlier sessions: the proof is
+                // zeroized. (A refused logoff changes nothing.)
+                inner.proof = None;
+            }
+            _ => {}
+        }
         match inner.state {
             PublicState::Connected => {}
             PublicState::Unstable | PublicState::Restoring => {

@@ -122,9 +122,16 @@ impl Server {
     fn from_options(opts: &JsValue) -> Result<Server, ClientError> {
         js::expect_object(opts, "options", false)?;
         let proxy_url = js::req_string(opts, "proxyUrl")?;
-        if !(proxy_url.starts_with("ws://") || proxy_url.starts_with("wss://")) {
+        // The URL parser the WebSocket will use: a malformed URL fails here, not at login.
+        let parsed = web_sys::Url::new(&proxy_url).ok();
+        let well_formed = parsed.as_ref().is_some_and(|u| {
+            matches!(u.protocol().as_str(), "ws:" | "wss:") && !u.hostname().is_empty()
+        }) && !proxy_url
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control());
+        if !well_formed || !(proxy_url.starts_with("ws://") || proxy_url.starts_with("wss://")) {
             return Err(ClientError::InvalidArgument(
-                "`proxyUrl` must be a ws:// or wss:// url".into(),
+                "`proxyUrl` must be a well-formed ws:// or wss:// url".into(),
             ));
         }
         let ticket_value = js::field(opts, "ticket");
@@ -297,12 +304,28 @@ impl Server {
         }
     }
 
-    /// Remove a listener added with `addEventListener`.
+    /// Remove a listener added with `addEventListener` (the same `capture` flag, as a boolean
+    /// or in an options object, as the DOM's `removeEventListener`).
     #[wasm_bindgen(js_name = removeEventListener)]
-    pub fn remove_event_listener(&self, kind: &str, listener: &Function) -> Result<(), JsValue> {
+    pub fn remove_event_listener(
+        &self,
+        kind: &str,
+        listener: &Function,
+        options: JsValue,
+    ) -> Result<(), JsValue> {
         check_event_type(kind)?;
         let target = self.shared.borrow().target().clone();
-        target.remove_event_listener_with_callback(kind, listener)
+        if options.is_null_or_undefined() {
+            target.remove_event_listener_with_callback(kind, listener)
+        } else if let Some(capture) = options.as_bool() {
+            target.remove_event_listener_with_callback_and_bool(kind, listener, capture)
+        } else {
+            target.remove_event_listener_with_callback_and_event_listener_options(
+                kind,
+                listener,
+                options.unchecked_ref(),
+            )
+        }
     }
 }
 

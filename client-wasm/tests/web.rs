@@ -110,7 +110,8 @@ fn unknown_event_types_are_refused() {
     assert_parallels_error(&err, "invalid_argument", 0x8000_0003, "PRL_ERR_INVALID_ARG");
     s.add_event_listener("statechange", &f, JsValue::UNDEFINED)
         .unwrap();
-    s.remove_event_listener("statechange", &f).unwrap();
+    s.remove_event_listener("statechange", &f, JsValue::UNDEFINED)
+        .unwrap();
 }
 
 #[wasm_bindgen_test]
@@ -228,6 +229,16 @@ async fn logoff_and_attach_need_a_login() {
         0x8000_0251,
         "PRL_ERR_NOT_CONNECTED_TO_DISPATCHER",
     );
+}
+
+#[wasm_bindgen_test]
+async fn free_during_a_login_rejects_it_as_closed() {
+    let s = server(DEAD_PROXY);
+    let pending = s.login(login_opts(&[]));
+    drop(s); // free()
+    let err = JsFuture::from(pending).await.unwrap_err();
+    let kind = js_sys::Reflect::get(&err, &"kind".into()).unwrap();
+    assert_eq!(kind.as_string().as_deref(), Some("closed"));
 }
 
 #[wasm_bindgen_test]

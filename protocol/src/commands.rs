@@ -395,9 +395,12 @@ impl LoginRequest {
         base64_password: bool,
         ids: &mut dyn FnMut() -> Uuid,
     ) -> Package {
-        let event = self.to_event(base64_password, ids);
-        let package = request_package(cmd::USER_LOGIN, &event, job_uuid, sender);
-        drop(Zeroizing::new(event.to_xml()));
+        let mut event = self.to_event(base64_password, ids);
+        // The XML and the event hold the (encoded) password: both are zeroized once the
+        // package buffer (sized exactly, so never reallocated) has its copy.
+        let xml = Zeroizing::new(event.to_xml());
+        let package = Package::request(cmd::USER_LOGIN, job_uuid, sender, vec![text_buffer(&xml)]);
+        event.wipe();
         package
     }
 

@@ -488,21 +488,83 @@ test('autoRestore off: the app logs in again naming the lost session and sees it
   await new Promise((res) => setTimeout(res, SHORT_WINDOW_MS + 500));
   const r = await inPage(async (_prl, a) => {
     const { s, states } = window.t;
+    // A refused logoff (not logged in) changes nothing: the proof for the lost session stays.
+    const refused = await s.logoff().then(() => 'resolved', (e) => e.kind);
     const resp = await s.login({ host: '127.0.0.1', port: a.port, user: a.user, password: a.password,
       prevSessionId: a.prev });
-    const out = { resp, states: [...states], sessionId: s.sessionId };
+    const out = { resp, states: [...states], sessionId: s.sessionId, refused };
     await s.logoff();
     s.free();
     return out;
   }, { port: ports.task, user: USER, password: PASSWORD, prev: session }, shortPage);
   assert.equal(r.err, undefined, JSON.stringify(r.err));
-  const { resp, states, sessionId } = r.ok;
+  const { resp, states, sessionId, refused } = r.ok;
+  assert.equal(refused, 'invalid_state');
   assert.deepEqual(states, ['connecting', 'connected', 'disconnected', 'connecting', 'connected']);
   assert.notEqual(resp.sessionUuid, session);
   assert.equal(sessionId, resp.sessionUuid);
   assert.equal(resp.restored, true);
   assert.equal(resp.runningTasks.length, 1, JSON.stringify(resp.runningTasks));
   assert.equal(resp.runningTasks[0].taskType, 9001);
+});
+
+test('malformed proxy urls are refused at once; listeners added with capture can be removed', { skip }, async () => {
+  const r = await inPage(async (prl, a) => {
+    const kinds = [];
+    for (const proxyUrl of ['ws://exa mple/ws', 'ws://', 'http://127.0.0.1/ws', 'wss://[::1/ws']) {
+      try {
+        new prl.Server({ proxyUrl }).free();
+        kinds.push('accepted');
+      } catch (e) {
+        kinds.push(e instanceof prl.ParallelsError ? e.kind : String(e));
+      }
+    }
+    const s = new prl.Server({ proxyUrl: a.url });
+    let calls = 0;
+    const l = () => { calls += 1; };
+    s.addEventListener('statechange', l, true);
+    s.removeEventListener('statechange', l, true);
+    s.addEventListener('statechange', l, { capture: true });
+    s.removeEventListener('statechange', l, { capture: true });
+    s.free(); // announces 'closed' to any listener left
+    return { kinds, calls };
+  }, { url: proxyUrl() });
+  assert.equal(r.err, undefined, JSON.stringify(r.err));
+  assert.deepEqual(r.ok, { kinds: Array(4).fill('invalid_argument'), calls: 0 });
+});
+
+test('no copy of the password (plain or base64) stays in WebAssembly memory', { skip }, async () => {
+  const r = await inPage(async (prl, a) => {
+    const { memory } = await prl.default(); // init() again returns the instance's exports
+    const count = (text) => {
+      const m = new Uint8Array(memory.buffer);
+      const b = new TextEncoder().encode(text);
+      let n = 0;
+      outer: for (let i = 0; i + b.length <= m.length; i++) {
+        for (let j = 0; j < b.length; j++) if (m[i + j] !== b[j]) continue outer;
+        n++;
+      }
+      return n;
+    };
+    const scan = () => count(a.password) + count(btoa(a.password));
+    const out = {};
+    // autoRestore off: nothing is kept once the login is sent.
+    const s = new prl.Server({ proxyUrl: a.url, autoRestore: false });
+    await s.login({ host: '127.0.0.1', port: a.port, user: a.user, password: a.password });
+    out.loggedIn = scan();
+    await s.logoff();
+    s.free();
+    out.afterFree = scan();
+    // autoRestore on: the credentials are held (for a relogin) until logoff.
+    const t = new prl.Server({ proxyUrl: a.url });
+    await t.login({ host: '127.0.0.1', port: a.port, user: a.user, password: a.password });
+    await t.logoff();
+    out.afterLogoff = scan();
+    t.free();
+    return out;
+  }, { url: proxyUrl(), port: ports.low, user: USER, password: PASSWORD });
+  assert.equal(r.err, undefined, JSON.stringify(r.err));
+  assert.deepEqual(r.ok, { loggedIn: 0, afterFree: 0, afterLogoff: 0 });
 });
 
 test('logoff twice: the second is refused as not connected', { skip }, async () => {

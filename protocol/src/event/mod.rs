@@ -479,6 +479,19 @@ impl Event {
         xml::write(self)
     }
 
+    /// Overwrite every parameter value with zeros, then empty it: for events that carried a
+    /// secret (the login's password) once they are serialised.
+    pub fn wipe(&mut self) {
+        use zeroize::Zeroize as _;
+        for p in &mut self.params {
+            match &mut p.value {
+                ParamValue::Plain(s) => s.zeroize(),
+                ParamValue::List(v) => v.iter_mut().for_each(|s| s.zeroize()),
+                ParamValue::CData(b) | ParamValue::Binary(b) => b.zeroize(),
+            }
+        }
+    }
+
     /// Buffer 0 of a dispatcher package: the XML as UTF-8 plus a trailing NUL.
     pub fn to_xml_buffer(&self) -> Vec<u8> {
         let mut v = self.to_xml().into_bytes();
