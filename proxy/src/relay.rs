@@ -809,7 +809,7 @@ fn authorise(
         (Some(_), Some(_), Some(_)) => Err(ticket_error(TicketError::Conflict)),
         (Some(_), Some(claims), None) => {
             claims
-                .check_target(&req.target.host, port)
+                .check_open(req.mode, &req.target.host, port)
                 .map_err(ticket_error)?;
             Ok(Some(claims.clone()))
         }
@@ -820,7 +820,7 @@ fn authorise(
                 .verify(ticket.expose(), &ctx.origin, now, tickets.max_ttl_secs)
                 .map_err(ticket_error)?;
             claims
-                .check_target(&req.target.host, port)
+                .check_open(req.mode, &req.target.host, port)
                 .map_err(ticket_error)?;
             check_ticket(&ctx.shared, tickets, ticket.expose(), &ctx.origin)
                 .map_err(ticket_error)?;

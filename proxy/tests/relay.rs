@@ -283,6 +283,103 @@ async fn tickets_in_the_open_message() {
 }
 
 #[tokio::test]
+async fn tickets_bind_the_connection_mode() {
+    // A local-mode open logs in as the proxy's OS user and names no target, so only a
+    // ticket minted for the reserved local key authorises it, and that ticket authorises
+    // nothing else.
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("k");
+    std::fs::write(&key_path, [9u8; 48]).unwrap();
+    let key = prl_proxy::ticket::TicketKey::load(&key_path).unwrap();
+    let tcp = sim.tcp_addr().unwrap();
+    let h = start(&format!(
+        "{}[policy]\nlocal_login = true\nlocal_target = \"{tcp}\"\n[tickets]\nkey_file = {:?}\nmax_ttl_secs = 60\n",
+        sim_target(&sim),
+        key_path.display().to_string()
+    ))
+    .await;
+    let origin = own_origin(&h);
+    let now = prl_proxy::util::unix_now();
+    let open = |host: &str, mode: ConnectMode, ticket: String| {
+        let mut r = open_request(host, SecurityLevel::Low);
+        r.mode = mode;
+        r.ticket = Some(Secret(ticket));
+        r
+    };
+    let refused = [
+        // A remote ticket for a configured target, presented for a local open.
+        open(
+            "sim",
+            ConnectMode::Local,
+            key.issue_for("sim", 0, &origin, now, 30, None),
+        ),
+        // A ticket for any name at all, with the same name in the local open.
+        open(
+            "nonexistent.invalid",
+            ConnectMode::Local,
+            key.issue_for("nonexistent.invalid", 0, &origin, now, 30, None),
+        ),
+        // A local ticket never opens a remote target, not even one spelled like the key.
+        open(
+            "sim",
+            ConnectMode::Remote,
+            key.issue_local(&origin, now, 30, None),
+        ),
+        open(
+            prl_proxy::ticket::LOCAL_TARGET,
+            ConnectMode::Remote,
+            key.issue_local(&origin, now, 30, None),
+        ),
+    ];
+    for req in refused {
+        let e = Browser::open(&h, req.clone()).await.err().unwrap();
+        assert_eq!(e.kind, RelayErrorKind::TicketInvalid, "{req:?}: {e:?}");
+    }
+    // The matching tickets work.
+    Browser::open(
+        &h,
+        open(
+            "sim",
+            ConnectMode::Local,
+            key.issue_local(&origin, now, 30, None),
+        ),
+    )
+    .await
+    .unwrap();
+    Browser::open(
+        &h,
+        open(
+            "sim",
+            ConnectMode::Remote,
+            key.issue_for("sim", 0, &origin, now, 30, None),
+        ),
+    )
+    .await
+    .unwrap();
+    // The subprotocol header ticket is bound the same way.
+    let t = key.issue_for("sim", 0, &origin, now, 30, None);
+    let (mut ws, _) = ws_connect(
+        h.local_addr(),
+        Some(&origin),
+        &["prl-relay.v1", &format!("prl-ticket.{t}")],
+    )
+    .await
+    .unwrap();
+    let mut req = open_request("sim", SecurityLevel::Low);
+    req.mode = ConnectMode::Local;
+    ws.send(Message::Text(ClientMessage::Open(req).to_json().into()))
+        .await
+        .unwrap();
+    match next_control(&mut ws).await {
+        prl_protocol::relay::ProxyMessage::Error(e) => {
+            assert_eq!(e.kind, RelayErrorKind::TicketInvalid, "{e:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn oversize_frames_and_bad_first_messages() {
     let sim = sim().await;
     let h = start(&format!(
