@@ -1378,6 +1378,10 @@ fn browser_package(
     Ok(())
 }
 
+/// The proxy's own checks of a login, in an order that keeps the per-user throttle from
+/// becoming a lockout tool: refusals that need no throttle first (malformed, name too long),
+/// then the per-IP bucket (bounds probing from one address), then the previous-session
+/// rule, and only for a login that will reach the service, the per-user bucket.
 fn check_login(s: &mut Session, p: &Package) -> Result<(), RelayError> {
     let (user, prev) = match Command::parse(p, s.facts.base64_password) {
         Ok(Command::Login(l)) => {
@@ -1410,15 +1414,6 @@ fn check_login(s: &mut Session, p: &Package) -> Result<(), RelayError> {
             "too many login attempts from this address; try again later",
         ));
     }
-    if let Some(u) = &user {
-        if !s.shared.login_user.check(u, now) {
-            s.shared.metrics.login("throttled");
-            return Err(err(
-                RelayErrorKind::LimitReached,
-                "too many login attempts for this user; try again later",
-            ));
-        }
-    }
     if !prev.trim().is_empty() {
         if let Err(why) = previous_session_allowed(s, &prev) {
             s.shared.metrics.login("refused");
@@ -1433,6 +1428,18 @@ fn check_login(s: &mut Session, p: &Package) -> Result<(), RelayError> {
                 format!(
                     "login names a previous session this browser session cannot restore: {why}"
                 ),
+            ));
+        }
+    }
+    // Charged only for a login the service will see: the proxy's own refusals above (name
+    // length, malformed request, previous session) must not let anyone spend another
+    // user's bucket and lock that user out without reaching the service.
+    if let Some(u) = &user {
+        if !s.shared.login_user.check(u, now) {
+            s.shared.metrics.login("throttled");
+            return Err(err(
+                RelayErrorKind::LimitReached,
+                "too many login attempts for this user; try again later",
             ));
         }
     }

@@ -676,6 +676,43 @@ async fn login_throttling_per_user() {
     );
 }
 
+#[tokio::test]
+async fn logins_the_proxy_refuses_do_not_spend_the_users_bucket() {
+    // Refusals decided by the proxy itself (here: a previous session this browser cannot
+    // restore) never reach the service, so they must not lock the named user out.
+    let sim = sim().await;
+    let h = start(&format!(
+        "{}[limits]\nlogin_burst_per_user = 2\nlogin_per_minute_per_user = 1\nlogin_burst_per_ip = 100\n",
+        sim_target(&sim)
+    ))
+    .await;
+    let foreign = Uuid::new_v4().to_string();
+    for (i, prev) in ["not-a-uuid", foreign.as_str()]
+        .iter()
+        .cycle()
+        .take(6)
+        .enumerate()
+    {
+        let mut b = Browser::open(&h, open_request("sim", SecurityLevel::Low))
+            .await
+            .unwrap();
+        let user = if i % 2 == 0 { USER } else { "ALICE" };
+        let e = b.login(user, "wrong", prev).await.unwrap_err();
+        assert_eq!(e.kind, RelayErrorKind::RestoreRefused, "{e:?}");
+    }
+    let mut b = Browser::open(&h, open_request("sim", SecurityLevel::Low))
+        .await
+        .unwrap();
+    b.login_ok("").await;
+    assert_eq!(
+        metric(
+            &h.metrics_text(),
+            "prl_proxy_logins_total{outcome=\"throttled\"}"
+        ),
+        0.0
+    );
+}
+
 fn progress(p: &prl_protocol::package::Package, job: Uuid) -> Option<u32> {
     (p.header.package_type == cmd::VM_EVENT && p.header.parent_uuid == job).then(|| {
         commands::package_event(p)
