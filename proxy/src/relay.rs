@@ -317,6 +317,9 @@ pub struct Session {
     lineage: u64,
     client_ip: IpAddr,
     lifetime_deadline: Instant,
+    /// Until a login succeeds, the session ends at this instant (`limits.login_deadline_ms`
+    /// after `opened`).
+    login_deadline: Instant,
     last_activity: Instant,
     pending_logins: VecDeque<(Uuid, Instant)>,
     /// A login on this upstream connection succeeded: a service session named by
@@ -1038,6 +1041,7 @@ async fn open(
         lineage,
         client_ip: ctx.peer.ip(),
         lifetime_deadline: now + Duration::from_millis(limits.max_lifetime_ms),
+        login_deadline: now + Duration::from_millis(limits.login_deadline_ms),
         last_activity: now,
         pending_logins: VecDeque::new(),
         logged_in: false,
@@ -1252,6 +1256,19 @@ where
             }
             _ = tokio::time::sleep_until(idle_at) => {
                 return End::Failed(err(RelayErrorKind::LimitReached, "idle timeout: no package either way"));
+            }
+            _ = async {
+                if s.logged_in {
+                    std::future::pending().await
+                } else {
+                    tokio::time::sleep_until(s.login_deadline).await
+                }
+            } => {
+                s.shared.metrics.reject("login_deadline");
+                return End::Failed(err(
+                    RelayErrorKind::LimitReached,
+                    format!("no login within {} ms of opened", s.limits.login_deadline_ms),
+                ));
             }
             _ = writer.tx.closed() => {
                 // The writer ended: the browser's socket failed or stalled past the limit.
@@ -1509,9 +1526,18 @@ fn service_package(s: &mut Session, p: &Package) -> Bytes {
     data
 }
 
-/// Keep the upstream connection for the resume window, or close it.
+/// Keep the upstream connection for the resume window, or close it. Only a session with a
+/// successful login is kept: the client resumes nothing else, and parking unauthenticated
+/// connections would let anyone fill `resume.max_detached` and hold service connections.
 fn detach_or_close(session: Box<Session>) {
     if session.resume.window_ms == 0 {
+        return;
+    }
+    if !session.logged_in {
+        tracing::info!(
+            lineage = session.lineage,
+            "browser gone before any login; upstream closed, not kept for resume"
+        );
         return;
     }
     let shared = Arc::clone(&session.shared);

@@ -713,6 +713,78 @@ async fn logins_the_proxy_refuses_do_not_spend_the_users_bucket() {
     );
 }
 
+#[tokio::test]
+async fn a_browser_gone_before_any_login_is_closed_not_parked() {
+    // Unauthenticated opens dropped without a close frame must not fill the resume slots
+    // (`resume.max_detached`) or keep service connections.
+    let sim = sim().await;
+    let h = start(&format!(
+        "{}[resume]\nwindow_ms = 20000\nmax_detached = 2\n",
+        sim_target(&sim)
+    ))
+    .await;
+    for _ in 0..3 {
+        let b = Browser::open(&h, open_request("sim", SecurityLevel::Low))
+            .await
+            .unwrap();
+        let (token, conn) = (b.token.clone(), b.conn_uuid);
+        drop(b); // no close frame
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            metric(&h.metrics_text(), "prl_proxy_sessions_detached"),
+            0.0
+        );
+        let e = Browser::resume(&h, &token, 0, conn).await.err().unwrap();
+        assert_eq!(e.kind, RelayErrorKind::ResumeFailed, "{e:?}");
+    }
+    // A logged-in session still gets its resume slot after those.
+    let mut b = Browser::open(&h, open_request("sim", SecurityLevel::Low))
+        .await
+        .unwrap();
+    b.login_ok("").await;
+    let (token, received, conn) = (b.token.clone(), b.received, b.conn_uuid);
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        metric(&h.metrics_text(), "prl_proxy_sessions_detached"),
+        1.0
+    );
+    let (mut b, _) = Browser::resume(&h, &token, received, conn).await.unwrap();
+    b.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_session_without_a_login_ends_at_the_login_deadline() {
+    let sim = sim().await;
+    let h = start(&format!(
+        "{}[limits]\nlogin_deadline_ms = 400\n",
+        sim_target(&sim)
+    ))
+    .await;
+    let t0 = Instant::now();
+    let mut idle = Browser::open(&h, open_request("sim", SecurityLevel::Low))
+        .await
+        .unwrap();
+    let mut user = Browser::open(&h, open_request("sim", SecurityLevel::Low))
+        .await
+        .unwrap();
+    user.login_ok("").await;
+    let e = idle.next().await.unwrap_err();
+    assert_eq!(e.kind, RelayErrorKind::LimitReached, "{e:?}");
+    assert_eq!(e.message, "no login within 400 ms of opened");
+    assert!(t0.elapsed() >= Duration::from_millis(400));
+    assert_eq!(
+        metric(
+            &h.metrics_text(),
+            "prl_proxy_rejections_total{reason=\"login_deadline\"}"
+        ),
+        1.0
+    );
+    // A logged-in session is not bound by it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    user.ping().await.unwrap();
+}
+
 fn progress(p: &prl_protocol::package::Package, job: Uuid) -> Option<u32> {
     (p.header.package_type == cmd::VM_EVENT && p.header.parent_uuid == job).then(|| {
         commands::package_event(p)
