@@ -274,6 +274,8 @@ pub struct LimitsConfig {
     pub idle_timeout_ms: u64,
     /// Close every session after this long.
     pub max_lifetime_ms: u64,
+    /// Close a session on which no login has succeeded this long after `opened`.
+    pub login_deadline_ms: u64,
     /// WebSocket ping interval toward the browser.
     pub ping_interval_ms: u64,
     /// HTTP connections that never upgrade are closed after this long.
@@ -307,6 +309,7 @@ impl Default for LimitsConfig {
             login_per_minute_per_user: 10,
             idle_timeout_ms: 30 * 60_000,
             max_lifetime_ms: 24 * 3_600_000,
+            login_deadline_ms: 60_000,
             ping_interval_ms: 30_000,
             http_connection_ms: 60_000,
             write_stall_ms: 10_000,
@@ -566,9 +569,10 @@ impl Config {
                 "must be at least 512",
             ));
         }
-        let nonzero_ms: [(&str, u64); 5] = [
+        let nonzero_ms: [(&str, u64); 6] = [
             ("limits.idle_timeout_ms", l.idle_timeout_ms),
             ("limits.max_lifetime_ms", l.max_lifetime_ms),
+            ("limits.login_deadline_ms", l.login_deadline_ms),
             ("limits.ping_interval_ms", l.ping_interval_ms),
             ("limits.http_connection_ms", l.http_connection_ms),
             ("limits.write_stall_ms", l.write_stall_ms),
@@ -580,8 +584,9 @@ impl Config {
         }
         // Durations are added to clocks: keep them far from overflow (at most a year).
         const YEAR_MS: u64 = 365 * 24 * 3_600_000;
-        let durations: [(&str, u64); 10] = [
+        let durations: [(&str, u64); 11] = [
             ("limits.idle_timeout_ms", l.idle_timeout_ms),
+            ("limits.login_deadline_ms", l.login_deadline_ms),
             ("limits.write_stall_ms", l.write_stall_ms),
             ("limits.max_lifetime_ms", l.max_lifetime_ms),
             ("limits.ping_interval_ms", l.ping_interval_ms),
@@ -666,6 +671,14 @@ mod tests {
                 "policy.target[0].name",
             ),
             ("[limits]\nqueue_packages = 0\n", "limits.queue_packages"),
+            (
+                "[limits]\nlogin_deadline_ms = 0\n",
+                "limits.login_deadline_ms",
+            ),
+            (
+                "[limits]\nlogin_deadline_ms = 999999999999999\n",
+                "limits.login_deadline_ms",
+            ),
             (
                 "[limits]\nmax_lifetime_ms = 999999999999999\n",
                 "limits.max_lifetime_ms",

@@ -1,5 +1,5 @@
 //! `prl-proxy --config FILE [--listen ADDR]`: run the relay.
-//! `prl-proxy ticket --config FILE --target HOST[:PORT] --origin ORIGIN`: issue a ticket.
+//! `prl-proxy ticket --config FILE --target HOST[:PORT]|@local --origin ORIGIN`: issue a ticket.
 #![forbid(unsafe_code)]
 
 use std::io::Write as _;
@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use prl_proxy::config::LogFormat;
-use prl_proxy::ticket::TicketKey;
+use prl_proxy::ticket::{TicketKey, LOCAL_TARGET};
 use prl_proxy::{Config, Proxy, StartError};
 use tracing_subscriber::EnvFilter;
 
@@ -31,7 +31,8 @@ struct Cli {
 enum Command {
     /// Print a signed ticket for one connection (needs [tickets] in the config).
     Ticket {
-        /// Target as the browser will name it: HOST or HOST:PORT (port 0/absent = 64000).
+        /// Target as the browser will name it: HOST or HOST:PORT (port 0/absent = 64000), or
+        /// `@local` for a local-mode open (`"mode":"local"`).
         #[arg(long)]
         target: String,
         /// The page origin that will use it.
@@ -175,6 +176,15 @@ fn issue_ticket(
         );
         return ExitCode::from(2);
     }
+    let now = prl_proxy::util::unix_now();
+    if prl_proxy::origin::normalize_origin(origin).is_none() {
+        eprintln!("prl-proxy: --origin is not an origin (scheme://host[:port])");
+        return ExitCode::from(2);
+    }
+    if target == LOCAL_TARGET {
+        println!("{}", key.issue_local(origin, now, ttl, subject));
+        return ExitCode::SUCCESS;
+    }
     let (host, port) = match target.rsplit_once(':') {
         Some((h, p)) if !h.contains(':') || h.starts_with('[') => match p.parse::<u16>() {
             Ok(p) => (h.to_string(), p),
@@ -185,11 +195,6 @@ fn issue_ticket(
         },
         _ => (target.to_string(), 0),
     };
-    if prl_proxy::origin::normalize_origin(origin).is_none() {
-        eprintln!("prl-proxy: --origin is not an origin (scheme://host[:port])");
-        return ExitCode::from(2);
-    }
-    let now = prl_proxy::util::unix_now();
     println!("{}", key.issue_for(&host, port, origin, now, ttl, subject));
     ExitCode::SUCCESS
 }

@@ -317,6 +317,9 @@ pub struct Session {
     lineage: u64,
     client_ip: IpAddr,
     lifetime_deadline: Instant,
+    /// Until a login succeeds, the session ends at this instant (`limits.login_deadline_ms`
+    /// after `opened`).
+    login_deadline: Instant,
     last_activity: Instant,
     pending_logins: VecDeque<(Uuid, Instant)>,
     /// A login on this upstream connection succeeded: a service session named by
@@ -809,7 +812,7 @@ fn authorise(
         (Some(_), Some(_), Some(_)) => Err(ticket_error(TicketError::Conflict)),
         (Some(_), Some(claims), None) => {
             claims
-                .check_target(&req.target.host, port)
+                .check_open(req.mode, &req.target.host, port)
                 .map_err(ticket_error)?;
             Ok(Some(claims.clone()))
         }
@@ -820,7 +823,7 @@ fn authorise(
                 .verify(ticket.expose(), &ctx.origin, now, tickets.max_ttl_secs)
                 .map_err(ticket_error)?;
             claims
-                .check_target(&req.target.host, port)
+                .check_open(req.mode, &req.target.host, port)
                 .map_err(ticket_error)?;
             check_ticket(&ctx.shared, tickets, ticket.expose(), &ctx.origin)
                 .map_err(ticket_error)?;
@@ -1038,6 +1041,7 @@ async fn open(
         lineage,
         client_ip: ctx.peer.ip(),
         lifetime_deadline: now + Duration::from_millis(limits.max_lifetime_ms),
+        login_deadline: now + Duration::from_millis(limits.login_deadline_ms),
         last_activity: now,
         pending_logins: VecDeque::new(),
         logged_in: false,
@@ -1253,6 +1257,19 @@ where
             _ = tokio::time::sleep_until(idle_at) => {
                 return End::Failed(err(RelayErrorKind::LimitReached, "idle timeout: no package either way"));
             }
+            _ = async {
+                if s.logged_in {
+                    std::future::pending().await
+                } else {
+                    tokio::time::sleep_until(s.login_deadline).await
+                }
+            } => {
+                s.shared.metrics.reject("login_deadline");
+                return End::Failed(err(
+                    RelayErrorKind::LimitReached,
+                    format!("no login within {} ms of opened", s.limits.login_deadline_ms),
+                ));
+            }
             _ = writer.tx.closed() => {
                 // The writer ended: the browser's socket failed or stalled past the limit.
                 return End::BrowserGone;
@@ -1378,6 +1395,10 @@ fn browser_package(
     Ok(())
 }
 
+/// The proxy's own checks of a login, in an order that keeps the per-user throttle from
+/// becoming a lockout tool: refusals that need no throttle first (malformed, name too long),
+/// then the per-IP bucket (bounds probing from one address), then the previous-session
+/// rule, and only for a login that will reach the service, the per-user bucket.
 fn check_login(s: &mut Session, p: &Package) -> Result<(), RelayError> {
     let (user, prev) = match Command::parse(p, s.facts.base64_password) {
         Ok(Command::Login(l)) => {
@@ -1410,15 +1431,6 @@ fn check_login(s: &mut Session, p: &Package) -> Result<(), RelayError> {
             "too many login attempts from this address; try again later",
         ));
     }
-    if let Some(u) = &user {
-        if !s.shared.login_user.check(u, now) {
-            s.shared.metrics.login("throttled");
-            return Err(err(
-                RelayErrorKind::LimitReached,
-                "too many login attempts for this user; try again later",
-            ));
-        }
-    }
     if !prev.trim().is_empty() {
         if let Err(why) = previous_session_allowed(s, &prev) {
             s.shared.metrics.login("refused");
@@ -1433,6 +1445,18 @@ fn check_login(s: &mut Session, p: &Package) -> Result<(), RelayError> {
                 format!(
                     "login names a previous session this browser session cannot restore: {why}"
                 ),
+            ));
+        }
+    }
+    // Charged only for a login the service will see: the proxy's own refusals above (name
+    // length, malformed request, previous session) must not let anyone spend another
+    // user's bucket and lock that user out without reaching the service.
+    if let Some(u) = &user {
+        if !s.shared.login_user.check(u, now) {
+            s.shared.metrics.login("throttled");
+            return Err(err(
+                RelayErrorKind::LimitReached,
+                "too many login attempts for this user; try again later",
             ));
         }
     }
@@ -1502,9 +1526,18 @@ fn service_package(s: &mut Session, p: &Package) -> Bytes {
     data
 }
 
-/// Keep the upstream connection for the resume window, or close it.
+/// Keep the upstream connection for the resume window, or close it. Only a session with a
+/// successful login is kept: the client resumes nothing else, and parking unauthenticated
+/// connections would let anyone fill `resume.max_detached` and hold service connections.
 fn detach_or_close(session: Box<Session>) {
     if session.resume.window_ms == 0 {
+        return;
+    }
+    if !session.logged_in {
+        tracing::info!(
+            lineage = session.lineage,
+            "browser gone before any login; upstream closed, not kept for resume"
+        );
         return;
     }
     let shared = Arc::clone(&session.shared);

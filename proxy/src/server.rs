@@ -120,7 +120,7 @@ impl Runtime {
             }),
             None => None,
         };
-        let static_files = StaticFiles::new(&config.static_files);
+        let static_files = StaticFiles::new(&config.static_files)?;
         Ok(Runtime {
             config,
             policy,
@@ -860,5 +860,41 @@ mod tests {
         // The same certificate with a good config goes in.
         h.reload_with(config(&c2, &k2, "")).unwrap();
         assert_eq!(leaf(&h), der2);
+    }
+
+    #[tokio::test]
+    async fn a_missing_static_directory_is_refused_at_start_and_on_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k, _) = write_cert(dir.path(), "one.test");
+        let web = dir.path().join("web");
+        std::fs::create_dir(&web).unwrap();
+        std::fs::write(web.join("index.html"), "hi").unwrap();
+        let root =
+            |p: &std::path::Path| format!("[static]\nroot = {:?}\n", p.display().to_string());
+        let missing = dir.path().join("missing");
+        // Start-up refuses it, naming the key.
+        match Proxy::bind(config(&c, &k, &root(&missing)), None).await {
+            Err(StartError::Config(ConfigError::Invalid { key, .. })) => {
+                assert_eq!(key, "static.root")
+            }
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        let proxy = Proxy::bind(config(&c, &k, &root(&web)), None)
+            .await
+            .unwrap();
+        let h = proxy.handle();
+        // So does a reload; the previous static files stay in force.
+        match h.reload_with(config(&c, &k, &root(&missing))) {
+            Err(StartError::Config(ConfigError::Invalid { key, .. })) => {
+                assert_eq!(key, "static.root")
+            }
+            other => panic!("{other:?}"),
+        }
+        let rt = h.shared.runtime();
+        assert_eq!(rt.config.static_files.root.as_deref(), Some(web.as_path()));
+        assert!(matches!(
+            rt.static_files.lookup("/index.html").await,
+            StaticResult::File(..)
+        ));
     }
 }

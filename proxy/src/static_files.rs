@@ -1,12 +1,13 @@
 //! Static files: the web console and the built npm package.
 //!
 //! Only GET/HEAD, only regular files under the configured directories (canonicalised, so
-//! neither `..` nor a symlink can leave them), no dotfiles, no directory listings, a size cap,
+//! neither `..` nor a symlink can leave them), no dotfiles (neither in the request path nor in
+//! the path a symlink resolves to below the root), no directory listings, a size cap,
 //! correct MIME types (`application/wasm` for streaming compilation) and restrictive headers.
 
 use std::path::{Path, PathBuf};
 
-use crate::config::StaticConfig;
+use crate::config::{ConfigError, StaticConfig};
 
 /// Content-Security-Policy of every static response: same-origin scripts plus WebAssembly
 /// compilation, same-origin connections (the relay WebSocket), nothing framed or embedded.
@@ -89,34 +90,62 @@ fn percent_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Whether `canon` (canonical) lies inside `root` (canonical) with no component below the
+/// root starting with '.': a symlink must not expose a dotfile or dot directory the request
+/// path itself could not name.
+fn inside_and_visible(canon: &Path, root: &Path) -> bool {
+    match canon.strip_prefix(root) {
+        Ok(rel) => !rel
+            .components()
+            .any(|c| c.as_os_str().as_encoded_bytes().first() == Some(&b'.')),
+        Err(_) => false,
+    }
+}
+
 impl StaticFiles {
-    /// From `[static]` (directories that do not exist are skipped with a warning).
-    pub fn new(config: &StaticConfig) -> StaticFiles {
+    /// From `[static]`. Every configured directory must exist and be a directory (at start-up
+    /// and on reload alike): a missing one is a configuration error naming its key.
+    pub fn new(config: &StaticConfig) -> Result<StaticFiles, ConfigError> {
         let mut mounts = Vec::new();
         if let Some(root) = &config.root {
-            mounts.push(("/".to_string(), root.clone()));
+            mounts.push(("static.root".to_string(), "/".to_string(), root.clone()));
         }
-        for m in &config.mount {
-            mounts.push((m.prefix.clone(), m.dir.clone()));
+        for (i, m) in config.mount.iter().enumerate() {
+            mounts.push((
+                format!("static.mount[{i}].dir"),
+                m.prefix.clone(),
+                m.dir.clone(),
+            ));
         }
         let mut canon = Vec::with_capacity(mounts.len());
-        for (prefix, dir) in mounts {
-            match std::fs::canonicalize(&dir) {
-                Ok(d) => canon.push((prefix, d)),
-                Err(e) => {
-                    tracing::warn!(dir = %dir.display(), error = %e, "static directory unavailable")
-                }
+        for (key, prefix, dir) in mounts {
+            let d = std::fs::canonicalize(&dir).map_err(|e| {
+                ConfigError::invalid(
+                    key.as_str(),
+                    format!(
+                        "cannot open {}: {}",
+                        dir.display(),
+                        e.to_string().to_lowercase()
+                    ),
+                )
+            })?;
+            if !d.is_dir() {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("{} is not a directory", dir.display()),
+                ));
             }
+            canon.push((prefix, d));
         }
         canon.sort_by_key(|m| std::cmp::Reverse(m.0.len()));
-        StaticFiles {
+        Ok(StaticFiles {
             mounts: canon,
             max_file_bytes: if config.max_file_bytes == 0 {
                 32 << 20
             } else {
                 config.max_file_bytes
             },
-        }
+        })
     }
 
     /// Look up a request path (without query string).
@@ -149,7 +178,7 @@ impl StaticFiles {
         let Ok(mut canon) = tokio::fs::canonicalize(&full).await else {
             return StaticResult::NotFound;
         };
-        if !canon.starts_with(root) {
+        if !inside_and_visible(&canon, root) {
             return StaticResult::BadPath;
         }
         let Ok(mut meta) = tokio::fs::metadata(&canon).await else {
@@ -160,7 +189,7 @@ impl StaticFiles {
             let Ok(c) = tokio::fs::canonicalize(&full).await else {
                 return StaticResult::NotFound;
             };
-            if !c.starts_with(root) {
+            if !inside_and_visible(&c, root) {
                 return StaticResult::BadPath;
             }
             canon = c;
@@ -229,7 +258,8 @@ mod tests {
                 dir: pkg.clone(),
             }],
             max_file_bytes: 100,
-        });
+        })
+        .unwrap();
         assert_eq!(
             found(s.lookup("/").await).await,
             Some(("text/html; charset=utf-8", b"<h1>hi</h1>".to_vec()))
@@ -259,12 +289,74 @@ mod tests {
         }
         #[cfg(unix)]
         assert!(matches!(s.lookup("/link.txt").await, StaticResult::BadPath));
+        // A symlink whose target below the root is a dotfile or inside a dot directory is
+        // refused like the dotfile itself; one to a visible file is served.
+        #[cfg(unix)]
+        {
+            std::fs::create_dir_all(root.join(".git")).unwrap();
+            std::fs::write(root.join(".git").join("config"), "x").unwrap();
+            std::fs::write(root.join(".git").join("index.html"), "x").unwrap();
+            std::os::unix::fs::symlink(root.join(".secret"), root.join("link_dot")).unwrap();
+            std::os::unix::fs::symlink(".git/config", root.join("link_in_dot")).unwrap();
+            std::os::unix::fs::symlink(".git", root.join("dot_dir")).unwrap();
+            std::os::unix::fs::symlink("index.html", root.join("link_ok.html")).unwrap();
+            for bad in ["/link_dot", "/link_in_dot", "/dot_dir", "/dot_dir/config"] {
+                assert!(
+                    matches!(s.lookup(bad).await, StaticResult::BadPath),
+                    "{bad}"
+                );
+            }
+            assert_eq!(
+                found(s.lookup("/link_ok.html").await).await,
+                Some(("text/html; charset=utf-8", b"<h1>hi</h1>".to_vec()))
+            );
+        }
         std::fs::write(root.join("big.js"), vec![b'x'; 101]).unwrap();
         assert!(matches!(s.lookup("/big.js").await, StaticResult::TooLarge));
         assert!(matches!(
             s.lookup("/missing.js").await,
             StaticResult::NotFound
         ));
+    }
+
+    #[test]
+    fn missing_or_non_directory_mounts_are_config_errors() {
+        let outer = tempfile::tempdir().unwrap();
+        let file = outer.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        let cases = [
+            (
+                StaticConfig {
+                    root: Some(outer.path().join("missing")),
+                    ..StaticConfig::default()
+                },
+                "static.root",
+            ),
+            (
+                StaticConfig {
+                    root: Some(file.clone()),
+                    ..StaticConfig::default()
+                },
+                "static.root",
+            ),
+            (
+                StaticConfig {
+                    root: Some(outer.path().to_path_buf()),
+                    mount: vec![MountConfig {
+                        prefix: "/pkg/".into(),
+                        dir: outer.path().join("nope"),
+                    }],
+                    max_file_bytes: 0,
+                },
+                "static.mount[0].dir",
+            ),
+        ];
+        for (c, key) in cases {
+            match StaticFiles::new(&c) {
+                Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key),
+                other => panic!("{key}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
+use prl_protocol::relay::ConnectMode;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -50,6 +51,10 @@ pub enum TicketError {
     /// Issued for another target.
     #[error("ticket issued for another target")]
     TargetMismatch,
+    /// Issued for the other connection mode: a remote-target ticket presented for a local
+    /// open, or a local ticket ([`LOCAL_TARGET`]) for a remote one.
+    #[error("ticket issued for another connection mode")]
+    ModeMismatch,
     /// Already used.
     #[error("ticket already used")]
     Replayed,
@@ -77,6 +82,7 @@ impl TicketError {
             TicketError::TooLong => "lifetime_too_long",
             TicketError::OriginMismatch => "origin_mismatch",
             TicketError::TargetMismatch => "target_mismatch",
+            TicketError::ModeMismatch => "mode_mismatch",
             TicketError::Replayed => "replayed",
             TicketError::CacheFull => "replay_cache_full",
             TicketError::Conflict => "conflict",
@@ -104,6 +110,11 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
 }
+
+/// The `tgt` of a ticket for a local-mode open (`"mode":"local"`: login_local to the
+/// co-located service as the proxy's OS user). A remote key always ends in `:PORT`; this one
+/// has no colon, so no host name can produce it, and the two modes never share a ticket.
+pub const LOCAL_TARGET: &str = "@local";
 
 /// The canonical `host:port` a ticket binds. The host is compared as the policy compares
 /// configured target names: case-blind, otherwise exact (a ticket for `lab` does not
@@ -160,7 +171,8 @@ impl TicketKey {
         format!("{payload}.{tag}")
     }
 
-    /// A ticket for `host:port` and `origin`, valid `ttl_secs` from `now`.
+    /// A ticket for a remote-mode open of `host:port` from `origin`, valid `ttl_secs` from
+    /// `now`. It never authorises a local-mode open (see [`TicketKey::issue_local`]).
     pub fn issue_for(
         &self,
         host: &str,
@@ -170,10 +182,33 @@ impl TicketKey {
         ttl_secs: u64,
         sub: Option<String>,
     ) -> String {
+        self.issue_tgt(target_key(host, port), origin, now, ttl_secs, sub)
+    }
+
+    /// A ticket for a local-mode open (`tgt` = [`LOCAL_TARGET`]) from `origin`, valid
+    /// `ttl_secs` from `now`. It never authorises a remote-mode open.
+    pub fn issue_local(
+        &self,
+        origin: &str,
+        now: u64,
+        ttl_secs: u64,
+        sub: Option<String>,
+    ) -> String {
+        self.issue_tgt(LOCAL_TARGET.to_string(), origin, now, ttl_secs, sub)
+    }
+
+    fn issue_tgt(
+        &self,
+        tgt: String,
+        origin: &str,
+        now: u64,
+        ttl_secs: u64,
+        sub: Option<String>,
+    ) -> String {
         let mut jti = [0u8; 16];
         crate::util::fill_random(&mut jti);
         self.issue(&Claims {
-            tgt: target_key(host, port),
+            tgt,
             org: crate::origin::normalize_origin(origin).unwrap_or_else(|| origin.to_string()),
             iat: now,
             exp: now.saturating_add(ttl_secs),
@@ -230,12 +265,17 @@ fn unreachable_hmac() -> HmacSha256 {
 }
 
 impl Claims {
-    /// Whether the ticket was issued for this target.
-    pub fn check_target(&self, host: &str, port: u16) -> Result<(), TicketError> {
-        if self.tgt == target_key(host, port) {
-            Ok(())
-        } else {
-            Err(TicketError::TargetMismatch)
+    /// Whether the ticket was issued for this open: for a local-mode open its target must
+    /// be [`LOCAL_TARGET`] (the open's `target` is not used in local mode, so it is not
+    /// compared); for a remote-mode open, `host:port` as [`target_key`] writes it.
+    pub fn check_open(&self, mode: ConnectMode, host: &str, port: u16) -> Result<(), TicketError> {
+        let local_ticket = self.tgt == LOCAL_TARGET;
+        match mode {
+            ConnectMode::Local if local_ticket => Ok(()),
+            ConnectMode::Remote if local_ticket => Err(TicketError::ModeMismatch),
+            ConnectMode::Local => Err(TicketError::ModeMismatch),
+            ConnectMode::Remote if self.tgt == target_key(host, port) => Ok(()),
+            ConnectMode::Remote => Err(TicketError::TargetMismatch),
         }
     }
 }
@@ -329,9 +369,20 @@ mod tests {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.'));
         let c = k.verify(&t, ORIGIN, 1001, 120).unwrap();
         assert_eq!(c.tgt, "lab:64000");
-        c.check_target("lab", 64000).unwrap();
-        assert_eq!(c.check_target("lab", 1), Err(TicketError::TargetMismatch));
-        assert_eq!(c.check_target("other", 0), Err(TicketError::TargetMismatch));
+        c.check_open(ConnectMode::Remote, "lab", 64000).unwrap();
+        assert_eq!(
+            c.check_open(ConnectMode::Remote, "lab", 1),
+            Err(TicketError::TargetMismatch)
+        );
+        assert_eq!(
+            c.check_open(ConnectMode::Remote, "other", 0),
+            Err(TicketError::TargetMismatch)
+        );
+        // A remote ticket never authorises a local open, whatever target the open names.
+        assert_eq!(
+            c.check_open(ConnectMode::Local, "lab", 64000),
+            Err(TicketError::ModeMismatch)
+        );
         assert_eq!(
             k.verify(&t, "https://evil.example", 1001, 120),
             Err(TicketError::OriginMismatch)
@@ -342,6 +393,30 @@ mod tests {
             Err(TicketError::NotYetValid)
         );
         assert_eq!(k.verify(&t, ORIGIN, 1001, 30), Err(TicketError::TooLong));
+    }
+
+    #[test]
+    fn local_tickets_bind_the_local_mode_only() {
+        let k = key();
+        let t = k.issue_local(ORIGIN, 1000, 60, None);
+        let c = k.verify(&t, ORIGIN, 1001, 120).unwrap();
+        assert_eq!(c.tgt, LOCAL_TARGET);
+        // The open's target is not used in local mode, so any value passes.
+        c.check_open(ConnectMode::Local, "anything", 0).unwrap();
+        // A local ticket never authorises a remote open, not even one naming `@local`.
+        for (host, port) in [("@local", 0), ("@LOCAL", 64000), ("lab", 0)] {
+            assert_eq!(
+                c.check_open(ConnectMode::Remote, host, port),
+                Err(TicketError::ModeMismatch),
+                "{host}:{port}"
+            );
+        }
+        // And no host name can mint the local key through the remote spelling.
+        for host in ["@local", "@LOCAL", " @local ", ""] {
+            for port in [0, 1, 64000] {
+                assert_ne!(target_key(host, port), LOCAL_TARGET);
+            }
+        }
     }
 
     #[test]

@@ -283,6 +283,103 @@ async fn tickets_in_the_open_message() {
 }
 
 #[tokio::test]
+async fn tickets_bind_the_connection_mode() {
+    // A local-mode open logs in as the proxy's OS user and names no target, so only a
+    // ticket minted for the reserved local key authorises it, and that ticket authorises
+    // nothing else.
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("k");
+    std::fs::write(&key_path, [9u8; 48]).unwrap();
+    let key = prl_proxy::ticket::TicketKey::load(&key_path).unwrap();
+    let tcp = sim.tcp_addr().unwrap();
+    let h = start(&format!(
+        "{}[policy]\nlocal_login = true\nlocal_target = \"{tcp}\"\n[tickets]\nkey_file = {:?}\nmax_ttl_secs = 60\n",
+        sim_target(&sim),
+        key_path.display().to_string()
+    ))
+    .await;
+    let origin = own_origin(&h);
+    let now = prl_proxy::util::unix_now();
+    let open = |host: &str, mode: ConnectMode, ticket: String| {
+        let mut r = open_request(host, SecurityLevel::Low);
+        r.mode = mode;
+        r.ticket = Some(Secret(ticket));
+        r
+    };
+    let refused = [
+        // A remote ticket for a configured target, presented for a local open.
+        open(
+            "sim",
+            ConnectMode::Local,
+            key.issue_for("sim", 0, &origin, now, 30, None),
+        ),
+        // A ticket for any name at all, with the same name in the local open.
+        open(
+            "nonexistent.invalid",
+            ConnectMode::Local,
+            key.issue_for("nonexistent.invalid", 0, &origin, now, 30, None),
+        ),
+        // A local ticket never opens a remote target, not even one spelled like the key.
+        open(
+            "sim",
+            ConnectMode::Remote,
+            key.issue_local(&origin, now, 30, None),
+        ),
+        open(
+            prl_proxy::ticket::LOCAL_TARGET,
+            ConnectMode::Remote,
+            key.issue_local(&origin, now, 30, None),
+        ),
+    ];
+    for req in refused {
+        let e = Browser::open(&h, req.clone()).await.err().unwrap();
+        assert_eq!(e.kind, RelayErrorKind::TicketInvalid, "{req:?}: {e:?}");
+    }
+    // The matching tickets work.
+    Browser::open(
+        &h,
+        open(
+            "sim",
+            ConnectMode::Local,
+            key.issue_local(&origin, now, 30, None),
+        ),
+    )
+    .await
+    .unwrap();
+    Browser::open(
+        &h,
+        open(
+            "sim",
+            ConnectMode::Remote,
+            key.issue_for("sim", 0, &origin, now, 30, None),
+        ),
+    )
+    .await
+    .unwrap();
+    // The subprotocol header ticket is bound the same way.
+    let t = key.issue_for("sim", 0, &origin, now, 30, None);
+    let (mut ws, _) = ws_connect(
+        h.local_addr(),
+        Some(&origin),
+        &["prl-relay.v1", &format!("prl-ticket.{t}")],
+    )
+    .await
+    .unwrap();
+    let mut req = open_request("sim", SecurityLevel::Low);
+    req.mode = ConnectMode::Local;
+    ws.send(Message::Text(ClientMessage::Open(req).to_json().into()))
+        .await
+        .unwrap();
+    match next_control(&mut ws).await {
+        prl_protocol::relay::ProxyMessage::Error(e) => {
+            assert_eq!(e.kind, RelayErrorKind::TicketInvalid, "{e:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn oversize_frames_and_bad_first_messages() {
     let sim = sim().await;
     let h = start(&format!(
@@ -577,6 +674,115 @@ async fn login_throttling_per_user() {
         ),
         1.0
     );
+}
+
+#[tokio::test]
+async fn logins_the_proxy_refuses_do_not_spend_the_users_bucket() {
+    // Refusals decided by the proxy itself (here: a previous session this browser cannot
+    // restore) never reach the service, so they must not lock the named user out.
+    let sim = sim().await;
+    let h = start(&format!(
+        "{}[limits]\nlogin_burst_per_user = 2\nlogin_per_minute_per_user = 1\nlogin_burst_per_ip = 100\n",
+        sim_target(&sim)
+    ))
+    .await;
+    let foreign = Uuid::new_v4().to_string();
+    for (i, prev) in ["not-a-uuid", foreign.as_str()]
+        .iter()
+        .cycle()
+        .take(6)
+        .enumerate()
+    {
+        let mut b = Browser::open(&h, open_request("sim", SecurityLevel::Low))
+            .await
+            .unwrap();
+        let user = if i % 2 == 0 { USER } else { "ALICE" };
+        let e = b.login(user, "wrong", prev).await.unwrap_err();
+        assert_eq!(e.kind, RelayErrorKind::RestoreRefused, "{e:?}");
+    }
+    let mut b = Browser::open(&h, open_request("sim", SecurityLevel::Low))
+        .await
+        .unwrap();
+    b.login_ok("").await;
+    assert_eq!(
+        metric(
+            &h.metrics_text(),
+            "prl_proxy_logins_total{outcome=\"throttled\"}"
+        ),
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn a_browser_gone_before_any_login_is_closed_not_parked() {
+    // Unauthenticated opens dropped without a close frame must not fill the resume slots
+    // (`resume.max_detached`) or keep service connections.
+    let sim = sim().await;
+    let h = start(&format!(
+        "{}[resume]\nwindow_ms = 20000\nmax_detached = 2\n",
+        sim_target(&sim)
+    ))
+    .await;
+    for _ in 0..3 {
+        let b = Browser::open(&h, open_request("sim", SecurityLevel::Low))
+            .await
+            .unwrap();
+        let (token, conn) = (b.token.clone(), b.conn_uuid);
+        drop(b); // no close frame
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            metric(&h.metrics_text(), "prl_proxy_sessions_detached"),
+            0.0
+        );
+        let e = Browser::resume(&h, &token, 0, conn).await.err().unwrap();
+        assert_eq!(e.kind, RelayErrorKind::ResumeFailed, "{e:?}");
+    }
+    // A logged-in session still gets its resume slot after those.
+    let mut b = Browser::open(&h, open_request("sim", SecurityLevel::Low))
+        .await
+        .unwrap();
+    b.login_ok("").await;
+    let (token, received, conn) = (b.token.clone(), b.received, b.conn_uuid);
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        metric(&h.metrics_text(), "prl_proxy_sessions_detached"),
+        1.0
+    );
+    let (mut b, _) = Browser::resume(&h, &token, received, conn).await.unwrap();
+    b.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_session_without_a_login_ends_at_the_login_deadline() {
+    let sim = sim().await;
+    let h = start(&format!(
+        "{}[limits]\nlogin_deadline_ms = 400\n",
+        sim_target(&sim)
+    ))
+    .await;
+    let t0 = Instant::now();
+    let mut idle = Browser::open(&h, open_request("sim", SecurityLevel::Low))
+        .await
+        .unwrap();
+    let mut user = Browser::open(&h, open_request("sim", SecurityLevel::Low))
+        .await
+        .unwrap();
+    user.login_ok("").await;
+    let e = idle.next().await.unwrap_err();
+    assert_eq!(e.kind, RelayErrorKind::LimitReached, "{e:?}");
+    assert_eq!(e.message, "no login within 400 ms of opened");
+    assert!(t0.elapsed() >= Duration::from_millis(400));
+    assert_eq!(
+        metric(
+            &h.metrics_text(),
+            "prl_proxy_rejections_total{reason=\"login_deadline\"}"
+        ),
+        1.0
+    );
+    // A logged-in session is not bound by it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    user.ping().await.unwrap();
 }
 
 fn progress(p: &prl_protocol::package::Package, job: Uuid) -> Option<u32> {
