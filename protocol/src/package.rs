@@ -383,17 +383,9 @@ impl Package {
         sender_uuid: Uuid,
         buffers: Vec<Buffer>,
     ) -> Self {
-        Package {
-            header: PackageHeader {
-                uuid,
-                parent_uuid: request.header.uuid,
-                sender_uuid,
-                receiver_uuid: Uuid::nil(),
-                package_type,
-                numeric_id: 0,
-            },
-            buffers,
-        }
+        let mut package = Self::direct_response(request, package_type, uuid, sender_uuid, buffers);
+        package.header.receiver_uuid = Uuid::nil();
+        package
     }
 
     /// Appends a text buffer ([`text_buffer`]).
