@@ -320,9 +320,10 @@ export class Server {
   ): void;
   /**
    * Close everything now: the connection, pending calls (they reject with kind `closed`),
-   * held credentials; a last `statechange` announces `closed` (read the state from the
-   * event's `detail`). It releases the WebAssembly object too: afterwards the object is
-   * unusable and any further call on it, `free()` included, throws.
+   * held credentials; a last `statechange` announces `closed`. It releases the WebAssembly
+   * object too. Afterwards `state` is `'closed'`, `sessionId` is `undefined`, calls reject with
+   * kind `invalid_state` (`PRL_ERR_NOT_CONNECTED_TO_DISPATCHER`), listener calls do nothing and
+   * `free()` again is a no-op.
    */
   free(): void;
 }

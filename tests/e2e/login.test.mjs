@@ -533,6 +533,34 @@ test('malformed proxy urls are refused at once; listeners added with capture can
   assert.deepEqual(r.ok, { kinds: Array(4).fill('invalid_argument'), calls: 0 });
 });
 
+test('after free() the object stays safe to touch: closed, calls reject typed, free again is a no-op', { skip }, async () => {
+  const r = await inPage(async (prl, a) => {
+    const s = new prl.Server({ proxyUrl: a.url });
+    await s.login({ host: '127.0.0.1', port: a.port, user: a.user, password: a.password });
+    const seen = [];
+    s.addEventListener('statechange', (e) => seen.push([e.detail.state, s.state]));
+    s.free();
+    s.free();
+    const rejected = async (p) => p.then(() => 'resolved', (e) => [e instanceof prl.ParallelsError, e.kind, e.codeName]);
+    return {
+      seen,
+      state: s.state,
+      sessionId: s.sessionId ?? null,
+      login: await rejected(s.login({ host: '127.0.0.1', user: a.user, password: a.password })),
+      logoff: await rejected(s.logoff()),
+      attach: await rejected(s.attachToLostTask('{00000000-0000-0000-0000-000000000001}')),
+      listeners: (() => { s.addEventListener('statechange', () => {}); s.removeEventListener('statechange', () => {}); return 'ok'; })(),
+      isServer: s instanceof prl.Server,
+    };
+  }, { url: proxyUrl(), port: ports.low, user: USER, password: PASSWORD });
+  assert.equal(r.err, undefined, JSON.stringify(r.err));
+  const typed = [true, 'invalid_state', 'PRL_ERR_NOT_CONNECTED_TO_DISPATCHER'];
+  assert.deepEqual(r.ok, {
+    seen: [['closed', 'closed']], state: 'closed', sessionId: null,
+    login: typed, logoff: typed, attach: typed, listeners: 'ok', isServer: true,
+  });
+});
+
 test('no copy of the password (plain or base64) stays in WebAssembly memory', { skip }, async () => {
   const r = await inPage(async (prl, a) => {
     const { memory } = await prl.default(); // init() again returns the instance's exports
