@@ -1542,15 +1542,9 @@ fn detach_or_close(session: Box<Session>) {
     }
     let shared = Arc::clone(&session.shared);
     let (claim_tx, claim_rx) = oneshot::channel();
-    let token = session.token.clone();
-    let previous = session.prev_token.clone();
-    let keys = TokenKeys {
-        current: &token,
-        previous: previous.as_ref(),
-    };
     if !shared
         .sessions
-        .park(keys, claim_tx, session.resume.max_detached)
+        .park(session.token_keys(), claim_tx, session.resume.max_detached)
     {
         shared.metrics.reject("max_detached");
         return;
@@ -1561,14 +1555,12 @@ fn detach_or_close(session: Box<Session>) {
         window_ms = session.resume.window_ms,
         "browser gone; upstream kept for resume"
     );
-    tokio::spawn(detached(session, claim_rx, token, previous));
+    tokio::spawn(detached(session, claim_rx));
 }
 
 async fn detached(
     mut session: Box<Session>,
     mut claim_rx: oneshot::Receiver<oneshot::Sender<Box<Session>>>,
-    token: Token,
-    previous: Option<Token>,
 ) {
     let shared = Arc::clone(&session.shared);
     let deadline = Instant::now() + Duration::from_millis(session.resume.window_ms);
@@ -1596,10 +1588,8 @@ async fn detached(
             },
         }
     };
-    shared.sessions.unpark(TokenKeys {
-        current: &token,
-        previous: previous.as_ref(),
-    });
+    // Not claimed: the session still holds the tokens it was parked under.
+    shared.sessions.unpark(session.token_keys());
     shared.metrics.sessions_detached.dec();
     tracing::info!(
         lineage = session.lineage,

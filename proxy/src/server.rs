@@ -507,6 +507,14 @@ fn file_body(file: tokio::fs::File, len: u64) -> Body {
     StreamBody::new(chunks).boxed_unsync()
 }
 
+/// Whether a reverse proxy passed `req` on: its loopback peer address then says nothing about
+/// the real client, so loopback-only endpoints refuse it.
+fn forwarded(req: &Request<Incoming>) -> bool {
+    ["forwarded", "x-forwarded-for", "x-real-ip"]
+        .iter()
+        .any(|h| req.headers().contains_key(*h))
+}
+
 /// `Strict-Transport-Security` of every response over TLS (not `includeSubDomains`: the
 /// proxy's operator may not own every subdomain).
 const HSTS: &str = "max-age=31536000";
@@ -569,11 +577,6 @@ async fn route(
             .take(),
     );
     let head = req.method() == Method::HEAD;
-    // A request a reverse proxy forwarded: its loopback peer address says nothing about the
-    // real client, so loopback-only endpoints refuse it.
-    let forwarded = ["forwarded", "x-forwarded-for", "x-real-ip"]
-        .iter()
-        .any(|h| req.headers().contains_key(*h));
     if req.method() != Method::GET && !head {
         return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
     }
@@ -591,7 +594,7 @@ async fn route(
             if !m.enabled {
                 text(StatusCode::NOT_FOUND, "not found\n")
             } else if !m.allow_remote
-                && (!crate::policy::canonical(peer.ip()).is_loopback() || forwarded)
+                && (!crate::policy::canonical(peer.ip()).is_loopback() || forwarded(&req))
             {
                 text(StatusCode::FORBIDDEN, "forbidden\n")
             } else {

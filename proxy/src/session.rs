@@ -9,8 +9,8 @@
 //! that token, bound to the session UUID, the page origin and the ticket subject, in a
 //! bounded, expiring table. An `open` carrying the token as `restore` consumes the entry.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -125,34 +125,37 @@ impl TokenKeys<'_> {
     }
 }
 
-/// Parked sessions whose claim is still open, each counted once (a session may have two keys).
-fn distinct_live(g: &HashMap<TokenHash, Arc<Detached>>) -> usize {
-    let mut seen = HashSet::new();
-    g.values()
-        .filter(|d| d.is_live() && seen.insert(Arc::as_ptr(d)))
-        .count()
-}
-
 /// Registry of detached sessions (by resume-token hash) and restore proofs (by token hash).
 #[derive(Debug)]
 pub struct Registry {
-    detached: Mutex<HashMap<TokenHash, Arc<Detached>>>,
+    detached: Mutex<Parked>,
     proofs: Mutex<ProofTable>,
 }
 
-/// A parked session's claim, shared by its keys (taken once).
-#[derive(Debug)]
-struct Detached {
-    claim: Mutex<Option<Claim<Box<crate::relay::Session>>>>,
+/// Parked sessions: each under the hash of its current token, and through `aliases` under
+/// the hash of the token it was resumed with, while that one is still valid.
+#[derive(Debug, Default)]
+struct Parked {
+    by_token: HashMap<TokenHash, Detached>,
+    /// Previous-token hash -> current-token hash.
+    aliases: HashMap<TokenHash, TokenHash>,
 }
 
-impl Detached {
-    fn is_live(&self) -> bool {
-        self.claim
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .is_some_and(|c| !c.is_closed())
+#[derive(Debug)]
+struct Detached {
+    claim: Claim<Box<crate::relay::Session>>,
+    /// The previous-token hash that also names this session, if any.
+    alias: Option<TokenHash>,
+}
+
+impl Parked {
+    /// Remove the session `key` (a current-token hash) and its alias.
+    fn remove(&mut self, key: &TokenHash) -> Option<Detached> {
+        let d = self.by_token.remove(key)?;
+        if let Some(alias) = &d.alias {
+            self.aliases.remove(alias);
+        }
+        Some(d)
     }
 }
 
@@ -166,7 +169,7 @@ impl Registry {
     /// Empty.
     pub fn new() -> Registry {
         Registry {
-            detached: Mutex::new(HashMap::new()),
+            detached: Mutex::new(Parked::default()),
             proofs: Mutex::new(ProofTable::default()),
         }
     }
@@ -179,18 +182,23 @@ impl Registry {
         max: usize,
     ) -> bool {
         let mut g = self.detached.lock().unwrap_or_else(|p| p.into_inner());
-        g.retain(|_, d| d.is_live());
-        if distinct_live(&g) >= max {
+        let gone: Vec<TokenHash> = g
+            .by_token
+            .iter()
+            .filter(|(_, d)| d.claim.is_closed())
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &gone {
+            g.remove(k);
+        }
+        if g.by_token.len() >= max {
             return false;
         }
-        let entry = Arc::new(Detached {
-            claim: Mutex::new(Some(claim)),
-        });
-        let (current, previous) = keys.hashes();
-        g.insert(current, Arc::clone(&entry));
-        if let Some(previous) = previous {
-            g.insert(previous, entry);
+        let (current, alias) = keys.hashes();
+        if let Some(alias) = alias {
+            g.aliases.insert(alias, current);
         }
+        g.by_token.insert(current, Detached { claim, alias });
         true
     }
 
@@ -198,26 +206,21 @@ impl Registry {
     /// the session is removed).
     pub(crate) fn take(&self, token: &str) -> Option<Claim<Box<crate::relay::Session>>> {
         let mut g = self.detached.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = g.remove(&hash(token))?;
-        g.retain(|_, d| !Arc::ptr_eq(d, &entry));
-        let claim = entry.claim.lock().unwrap_or_else(|p| p.into_inner()).take();
-        claim
+        let h = hash(token);
+        let key = g.aliases.get(&h).copied().unwrap_or(h);
+        g.remove(&key).map(|d| d.claim)
     }
 
     /// Forget a parked session (window expired).
     pub(crate) fn unpark(&self, keys: TokenKeys<'_>) {
         let mut g = self.detached.lock().unwrap_or_else(|p| p.into_inner());
-        let (current, previous) = keys.hashes();
-        g.remove(&current);
-        if let Some(previous) = previous {
-            g.remove(&previous);
-        }
+        g.remove(&keys.hashes().0);
     }
 
     /// Number of parked sessions.
     pub fn detached_count(&self) -> usize {
         let g = self.detached.lock().unwrap_or_else(|p| p.into_inner());
-        distinct_live(&g)
+        g.by_token.values().filter(|d| !d.claim.is_closed()).count()
     }
 
     /// Keep a restore proof: `token` was the last resume token of the closed upstream
