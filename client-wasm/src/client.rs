@@ -819,7 +819,7 @@ async fn establish_inner(
         return Err(ClientError::canceled(op));
     }
     let ticket = resolve_ticket(shared, op).await?;
-    let deadline = {
+    let (budget_ms, deadline) = {
         let mut inner = shared.borrow_mut();
         inner
             .session
@@ -829,10 +829,14 @@ async fn establish_inner(
                 detail: "a connection is already being established",
                 code: ErrorCode::ALREADY_CONNECTED_TO_DISPATCHER,
             })?;
+        // The budget a timeout reports, and when the client itself gives up.
         if params.timeout_ms > 0 {
-            params.timeout_ms.saturating_add(CONNECT_GRACE_MS)
+            (
+                params.timeout_ms,
+                params.timeout_ms.saturating_add(CONNECT_GRACE_MS),
+            )
         } else {
-            NO_BUDGET_BACKSTOP_MS
+            (NO_BUDGET_BACKSTOP_MS, NO_BUDGET_BACKSTOP_MS)
         }
     };
     let open = ClientMessage::Open(OpenRequest {
@@ -853,16 +857,7 @@ async fn establish_inner(
     let (socket, rx, answer) = match exchange {
         Ok(r) => r?,
         Err(Interrupt::Aborted) => return Err(ClientError::canceled(op)),
-        Err(Interrupt::TimedOut) => {
-            return Err(ClientError::Timeout {
-                op,
-                ms: if params.timeout_ms > 0 {
-                    params.timeout_ms
-                } else {
-                    NO_BUDGET_BACKSTOP_MS
-                },
-            })
-        }
+        Err(Interrupt::TimedOut) => return Err(ClientError::Timeout { op, ms: budget_ms }),
     };
     let mut opened: Opened = match answer {
         ProxyMessage::Opened(o) => o,
@@ -1019,17 +1014,12 @@ pub async fn login(
 pub async fn logoff(shared: Shared) -> Result<(), ClientError> {
     let op = Op::Logoff;
     let reply = with(&shared, |inner, notes| {
+        // Logging off gives up every claim on earlier sessions: the proof is zeroized (a
+        // refused logoff, below, changes nothing).
         match inner.state {
-            PublicState::Connected | PublicState::Unstable | PublicState::Restoring => {
-                // Logging off gives up every claim on earlier sessions: the proof is
-                // zeroized. (A refused logoff changes nothing.)
-                inner.proof = None;
-            }
-            _ => {}
-        }
-        match inner.state {
-            PublicState::Connected => {}
+            PublicState::Connected => inner.proof = None,
             PublicState::Unstable | PublicState::Restoring => {
+                inner.proof = None;
                 // Stop restoring; the proxy drops the kept upstream when its window ends.
                 inner.forget_login();
                 inner.teardown(ClientError::closed(op, "logged off"), notes);

@@ -291,17 +291,13 @@ impl Server {
     ) -> Result<(), JsValue> {
         check_event_type(kind)?;
         let target = self.shared.borrow().target().clone();
-        if options.is_null_or_undefined() {
-            target.add_event_listener_with_callback(kind, listener)
-        } else if let Some(capture) = options.as_bool() {
-            target.add_event_listener_with_callback_and_bool(kind, listener, capture)
-        } else {
-            target.add_event_listener_with_callback_and_add_event_listener_options(
-                kind,
-                listener,
-                options.unchecked_ref(),
-            )
-        }
+        // The DOM takes `undefined`, a boolean (capture) or an options object here; web-sys
+        // types only the object form, and the value is handed to the DOM unchanged.
+        target.add_event_listener_with_callback_and_add_event_listener_options(
+            kind,
+            listener,
+            options.unchecked_ref(),
+        )
     }
 
     /// Remove a listener added with `addEventListener` (the same `capture` flag, as a boolean
@@ -315,17 +311,12 @@ impl Server {
     ) -> Result<(), JsValue> {
         check_event_type(kind)?;
         let target = self.shared.borrow().target().clone();
-        if options.is_null_or_undefined() {
-            target.remove_event_listener_with_callback(kind, listener)
-        } else if let Some(capture) = options.as_bool() {
-            target.remove_event_listener_with_callback_and_bool(kind, listener, capture)
-        } else {
-            target.remove_event_listener_with_callback_and_event_listener_options(
-                kind,
-                listener,
-                options.unchecked_ref(),
-            )
-        }
+        // As in `addEventListener`: the value goes to the DOM unchanged.
+        target.remove_event_listener_with_callback_and_event_listener_options(
+            kind,
+            listener,
+            options.unchecked_ref(),
+        )
     }
 }
 
