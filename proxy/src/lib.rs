@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))] // a failing unwrap is a failing test
 
+mod budget;
 pub mod config;
 mod firstcap;
 pub mod limits;
@@ -20,9 +21,10 @@ pub mod login;
 pub mod metrics;
 pub mod origin;
 pub mod policy;
+pub mod registry;
 pub(crate) mod relay;
 pub mod server;
-pub mod session;
+pub mod state;
 pub mod static_files;
 pub mod ticket;
 pub mod tls;

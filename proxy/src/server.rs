@@ -2,10 +2,10 @@
 //! health, readiness and metrics endpoints, connection caps, and reload.
 
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,200 +20,52 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::config::{Config, ConfigError, LimitsConfig};
-use crate::limits::{IpGuard, PerIpCounter, RateLimiter};
-use crate::metrics::Metrics;
-use crate::origin::{normalize_origin, OriginPolicy};
-use crate::policy::TargetPolicy;
-use crate::session::Registry;
-use crate::static_files::{StaticFiles, StaticResult, SECURITY_HEADERS};
-use crate::ticket::{Claims, ReplayCache, TicketError, TicketKey};
-use crate::tls::{TlsError, TlsState};
+use crate::config::{Config, LimitsConfig};
+use crate::origin::normalize_origin;
+use crate::relay::RelayHub;
+use crate::state::{ActiveConfig, ConnSlots, ProxyState};
+use crate::static_files::{StaticResult, SECURITY_HEADERS};
+use crate::ticket::{check_ticket, Claims, ReplayCache};
+use crate::tls::TlsState;
 use crate::util::unix_now;
 
+pub use crate::state::StartError;
 pub use prl_protocol::relay::{SUBPROTOCOL, TICKET_SUBPROTOCOL_PREFIX};
-
-/// Failure to start or reload the proxy.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// Bad configuration.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// Certificate or key problem.
-    #[error(transparent)]
-    Tls(#[from] TlsError),
-    /// Ticket key unreadable or too short.
-    #[error("invalid config key `tickets.key_file`: {0}")]
-    TicketKey(String),
-    /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The error.
-        source: std::io::Error,
-    },
-    /// Reloading needs a config file.
-    #[error("no config file to reload from")]
-    NoConfigFile,
-}
-
-impl StartError {
-    /// Stable snake_case name.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            StartError::Config(e) => e.kind(),
-            StartError::Tls(e) => e.kind(),
-            StartError::TicketKey(_) => "ticket_key",
-            StartError::Bind { .. } => "bind",
-            StartError::NoConfigFile => "no_config_file",
-        }
-    }
-}
-
-/// Ticket settings in force.
-#[derive(Debug)]
-pub struct Tickets {
-    /// The HMAC key.
-    pub key: TicketKey,
-    /// Tickets are mandatory.
-    pub required: bool,
-    /// Longest lifetime accepted.
-    pub max_ttl_secs: u64,
-}
-
-/// The reloadable part of the configuration, compiled.
-#[derive(Debug)]
-pub struct Runtime {
-    /// The configuration as loaded.
-    pub config: Config,
-    /// Compiled target policy.
-    pub policy: TargetPolicy,
-    /// Allowed origins.
-    pub origins: OriginPolicy,
-    /// Tickets, if configured.
-    pub tickets: Option<Tickets>,
-    /// Static mounts.
-    pub static_files: StaticFiles,
-}
-
-impl Runtime {
-    fn build(config: Config, local: SocketAddr, tls: bool) -> Result<Runtime, StartError> {
-        config.validate()?;
-        let policy = TargetPolicy::from_config(&config.policy)?;
-        let origins = OriginPolicy::new(
-            &config.server.allowed_origins,
-            config.server.public_origin.as_deref(),
-            local,
-            tls,
-        );
-        let tickets = match &config.tickets {
-            Some(t) => Some(Tickets {
-                key: TicketKey::load(&t.key_file).map_err(StartError::TicketKey)?,
-                required: t.required,
-                max_ttl_secs: t.max_ttl_secs,
-            }),
-            None => None,
-        };
-        let static_files = StaticFiles::new(&config.static_files)?;
-        Ok(Runtime {
-            config,
-            policy,
-            origins,
-            tickets,
-            static_files,
-        })
-    }
-
-    /// tungstenite settings for one browser connection, sized from `[limits]`.
-    pub fn ws_config(limits: &LimitsConfig) -> WebSocketConfig {
-        WebSocketConfig::default()
-            // Eagerly allocated per connection: small, since browser messages are small.
-            .read_buffer_size(limits.ws_read_buffer_bytes)
-            // 0: every message goes straight to the socket (the writer task batches nothing).
-            .write_buffer_size(limits.ws_write_buffer_bytes)
-            // The writer sends one message at a time, so one package plus framing bounds it.
-            .max_write_buffer_size(
-                limits
-                    .ws_write_buffer_bytes
-                    .saturating_add(limits.max_package_bytes)
-                    .saturating_add(64 * 1024),
-            )
-            .max_message_size(Some(limits.max_message_bytes))
-            .max_frame_size(Some(limits.max_frame_bytes))
-            .accept_unmasked_frames(false)
-    }
-}
-
-/// State shared by every connection.
-#[derive(Debug)]
-pub struct Shared {
-    runtime: RwLock<Arc<Runtime>>,
-    /// Metrics.
-    pub metrics: Metrics,
-    pub(crate) per_ip: Arc<PerIpCounter>,
-    pub(crate) preauth: Arc<Semaphore>,
-    pub(crate) total: Arc<Semaphore>,
-    pub(crate) replay: ReplayCache,
-    pub(crate) login_ip: RateLimiter<IpAddr>,
-    pub(crate) login_user: RateLimiter<[u8; 16]>,
-    /// Bytes queued toward all browsers (`limits.max_queued_bytes_total`).
-    pub(crate) to_browsers: Arc<crate::relay::GlobalBudget>,
-    pub(crate) sessions: Registry,
-    tls: Option<TlsState>,
-    local_addr: SocketAddr,
-    ready: AtomicBool,
-    shutdown: watch::Sender<bool>,
-    config_path: Option<PathBuf>,
-}
-
-impl Shared {
-    /// The configuration in force (a snapshot; reload swaps it).
-    pub fn runtime(&self) -> Arc<Runtime> {
-        Arc::clone(&self.runtime.read().unwrap_or_else(|p| p.into_inner()))
-    }
-}
 
 /// A running proxy's control handle.
 #[derive(Debug, Clone)]
 pub struct ProxyHandle {
-    shared: Arc<Shared>,
+    state: Arc<ProxyState>,
 }
 
 impl ProxyHandle {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.shared.local_addr
+        self.state.local_addr
     }
 
     /// `ws://ADDR` or `wss://ADDR`.
     pub fn url(&self) -> String {
-        let scheme = if self.shared.tls.is_some() {
+        let scheme = if self.state.tls.is_some() {
             "wss"
         } else {
             "ws"
         };
-        format!("{scheme}://{}", self.shared.local_addr)
+        format!("{scheme}://{}", self.state.local_addr)
     }
 
     /// The Prometheus text.
     pub fn metrics_text(&self) -> String {
-        self.shared.metrics.render()
-    }
-
-    /// Shared state (metrics, registry).
-    pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
+        self.state.metrics.render()
     }
 
     /// PEM of the self-signed certificate, if one was generated.
     pub fn self_signed_pem(&self) -> Option<String> {
-        self.shared
+        self.state
             .tls
             .as_ref()
             .and_then(|t| t.self_signed_pem.clone())
@@ -223,7 +75,7 @@ impl ProxyHandle {
     /// sessions, and the certificate. Open sessions are untouched.
     pub fn reload(&self) -> Result<(), StartError> {
         let path = self
-            .shared
+            .state
             .config_path
             .as_ref()
             .ok_or(StartError::NoConfigFile)?;
@@ -233,38 +85,34 @@ impl ProxyHandle {
 
     /// Apply a new configuration (see [`ProxyHandle::reload`]).
     pub fn reload_with(&self, config: Config) -> Result<(), StartError> {
-        let old = self.shared.runtime();
+        let old = self.state.active();
         if config.server.listen != old.config.server.listen {
             tracing::warn!("server.listen changed: applied at the next start only");
         }
         // Build and check everything first; swap only when all of it is good, so a bad
         // reload leaves the certificate and the configuration as they were.
-        let cert = match (&self.shared.tls, &config.tls) {
-            (Some(_), Some(tls)) => Some(TlsState::prepare(tls, self.shared.local_addr.ip())?),
+        let cert = match (&self.state.tls, &config.tls) {
+            (Some(_), Some(tls)) => Some(TlsState::prepare(tls, self.state.local_addr.ip())?),
             _ => {
-                if config.tls.is_some() != self.shared.tls.is_some() {
+                if config.tls.is_some() != self.state.tls.is_some() {
                     tracing::warn!("[tls] added or removed: applied at the next start only");
                 }
                 None
             }
         };
-        let runtime = Runtime::build(config, self.shared.local_addr, self.shared.tls.is_some())?;
-        if let (Some(state), Some(cert)) = (&self.shared.tls, cert) {
-            state.install(cert);
+        let active = ActiveConfig::build(config, self.state.local_addr, self.state.tls.is_some())?;
+        if let (Some(tls), Some(cert)) = (&self.state.tls, cert) {
+            tls.install(cert);
         }
-        *self
-            .shared
-            .runtime
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = Arc::new(runtime);
+        self.state.install(active);
         tracing::info!("configuration reloaded");
         Ok(())
     }
 
     /// Stop accepting; readiness turns false.
     pub fn shutdown(&self) {
-        self.shared.ready.store(false, Ordering::SeqCst);
-        let _ = self.shared.shutdown.send(true);
+        self.state.ready.store(false, Ordering::SeqCst);
+        let _ = self.state.shutdown.send(true);
     }
 
     /// Reload on every SIGHUP (unix), logging failures; runs until shutdown.
@@ -273,7 +121,7 @@ impl ProxyHandle {
         use tokio::signal::unix::{signal, SignalKind};
         let mut hup = signal(SignalKind::hangup())?;
         let handle = self.clone();
-        let mut stop = self.shared.shutdown.subscribe();
+        let mut stop = self.state.shutdown.subscribe();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -294,7 +142,8 @@ impl ProxyHandle {
 /// A bound, not yet running proxy.
 #[derive(Debug)]
 pub struct Proxy {
-    shared: Arc<Shared>,
+    state: Arc<ProxyState>,
+    hub: Arc<RelayHub>,
     listener: TcpListener,
 }
 
@@ -313,50 +162,44 @@ impl Proxy {
             Some(t) => Some(TlsState::new(t, local_addr.ip())?),
             None => None,
         };
-        let l = config.limits.clone();
         let replay_size = config
             .tickets
             .as_ref()
             .map(|t| t.replay_cache_size)
             .unwrap_or(100_000);
-        let runtime = Runtime::build(config, local_addr, tls.is_some())?;
-        let (shutdown, _) = watch::channel(false);
-        let shared = Arc::new(Shared {
-            runtime: RwLock::new(Arc::new(runtime)),
-            metrics: Metrics::new(),
-            per_ip: PerIpCounter::new(l.max_connections_per_ip.max(1)),
-            preauth: Arc::new(Semaphore::new(l.max_preauth_connections)),
-            total: Arc::new(Semaphore::new(l.max_connections)),
-            replay: ReplayCache::new(replay_size, unix_now()),
-            login_ip: RateLimiter::new(l.login_burst_per_ip, l.login_per_minute_per_ip, 100_000),
-            login_user: RateLimiter::new(
-                l.login_burst_per_user,
-                l.login_per_minute_per_user,
-                100_000,
-            ),
-            to_browsers: crate::relay::GlobalBudget::new(l.max_queued_bytes_total),
-            sessions: Registry::new(),
+        let hub = RelayHub::new(&config.limits);
+        let active = ActiveConfig::build(config, local_addr, tls.is_some())?;
+        let replay = ReplayCache::new(replay_size, unix_now());
+        let state = Arc::new(ProxyState::new(
+            active,
             tls,
             local_addr,
-            ready: AtomicBool::new(false),
-            shutdown,
             config_path,
-        });
-        Ok(Proxy { shared, listener })
+            replay,
+        ));
+        Ok(Proxy {
+            state,
+            hub,
+            listener,
+        })
     }
 
     /// The control handle.
     pub fn handle(&self) -> ProxyHandle {
         ProxyHandle {
-            shared: Arc::clone(&self.shared),
+            state: Arc::clone(&self.state),
         }
     }
 
     /// Accept connections until [`ProxyHandle::shutdown`].
     pub async fn run(self) {
-        let Proxy { shared, listener } = self;
-        shared.ready.store(true, Ordering::SeqCst);
-        let mut stop = shared.shutdown.subscribe();
+        let Proxy {
+            state,
+            hub,
+            listener,
+        } = self;
+        state.ready.store(true, Ordering::SeqCst);
+        let mut stop = state.shutdown.subscribe();
         loop {
             let (tcp, peer) = tokio::select! {
                 r = listener.accept() => match r {
@@ -369,91 +212,63 @@ impl Proxy {
                 },
                 _ = stop.changed() => break,
             };
-            if let Some(permits) = admit(&shared, peer) {
-                let shared = Arc::clone(&shared);
-                tokio::spawn(handle_connection(shared, tcp, peer, permits));
+            if let Some(slots) = admit(&state, peer) {
+                let (state, hub) = (Arc::clone(&state), Arc::clone(&hub));
+                tokio::spawn(handle_connection(state, hub, tcp, peer, slots));
             }
         }
-        shared.ready.store(false, Ordering::SeqCst);
+        state.ready.store(false, Ordering::SeqCst);
     }
 }
 
-/// What a connection holds while it lives.
-#[derive(Debug)]
-pub(crate) struct ConnPermits {
-    _total: OwnedSemaphorePermit,
-    _ip: IpGuard,
-    _gauge: GaugeGuard,
-    /// Released once the relay has opened or resumed (moved into the relay task).
-    pub(crate) preauth: Mutex<Option<OwnedSemaphorePermit>>,
-}
-
-#[derive(Debug)]
-struct GaugeGuard(prometheus_client::metrics::gauge::Gauge);
-
-impl Drop for GaugeGuard {
-    fn drop(&mut self) {
-        self.0.dec();
+fn admit(state: &ProxyState, peer: SocketAddr) -> Option<Arc<ConnSlots>> {
+    match state.caps.admit(peer.ip(), &state.metrics) {
+        Ok(slots) => Some(slots),
+        Err(reason) => {
+            state.metrics.reject(reason);
+            None
+        }
     }
-}
-
-fn admit(shared: &Arc<Shared>, peer: SocketAddr) -> Option<Arc<ConnPermits>> {
-    let Ok(total) = Arc::clone(&shared.total).try_acquire_owned() else {
-        shared.metrics.reject("max_connections");
-        return None;
-    };
-    let Some(ip) = shared.per_ip.try_acquire(peer.ip()) else {
-        shared.metrics.reject("per_ip_connections");
-        return None;
-    };
-    let Ok(pre) = Arc::clone(&shared.preauth).try_acquire_owned() else {
-        shared.metrics.reject("preauth_connections");
-        return None;
-    };
-    shared.metrics.connections.inc();
-    Some(Arc::new(ConnPermits {
-        _total: total,
-        _ip: ip,
-        _gauge: GaugeGuard(shared.metrics.connections.clone()),
-        preauth: Mutex::new(Some(pre)),
-    }))
 }
 
 async fn handle_connection(
-    shared: Arc<Shared>,
+    state: Arc<ProxyState>,
+    hub: Arc<RelayHub>,
     tcp: TcpStream,
     peer: SocketAddr,
-    permits: Arc<ConnPermits>,
+    slots: Arc<ConnSlots>,
 ) {
     let _ = tcp.set_nodelay(true);
-    let limits = shared.runtime().config.limits.clone();
+    let limits = state.active().config.limits.clone();
     let deadline = Duration::from_millis(limits.handshake_timeout_ms);
-    match &shared.tls {
+    match &state.tls {
         Some(tls) => match tokio::time::timeout(deadline, tls.acceptor.accept(tcp)).await {
-            Ok(Ok(stream)) => serve_http(shared, stream, peer, permits, &limits).await,
-            Ok(Err(_)) => shared.metrics.reject("tls_handshake"),
-            Err(_) => shared.metrics.reject("handshake_timeout"),
+            Ok(Ok(stream)) => serve_http(state, hub, stream, peer, slots, &limits).await,
+            Ok(Err(_)) => state.metrics.reject("tls_handshake"),
+            Err(_) => state.metrics.reject("handshake_timeout"),
         },
-        None => serve_http(shared, tcp, peer, permits, &limits).await,
+        None => serve_http(state, hub, tcp, peer, slots, &limits).await,
     }
 }
 
 async fn serve_http<S>(
-    shared: Arc<Shared>,
+    state: Arc<ProxyState>,
+    hub: Arc<RelayHub>,
     io: S,
     peer: SocketAddr,
-    permits: Arc<ConnPermits>,
+    slots: Arc<ConnSlots>,
     limits: &LimitsConfig,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let svc_shared = Arc::clone(&shared);
+    let svc_state = Arc::clone(&state);
     let svc = service_fn(move |req| {
-        let shared = Arc::clone(&svc_shared);
-        let permits = Arc::clone(&permits);
+        let state = Arc::clone(&svc_state);
+        let hub = Arc::clone(&hub);
+        let slots = Arc::clone(&slots);
         async move {
-            let tls = shared.tls.is_some();
-            let mut response = route(shared, peer, permits, req).await;
+            let tls = state.tls.is_some();
+            let mut response = route(state, hub, peer, slots, req).await;
             if tls {
                 // Served over https: browsers keep to https for this host for a year.
                 response.headers_mut().insert(
@@ -477,7 +292,7 @@ async fn serve_http<S>(
         .await
         .is_err()
     {
-        shared.metrics.reject("http_connection_timeout");
+        state.metrics.reject("http_connection_timeout");
     }
 }
 
@@ -542,40 +357,27 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 }
 
 async fn route(
-    shared: Arc<Shared>,
+    state: Arc<ProxyState>,
+    hub: Arc<RelayHub>,
     peer: SocketAddr,
-    permits: Arc<ConnPermits>,
+    slots: Arc<ConnSlots>,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let runtime = shared.runtime();
+    let active = state.active();
     let path = req.uri().path().to_string();
-    if path == runtime.config.server.ws_path {
+    if path == active.config.server.ws_path {
         // A keep-alive connection that served plain requests gave its pre-auth slot back:
         // an upgrade on it needs one again.
-        let mut pre = permits.preauth.lock().unwrap_or_else(|p| p.into_inner());
-        if pre.is_none() {
-            match Arc::clone(&shared.preauth).try_acquire_owned() {
-                Ok(p) => *pre = Some(p),
-                Err(_) => {
-                    drop(pre);
-                    shared.metrics.reject("preauth_connections");
-                    return text(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
-                }
-            }
+        if !state.caps.reacquire_preauth(&slots) {
+            state.metrics.reject("preauth_connections");
+            return text(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
         }
-        drop(pre);
-        return websocket(shared, runtime, peer, permits, req);
+        return websocket(state, hub, active, peer, slots, req);
     }
     // A plain HTTP request (static file, health, metrics) is not a relay waiting to
     // authenticate: the connection stops counting against the pre-auth cap (it still counts
     // against the total and per-IP caps).
-    drop(
-        permits
-            .preauth
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take(),
-    );
+    slots.release_preauth();
     let head = req.method() == Method::HEAD;
     if req.method() != Method::GET && !head {
         return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
@@ -583,14 +385,14 @@ async fn route(
     let mut resp = match path.as_str() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => {
-            if shared.ready.load(Ordering::SeqCst) {
+            if state.ready.load(Ordering::SeqCst) {
                 text(StatusCode::OK, "ready\n")
             } else {
                 text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
             }
         }
         "/metrics" => {
-            let m = &runtime.config.metrics;
+            let m = &active.config.metrics;
             if !m.enabled {
                 text(StatusCode::NOT_FOUND, "not found\n")
             } else if !m.allow_remote
@@ -601,11 +403,11 @@ async fn route(
                 respond(
                     StatusCode::OK,
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    shared.metrics.render(),
+                    state.metrics.render(),
                 )
             }
         }
-        _ => match runtime.static_files.lookup(&path).await {
+        _ => match active.static_files.lookup(&path).await {
             StaticResult::File(mime, file, len) => {
                 let body = if head {
                     full(Bytes::new())
@@ -665,14 +467,15 @@ fn offered_protocols(h: &HeaderMap) -> Result<(bool, Option<String>), &'static s
 
 /// Validate the upgrade request completely, then switch protocols.
 fn websocket(
-    shared: Arc<Shared>,
-    runtime: Arc<Runtime>,
+    state: Arc<ProxyState>,
+    hub: Arc<RelayHub>,
+    active: Arc<ActiveConfig>,
     peer: SocketAddr,
-    permits: Arc<ConnPermits>,
+    slots: Arc<ConnSlots>,
     mut req: Request<Incoming>,
 ) -> Response<Body> {
     let reject = |reason: &'static str, status: StatusCode, body: &'static str| {
-        shared.metrics.reject(reason);
+        state.metrics.reject(reason);
         tracing::info!(peer = %peer.ip(), reason, "websocket upgrade refused");
         text(status, body)
     };
@@ -711,7 +514,7 @@ fn websocket(
     };
     // Origin: exact allow-list, before anything else is looked at.
     let origin_header = header_str(h, header::ORIGIN);
-    if !runtime.origins.allows(origin_header) {
+    if !active.origins.allows(origin_header) {
         return reject(
             "origin_denied",
             StatusCode::FORBIDDEN,
@@ -738,14 +541,16 @@ fn websocket(
     }
     // A ticket in the header is verified and consumed now; its target binding is checked
     // when the open message names the target.
-    let header_claims: Option<Claims> = match (ticket, &runtime.tickets) {
-        (Some(t), Some(tickets)) => match check_ticket(&shared, tickets, &t, &origin) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                tracing::info!(peer = %peer.ip(), reason = e.kind(), "ticket refused");
-                return reject("ticket_invalid", StatusCode::FORBIDDEN, "ticket invalid\n");
+    let header_claims: Option<Claims> = match (ticket, &active.tickets) {
+        (Some(t), Some(tickets)) => {
+            match check_ticket(tickets, &state.replay, &t, &origin, unix_now(), |_| Ok(())) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::info!(peer = %peer.ip(), reason = e.kind(), "ticket refused");
+                    return reject("ticket_invalid", StatusCode::FORBIDDEN, "ticket invalid\n");
+                }
             }
-        },
+        }
         (Some(_), None) => {
             return reject(
                 "ticket_invalid",
@@ -756,13 +561,14 @@ fn websocket(
         (None, _) => None,
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let ws_config = Runtime::ws_config(&runtime.config.limits);
+    let ws_config = ActiveConfig::ws_config(&active.config.limits);
     let ctx = crate::relay::Context {
-        shared: Arc::clone(&shared),
+        state: Arc::clone(&state),
+        hub,
         peer,
         origin,
         header_claims,
-        permits,
+        slots,
     };
     tokio::spawn(async move {
         match on_upgrade.await {
@@ -775,7 +581,7 @@ fn websocket(
                 .await;
                 crate::relay::serve(ws, ctx).await;
             }
-            Err(_) => ctx.shared.metrics.reject("upgrade_failed"),
+            Err(_) => ctx.state.metrics.reject("upgrade_failed"),
         }
     });
     let mut resp = Response::new(full(Bytes::new()));
@@ -793,24 +599,10 @@ fn websocket(
     resp
 }
 
-/// Verify a ticket's signature, lifetime and origin, and consume it (single use).
-pub(crate) fn check_ticket(
-    shared: &Shared,
-    tickets: &Tickets,
-    ticket: &str,
-    origin: &str,
-) -> Result<Claims, TicketError> {
-    let now = unix_now();
-    let claims = tickets
-        .key
-        .verify(ticket, origin, now, tickets.max_ttl_secs)?;
-    shared.replay.consume(&claims, now)?;
-    Ok(claims)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ConfigError;
 
     fn write_cert(dir: &std::path::Path, name: &str) -> (PathBuf, PathBuf, Vec<u8>) {
         let ck = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
@@ -833,7 +625,7 @@ mod tests {
     }
 
     fn leaf(h: &ProxyHandle) -> Vec<u8> {
-        h.shared.tls.as_ref().unwrap().current_leaf().unwrap()
+        h.state.tls.as_ref().unwrap().current_leaf().unwrap()
     }
 
     #[tokio::test]
@@ -859,7 +651,7 @@ mod tests {
             leaf(&h) == der1,
             "the certificate changed before the config was checked"
         );
-        assert!(h.shared.runtime().tickets.is_none());
+        assert!(h.state.active().tickets.is_none());
         // The same certificate with a good config goes in.
         h.reload_with(config(&c2, &k2, "")).unwrap();
         assert_eq!(leaf(&h), der2);
@@ -893,7 +685,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let rt = h.shared.runtime();
+        let rt = h.state.active();
         assert_eq!(rt.config.static_files.root.as_deref(), Some(web.as_path()));
         assert!(matches!(
             rt.static_files.lookup("/index.html").await,

@@ -280,6 +280,37 @@ impl Claims {
     }
 }
 
+/// Ticket settings in force.
+#[derive(Debug)]
+pub struct Tickets {
+    /// The HMAC key.
+    pub key: TicketKey,
+    /// Tickets are mandatory.
+    pub required: bool,
+    /// Longest lifetime accepted.
+    pub max_ttl_secs: u64,
+}
+
+/// The one check of a presented ticket: signature, lifetime and origin (the HMAC is verified
+/// here and nowhere else), then what the caller binds it to (`bind`: the open's target and
+/// mode, or nothing yet for a header ticket checked before the upgrade), then single use
+/// (the replay cache). A ticket refused by `bind` is not consumed.
+pub(crate) fn check_ticket(
+    tickets: &Tickets,
+    replay: &ReplayCache,
+    ticket: &str,
+    origin: &str,
+    now: u64,
+    bind: impl FnOnce(&Claims) -> Result<(), TicketError>,
+) -> Result<Claims, TicketError> {
+    let claims = tickets
+        .key
+        .verify(ticket, origin, now, tickets.max_ttl_secs)?;
+    bind(&claims)?;
+    replay.consume(&claims, now)?;
+    Ok(claims)
+}
+
 /// Used ticket ids, remembered until they expire; bounded.
 #[derive(Debug)]
 pub struct ReplayCache {
@@ -509,6 +540,45 @@ mod tests {
             )
             .unwrap();
         restarted.consume(&fresh, 1002).unwrap();
+    }
+
+    #[test]
+    fn check_ticket_consumes_only_what_it_binds() {
+        let tickets = Tickets {
+            key: key(),
+            required: true,
+            max_ttl_secs: 60,
+        };
+        let cache = ReplayCache::new(10, 1000);
+        let t = tickets.key.issue_for("lab", 0, ORIGIN, 1000, 30, None);
+        let bind = |c: &Claims| c.check_open(ConnectMode::Remote, "lab", 0);
+        // Refused by the binding: not consumed.
+        assert_eq!(
+            check_ticket(&tickets, &cache, &t, ORIGIN, 1001, |c| c.check_open(
+                ConnectMode::Remote,
+                "other",
+                0
+            )),
+            Err(TicketError::TargetMismatch)
+        );
+        assert!(cache.is_empty());
+        let c = check_ticket(&tickets, &cache, &t, ORIGIN, 1001, bind).unwrap();
+        assert_eq!(c.tgt, "lab:64000");
+        assert_eq!(
+            check_ticket(&tickets, &cache, &t, ORIGIN, 1002, bind),
+            Err(TicketError::Replayed)
+        );
+        // A bad signature never reaches the binding or the cache.
+        let forged = TicketKey::new(vec![1; 32])
+            .unwrap()
+            .issue_for("lab", 0, ORIGIN, 1000, 30, None);
+        assert_eq!(
+            check_ticket(&tickets, &cache, &forged, ORIGIN, 1001, |_| {
+                panic!("bound before the signature was checked")
+            }),
+            Err(TicketError::BadSignature)
+        );
+        assert_eq!(cache.len(), 1);
     }
 
     #[test]

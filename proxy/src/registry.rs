@@ -1,5 +1,6 @@
-//! Session bookkeeping shared by all connections: upstream connections kept for resume, and
-//! the restore proofs of closed ones (for the takeover check).
+//! The resume registry, shared by all connections: upstream connections kept for resume
+//! (parked, by resume-token hash), and the restore proofs of closed ones (for the takeover
+//! check). Generic over what is parked, so it depends on nothing of the relay.
 //!
 //! The service lets a login naming a *live* session take it over without a password, and a
 //! login naming a *dead* one inherits its lost tasks. Through the proxy, a login may name a
@@ -125,32 +126,42 @@ impl TokenKeys<'_> {
     }
 }
 
-/// Registry of detached sessions (by resume-token hash) and restore proofs (by token hash).
+/// Registry of parked (detached) upstream connections `T` (by resume-token hash) and restore
+/// proofs (by token hash).
 #[derive(Debug)]
-pub struct Registry {
-    detached: Mutex<Parked>,
+pub struct ResumeRegistry<T> {
+    detached: Mutex<Parked<T>>,
     proofs: Mutex<ProofTable>,
 }
 
 /// Parked sessions: each under the hash of its current token, and through `aliases` under
 /// the hash of the token it was resumed with, while that one is still valid.
-#[derive(Debug, Default)]
-struct Parked {
-    by_token: HashMap<TokenHash, Detached>,
+#[derive(Debug)]
+struct Parked<T> {
+    by_token: HashMap<TokenHash, Detached<T>>,
     /// Previous-token hash -> current-token hash.
     aliases: HashMap<TokenHash, TokenHash>,
 }
 
+impl<T> Default for Parked<T> {
+    fn default() -> Self {
+        Parked {
+            by_token: HashMap::new(),
+            aliases: HashMap::new(),
+        }
+    }
+}
+
 #[derive(Debug)]
-struct Detached {
-    claim: Claim<Box<crate::relay::Session>>,
+struct Detached<T> {
+    claim: Claim<T>,
     /// The previous-token hash that also names this session, if any.
     alias: Option<TokenHash>,
 }
 
-impl Parked {
+impl<T> Parked<T> {
     /// Remove the session `key` (a current-token hash) and its alias.
-    fn remove(&mut self, key: &TokenHash) -> Option<Detached> {
+    fn remove(&mut self, key: &TokenHash) -> Option<Detached<T>> {
         let d = self.by_token.remove(key)?;
         if let Some(alias) = &d.alias {
             self.aliases.remove(alias);
@@ -159,28 +170,23 @@ impl Parked {
     }
 }
 
-impl Default for Registry {
+impl<T> Default for ResumeRegistry<T> {
     fn default() -> Self {
-        Registry::new()
+        ResumeRegistry::new()
     }
 }
 
-impl Registry {
+impl<T> ResumeRegistry<T> {
     /// Empty.
-    pub fn new() -> Registry {
-        Registry {
+    pub fn new() -> ResumeRegistry<T> {
+        ResumeRegistry {
             detached: Mutex::new(Parked::default()),
             proofs: Mutex::new(ProofTable::default()),
         }
     }
 
     /// Park a detached session under its token(s); false if `max` are already parked.
-    pub(crate) fn park(
-        &self,
-        keys: TokenKeys<'_>,
-        claim: Claim<Box<crate::relay::Session>>,
-        max: usize,
-    ) -> bool {
+    pub(crate) fn park(&self, keys: TokenKeys<'_>, claim: Claim<T>, max: usize) -> bool {
         let mut g = self.detached.lock().unwrap_or_else(|p| p.into_inner());
         let gone: Vec<TokenHash> = g
             .by_token
@@ -204,7 +210,7 @@ impl Registry {
 
     /// Take the claim of a parked session by either of its tokens (single use: every key of
     /// the session is removed).
-    pub(crate) fn take(&self, token: &str) -> Option<Claim<Box<crate::relay::Session>>> {
+    pub(crate) fn take(&self, token: &str) -> Option<Claim<T>> {
         let mut g = self.detached.lock().unwrap_or_else(|p| p.into_inner());
         let h = hash(token);
         let key = g.aliases.get(&h).copied().unwrap_or(h);
@@ -334,6 +340,8 @@ mod tests {
             previous: None,
         }
     }
+
+    type Registry = ResumeRegistry<()>;
 
     fn keep(r: &Registry, now: Instant, t: &Token, s: Uuid, max: usize) {
         r.keep_restore_proof_at(now, one(t), s, O, None, TTL, max);

@@ -1,0 +1,373 @@
+//! A link: one upstream connection and its state, attached to a browser WebSocket or
+//! detached waiting for a resume; and the tokio shell that drives its [`RelayRules`] — the
+//! attached loop (browser ↔ service, pings, backpressure), the detached loop (the resume
+//! window) and the choice between parking and closing when a browser goes.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::SplitStream;
+use futures_util::StreamExt;
+use prl_protocol::handshake::SecurityLevel;
+use prl_protocol::package::Package;
+use prl_protocol::relay::{RelayError, RelayErrorKind};
+use prl_protocol::Uuid;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+
+use crate::budget::ByteBudget;
+use crate::config::{LimitsConfig, ResumeConfig};
+use crate::login::LoginOutcome;
+use crate::registry::TokenKeys;
+use crate::state::{ConnSlots, ProxyState};
+use crate::util::Token;
+
+use super::ring::ReplayRing;
+use super::rules::{Event, Expired, RelayRules, Verdict};
+use super::serve::ws_read_error;
+use super::writer::{FromService, Out, ToService, UpstreamTasks, Writer, CLOSE_GRACE};
+use super::{err, RelayHub};
+
+pub(super) type WsRead<S> = SplitStream<WebSocketStream<S>>;
+
+/// The rules' clock: tokio's (virtual under `tokio::time::pause`), as a std instant.
+pub(super) fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+/// Sleep until a deadline of the rules (forever without one).
+async fn sleep_until(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What the handshakes told us, for `opened`.
+#[derive(Debug, Clone)]
+pub(super) struct Facts {
+    pub(super) service_protocol: String,
+    pub(super) service_build: String,
+    pub(super) security_level: SecurityLevel,
+    pub(super) cipher: String,
+    pub(super) tls_version: String,
+}
+
+/// One upstream connection and its state, attached to a browser or detached waiting for a
+/// resume.
+pub(crate) struct ServiceLink {
+    pub(super) state: Arc<ProxyState>,
+    pub(super) hub: Arc<RelayHub>,
+    pub(super) conn_uuid: Uuid,
+    pub(super) conn_uuid_text: String,
+    pub(super) facts: Facts,
+    pub(super) up_tx: ToService,
+    pub(super) up_rx: FromService,
+    pub(super) upstream: UpstreamTasks,
+    pub(super) to_service: Arc<ByteBudget>,
+    pub(super) ring: ReplayRing,
+    /// The highest sequence number handed to the current (or last) WebSocket.
+    pub(super) sent_mark: u64,
+    pub(super) token: Token,
+    /// The token the browser presented to resume, still accepted (for a resume or as restore
+    /// proof) until the browser sends a package on the resumed connection, which shows that it
+    /// got `token` in the `resumed` message.
+    pub(super) prev_token: Option<Token>,
+    pub(super) origin: String,
+    pub(super) subject: Option<String>,
+    pub(super) lineage: u64,
+    pub(super) client_ip: IpAddr,
+    pub(super) rules: RelayRules,
+    pub(super) limits: LimitsConfig,
+    pub(super) resume: ResumeConfig,
+    /// The cap slots of the browser connection currently (or last) attached.
+    pub(super) slots: Arc<ConnSlots>,
+}
+
+impl fmt::Debug for ServiceLink {
+    /// The connection UUID is the service session UUID, a secret: never shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceLink")
+            .field("lineage", &self.lineage)
+            .field("origin", &self.origin)
+            .field("client_ip", &self.client_ip)
+            .field("facts", &self.facts)
+            .field("logged_in", &self.rules.logged_in())
+            .field("sent_mark", &self.sent_mark)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceLink {
+    pub(super) fn token_keys(&self) -> TokenKeys<'_> {
+        TokenKeys {
+            current: &self.token,
+            previous: self.prev_token.as_ref(),
+        }
+    }
+
+    /// Count and log what the rules report.
+    fn drain_events(&mut self) {
+        while let Some(event) = self.rules.poll_event() {
+            let m = &self.state.metrics;
+            match event {
+                Event::LoginRefused => m.login("refused"),
+                Event::LoginThrottled => m.login("throttled"),
+                Event::PreviousSessionRefused(why) => {
+                    m.reject("previous_session");
+                    tracing::warn!(
+                        lineage = self.lineage,
+                        reason = why,
+                        "login naming a previous session refused"
+                    );
+                }
+                Event::LoginReplied { outcome, elapsed } => {
+                    m.login_seconds.observe(elapsed.as_secs_f64());
+                    match outcome {
+                        LoginOutcome::Success => {
+                            m.login("success");
+                            tracing::info!(lineage = self.lineage, "login succeeded");
+                        }
+                        LoginOutcome::Intermediate => {}
+                        LoginOutcome::Failure => {
+                            m.login("failure");
+                            tracing::info!(lineage = self.lineage, "login failed");
+                        }
+                    }
+                }
+                Event::LoggedIn => {}
+            }
+        }
+    }
+
+    /// A package from the service: the rules' bookkeeping, the replay ring; the bytes to send.
+    fn service_package(&mut self, p: &Package) -> Bytes {
+        let data = self.rules.handle_service_package(now(), p);
+        self.drain_events();
+        self.ring.push(data.clone());
+        data
+    }
+}
+
+impl Drop for ServiceLink {
+    fn drop(&mut self) {
+        if self.rules.logged_in() {
+            // The browser's last resume token now proves ownership of the dead session. Kept
+            // before the upstream connection ends, so the proof exists once the service sees
+            // the close.
+            let subject = self.subject.take();
+            self.hub.parked.keep_restore_proof(
+                self.token_keys(),
+                self.conn_uuid,
+                &self.origin,
+                subject,
+                Duration::from_millis(self.resume.restore_ttl_ms),
+                self.resume.restore_max,
+            );
+        }
+        self.upstream
+            .end(Duration::from_millis(self.limits.write_stall_ms).min(CLOSE_GRACE));
+        tracing::info!(lineage = self.lineage, "upstream connection closed");
+    }
+}
+
+/// How an attached link ended.
+#[derive(Debug)]
+pub(super) enum End {
+    /// A typed failure (policy, limit, upstream gone...): report it and close upstream.
+    Failed(RelayError),
+    /// The browser closed normally (1000): close upstream.
+    BrowserClosed,
+    /// The browser vanished: keep upstream for a resume.
+    BrowserGone,
+}
+
+/// Relay between the browser WebSocket and the service until one side ends or a rule does.
+pub(super) async fn attached<S>(s: &mut ServiceLink, stream: &mut WsRead<S>, writer: &Writer) -> End
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let ping_every = Duration::from_millis(s.limits.ping_interval_ms);
+    let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+    let mut last_seen = Instant::now();
+    loop {
+        let timeout_at = s.rules.poll_timeout();
+        let to_service = Arc::clone(&s.to_service);
+        let up_tx = s.up_tx.clone();
+        let out_budget = Arc::clone(&writer.budget);
+        let out_tx = writer.tx.clone();
+        let up_rx = &mut s.up_rx;
+        tokio::select! {
+            _ = sleep_until(timeout_at) => {
+                if let Some(expired) = s.rules.handle_timeout(now()) {
+                    if expired == Expired::LoginDeadline {
+                        s.state.metrics.reject("login_deadline");
+                    }
+                    return End::Failed(s.rules.expiry_error(expired));
+                }
+            }
+            _ = writer.tx.closed() => {
+                // The writer ended: the browser's socket failed or stalled past the limit.
+                return End::BrowserGone;
+            }
+            _ = ping.tick() => {
+                if s.to_service.is_full() || s.up_tx.capacity() == 0 {
+                    // Backpressure from the service: the browser is not being read, so its
+                    // pongs cannot be seen; do not count this interval against it.
+                    last_seen = Instant::now();
+                } else if last_seen.elapsed() > ping_every.saturating_mul(2) {
+                    // Two intervals without a pong (or anything else): the browser is gone.
+                    return End::BrowserGone;
+                }
+                writer.ping.notify_one();
+            }
+            r = async {
+                to_service.room().await;
+                let permit = up_tx.reserve_owned().await;
+                (permit, stream.next().await)
+            } => {
+                last_seen = Instant::now();
+                let (permit, message) = r;
+                let Ok(permit) = permit else {
+                    return End::Failed(err(RelayErrorKind::Closed, "service connection closed"));
+                };
+                match message {
+                    Some(Ok(Message::Binary(data))) => {
+                        // A package after `resumed`: the browser has the current token.
+                        s.prev_token = None;
+                        let verdict = s.rules.handle_browser_package(now(), &data, &s.hub.throttles);
+                        s.drain_events();
+                        match verdict {
+                            Ok(Verdict::Forward(p)) => {
+                                let n = p.encoded_len();
+                                s.to_service.add(n);
+                                permit.send(p);
+                                s.state.metrics.relayed("to_service", n);
+                            }
+                            Ok(Verdict::Ignore) => {}
+                            Err(e) => return End::Failed(e),
+                        }
+                    }
+                    Some(Ok(Message::Text(_))) => {
+                        return End::Failed(err(RelayErrorKind::ProtocolViolation, "control messages are only accepted as the first message"));
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        return match frame {
+                            Some(f) if f.code == CloseCode::Normal => End::BrowserClosed,
+                            _ => End::BrowserGone,
+                        };
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e @ WsError::Capacity(_))) => return End::Failed(ws_read_error(&e, &s.limits)),
+                    Some(Err(_)) | None => return End::BrowserGone,
+                }
+            }
+            r = async {
+                out_budget.room().await;
+                let permit = out_tx.reserve_owned().await;
+                (permit, up_rx.recv().await)
+            } => {
+                let (permit, package) = r;
+                let Ok(permit) = permit else { return End::BrowserGone };
+                match package {
+                    Some(Ok(p)) => {
+                        let data = s.service_package(&p);
+                        let n = data.len();
+                        writer.budget.add(n);
+                        permit.send(Out::Binary(data));
+                        s.sent_mark = s.ring.last_seq();
+                        s.state.metrics.relayed("to_browser", n);
+                    }
+                    Some(Err(e)) => return End::Failed(e),
+                    None => return End::Failed(err(RelayErrorKind::Closed, "the service closed the connection")),
+                }
+            }
+        }
+    }
+}
+
+/// Keep the upstream connection for the resume window, or close it. Only a link with a
+/// successful login is kept: the client resumes nothing else, and parking unauthenticated
+/// connections would let anyone fill `resume.max_detached` and hold service connections.
+pub(super) fn detach_or_close(link: Box<ServiceLink>) {
+    if link.resume.window_ms == 0 {
+        return;
+    }
+    if !link.rules.logged_in() {
+        tracing::info!(
+            lineage = link.lineage,
+            "browser gone before any login; upstream closed, not kept for resume"
+        );
+        return;
+    }
+    let hub = Arc::clone(&link.hub);
+    let (claim_tx, claim_rx) = oneshot::channel();
+    if !hub
+        .parked
+        .park(link.token_keys(), claim_tx, link.resume.max_detached)
+    {
+        link.state.metrics.reject("max_detached");
+        return;
+    }
+    link.state.metrics.sessions_detached.inc();
+    tracing::info!(
+        lineage = link.lineage,
+        window_ms = link.resume.window_ms,
+        "browser gone; upstream kept for resume"
+    );
+    tokio::spawn(detached(link, claim_rx));
+}
+
+/// Wait for a resume (a claim through the registry), reading the service into the replay
+/// ring while it has room, until the resume window or the lifetime ends.
+async fn detached(
+    mut link: Box<ServiceLink>,
+    mut claim_rx: oneshot::Receiver<oneshot::Sender<Box<ServiceLink>>>,
+) {
+    let state = Arc::clone(&link.state);
+    let hub = Arc::clone(&link.hub);
+    link.rules
+        .handle_detached(now(), Duration::from_millis(link.resume.window_ms));
+    let outcome = loop {
+        let accept = link.ring.can_accept_detached(link.sent_mark);
+        let timeout_at = link.rules.poll_timeout();
+        let up_rx = &mut link.up_rx;
+        tokio::select! {
+            _ = sleep_until(timeout_at) => {
+                if let Some(expired) = link.rules.handle_timeout(now()) {
+                    break expired.reason();
+                }
+            }
+            claim = &mut claim_rx => match claim {
+                Ok(reply) => {
+                    state.metrics.sessions_detached.dec();
+                    // If the resumer vanished meanwhile, the link is dropped (closed).
+                    let _ = reply.send(link);
+                    return;
+                }
+                Err(_) => break "claim dropped",
+            },
+            r = async { if accept { up_rx.recv().await } else { std::future::pending().await } } => match r {
+                Some(Ok(p)) => {
+                    let _ = link.service_package(&p);
+                }
+                Some(Err(_)) | None => break "service connection closed",
+            },
+        }
+    };
+    // Not claimed: the link still holds the tokens it was parked under.
+    hub.parked.unpark(link.token_keys());
+    state.metrics.sessions_detached.dec();
+    tracing::info!(
+        lineage = link.lineage,
+        reason = outcome,
+        "detached session closed"
+    );
+}

@@ -1,0 +1,76 @@
+//! The relay: one browser WebSocket bridged to one IOService connection (prl-transport).
+//!
+//! Flow (`docs/relay-protocol.md`): the first message is `open` (policy, ticket, connect within
+//! the budget, `opened`) or `resume` (take over a kept upstream connection, `resumed`, replay);
+//! then whole IO packages both ways as binary messages. Every failure is one typed `error`
+//! message followed by a close.
+//!
+//! Modules: [`serve`] (one WebSocket: first message, then the attached link), [`open`] (open,
+//! resume, the transport error mapping), [`link`] (the upstream connection's state and the
+//! attached / detached loops that drive its rules), [`rules`] (the sans-I/O rules and timers),
+//! [`writer`] (the writer tasks toward the browser and the service), [`ring`] (the replay
+//! ring).
+//!
+//! Memory is bounded everywhere: a writer task drains a bounded queue toward the browser
+//! (package count and bytes); the relay reads the service only when that queue has room, and
+//! reads the browser only when the queue toward the service has room, so a slow side slows the
+//! other down instead of growing buffers. The replay ring that makes resume lossless is
+//! bounded too; while detached, a full ring stops reading the service.
+
+mod link;
+mod open;
+mod ring;
+mod rules;
+mod serve;
+mod writer;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use prl_protocol::relay::{RelayError, RelayErrorKind};
+
+use crate::budget::ByteBudget;
+use crate::config::LimitsConfig;
+use crate::registry::ResumeRegistry;
+use crate::state::{ConnSlots, ProxyState};
+use crate::ticket::Claims;
+
+pub(crate) use link::ServiceLink;
+pub(crate) use serve::serve;
+
+/// What the relays of one proxy share: the login throttles, the budget of bytes queued
+/// toward all browsers, and the registry of parked links and restore proofs.
+#[derive(Debug)]
+pub(crate) struct RelayHub {
+    pub(crate) throttles: rules::LoginThrottles,
+    /// Bytes queued toward all browsers (`limits.max_queued_bytes_total`).
+    pub(crate) to_browsers: Arc<ByteBudget>,
+    pub(crate) parked: ResumeRegistry<Box<ServiceLink>>,
+}
+
+impl RelayHub {
+    /// Sized from the limits in force at start (a reload does not change them).
+    pub(crate) fn new(limits: &LimitsConfig) -> Arc<RelayHub> {
+        Arc::new(RelayHub {
+            throttles: rules::LoginThrottles::new(limits),
+            to_browsers: ByteBudget::new(limits.max_queued_bytes_total, None, None),
+            parked: ResumeRegistry::new(),
+        })
+    }
+}
+
+/// Everything the upgrade learned about a browser connection.
+#[derive(Debug)]
+pub(crate) struct Context {
+    pub(crate) state: Arc<ProxyState>,
+    pub(crate) hub: Arc<RelayHub>,
+    pub(crate) peer: SocketAddr,
+    pub(crate) origin: String,
+    /// A ticket offered in the subprotocol header, already verified and consumed.
+    pub(crate) header_claims: Option<Claims>,
+    pub(crate) slots: Arc<ConnSlots>,
+}
+
+fn err(kind: RelayErrorKind, message: impl Into<String>) -> RelayError {
+    RelayError::new(kind, message)
+}

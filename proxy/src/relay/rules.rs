@@ -1,0 +1,489 @@
+//! The relay's rules for one upstream connection, sans-I/O: packages and `now` in, verdicts,
+//! bytes to send, events and timer deadlines out (quinn-proto's `Connection` is the model:
+//! `handle_*`, `poll_timeout`, `handle_timeout`, `poll_event`). No socket, no task, no clock:
+//! every rule here is unit-tested with virtual time, and the tokio shell (`link`) only drives
+//! it.
+//!
+//! What the rules decide:
+//! - a package from the browser: well-formed, from this connection (its sender UUID), not a
+//!   refused local login, and for a login the proxy's own checks (user name length, throttles,
+//!   the previous-session rule; see [`RelayRules::handle_browser_package`]);
+//! - a package from the service: login bookkeeping (a successful login reply marks the
+//!   connection logged in and spends a granted restore proof);
+//! - the timers: the maximum lifetime, the idle timeout (no IO package either way; heartbeats
+//!   do not count), the login deadline (no successful login within `login_deadline_ms` of
+//!   `opened`), and while detached the resume window.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use prl_protocol::codes::cmd;
+use prl_protocol::commands::Command;
+use prl_protocol::package::{Limits, Package, MAX_BUFFERS, MNG_HEARTBEAT};
+use prl_protocol::relay::{RelayError, RelayErrorKind};
+use prl_protocol::{parse_uuid, Uuid};
+
+use crate::config::LimitsConfig;
+use crate::limits::{client_key, user_key, RateLimiter, MAX_USER_NAME_BYTES};
+use crate::login::{login_outcome, LoginOutcome};
+use crate::registry::RestoreRefusal;
+
+use super::err;
+
+/// The login throttles every connection shares: per client address (IPv6 per /64) and per
+/// user name. Time is passed in.
+#[derive(Debug)]
+pub(crate) struct LoginThrottles {
+    pub(crate) per_ip: RateLimiter<IpAddr>,
+    pub(crate) per_user: RateLimiter<[u8; 16]>,
+}
+
+impl LoginThrottles {
+    pub(crate) fn new(l: &LimitsConfig) -> LoginThrottles {
+        LoginThrottles {
+            per_ip: RateLimiter::new(l.login_burst_per_ip, l.login_per_minute_per_ip, 100_000),
+            per_user: RateLimiter::new(
+                l.login_burst_per_user,
+                l.login_per_minute_per_user,
+                100_000,
+            ),
+        }
+    }
+}
+
+/// What the `open` of this connection proved about earlier sessions (its `restore` field).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Restore {
+    /// No `restore` in the open.
+    Absent,
+    /// A valid proof: logins on this connection may name this session as the previous one.
+    Granted(Uuid),
+    /// The granted restore succeeded (a login on this connection succeeded): spent.
+    Used,
+    /// The proof was not accepted.
+    Refused(RestoreRefusal),
+}
+
+impl fmt::Debug for Restore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Restore::Absent => f.write_str("Absent"),
+            Restore::Granted(_) => f.write_str("Granted(<redacted>)"),
+            Restore::Used => f.write_str("Used"),
+            Restore::Refused(r) => write!(f, "Refused({r:?})"),
+        }
+    }
+}
+
+/// The fixed facts and limits the rules of one connection work with.
+#[derive(Debug, Clone)]
+pub(crate) struct RulesConfig {
+    /// The upstream connection's UUID (= the service session UUID once logged in).
+    pub(crate) conn_uuid: Uuid,
+    /// The browser's address (throttle key).
+    pub(crate) client_ip: IpAddr,
+    /// The service decodes login passwords as base64.
+    pub(crate) base64_password: bool,
+    /// `policy.local_login`.
+    pub(crate) local_login: bool,
+    /// Largest package the browser may send.
+    pub(crate) max_message_bytes: usize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_lifetime: Duration,
+    pub(crate) login_deadline: Duration,
+    /// What the open proved.
+    pub(crate) restore: Restore,
+}
+
+impl RulesConfig {
+    pub(crate) fn from_limits(
+        limits: &LimitsConfig,
+        conn_uuid: Uuid,
+        client_ip: IpAddr,
+        base64_password: bool,
+        local_login: bool,
+        restore: Restore,
+    ) -> RulesConfig {
+        RulesConfig {
+            conn_uuid,
+            client_ip,
+            base64_password,
+            local_login,
+            max_message_bytes: limits.max_message_bytes,
+            idle_timeout: Duration::from_millis(limits.idle_timeout_ms),
+            max_lifetime: Duration::from_millis(limits.max_lifetime_ms),
+            login_deadline: Duration::from_millis(limits.login_deadline_ms),
+            restore,
+        }
+    }
+}
+
+/// What to do with a package from the browser that the rules accept.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    /// Send it to the service.
+    Forward(Box<Package>),
+    /// Drop it (a browser heartbeat: the proxy sends the service its own).
+    Ignore,
+}
+
+/// A timer that ended the connection (or, while detached, its wait for a resume).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expired {
+    /// `limits.max_lifetime_ms` after `opened`.
+    Lifetime,
+    /// `limits.idle_timeout_ms` without an IO package either way (attached only).
+    Idle,
+    /// No successful login within `limits.login_deadline_ms` of `opened`.
+    LoginDeadline,
+    /// Detached for `resume.window_ms` without a resume.
+    ResumeWindow,
+}
+
+impl Expired {
+    /// For logs.
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Expired::Lifetime => "maximum session lifetime reached",
+            Expired::Idle => "idle timeout: no package either way",
+            Expired::LoginDeadline => "no login within the login deadline",
+            Expired::ResumeWindow => "resume window expired",
+        }
+    }
+}
+
+/// Something the shell counts or logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// A login the proxy refused itself (local login disabled, malformed, name too long, or a
+    /// previous session this connection may not name).
+    LoginRefused,
+    /// A login refused by a throttle.
+    LoginThrottled,
+    /// A login naming a previous session was refused (why; follows `LoginRefused`).
+    PreviousSessionRefused(&'static str),
+    /// The reply to a forwarded login arrived, `elapsed` after the request.
+    LoginReplied {
+        outcome: LoginOutcome,
+        elapsed: Duration,
+    },
+    /// The first successful login on this connection.
+    LoggedIn,
+}
+
+/// The rules of one upstream connection.
+#[derive(Debug)]
+pub(crate) struct RelayRules {
+    config: RulesConfig,
+    lifetime_at: Instant,
+    login_deadline_at: Instant,
+    last_activity: Instant,
+    /// While detached: when the resume window ends.
+    detached_until: Option<Instant>,
+    /// Forwarded logins waiting for their reply (request UUID, when forwarded); at most 8.
+    pending_logins: VecDeque<(Uuid, Instant)>,
+    /// A login on this connection succeeded: a service session named by `conn_uuid` exists.
+    logged_in: bool,
+    restore: Restore,
+    events: VecDeque<Event>,
+}
+
+impl RelayRules {
+    /// The rules of a connection opened (`opened` sent) at `now`.
+    pub(crate) fn new(config: RulesConfig, now: Instant) -> RelayRules {
+        RelayRules {
+            lifetime_at: now + config.max_lifetime,
+            login_deadline_at: now + config.login_deadline,
+            last_activity: now,
+            detached_until: None,
+            pending_logins: VecDeque::new(),
+            logged_in: false,
+            restore: config.restore,
+            events: VecDeque::new(),
+            config,
+        }
+    }
+
+    /// A login on this connection has succeeded.
+    pub(crate) fn logged_in(&self) -> bool {
+        self.logged_in
+    }
+
+    /// Whether the connection is detached (waiting for a resume).
+    #[cfg(test)]
+    pub(crate) fn is_detached(&self) -> bool {
+        self.detached_until.is_some()
+    }
+
+    /// The next event the shell should count or log.
+    pub(crate) fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`RelayRules::handle_timeout`] must next be called.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        let mut at = self.lifetime_at;
+        match self.detached_until {
+            Some(until) => at = at.min(until),
+            None => {
+                at = at.min(self.last_activity + self.config.idle_timeout);
+                if !self.logged_in {
+                    at = at.min(self.login_deadline_at);
+                }
+            }
+        }
+        Some(at)
+    }
+
+    /// The timer that has expired at `now`, if any: the connection ends.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) -> Option<Expired> {
+        if now >= self.lifetime_at {
+            return Some(Expired::Lifetime);
+        }
+        match self.detached_until {
+            Some(until) => (now >= until).then_some(Expired::ResumeWindow),
+            None if now >= self.last_activity + self.config.idle_timeout => Some(Expired::Idle),
+            None if !self.logged_in && now >= self.login_deadline_at => {
+                Some(Expired::LoginDeadline)
+            }
+            None => None,
+        }
+    }
+
+    /// The error the browser gets for an expired timer (attached).
+    pub(crate) fn expiry_error(&self, expired: Expired) -> RelayError {
+        match expired {
+            Expired::LoginDeadline => err(
+                RelayErrorKind::LimitReached,
+                format!(
+                    "no login within {} ms of opened",
+                    self.config.login_deadline.as_millis()
+                ),
+            ),
+            other => err(RelayErrorKind::LimitReached, other.reason()),
+        }
+    }
+
+    /// The browser went away at `now`; the connection waits `window` for a resume.
+    pub(crate) fn handle_detached(&mut self, now: Instant, window: Duration) {
+        self.detached_until = Some(now + window);
+    }
+
+    /// The browser resumed at `now`.
+    pub(crate) fn handle_resumed(&mut self, now: Instant) {
+        self.detached_until = None;
+        self.last_activity = now;
+    }
+
+    /// A binary message from the browser at `now`: what to forward, or the error that ends
+    /// the connection.
+    pub(crate) fn handle_browser_package(
+        &mut self,
+        now: Instant,
+        data: &[u8],
+        throttles: &LoginThrottles,
+    ) -> Result<Verdict, RelayError> {
+        let limits = Limits {
+            max_package_len: self.config.max_message_bytes,
+            max_buffers: MAX_BUFFERS,
+        };
+        let mut p = Package::decode(data, &limits).map_err(|e| {
+            err(
+                RelayErrorKind::ProtocolViolation,
+                format!("malformed package from the browser: {e}"),
+            )
+        })?;
+        let t = p.header.package_type;
+        if t == MNG_HEARTBEAT {
+            return Ok(Verdict::Ignore);
+        }
+        let conn_uuid = self.config.conn_uuid;
+        if p.header.sender_uuid.is_nil() {
+            p.header.sender_uuid = conn_uuid;
+        } else if p.header.sender_uuid != conn_uuid {
+            return Err(err(
+                RelayErrorKind::ProtocolViolation,
+                "package sender is not this connection's uuid",
+            ));
+        }
+        match t {
+            cmd::USER_EASY_LOGIN_LOCAL | cmd::USER_LOGIN_LOCAL | cmd::USER_LOGIN_LOCAL_STAGE2
+                if !self.config.local_login =>
+            {
+                self.events.push_back(Event::LoginRefused);
+                return Err(err(
+                    RelayErrorKind::PolicyDenied,
+                    "local login is disabled on this proxy",
+                ));
+            }
+            cmd::USER_LOGIN | cmd::USER_EASY_LOGIN_LOCAL => self.check_login(now, &p, throttles)?,
+            _ => {}
+        }
+        self.last_activity = now;
+        Ok(Verdict::Forward(Box::new(p)))
+    }
+
+    /// The proxy's own checks of a login, in an order that keeps the per-user throttle from
+    /// becoming a lockout tool: refusals that need no throttle first (malformed, name too
+    /// long), then the per-IP bucket (bounds probing from one address), then the
+    /// previous-session rule, and only for a login that will reach the service, the per-user
+    /// bucket.
+    fn check_login(
+        &mut self,
+        now: Instant,
+        p: &Package,
+        throttles: &LoginThrottles,
+    ) -> Result<(), RelayError> {
+        let login = match read_login(p, self.config.base64_password) {
+            Ok(l) => l,
+            Err(e) => {
+                self.events.push_back(Event::LoginRefused);
+                return Err(e);
+            }
+        };
+        if !throttles
+            .per_ip
+            .check(&client_key(self.config.client_ip), now)
+        {
+            self.events.push_back(Event::LoginThrottled);
+            return Err(err(
+                RelayErrorKind::LimitReached,
+                "too many login attempts from this address; try again later",
+            ));
+        }
+        if !login.prev_session.trim().is_empty() {
+            if let Err(why) = self.previous_session_allowed(&login.prev_session) {
+                self.events.push_back(Event::LoginRefused);
+                self.events.push_back(Event::PreviousSessionRefused(why));
+                return Err(err(
+                    RelayErrorKind::RestoreRefused,
+                    format!(
+                        "login names a previous session this browser session cannot restore: {why}"
+                    ),
+                ));
+            }
+        }
+        // Charged only for a login the service will see: the proxy's own refusals above (name
+        // length, malformed request, previous session) must not let anyone spend another
+        // user's bucket and lock that user out without reaching the service.
+        if let Some(u) = &login.user_key {
+            if !throttles.per_user.check(u, now) {
+                self.events.push_back(Event::LoginThrottled);
+                return Err(err(
+                    RelayErrorKind::LimitReached,
+                    "too many login attempts for this user; try again later",
+                ));
+            }
+        }
+        if !p.header.uuid.is_nil() {
+            if self.pending_logins.len() >= 8 {
+                self.pending_logins.pop_front();
+            }
+            self.pending_logins.push_back((p.header.uuid, now));
+        }
+        Ok(())
+    }
+
+    /// The service lets a login naming a live session take it over without a password (and
+    /// one naming a dead session inherit its lost tasks). Through the proxy a login may name
+    /// only this connection's own session (the public-key login's second step, a relogin), or
+    /// the session whose restore proof this connection's `open` presented (see
+    /// `crate::registry`).
+    fn previous_session_allowed(&self, prev: &str) -> Result<(), &'static str> {
+        let uuid = parse_uuid(prev).ok_or("the previous session id is not a uuid")?;
+        if uuid == self.config.conn_uuid {
+            return Ok(());
+        }
+        match self.restore {
+            Restore::Granted(granted) if granted == uuid => Ok(()),
+            Restore::Granted(_) => {
+                Err("the restore proof of this connection is for another session")
+            }
+            Restore::Used => Err("the restore proof of this connection was already used"),
+            Restore::Absent => Err("the open carried no restore proof"),
+            Restore::Refused(_) => Err(
+                "the restore proof is unknown, used, superseded, expired or bound to another origin",
+            ),
+        }
+    }
+
+    /// A package from the service at `now`: login bookkeeping; the bytes to send the browser.
+    pub(crate) fn handle_service_package(&mut self, now: Instant, p: &Package) -> Bytes {
+        if p.header.package_type != MNG_HEARTBEAT {
+            // Service traffic counts as activity too (heartbeats do not).
+            self.last_activity = now;
+        }
+        if p.header.is_response() {
+            if let Some(i) = self
+                .pending_logins
+                .iter()
+                .position(|(u, _)| *u == p.header.parent_uuid)
+            {
+                let sent = self.pending_logins.remove(i).map_or(now, |(_, t)| t);
+                let outcome = login_outcome(p);
+                self.events.push_back(Event::LoginReplied {
+                    outcome,
+                    elapsed: now.saturating_duration_since(sent),
+                });
+                if outcome == LoginOutcome::Success {
+                    if !self.logged_in {
+                        self.events.push_back(Event::LoggedIn);
+                    }
+                    self.logged_in = true;
+                    if matches!(self.restore, Restore::Granted(_)) {
+                        // Consumed on use.
+                        self.restore = Restore::Used;
+                    }
+                }
+            }
+        }
+        Bytes::from(p.encode())
+    }
+}
+
+/// Who a login names, as far as the proxy's checks need it.
+#[derive(Debug)]
+struct LoginClaim {
+    /// The throttle key of the user name (none for a local login).
+    user_key: Option<[u8; 16]>,
+    /// The previous session it names (may be empty).
+    prev_session: String,
+}
+
+/// The one place the proxy reads a login request (2039, 2186): the user name (its length is
+/// checked here) and the previous session. The core's `LoginRequest::peek` will replace the
+/// full parse here, so that the password is never decoded.
+fn read_login(p: &Package, base64_password: bool) -> Result<LoginClaim, RelayError> {
+    match Command::parse(p, base64_password) {
+        Ok(Command::Login(l)) => {
+            if l.user.len() > MAX_USER_NAME_BYTES {
+                return Err(err(
+                    RelayErrorKind::LimitReached,
+                    format!(
+                        "login user name too long: {} bytes, the limit is {MAX_USER_NAME_BYTES}",
+                        l.user.len()
+                    ),
+                ));
+            }
+            Ok(LoginClaim {
+                user_key: Some(user_key(&l.user)),
+                prev_session: l.prev_session_uuid,
+            })
+        }
+        Ok(Command::LoginLocal(l)) => Ok(LoginClaim {
+            user_key: None,
+            prev_session: l.prev_session_uuid,
+        }),
+        Ok(_) | Err(_) => Err(err(
+            RelayErrorKind::ProtocolViolation,
+            "malformed login request",
+        )),
+    }
+}
+
+#[cfg(test)]
+#[path = "rules_tests.rs"]
+mod tests;

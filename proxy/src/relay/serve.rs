@@ -1,0 +1,187 @@
+//! Serving one browser WebSocket: the first message (`open` or `resume`) within the
+//! handshake deadline, `opened` / `resumed` and the replay, then the attached link until it
+//! ends; a gone browser leaves its link parked for a resume.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use prl_protocol::relay::{
+    ClientMessage, Opened, ProxyMessage, RelayError, RelayErrorKind, Resumed, Secret, RELAY_VERSION,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+
+use crate::budget::ByteBudget;
+use crate::config::LimitsConfig;
+
+use super::link::{attached, detach_or_close, End, ServiceLink, WsRead};
+use super::writer::Writer;
+use super::{err, open, Context};
+
+/// Serve one browser WebSocket.
+pub(crate) async fn serve<S>(ws: WebSocketStream<S>, ctx: Context)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let active = ctx.state.active();
+    let limits = active.config.limits.clone();
+    let (sink, mut stream) = ws.split();
+    let budget = ByteBudget::new(
+        limits.queue_bytes,
+        Some(ctx.state.metrics.queued_bytes.clone()),
+        Some(Arc::clone(&ctx.hub.to_browsers)),
+    );
+    let writer = Writer::spawn(sink, &limits, budget);
+    let first = tokio::time::timeout(
+        Duration::from_millis(limits.handshake_timeout_ms),
+        next_data(&mut stream),
+    )
+    .await;
+    let message = match first {
+        Err(_) => {
+            ctx.state.metrics.reject("handshake_timeout");
+            writer
+                .fail(err(
+                    RelayErrorKind::LimitReached,
+                    "no open or resume message before the handshake deadline",
+                ))
+                .await;
+            return;
+        }
+        Ok(None) => return,
+        Ok(Some(Err(e))) => {
+            writer.fail(ws_read_error(&e, &limits)).await;
+            return;
+        }
+        Ok(Some(Ok(Message::Text(text)))) => match ClientMessage::from_json(text.as_str()) {
+            Ok(m) => m,
+            Err(e) => {
+                ctx.state.metrics.reject("protocol_violation");
+                writer
+                    .fail(err(RelayErrorKind::ProtocolViolation, e.to_string()))
+                    .await;
+                return;
+            }
+        },
+        Ok(Some(Ok(_))) => {
+            ctx.state.metrics.reject("protocol_violation");
+            writer
+                .fail(err(
+                    RelayErrorKind::ProtocolViolation,
+                    "the first message must be an open or resume control message",
+                ))
+                .await;
+            return;
+        }
+    };
+    let opened = match message {
+        ClientMessage::Open(req) => open::open(&ctx, &active, req)
+            .await
+            .map(|link| (link, Vec::new(), false)),
+        ClientMessage::Resume(req) => open::resume(&ctx, req)
+            .await
+            .map(|(link, replay)| (link, replay, true)),
+    };
+    let (mut link, replay, resumed) = match opened {
+        Ok(x) => x,
+        Err(e) => {
+            ctx.state.metrics.reject(e.kind.as_str());
+            writer.fail(e).await;
+            return;
+        }
+    };
+    // Opened or resumed: this connection no longer counts as pre-auth.
+    ctx.slots.release_preauth();
+    link.slots = Arc::clone(&ctx.slots);
+    let hello = if !resumed {
+        ProxyMessage::Opened(opened_message(&link))
+    } else {
+        ProxyMessage::Resumed(Resumed {
+            version: RELAY_VERSION,
+            resume_token: Secret(link.token.expose().to_string()),
+            replayed: replay.len() as u64,
+        })
+    };
+    if !writer.text(&hello).await {
+        detach_or_close(link);
+        return;
+    }
+    for data in replay {
+        if !writer.package(data).await {
+            detach_or_close(link);
+            return;
+        }
+    }
+    link.sent_mark = link.ring.last_seq();
+    ctx.state.metrics.sessions_active.inc();
+    let end = attached(&mut link, &mut stream, &writer).await;
+    ctx.state.metrics.sessions_active.dec();
+    match end {
+        End::Failed(e) => {
+            writer.fail(e).await;
+        }
+        End::BrowserClosed => {
+            writer.close(CloseCode::Normal).await;
+        }
+        End::BrowserGone => {
+            writer.close(CloseCode::Away).await;
+            detach_or_close(link);
+        }
+    }
+}
+
+async fn next_data<S>(stream: &mut WsRead<S>) -> Option<Result<Message, WsError>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    loop {
+        match stream.next().await? {
+            Ok(Message::Ping(_)) | Ok(Message::Pong(_)) => continue,
+            other => return Some(other),
+        }
+    }
+}
+
+/// The relay error for a failed WebSocket read.
+pub(super) fn ws_read_error(e: &WsError, limits: &LimitsConfig) -> RelayError {
+    match e {
+        WsError::Capacity(_) => err(
+            RelayErrorKind::LimitReached,
+            format!(
+                "websocket message or frame too large: limits are {} bytes per message, {} per frame",
+                limits.max_message_bytes, limits.max_frame_bytes
+            ),
+        ),
+        WsError::Io(io)
+            if io
+                .get_ref()
+                .is_some_and(|e| e.is::<crate::firstcap::FirstMessageTooLong>()) =>
+        {
+            err(
+                RelayErrorKind::LimitReached,
+                format!(
+                    "first message too long: the open or resume message is at most {} bytes",
+                    prl_protocol::relay::MAX_CONTROL_LEN
+                ),
+            )
+        }
+        _ => err(RelayErrorKind::ProtocolViolation, "websocket protocol error"),
+    }
+}
+
+fn opened_message(link: &ServiceLink) -> Opened {
+    Opened {
+        version: RELAY_VERSION,
+        connection_uuid: link.conn_uuid_text.clone(),
+        service_protocol: link.facts.service_protocol.clone(),
+        service_build: link.facts.service_build.clone(),
+        security_level: link.facts.security_level,
+        cipher: link.facts.cipher.clone(),
+        tls_version: link.facts.tls_version.clone(),
+        resume_token: Secret(link.token.expose().to_string()),
+        resume_window_ms: u32::try_from(link.resume.window_ms).unwrap_or(u32::MAX),
+    }
+}
