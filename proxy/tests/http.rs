@@ -252,13 +252,13 @@ async fn per_ip_and_preauth_caps() {
         1.0
     );
     drop((a, b));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    metric_becomes(&h, "prl_proxy_connections", 0.0).await;
     assert_eq!(get(addr, "/healthz").await.0, 200);
 
     let h = start("[limits]\nmax_preauth_connections = 1\n").await;
     let addr = h.local_addr();
     let _held = TcpStream::connect(addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    metric_becomes(&h, "prl_proxy_connections", 1.0).await;
     let mut s = TcpStream::connect(addr).await.unwrap();
     let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
         .await

@@ -46,33 +46,23 @@ async fn sessions_become(sim: &Simulator, n: usize) {
     }
 }
 
-/// A logged-in browser: (browser, session uuid).
-async fn logged_in(h: &ProxyHandle) -> (Browser, String) {
-    let mut b = Browser::open(h, open_req(None)).await.unwrap();
-    let session = b.login_ok("").await;
-    assert_eq!(
-        session,
-        prl_protocol::uuid_string(&b.conn_uuid),
-        "the session is the connection uuid"
-    );
-    (b, session)
-}
-
 /// The browser vanishes and stays away past the resume window: its upstream connection (and
 /// the service session) end. Returns its last resume token.
 async fn lose(sim: &Simulator, b: Browser) -> String {
     let token = b.token.clone();
     let n = sim.session_count();
     drop(b);
+    // The proxy keeps the proof before it closes the upstream connection.
     sessions_become(sim, n - 1).await;
-    // The proof is kept when the session object is dropped, right after the upstream closes.
-    tokio::time::sleep(Duration::from_millis(50)).await;
     token
 }
 
 /// A login naming `prev` with the right password is refused by the proxy with
-/// `restore_refused`, and never reaches the service (which would have accepted it).
-async fn assert_refused(sim: &Simulator, b: &mut Browser, prev: &str) {
+/// `restore_refused`, and never reaches the service (which would have accepted it): the proxy
+/// counts every byte it forwards before it forwards it, and counted none for this login.
+async fn assert_refused(h: &ProxyHandle, sim: &Simulator, b: &mut Browser, prev: &str) {
+    let to_service = "prl_proxy_bytes_total{direction=\"to_service\"}";
+    let forwarded = metric(&h.metrics_text(), to_service);
     let before = sim.session_count();
     let e = b.login(USER, PASSWORD, prev).await.unwrap_err();
     assert_eq!(e.kind, RelayErrorKind::RestoreRefused, "{e:?}");
@@ -83,15 +73,19 @@ async fn assert_refused(sim: &Simulator, b: &mut Browser, prev: &str) {
         e.message
     );
     assert!(!e.message.contains(&prev[1..9]), "no uuid in the message");
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(sim.session_count(), before, "the login reached the service");
+    assert_eq!(
+        metric(&h.metrics_text(), to_service),
+        forwarded,
+        "the login reached the service"
+    );
+    assert_eq!(sim.session_count(), before);
 }
 
 #[tokio::test]
 async fn restore_after_the_window_with_the_last_token_lists_the_lost_task() {
     let sim = sim().await;
     let h = start(&config(&sim, "")).await;
-    let (mut a, session) = logged_in(&h).await;
+    let (mut a, session) = logged_in(&h, SecurityLevel::Normal).await;
     let job = Uuid::new_v4();
     a.send(&prl_sim::start_long_task_command(
         40,
@@ -139,7 +133,7 @@ async fn restore_after_the_window_with_the_last_token_lists_the_lost_task() {
 
     // Consumed on use: the same proof does not work twice.
     let mut c = Browser::open(&h, open_req(Some(&token))).await.unwrap();
-    assert_refused(&sim, &mut c, &session).await;
+    assert_refused(&h, &sim, &mut c, &session).await;
     let m = h.metrics_text();
     assert_eq!(
         metric(&m, "prl_proxy_logins_total{outcome=\"refused\"}"),
@@ -155,17 +149,17 @@ async fn restore_after_the_window_with_the_last_token_lists_the_lost_task() {
 async fn a_leaked_session_uuid_alone_is_useless() {
     let sim = sim().await;
     let h = start(&config(&sim, "")).await;
-    let (a, session) = logged_in(&h).await;
+    let (a, session) = logged_in(&h, SecurityLevel::Normal).await;
     let token = lose(&sim, a).await;
 
     // No proof at all.
     let mut b = Browser::open(&h, open_req(None)).await.unwrap();
-    assert_refused(&sim, &mut b, &session).await;
+    assert_refused(&h, &sim, &mut b, &session).await;
     // A made-up proof; the session uuid itself as the proof.
     let forged = prl_proxy::util::Token::generate();
     for fake in [forged.expose(), session.as_str()] {
         let mut b = Browser::open(&h, open_req(Some(fake))).await.unwrap();
-        assert_refused(&sim, &mut b, &session).await;
+        assert_refused(&h, &sim, &mut b, &session).await;
     }
     // Something that is not a session uuid at all.
     let mut b = Browser::open(&h, open_req(Some(&token))).await.unwrap();
@@ -173,7 +167,7 @@ async fn a_leaked_session_uuid_alone_is_useless() {
     assert_eq!(e.kind, RelayErrorKind::RestoreRefused);
     // That open consumed the proof: the owner starts afresh (an empty prevSessionId works).
     let mut b = Browser::open(&h, open_req(Some(&token))).await.unwrap();
-    assert_refused(&sim, &mut b, &session).await;
+    assert_refused(&h, &sim, &mut b, &session).await;
     let mut b = Browser::open(&h, open_req(None)).await.unwrap();
     b.login_ok("").await;
 }
@@ -182,11 +176,11 @@ async fn a_leaked_session_uuid_alone_is_useless() {
 async fn the_proof_survives_refusals_and_works_for_its_owner() {
     let sim = sim().await;
     let h = start(&config(&sim, "")).await;
-    let (a, session) = logged_in(&h).await;
+    let (a, session) = logged_in(&h, SecurityLevel::Normal).await;
     let token = lose(&sim, a).await;
     for _ in 0..3 {
         let mut b = Browser::open(&h, open_req(None)).await.unwrap();
-        assert_refused(&sim, &mut b, &session).await;
+        assert_refused(&h, &sim, &mut b, &session).await;
     }
     let mut b = Browser::open(&h, open_req(Some(&token))).await.unwrap();
     // A mistyped password may be retried on the same connection.
@@ -201,10 +195,10 @@ async fn the_proof_survives_refusals_and_works_for_its_owner() {
 async fn a_rotated_token_is_no_proof() {
     let sim = sim().await;
     let h = start(&config(&sim, "")).await;
-    let (a, session) = logged_in(&h).await;
+    let (a, session) = logged_in(&h, SecurityLevel::Normal).await;
     let (first, received, conn) = (a.token.clone(), a.received, a.conn_uuid);
     drop(a);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    metric_becomes(&h, "prl_proxy_sessions_detached", 1.0).await;
     // Resumed inside the window: the token rotates.
     let (mut b, resumed) = Browser::resume(&h, &first, received, conn).await.unwrap();
     assert_ne!(resumed.resume_token.expose(), first);
@@ -213,7 +207,7 @@ async fn a_rotated_token_is_no_proof() {
     let latest = lose(&sim, b).await;
     // The first token was superseded.
     let mut c = Browser::open(&h, open_req(Some(&first))).await.unwrap();
-    assert_refused(&sim, &mut c, &session).await;
+    assert_refused(&h, &sim, &mut c, &session).await;
     // The latest one is the proof.
     let mut c = Browser::open(&h, open_req(Some(&latest))).await.unwrap();
     c.login_ok(&session).await;
@@ -223,12 +217,12 @@ async fn a_rotated_token_is_no_proof() {
 async fn the_token_of_another_session_is_refused() {
     let sim = sim().await;
     let h = start(&config(&sim, "")).await;
-    let (a, session_a) = logged_in(&h).await;
-    let (b, session_b) = logged_in(&h).await;
+    let (a, session_a) = logged_in(&h, SecurityLevel::Normal).await;
+    let (b, session_b) = logged_in(&h, SecurityLevel::Normal).await;
     let token_a = lose(&sim, a).await;
     let token_b = lose(&sim, b).await;
     let mut c = Browser::open(&h, open_req(Some(&token_a))).await.unwrap();
-    assert_refused(&sim, &mut c, &session_b).await;
+    assert_refused(&h, &sim, &mut c, &session_b).await;
     let mut c = Browser::open(&h, open_req(Some(&token_b))).await.unwrap();
     c.login_ok(&session_b).await;
     let _ = session_a;
@@ -250,7 +244,7 @@ async fn a_proof_from_another_origin_is_refused() {
     let mut e = Browser::open_from(&h, "https://evil.test", open_req(Some(&token)))
         .await
         .unwrap();
-    assert_refused(&sim, &mut e, &session).await;
+    assert_refused(&h, &sim, &mut e, &session).await;
     assert_eq!(
         metric(
             &h.metrics_text(),
@@ -300,7 +294,7 @@ async fn a_proof_is_bound_to_the_ticket_subject() {
     let mut m = Browser::open(&h, ticketed("user-2", Some(&token)))
         .await
         .unwrap();
-    assert_refused(&sim, &mut m, &session).await;
+    assert_refused(&h, &sim, &mut m, &session).await;
     let mut b = Browser::open(&h, ticketed("user-1", Some(&token)))
         .await
         .unwrap();
@@ -315,11 +309,13 @@ async fn an_expired_proof_is_refused() {
         sim_target(&sim)
     ))
     .await;
-    let (a, session) = logged_in(&h).await;
+    let (a, session) = logged_in(&h, SecurityLevel::Normal).await;
     let token = lose(&sim, a).await;
+    // Waiting for the proof's wall-clock expiry is what this test is about (the registry's
+    // unit tests cover expiry with made-up instants).
     tokio::time::sleep(Duration::from_millis(400)).await;
     let mut b = Browser::open(&h, open_req(Some(&token))).await.unwrap();
-    assert_refused(&sim, &mut b, &session).await;
+    assert_refused(&h, &sim, &mut b, &session).await;
 }
 
 #[tokio::test]
@@ -330,10 +326,10 @@ async fn a_restore_inside_the_window_ends_the_parked_connection() {
         sim_target(&sim)
     ))
     .await;
-    let (a, session) = logged_in(&h).await;
+    let (a, session) = logged_in(&h, SecurityLevel::Normal).await;
     let (token, received, conn) = (a.token.clone(), a.received, a.conn_uuid);
     drop(a);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    metric_becomes(&h, "prl_proxy_sessions_detached", 1.0).await;
     assert_eq!(sim.session_count(), 1, "parked for resume");
     // The browser gave up resuming: its token ends the parked connection and proves it.
     let mut b = Browser::open(&h, open_req(Some(&token))).await.unwrap();

@@ -112,3 +112,23 @@ pub fn metric(text: &str, series: &str) -> f64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
 }
+
+/// Wait (bounded) until `cond` holds, polling; panics with `what` after 10 s.
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let t0 = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Wait until the proxy's gauge or counter `series` reads `value`.
+pub async fn metric_becomes(h: &ProxyHandle, series: &str, value: f64) {
+    wait_until(&format!("{series} = {value}"), || {
+        metric(&h.metrics_text(), series) == value
+    })
+    .await
+}

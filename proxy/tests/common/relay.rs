@@ -273,6 +273,24 @@ impl Browser {
     }
 }
 
+/// A browser with an open connection to the target "sim" at `level`.
+pub async fn opened(h: &ProxyHandle, level: SecurityLevel) -> Browser {
+    Browser::open(h, open_request("sim", level)).await.unwrap()
+}
+
+/// A browser logged in as [`USER`] through the target "sim" at `level`, and its session UUID
+/// (which is the proxy's connection UUID).
+pub async fn logged_in(h: &ProxyHandle, level: SecurityLevel) -> (Browser, String) {
+    let mut b = opened(h, level).await;
+    let session = b.login_ok("").await;
+    assert_eq!(
+        session,
+        prl_protocol::uuid_string(&b.conn_uuid),
+        "the session is the connection uuid"
+    );
+    (b, session)
+}
+
 pub async fn next_control(ws: &mut Ws) -> ProxyMessage {
     loop {
         let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
