@@ -252,14 +252,25 @@ pub struct LimitsConfig {
     pub queue_packages: usize,
     /// Bytes queued toward each side before reading from the other side stops.
     pub queue_bytes: usize,
-    /// TLS + HTTP request + first relay message must complete within this.
+    /// The TLS handshake, and then the HTTP request head, must each complete within this.
     pub handshake_timeout_ms: u64,
+    /// After the WebSocket upgrade, the first relay message (`open` / `resume`) must arrive
+    /// within this (a browser sends it at once).
+    pub first_message_timeout_ms: u64,
     /// Ceiling of every upstream connect (the client's 0 means this).
     pub connect_timeout_ms: u64,
     /// All connections (HTTP, WebSocket, detached sessions).
     pub max_connections: usize,
-    /// Connections that have not completed `open` / `resume` yet.
+    /// Connections that have not completed `open` / `resume` yet (beyond it, new
+    /// connections get HTTP 503 with `Retry-After`).
     pub max_preauth_connections: usize,
+    /// One client address's share of `max_preauth_connections` (IPv6 per /64).
+    pub max_preauth_per_ip: usize,
+    /// Upstream connections opened but not yet logged in, all clients together (kept well
+    /// below what the service can hold; beyond it an `open` is refused with `limit_reached`).
+    pub max_unauthenticated_upstreams: usize,
+    /// One client address's share of `max_unauthenticated_upstreams` (IPv6 per /64).
+    pub max_unauthenticated_upstreams_per_ip: usize,
     /// Concurrent connections from one client IP.
     pub max_connections_per_ip: usize,
     /// Login attempts (2039) per client IP: burst, then this many per minute.
@@ -299,9 +310,13 @@ impl Default for LimitsConfig {
             queue_packages: 64,
             queue_bytes: 4 << 20,
             handshake_timeout_ms: 10_000,
+            first_message_timeout_ms: 5_000,
             connect_timeout_ms: 60_000,
             max_connections: 10_000,
             max_preauth_connections: 512,
+            max_preauth_per_ip: 8,
+            max_unauthenticated_upstreams: 256,
+            max_unauthenticated_upstreams_per_ip: 8,
             max_connections_per_ip: 64,
             login_burst_per_ip: 10,
             login_per_minute_per_ip: 30,
@@ -309,7 +324,7 @@ impl Default for LimitsConfig {
             login_per_minute_per_user: 10,
             idle_timeout_ms: 30 * 60_000,
             max_lifetime_ms: 24 * 3_600_000,
-            login_deadline_ms: 60_000,
+            login_deadline_ms: 20_000,
             ping_interval_ms: 30_000,
             http_connection_ms: 60_000,
             write_stall_ms: 10_000,
@@ -528,7 +543,7 @@ impl Config {
             }
         }
         let l = &self.limits;
-        let positive: [(&str, u64); 10] = [
+        let positive: [(&str, u64); 14] = [
             (
                 "limits.max_queued_bytes_total",
                 l.max_queued_bytes_total as u64,
@@ -544,6 +559,19 @@ impl Config {
             (
                 "limits.max_preauth_connections",
                 l.max_preauth_connections as u64,
+            ),
+            ("limits.max_preauth_per_ip", l.max_preauth_per_ip as u64),
+            (
+                "limits.max_unauthenticated_upstreams",
+                l.max_unauthenticated_upstreams as u64,
+            ),
+            (
+                "limits.max_unauthenticated_upstreams_per_ip",
+                l.max_unauthenticated_upstreams_per_ip as u64,
+            ),
+            (
+                "limits.first_message_timeout_ms",
+                l.first_message_timeout_ms,
             ),
         ];
         for (key, v) in positive {
@@ -584,7 +612,7 @@ impl Config {
         }
         // Durations are added to clocks: keep them far from overflow (at most a year).
         const YEAR_MS: u64 = 365 * 24 * 3_600_000;
-        let durations: [(&str, u64); 11] = [
+        let durations: [(&str, u64); 12] = [
             ("limits.idle_timeout_ms", l.idle_timeout_ms),
             ("limits.login_deadline_ms", l.login_deadline_ms),
             ("limits.write_stall_ms", l.write_stall_ms),
@@ -592,6 +620,10 @@ impl Config {
             ("limits.ping_interval_ms", l.ping_interval_ms),
             ("limits.http_connection_ms", l.http_connection_ms),
             ("limits.handshake_timeout_ms", l.handshake_timeout_ms),
+            (
+                "limits.first_message_timeout_ms",
+                l.first_message_timeout_ms,
+            ),
             ("limits.connect_timeout_ms", l.connect_timeout_ms),
             ("resume.window_ms", self.resume.window_ms),
             ("resume.restore_ttl_ms", self.resume.restore_ttl_ms),
@@ -631,6 +663,17 @@ mod tests {
         assert_eq!(c.resume.window_ms, 60_000);
         assert_eq!(c.limits.connect_timeout_ms, 60_000);
         assert_eq!(c.resume.restore_ttl_ms, 600_000);
+        // Availability under abuse: a few addresses cannot take every slot, and an
+        // unauthenticated connection gives its slot back soon.
+        let l = &c.limits;
+        assert_eq!(l.max_preauth_per_ip, 8);
+        assert!(l.max_preauth_per_ip * 32 <= l.max_preauth_connections);
+        assert_eq!(l.first_message_timeout_ms, 5_000);
+        assert!(l.first_message_timeout_ms < l.handshake_timeout_ms);
+        assert_eq!(l.max_unauthenticated_upstreams, 256);
+        assert_eq!(l.max_unauthenticated_upstreams_per_ip, 8);
+        assert!(l.max_unauthenticated_upstreams_per_ip * 32 <= l.max_unauthenticated_upstreams);
+        assert_eq!(l.login_deadline_ms, 20_000);
         assert!(c.policy.local_socket.is_none());
         assert!(c.tls.is_none());
     }
@@ -671,6 +714,18 @@ mod tests {
                 "policy.target[0].name",
             ),
             ("[limits]\nqueue_packages = 0\n", "limits.queue_packages"),
+            (
+                "[limits]\nmax_preauth_per_ip = 0\n",
+                "limits.max_preauth_per_ip",
+            ),
+            (
+                "[limits]\nmax_unauthenticated_upstreams_per_ip = 0\n",
+                "limits.max_unauthenticated_upstreams_per_ip",
+            ),
+            (
+                "[limits]\nfirst_message_timeout_ms = 0\n",
+                "limits.first_message_timeout_ms",
+            ),
             (
                 "[limits]\nlogin_deadline_ms = 0\n",
                 "limits.login_deadline_ms",

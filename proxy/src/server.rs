@@ -27,7 +27,7 @@ use tokio_tungstenite::WebSocketStream;
 use crate::config::{Config, LimitsConfig};
 use crate::origin::normalize_origin;
 use crate::relay::RelayHub;
-use crate::state::{ActiveConfig, ConnSlots, ProxyState};
+use crate::state::{ActiveConfig, Admission, ConnSlots, ProxyState};
 use crate::static_files::{StaticResult, SECURITY_HEADERS};
 use crate::ticket::{check_ticket, Claims, ReplayCache};
 use crate::tls::TlsState;
@@ -212,21 +212,77 @@ impl Proxy {
                 },
                 _ = stop.changed() => break,
             };
-            if let Some(slots) = admit(&state, peer) {
-                let (state, hub) = (Arc::clone(&state), Arc::clone(&hub));
-                tokio::spawn(handle_connection(state, hub, tcp, peer, slots));
+            match state.caps.admit(peer.ip(), &state.metrics) {
+                Ok(Admission::Ready(slots)) => {
+                    let (state, hub) = (Arc::clone(&state), Arc::clone(&hub));
+                    tokio::spawn(handle_connection(state, hub, tcp, peer, slots));
+                }
+                Ok(Admission::Busy { slots, reason }) => {
+                    state.metrics.reject(reason);
+                    tokio::spawn(refuse_busy(Arc::clone(&state), tcp, slots));
+                }
+                Err(reason) => state.metrics.reject(reason),
             }
         }
         state.ready.store(false, Ordering::SeqCst);
     }
 }
 
-fn admit(state: &ProxyState, peer: SocketAddr) -> Option<Arc<ConnSlots>> {
-    match state.caps.admit(peer.ip(), &state.metrics) {
-        Ok(slots) => Some(slots),
-        Err(reason) => {
-            state.metrics.reject(reason);
-            None
+/// How long a connection refused for want of a pre-auth slot may take to get its 503.
+const BUSY_GRACE: Duration = Duration::from_secs(2);
+
+/// `Retry-After` of a 503 for want of a pre-auth slot: by then the first-message deadline
+/// has turned every pre-auth slot over.
+fn retry_after(limits: &LimitsConfig) -> u64 {
+    limits.first_message_timeout_ms.div_ceil(1000).max(1)
+}
+
+/// Answer a connection that found no pre-auth slot with HTTP 503 and `Retry-After` (over
+/// TLS if configured), within [`BUSY_GRACE`], and close it. Its connection slots are held
+/// meanwhile, so these answers are bounded by the connection caps too.
+async fn refuse_busy(state: Arc<ProxyState>, tcp: TcpStream, slots: Arc<ConnSlots>) {
+    let _ = tcp.set_nodelay(true);
+    let body = "too many connections\n";
+    let mut response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nretry-after: {}\r\ncontent-type: text/plain; \
+         charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n",
+        retry_after(&state.active().config.limits),
+        body.len()
+    );
+    for (k, v) in SECURITY_HEADERS {
+        response.push_str(&format!("{k}: {v}\r\n"));
+    }
+    response.push_str("\r\n");
+    response.push_str(body);
+    let answer = async {
+        match &state.tls {
+            Some(tls) => {
+                if let Ok(mut s) = tls.acceptor.accept(tcp).await {
+                    write_and_close(&mut s, response.as_bytes()).await;
+                }
+            }
+            None => {
+                let mut tcp = tcp;
+                write_and_close(&mut tcp, response.as_bytes()).await;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(BUSY_GRACE, answer).await;
+    drop(slots);
+}
+
+/// Write `bytes`, shut down the sending side, and read until the peer closes (so that
+/// closing with unread request bytes does not reset the connection before the peer has
+/// read the answer).
+async fn write_and_close<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, bytes: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if s.write_all(bytes).await.is_err() || s.shutdown().await.is_err() {
+        return;
+    }
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf).await {
+        if n == 0 {
+            break;
         }
     }
 }
@@ -368,9 +424,14 @@ async fn route(
     if path == active.config.server.ws_path {
         // A keep-alive connection that served plain requests gave its pre-auth slot back:
         // an upgrade on it needs one again.
-        if !state.caps.reacquire_preauth(&slots) {
-            state.metrics.reject("preauth_connections");
-            return text(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
+        if let Err(reason) = state.caps.reacquire_preauth(&slots, peer.ip()) {
+            state.metrics.reject(reason);
+            let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after(&active.config.limits)),
+            );
+            return r;
         }
         return websocket(state, hub, active, peer, slots, req);
     }

@@ -180,70 +180,150 @@ impl ProxyState {
 }
 
 /// The connection caps (applied at start; a reload does not change them).
+///
+/// Three pools, each with a per-client share (IPv6 per /64) so that a few addresses cannot
+/// take all of it: all connections (`max_connections`, `max_connections_per_ip`); connections
+/// waiting to authenticate, from accept until their `open` / `resume`
+/// (`max_preauth_connections`, `max_preauth_per_ip`); and upstream connections opened but
+/// not yet logged in (`max_unauthenticated_upstreams`,
+/// `max_unauthenticated_upstreams_per_ip`).
 #[derive(Debug)]
 pub(crate) struct ConnCaps {
-    pub(crate) total: Arc<Semaphore>,
-    pub(crate) per_ip: Arc<PerIpCounter>,
-    pub(crate) preauth: Arc<Semaphore>,
+    total: Pool,
+    preauth: Pool,
+    unauthenticated: Pool,
+}
+
+/// A pool of slots with a per-client share.
+#[derive(Debug)]
+struct Pool {
+    all: Arc<Semaphore>,
+    per_ip: Arc<PerIpCounter>,
+}
+
+/// A slot of a [`Pool`]: given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    _all: OwnedSemaphorePermit,
+    _ip: IpGuard,
+}
+
+impl Pool {
+    fn new(all: usize, per_ip: usize) -> Pool {
+        Pool {
+            all: Arc::new(Semaphore::new(all)),
+            per_ip: PerIpCounter::new(per_ip.max(1)),
+        }
+    }
+
+    /// A slot for `peer`, or which limit refused it (`Err(true)`: the client's share).
+    fn take(&self, peer: IpAddr) -> Result<Slot, bool> {
+        let ip = self.per_ip.try_acquire(peer).ok_or(true)?;
+        let all = Arc::clone(&self.all)
+            .try_acquire_owned()
+            .map_err(|_| false)?;
+        Ok(Slot { _all: all, _ip: ip })
+    }
+}
+
+/// The outcome of admitting a new TCP connection.
+#[derive(Debug)]
+pub(crate) enum Admission {
+    /// Admitted, with a pre-auth slot.
+    Ready(Arc<ConnSlots>),
+    /// Counted against the connection caps, but no pre-auth slot is free: the connection
+    /// gets HTTP 503 with `Retry-After` and is closed. `reason` is the
+    /// `rejections_total` label.
+    Busy {
+        slots: Arc<ConnSlots>,
+        reason: &'static str,
+    },
 }
 
 impl ConnCaps {
     fn new(l: &LimitsConfig) -> ConnCaps {
         ConnCaps {
-            total: Arc::new(Semaphore::new(l.max_connections)),
-            per_ip: PerIpCounter::new(l.max_connections_per_ip.max(1)),
-            preauth: Arc::new(Semaphore::new(l.max_preauth_connections)),
+            total: Pool::new(l.max_connections, l.max_connections_per_ip),
+            preauth: Pool::new(l.max_preauth_connections, l.max_preauth_per_ip),
+            unauthenticated: Pool::new(
+                l.max_unauthenticated_upstreams,
+                l.max_unauthenticated_upstreams_per_ip,
+            ),
         }
     }
 
-    /// Admit a new TCP connection from `peer`: a total slot, a per-IP slot and a pre-auth
-    /// slot, or the reason (a `rejections_total` label) it is refused.
-    pub(crate) fn admit(
-        &self,
-        peer: IpAddr,
-        metrics: &Metrics,
-    ) -> Result<Arc<ConnSlots>, &'static str> {
-        let Ok(total) = Arc::clone(&self.total).try_acquire_owned() else {
-            return Err("max_connections");
-        };
-        let Some(ip) = self.per_ip.try_acquire(peer) else {
-            return Err("per_ip_connections");
-        };
-        let Ok(pre) = Arc::clone(&self.preauth).try_acquire_owned() else {
-            return Err("preauth_connections");
-        };
+    /// Admit a new TCP connection from `peer`: its connection slot and a pre-auth slot. A
+    /// connection over the connection caps is refused (`Err`, the `rejections_total` label)
+    /// and closed at once.
+    pub(crate) fn admit(&self, peer: IpAddr, metrics: &Metrics) -> Result<Admission, &'static str> {
+        let total = self.total.take(peer).map_err(|own_share| {
+            if own_share {
+                "per_ip_connections"
+            } else {
+                "max_connections"
+            }
+        })?;
         metrics.connections.inc();
-        Ok(Arc::new(ConnSlots {
+        let (preauth, busy) = match self.preauth(peer) {
+            Ok(slot) => (Some(slot), None),
+            Err(reason) => (None, Some(reason)),
+        };
+        let slots = Arc::new(ConnSlots {
             _total: total,
-            _ip: ip,
             _gauge: GaugeGuard(metrics.connections.clone()),
-            preauth: Mutex::new(Some(pre)),
-        }))
+            preauth: Mutex::new(preauth),
+        });
+        Ok(match busy {
+            None => Admission::Ready(slots),
+            Some(reason) => Admission::Busy { slots, reason },
+        })
+    }
+
+    fn preauth(&self, peer: IpAddr) -> Result<Slot, &'static str> {
+        self.preauth.take(peer).map_err(|own_share| {
+            if own_share {
+                "preauth_per_ip"
+            } else {
+                "preauth_connections"
+            }
+        })
     }
 
     /// A pre-auth slot for `slots` if it has none (a keep-alive connection that served plain
-    /// requests asks for the upgrade); false if the pool is empty.
-    pub(crate) fn reacquire_preauth(&self, slots: &ConnSlots) -> bool {
+    /// requests asks for the upgrade); the `rejections_total` label if none is free.
+    pub(crate) fn reacquire_preauth(
+        &self,
+        slots: &ConnSlots,
+        peer: IpAddr,
+    ) -> Result<(), &'static str> {
         let mut pre = slots.preauth.lock().unwrap_or_else(|p| p.into_inner());
         if pre.is_none() {
-            match Arc::clone(&self.preauth).try_acquire_owned() {
-                Ok(p) => *pre = Some(p),
-                Err(_) => return false,
-            }
+            *pre = Some(self.preauth(peer)?);
         }
-        true
+        Ok(())
+    }
+
+    /// A slot for an upstream connection that has not logged in yet, or the
+    /// `rejections_total` label if `peer` or everyone is at the cap.
+    pub(crate) fn unauthenticated(&self, peer: IpAddr) -> Result<Slot, &'static str> {
+        self.unauthenticated.take(peer).map_err(|own_share| {
+            if own_share {
+                "unauthenticated_upstreams_per_ip"
+            } else {
+                "unauthenticated_upstreams"
+            }
+        })
     }
 }
 
 /// The cap slots one client connection holds while it lives.
 #[derive(Debug)]
 pub(crate) struct ConnSlots {
-    _total: OwnedSemaphorePermit,
-    _ip: IpGuard,
+    _total: Slot,
     _gauge: GaugeGuard,
     /// Held until the connection is no longer waiting to authenticate (it served a plain
     /// HTTP request, or the relay opened or resumed).
-    preauth: Mutex<Option<OwnedSemaphorePermit>>,
+    preauth: Mutex<Option<Slot>>,
 }
 
 impl ConnSlots {

@@ -255,16 +255,17 @@ async fn per_ip_and_preauth_caps() {
     metric_becomes(&h, "prl_proxy_connections", 0.0).await;
     assert_eq!(get(addr, "/healthz").await.0, 200);
 
-    let h = start("[limits]\nmax_preauth_connections = 1\n").await;
+    // Over the pre-auth cap: an explicit 503 with Retry-After (the first-message deadline,
+    // by which every pre-auth slot has turned over), not a silent close.
+    let h = start("[limits]\nmax_preauth_connections = 1\nfirst_message_timeout_ms = 2500\n").await;
     let addr = h.local_addr();
     let _held = TcpStream::connect(addr).await.unwrap();
     metric_becomes(&h, "prl_proxy_connections", 1.0).await;
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
-        .await
-        .unwrap()
-        .unwrap_or(0);
-    assert_eq!(n, 0);
+    let (status, head, body) = get(addr, "/healthz").await;
+    assert_eq!(status, 503, "{head}");
+    assert!(head.contains("\r\nretry-after: 3\r\n"), "{head}");
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+    assert_eq!(body, b"too many connections\n");
     assert_eq!(
         metric(
             &h.metrics_text(),
@@ -422,10 +423,129 @@ async fn keep_alive_static_connections_do_not_hold_pre_auth_slots() {
         .await
         .unwrap()
         .unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 503"), "{head}");
+    assert!(head.contains("retry-after: 5\r\n"), "{head}");
+}
+
+#[tokio::test]
+async fn a_preauth_flood_from_one_address_leaves_room_for_others() {
+    let h = start("[limits]\nmax_preauth_connections = 6\nmax_preauth_per_ip = 3\n").await;
+    let addr = h.local_addr();
+    let origin = own_origin(&h);
+    // The flood: upgraded WebSockets that never send a message, all from one address.
+    let mut flood = Vec::new();
+    for _ in 0..3 {
+        flood.push(
+            ws_connect_from("127.0.0.2", addr, Some(&origin), &[RELAY])
+                .await
+                .unwrap(),
+        );
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            ws_connect_from("127.0.0.2", addr, Some(&origin), &[RELAY])
+                .await
+                .err(),
+            Some(503)
+        );
+    }
+    let reason = |r: &str| {
+        metric(
+            &h.metrics_text(),
+            &format!("prl_proxy_rejections_total{{reason=\"{r}\"}}"),
+        )
+    };
+    assert_eq!(reason("preauth_per_ip"), 3.0);
+    // Everyone else still gets in, up to the pool.
+    let mut others = Vec::new();
+    for _ in 0..3 {
+        others.push(
+            ws_connect_from("127.0.0.3", addr, Some(&origin), &[RELAY])
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(
+        ws_connect_from("127.0.0.4", addr, Some(&origin), &[RELAY])
+            .await
+            .err(),
+        Some(503)
+    );
+    assert_eq!(reason("preauth_connections"), 1.0);
+}
+
+#[tokio::test]
+async fn a_silent_websocket_is_cut_at_the_first_message_deadline() {
+    use futures_util::StreamExt;
+    // The TLS / HTTP deadline is long; the first message has its own, short one, and the
+    // slot it held is free again at once.
+    let h = start(
+        "[limits]\nhandshake_timeout_ms = 60000\nfirst_message_timeout_ms = 300\n\
+         max_preauth_connections = 1\n",
+    )
+    .await;
+    let addr = h.local_addr();
+    let origin = own_origin(&h);
+    let (mut ws, _) = ws_connect(addr, Some(&origin), &[RELAY]).await.unwrap();
+    let t0 = std::time::Instant::now();
+    let error = loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a silent websocket held its slot past the first-message deadline")
+            .unwrap()
+            .unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+            break t.to_string();
+        }
+    };
     assert!(
-        buf[..n].starts_with(b"HTTP/1.1 503"),
-        "{}",
-        String::from_utf8_lossy(&buf[..n])
+        t0.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert!(error.contains("limit_reached"), "{error}");
+    assert!(error.contains("within 300 ms of the upgrade"), "{error}");
+    assert_eq!(
+        metric(
+            &h.metrics_text(),
+            "prl_proxy_rejections_total{reason=\"first_message_timeout\"}"
+        ),
+        1.0
+    );
+    drop(ws);
+    metric_becomes(&h, "prl_proxy_connections", 0.0).await;
+    assert!(ws_connect(addr, Some(&origin), &[RELAY]).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_framing_error_in_the_first_message_is_refused_and_counted() {
+    let h = start("").await;
+    let addr = h.local_addr();
+    let origin = own_origin(&h);
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: x\r\nOrigin: {origin}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: {RELAY}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // An unmasked frame: a browser never sends one.
+    tcp.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut got)).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.contains("protocol_violation"), "{text}");
+    assert_eq!(
+        metric(
+            &h.metrics_text(),
+            "prl_proxy_rejections_total{reason=\"protocol_violation\"}"
+        ),
+        1.0
     );
 }
 
@@ -472,5 +592,12 @@ async fn an_oversize_first_message_is_refused_from_its_frame_header() {
         String::from_utf8_lossy(&got).contains("first message too long"),
         "{}",
         String::from_utf8_lossy(&got)
+    );
+    assert_eq!(
+        metric(
+            &h.metrics_text(),
+            "prl_proxy_rejections_total{reason=\"limit_reached\"}"
+        ),
+        1.0
     );
 }

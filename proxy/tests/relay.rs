@@ -745,6 +745,51 @@ async fn a_session_without_a_login_ends_at_the_login_deadline() {
     );
 }
 
+#[tokio::test]
+async fn opens_that_never_log_in_cannot_take_every_service_connection() {
+    let sim = sim().await;
+    let h = start(&format!(
+        "{}[limits]\nmax_unauthenticated_upstreams = 3\nmax_unauthenticated_upstreams_per_ip = 2\n",
+        sim_target(&sim)
+    ))
+    .await;
+    let reason = |r: &str| {
+        metric(
+            &h.metrics_text(),
+            &format!("prl_proxy_rejections_total{{reason=\"{r}\"}}"),
+        )
+    };
+    let refused = |e: prl_protocol::relay::RelayError| {
+        assert_eq!(e.kind, RelayErrorKind::LimitReached, "{e:?}");
+        assert!(e.message.contains("waiting for a login"), "{}", e.message);
+    };
+    // One address: its share.
+    let mut a1 = Browser::open_via(&h, "127.0.0.2").await.unwrap();
+    let a2 = Browser::open_via(&h, "127.0.0.2").await.unwrap();
+    refused(Browser::open_via(&h, "127.0.0.2").await.err().unwrap());
+    assert_eq!(reason("unauthenticated_upstreams_per_ip"), 1.0);
+    // All addresses together: the pool.
+    let _b1 = Browser::open_via(&h, "127.0.0.3").await.unwrap();
+    refused(Browser::open_via(&h, "127.0.0.4").await.err().unwrap());
+    assert_eq!(reason("unauthenticated_upstreams"), 1.0);
+    assert_eq!(
+        metric(&h.metrics_text(), "prl_proxy_sessions_opened_total"),
+        3.0,
+        "the refused opens never reached the service"
+    );
+    // A successful login gives the slot back...
+    a1.login_ok("").await;
+    let _c1 = Browser::open_via(&h, "127.0.0.4").await.unwrap();
+    // ...and so does a connection that ends.
+    refused(Browser::open_via(&h, "127.0.0.5").await.err().unwrap());
+    // a1, a2, b1, c1 (the refused connections are closed).
+    metric_becomes(&h, "prl_proxy_connections", 4.0).await;
+    drop(a2);
+    metric_becomes(&h, "prl_proxy_connections", 3.0).await;
+    let _c2 = Browser::open_via(&h, "127.0.0.5").await.unwrap();
+    a1.ping().await.unwrap();
+}
+
 fn progress(p: &prl_protocol::package::Package, job: Uuid) -> Option<u32> {
     (p.header.package_type == cmd::VM_EVENT && p.header.parent_uuid == job).then(|| {
         commands::package_event(p)

@@ -26,7 +26,7 @@ use crate::budget::ByteBudget;
 use crate::config::{LimitsConfig, ResumeConfig};
 use crate::login::LoginOutcome;
 use crate::registry::TokenKeys;
-use crate::state::{ConnSlots, ProxyState};
+use crate::state::{ConnSlots, ProxyState, Slot};
 use crate::util::Token;
 
 use super::ring::ReplayRing;
@@ -89,6 +89,8 @@ pub(crate) struct ServiceLink {
     pub(super) resume: ResumeConfig,
     /// The cap slots of the browser connection currently (or last) attached.
     pub(super) slots: Arc<ConnSlots>,
+    /// A slot of the unauthenticated-upstream pool, held until the first successful login.
+    pub(super) unauthenticated: Option<Slot>,
 }
 
 impl fmt::Debug for ServiceLink {
@@ -142,7 +144,10 @@ impl ServiceLink {
                         }
                     }
                 }
-                Event::LoggedIn => {}
+                Event::LoggedIn => {
+                    // Logged in: no longer counted against the unauthenticated pool.
+                    self.unauthenticated = None;
+                }
             }
         }
     }
@@ -252,10 +257,16 @@ where
                                 s.state.metrics.relayed("to_service", n);
                             }
                             Ok(Verdict::Ignore) => {}
-                            Err(e) => return End::Failed(e),
+                            Err(e) => {
+                                if e.kind == RelayErrorKind::ProtocolViolation {
+                                    s.state.metrics.reject("protocol_violation");
+                                }
+                                return End::Failed(e);
+                            }
                         }
                     }
                     Some(Ok(Message::Text(_))) => {
+                        s.state.metrics.reject("protocol_violation");
                         return End::Failed(err(RelayErrorKind::ProtocolViolation, "control messages are only accepted as the first message"));
                     }
                     Some(Ok(Message::Close(frame))) => {
@@ -265,7 +276,10 @@ where
                         };
                     }
                     Some(Ok(_)) => {}
-                    Some(Err(e @ WsError::Capacity(_))) => return End::Failed(ws_read_error(&e, &s.limits)),
+                    Some(Err(e @ WsError::Capacity(_))) => {
+                        s.state.metrics.reject("limit_reached");
+                        return End::Failed(ws_read_error(&e, &s.limits));
+                    }
                     Some(Err(_)) | None => return End::BrowserGone,
                 }
             }

@@ -34,6 +34,23 @@ pub(crate) enum During {
     Established,
 }
 
+/// A refused `open` or `resume`: the error for the browser and the `rejections_total` label
+/// (the error's kind unless a more specific reason applies).
+#[derive(Debug)]
+pub(super) struct Refused {
+    pub(super) error: RelayError,
+    pub(super) reason: &'static str,
+}
+
+impl From<RelayError> for Refused {
+    fn from(error: RelayError) -> Refused {
+        Refused {
+            reason: error.kind.as_str(),
+            error,
+        }
+    }
+}
+
 fn budget_expired(budget_ms: u64) -> RelayError {
     err(
         RelayErrorKind::Timeout,
@@ -190,7 +207,7 @@ pub(super) async fn open(
     ctx: &Context,
     active: &ActiveConfig,
     req: OpenRequest,
-) -> Result<Box<ServiceLink>, RelayError> {
+) -> Result<Box<ServiceLink>, Refused> {
     let claims = authorise(ctx, active, &req)?;
     let limits = active.config.limits.clone();
     let ceiling = limits.connect_timeout_ms;
@@ -208,7 +225,8 @@ pub(super) async fn open(
                 return Err(err(
                     RelayErrorKind::PolicyDenied,
                     "local login is disabled on this proxy",
-                ));
+                )
+                .into());
             }
             match &policy.local_socket {
                 // The service identifies the proxy's OS user by SO_PEERCRED.
@@ -224,14 +242,27 @@ pub(super) async fn open(
             .await
             {
                 Ok(r) => Endpoint::Addrs(r.map_err(|e| policy_error(&req.target.host, e))?),
-                Err(_) => return Err(budget_expired(budget_ms)),
+                Err(_) => return Err(budget_expired(budget_ms).into()),
             }
         }
     };
+    // The scarce resource is the service's connections. Until its first successful login, the upstream connection holds a slot of the
+    // unauthenticated pool: opens that never log in cannot take every service connection.
+    let unauthenticated = ctx
+        .state
+        .caps
+        .unauthenticated(ctx.peer.ip())
+        .map_err(|reason| Refused {
+            error: err(
+                RelayErrorKind::LimitReached,
+                "too many connections are waiting for a login; try again later",
+            ),
+            reason,
+        })?;
     let conn_uuid = random_uuid();
     let remaining = deadline.saturating_duration_since(Instant::now());
     if remaining.is_zero() {
-        return Err(budget_expired(budget_ms));
+        return Err(budget_expired(budget_ms).into());
     }
     let mut config = ClientConfig::new(req.security_level)
         .with_budget(Some(remaining))
@@ -315,6 +346,7 @@ pub(super) async fn open(
         limits,
         resume,
         slots: Arc::clone(&ctx.slots),
+        unauthenticated: Some(unauthenticated),
     }))
 }
 
@@ -356,7 +388,7 @@ async fn restore_proof(ctx: &Context, token: &str, subject: Option<&str>, lineag
 pub(super) async fn resume(
     ctx: &Context,
     req: ResumeRequest,
-) -> Result<(Box<ServiceLink>, Vec<Bytes>), RelayError> {
+) -> Result<(Box<ServiceLink>, Vec<Bytes>), Refused> {
     let gone = || {
         err(
             RelayErrorKind::ResumeFailed,
@@ -372,7 +404,8 @@ pub(super) async fn resume(
         return Err(err(
             RelayErrorKind::ResumeFailed,
             "resume token presented from another origin",
-        ));
+        )
+        .into());
     }
     let replay = match link.ring.replay_from(req.received) {
         Ok(r) => r,
@@ -380,13 +413,15 @@ pub(super) async fn resume(
             return Err(err(
                 RelayErrorKind::ResumeFailed,
                 "received count is ahead of what was sent",
-            ))
+            )
+            .into())
         }
         Err(ReplayError::Lost) => {
             return Err(err(
                 RelayErrorKind::ResumeFailed,
                 "packages the browser missed are no longer buffered",
-            ))
+            )
+            .into())
         }
     };
     // The browser holds the token it presented until `resumed` reaches it; if this

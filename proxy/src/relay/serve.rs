@@ -1,5 +1,5 @@
 //! Serving one browser WebSocket: the first message (`open` or `resume`) within the
-//! handshake deadline, `opened` / `resumed` and the replay, then the attached link until it
+//! first-message deadline, `opened` / `resumed` and the replay, then the attached link until it
 //! ends; a gone browser leaves its link parked for a resume.
 
 use std::sync::Arc;
@@ -35,25 +35,32 @@ where
         Some(Arc::clone(&ctx.hub.to_browsers)),
     );
     let writer = Writer::spawn(sink, &limits, budget);
+    // A browser sends its first message as soon as the socket is open: a connection that
+    // does not holds a pre-auth slot for at most this long.
     let first = tokio::time::timeout(
-        Duration::from_millis(limits.handshake_timeout_ms),
+        Duration::from_millis(limits.first_message_timeout_ms),
         next_data(&mut stream),
     )
     .await;
     let message = match first {
         Err(_) => {
-            ctx.state.metrics.reject("handshake_timeout");
+            ctx.state.metrics.reject("first_message_timeout");
             writer
                 .fail(err(
                     RelayErrorKind::LimitReached,
-                    "no open or resume message before the handshake deadline",
+                    format!(
+                        "no open or resume message within {} ms of the upgrade",
+                        limits.first_message_timeout_ms
+                    ),
                 ))
                 .await;
             return;
         }
         Ok(None) => return,
         Ok(Some(Err(e))) => {
-            writer.fail(ws_read_error(&e, &limits)).await;
+            let e = ws_read_error(&e, &limits);
+            ctx.state.metrics.reject(e.kind.as_str());
+            writer.fail(e).await;
             return;
         }
         Ok(Some(Ok(Message::Text(text)))) => match ClientMessage::from_json(text.as_str()) {
@@ -87,9 +94,9 @@ where
     };
     let (mut link, replay, resumed) = match opened {
         Ok(x) => x,
-        Err(e) => {
-            ctx.state.metrics.reject(e.kind.as_str());
-            writer.fail(e).await;
+        Err(refused) => {
+            ctx.state.metrics.reject(refused.reason);
+            writer.fail(refused.error).await;
             return;
         }
     };

@@ -82,13 +82,32 @@ pub fn ws_request(
 
 pub type Ws = WebSocketStream<TcpStream>;
 
+/// A TCP connection to `addr` from the loopback address `from` (any of 127.0.0.0/8: one
+/// machine, several client addresses).
+pub async fn tcp_from(from: &str, addr: SocketAddr) -> TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(from.parse().unwrap(), 0))
+        .unwrap();
+    sock.connect(addr).await.unwrap()
+}
+
 /// Connect over plain TCP; `Err(status)` when the upgrade is refused.
 pub async fn ws_connect(
     addr: SocketAddr,
     origin: Option<&str>,
     protocols: &[&str],
 ) -> Result<(Ws, Option<String>), u16> {
-    let tcp = TcpStream::connect(addr).await.unwrap();
+    ws_connect_from("127.0.0.1", addr, origin, protocols).await
+}
+
+/// Connect from the loopback address `from`; `Err(status)` when the upgrade is refused.
+pub async fn ws_connect_from(
+    from: &str,
+    addr: SocketAddr,
+    origin: Option<&str>,
+    protocols: &[&str],
+) -> Result<(Ws, Option<String>), u16> {
+    let tcp = tcp_from(from, addr).await;
     let req = ws_request(&format!("ws://{addr}"), origin, protocols);
     let cfg = WebSocketConfig::default().max_message_size(Some(64 << 20));
     match tokio_tungstenite::client_async_with_config(req, tcp, Some(cfg)).await {

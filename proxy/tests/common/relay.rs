@@ -96,7 +96,17 @@ impl Browser {
         origin: &str,
         first: ClientMessage,
     ) -> Result<(Browser, ProxyMessage), RelayError> {
-        let (mut ws, _) = ws_connect(addr, Some(origin), &["prl-relay.v1"])
+        Browser::connect_via("127.0.0.1", addr, origin, first).await
+    }
+
+    /// Same, from the loopback client address `ip`.
+    pub async fn connect_via(
+        ip: &str,
+        addr: std::net::SocketAddr,
+        origin: &str,
+        first: ClientMessage,
+    ) -> Result<(Browser, ProxyMessage), RelayError> {
+        let (mut ws, _) = ws_connect_from(ip, addr, Some(origin), &["prl-relay.v1"])
             .await
             .unwrap();
         ws.send(Message::Text(first.to_json().into()))
@@ -126,6 +136,20 @@ impl Browser {
                 Ok((b, reply))
             }
         }
+    }
+
+    /// Open "sim" at a low security level from the loopback client address `ip`.
+    pub async fn open_via(h: &ProxyHandle, ip: &str) -> Result<Browser, RelayError> {
+        let addr = h.local_addr();
+        let req = open_request("sim", SecurityLevel::Low);
+        Browser::connect_via(
+            ip,
+            addr,
+            &format!("http://{addr}"),
+            ClientMessage::Open(req),
+        )
+        .await
+        .map(|(b, _)| b)
     }
 
     pub async fn open(h: &ProxyHandle, req: OpenRequest) -> Result<Browser, RelayError> {
