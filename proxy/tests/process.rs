@@ -110,7 +110,14 @@ async fn logs_of_a_login_contain_neither_password_nor_session_uuid() {
     );
     b.ping().await.unwrap();
     drop((b, c, d));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stderr = std::sync::Arc::clone(&p.stderr);
+    // Two closed (the failed and the refused login), one kept for resume (logged in).
+    common::wait_until("the three browsers' ends were logged", || {
+        let logs = String::from_utf8_lossy(&stderr.lock().unwrap()).into_owned();
+        logs.matches("upstream connection closed").count() >= 2
+            && logs.contains("upstream kept for resume")
+    })
+    .await;
     p.child.start_kill().unwrap();
     let _ = p.child.wait().await;
     let logs = String::from_utf8_lossy(&p.stderr.lock().unwrap()).to_string();
@@ -185,7 +192,11 @@ async fn sighup_reloads_policy_without_dropping_sessions() {
         .status()
         .unwrap()
         .success());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stderr = std::sync::Arc::clone(&p.stderr);
+    common::wait_until("the failed reload was logged", || {
+        String::from_utf8_lossy(&stderr.lock().unwrap()).contains("queue_pakages")
+    })
+    .await;
     assert!(open_at(p.addr, "sim2").await.is_ok());
     a.ping().await.unwrap();
     let logs = String::from_utf8_lossy(&p.stderr.lock().unwrap()).to_string();
