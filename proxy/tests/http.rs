@@ -518,11 +518,8 @@ async fn a_silent_websocket_is_cut_at_the_first_message_deadline() {
     assert!(ws_connect(addr, Some(&origin), &[RELAY]).await.is_ok());
 }
 
-#[tokio::test]
-async fn a_framing_error_in_the_first_message_is_refused_and_counted() {
-    let h = start("").await;
-    let addr = h.local_addr();
-    let origin = own_origin(&h);
+/// A TCP connection that has sent a WebSocket upgrade request (the response is not read).
+async fn raw_upgrade(addr: std::net::SocketAddr, origin: &str) -> TcpStream {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     tcp.write_all(
         format!(
@@ -534,6 +531,14 @@ async fn a_framing_error_in_the_first_message_is_refused_and_counted() {
     )
     .await
     .unwrap();
+    tcp
+}
+
+#[tokio::test]
+async fn a_framing_error_in_the_first_message_is_refused_and_counted() {
+    let h = start("").await;
+    let addr = h.local_addr();
+    let mut tcp = raw_upgrade(addr, &own_origin(&h)).await;
     // An unmasked frame: a browser never sends one.
     tcp.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap();
     let mut got = Vec::new();
@@ -553,18 +558,7 @@ async fn a_framing_error_in_the_first_message_is_refused_and_counted() {
 async fn an_oversize_first_message_is_refused_from_its_frame_header() {
     let h = start("").await;
     let addr = h.local_addr();
-    let origin = own_origin(&h);
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(
-        format!(
-            "GET /ws HTTP/1.1\r\nHost: x\r\nOrigin: {origin}\r\nUpgrade: websocket\r\n\
-             Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: {RELAY}\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
+    let mut tcp = raw_upgrade(addr, &own_origin(&h)).await;
     // A masked text frame announcing 1 MiB (the general message limit), of which only the
     // first KiB is sent: the proxy must not wait for (and buffer) the rest.
     let mut frame = vec![0x81, 0x80 | 127];
