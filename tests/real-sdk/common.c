@@ -278,6 +278,16 @@ void logoff_and_free(test_login *t)
 	t->response = t->server = PRL_INVALID_HANDLE;
 }
 
+int test_pass(test_login *t)
+{
+	if (t)
+		logoff_and_free(t);
+	sdk_deinit();
+	printf("PASS\n");
+	fflush(stdout);
+	return 0;
+}
+
 /* ---- events ---------------------------------------------------------------------------- */
 
 struct event_log {
@@ -394,6 +404,46 @@ int have_job_notifications(const recorded_event *ev, unsigned n, const void *arg
 	return seen >= a->count;
 }
 
+job_progress job_progress_of(event_log *log, PRL_HANDLE job)
+{
+	static recorded_event ev[MAX_RECORDED];
+	unsigned n = event_log_snapshot(log, ev, MAX_RECORDED);
+	job_progress p;
+	memset(&p, 0, sizeof(p));
+	p.non_decreasing = 1;
+	for (unsigned i = 0; i < n; i++) {
+		if (ev[i].job != job)
+			continue;
+		if (ev[i].kind == PHT_JOB)
+			p.results++;
+		if (ev[i].kind != PHT_EVENT || ev[i].type != PET_DSP_EVT_JOB_PROGRESS_CHANGED)
+			continue;
+		if (ev[i].progress > 100 || ev[i].progress < p.last)
+			p.non_decreasing = 0;
+		if (p.results >= 2)
+			p.progress_after_final = 1;
+		p.last = ev[i].progress;
+		p.progress++;
+	}
+	return p;
+}
+
+job_progress attached_task_result(event_log *log, PRL_HANDLE attach, PRL_RESULT want,
+		unsigned timeout_ms)
+{
+	job_events_arg final = { attach, 2 };
+	CHECK(event_log_wait(log, have_job_notifications, &final, timeout_ms),
+			"the attached task's result did not arrive within %u ms", timeout_ms);
+	PRL_RESULT rc = 0;
+	CHECK(PRL_SUCCEEDED(PrlJob_GetRetCode(attach, &rc)), "PrlJob_GetRetCode failed");
+	CHECK_RC("the attached task's result", rc, want);
+	job_progress p = job_progress_of(log, attach);
+	CHECK(p.results == 2, "%u notifications of the attach job, want 2", p.results);
+	CHECK(p.non_decreasing, "the attach job's progress goes back or beyond 100%%");
+	CHECK(!p.progress_after_final, "a progress event of the attach job after its result");
+	return p;
+}
+
 /* ---- a lost session with a running task ------------------------------------------------ */
 
 void lose_session_with_task(const test_config *cfg, char *session, unsigned len)
@@ -466,4 +516,22 @@ test_login relogin_listing_one_task(const test_config *cfg, const char *prev_ses
 	PrlHandle_Free(running);
 	test_ok("the login response lists the lost session's task");
 	return t;
+}
+
+test_login lost_session_relogin(const test_config *cfg, event_log *log, char *task,
+		unsigned len)
+{
+	char prev[64];
+	lose_session_with_task(cfg, prev, sizeof(prev));
+	test_ok("the first session is lost while its task runs");
+	sdk_init();
+	return relogin_listing_one_task(cfg, prev, log, task, len);
+}
+
+PRL_HANDLE attach_checked(const test_login *t, const char *task, unsigned timeout_ms)
+{
+	PRL_HANDLE attach = PrlSrv_AttachToLostTask(t->server, task);
+	CHECK_RC("PrlSrv_AttachToLostTask", job_wait(attach, timeout_ms, "attach"),
+			PRL_ERR_SUCCESS);
+	return attach;
 }

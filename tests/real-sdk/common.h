@@ -84,6 +84,10 @@ test_login login_as_configured(const test_config *cfg, const char *prev_session,
 /* PrlSrv_Logoff must give 0 and leave PrlSrv_IsConnected false; frees the handles. */
 void logoff_and_free(test_login *login);
 
+/* The end of every program: logoff_and_free(t) when `t` is logged in, sdk_deinit, `PASS`;
+ * returns main's 0. */
+int test_pass(test_login *t);
+
 /* Reads a string property into `buf` (checked to succeed). */
 typedef PRL_RESULT (*string_getter)(PRL_HANDLE, PRL_STR, PRL_UINT32_PTR);
 void get_string(string_getter fn, PRL_HANDLE h, char *buf, unsigned len, const char *what);
@@ -127,6 +131,23 @@ int have_progress_of(const recorded_event *ev, unsigned n, const void *arg);
 /* At least `count` PHT_JOB notifications of `job`. */
 int have_job_notifications(const recorded_event *ev, unsigned n, const void *arg);
 
+/* What the log holds about `job`'s progress and results, in order. */
+typedef struct {
+	unsigned progress;        /* progress events of the job */
+	unsigned last;            /* the last one's percentage */
+	int non_decreasing;       /* every percentage <= 100 and >= the one before */
+	unsigned results;         /* PHT_JOB notifications of the job */
+	int progress_after_final; /* a progress event after the second notification */
+} job_progress;
+job_progress job_progress_of(event_log *log, PRL_HANDLE job);
+
+/* Waits (at most timeout_ms) for the attached task's result, which reaches the attach job
+ * `attach` as its second notification, and checks: its return code is `want`, the job was
+ * notified exactly twice, its progress never went back or beyond 100 % and none came after
+ * the result. Returns the progress seen, for the caller's own checks. */
+job_progress attached_task_result(event_log *log, PRL_HANDLE attach, PRL_RESULT want,
+		unsigned timeout_ms);
+
 /* ---- a lost session with a running task ------------------------------------------------ */
 
 /* In a child process: logs in as configured (the simulator runs `--task-on-login`, so the
@@ -140,5 +161,13 @@ void lose_session_with_task(const test_config *cfg, char *session, unsigned len)
  * (PrlRunningTask_GetTaskUuid) in `task`. */
 test_login relogin_listing_one_task(const test_config *cfg, const char *prev_session,
 		event_log *log, char *task, unsigned len);
+
+/* lose_session_with_task, sdk_init, then relogin_listing_one_task with `log` registered. */
+test_login lost_session_relogin(const test_config *cfg, event_log *log, char *task,
+		unsigned len);
+
+/* PrlSrv_AttachToLostTask(task) from `t`, checked to return 0; the job stays registered for
+ * the task's progress and result. */
+PRL_HANDLE attach_checked(const test_login *t, const char *task, unsigned timeout_ms);
 
 #endif

@@ -65,12 +65,9 @@ int main(void)
 	CHECK_RC("login", t.rc, cfg.expect);
 	if (PRL_SUCCEEDED(t.rc)) {
 		check_server_info(&cfg, &t);
-		logoff_and_free(&t);
-	} else {
-		CHECK(t.response == PRL_INVALID_HANDLE, "a refused login has a login response");
-		PrlHandle_Free(t.server);
+		return test_pass(&t);
 	}
-	sdk_deinit();
-	printf("PASS\n");
-	return 0;
+	CHECK(t.response == PRL_INVALID_HANDLE, "a refused login has a login response");
+	PrlHandle_Free(t.server);
+	return test_pass(NULL);
 }

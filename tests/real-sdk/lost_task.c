@@ -12,18 +12,13 @@
 #include "common.h"
 
 #include <stdio.h>
-#include <string.h>
 
 int main(void)
 {
 	test_config cfg = test_config_from_env();
-	char prev[64], task[128];
-	lose_session_with_task(&cfg, prev, sizeof(prev));
-	test_ok("the first session is lost while its task runs");
-
-	sdk_init();
+	char task[128];
 	event_log *log = event_log_new();
-	test_login t = relogin_listing_one_task(&cfg, prev, log, task, sizeof(task));
+	test_login t = lost_session_relogin(&cfg, log, task, sizeof(task));
 
 	CHECK_RC("attach to an unknown task id",
 			job_run(PrlSrv_AttachToLostTask(t.server, "{00000000-0000-4000-8000-000000000001}"),
@@ -39,45 +34,19 @@ int main(void)
 			PRL_ERR_ATTACH_TO_TASK_BAD_SESSION);
 	logoff_and_free(&other);
 
-	PRL_HANDLE attach = PrlSrv_AttachToLostTask(t.server, task);
-	CHECK_RC("PrlSrv_AttachToLostTask", job_wait(attach, cfg.timeout_ms, "attach"),
-			PRL_ERR_SUCCESS);
+	PRL_HANDLE attach = attach_checked(&t, task, cfg.timeout_ms);
 
-	/* The task's result reaches the attach job as a second notification of that job. */
-	job_events_arg final = { attach, 2 };
-	CHECK(event_log_wait(log, have_job_notifications, &final, cfg.timeout_ms * 3),
-			"the attached task's final result did not arrive");
-	PRL_RESULT rc = 0;
-	CHECK(PRL_SUCCEEDED(PrlJob_GetRetCode(attach, &rc)), "PrlJob_GetRetCode failed");
-	CHECK_RC("the attached task's final result", rc, PRL_ERR_SUCCESS);
-
-	static recorded_event ev[MAX_RECORDED];
-	unsigned n = event_log_snapshot(log, ev, MAX_RECORDED);
-	unsigned progress = 0, last = 0, final_at = 0, notified = 0;
-	for (unsigned i = 0; i < n; i++) {
-		if (ev[i].kind == PHT_JOB && ev[i].job == attach && ++notified == 2)
-			final_at = i;
-		if (ev[i].kind != PHT_EVENT || ev[i].type != PET_DSP_EVT_JOB_PROGRESS_CHANGED
-				|| ev[i].job != attach)
-			continue;
-		CHECK(notified < 2, "a progress event of the attach job after its final result");
-		CHECK(ev[i].progress <= 100 && ev[i].progress >= last,
-				"progress %u after %u", ev[i].progress, last);
-		last = ev[i].progress;
-		progress++;
-	}
-	CHECK(progress >= 1, "the attach job received no progress event");
-	CHECK(last == 100, "the last progress before the result is %u%%, want 100%%", last);
-	CHECK(final_at > 0, "no final notification recorded");
-	test_ok("the attach job received %u progress events up to 100%%, then the result", progress);
+	/* The task runs to its end (about 3 s). */
+	job_progress p = attached_task_result(log, attach, PRL_ERR_SUCCESS, cfg.timeout_ms * 3);
+	CHECK(p.progress >= 1, "the attach job received no progress event");
+	CHECK(p.last == 100, "the last progress before the result is %u%%, want 100%%", p.last);
+	test_ok("the attach job received %u progress events up to 100%%, then the result",
+			p.progress);
 
 	CHECK_RC("attach to the finished task",
 			job_run(PrlSrv_AttachToLostTask(t.server, task), cfg.timeout_ms,
 				"attach (finished)"),
 			PRL_ERR_TASK_NOT_FOUND);
 	PrlHandle_Free(attach);
-	logoff_and_free(&t);
-	sdk_deinit();
-	printf("PASS\n");
-	return 0;
+	return test_pass(&t);
 }
