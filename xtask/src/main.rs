@@ -1,12 +1,15 @@
-//! Project recipes, one place for each: `cargo xtask setup | test | ci | build-wasm | demo | bench`.
+//! Project recipes, one place for each: `cargo xtask setup | test | ci | build-wasm | demo |
+//! real-sdk | bench`.
 //!
 //! `setup` installs what a fresh machine (rustup stable, Node 20, apt, root) lacks, idempotently.
 //! `test` runs `setup`, then every check CI runs, failing fast; `ci` is the same thing.
 //! `build-wasm` builds the npm package; `demo` runs `setup`, builds, and serves the login page.
+//! `real-sdk` runs the real SDK client's test programs against prl-sim (also a `test` step).
 #![forbid(unsafe_code)]
 
 mod bench;
 mod demo;
+mod real_sdk;
 mod setup;
 mod test;
 mod wasm;
@@ -41,6 +44,12 @@ enum Cmd {
     BuildWasm,
     /// Run `setup`, build the package, start prl-sim and prl-proxy on localhost, serve the login page.
     Demo,
+    /// Run the real SDK client's C programs (tests/real-sdk) against prl-sim: install the SDK,
+    /// compile, run every case (or those whose names contain a CASE filter).
+    RealSdk {
+        /// Case-name filters (substrings).
+        cases: Vec<String>,
+    },
     /// Run the benchmarks (`cargo bench -p prl-bench`) and print their ratios to the same-run
     /// baselines; arguments go to criterion (a filter, `--measurement-time 10`).
     Bench {
@@ -58,6 +67,7 @@ fn main() -> ExitCode {
         Cmd::Test => test::run(&root),
         Cmd::BuildWasm => wasm::run(&root),
         Cmd::Demo => demo::run(&root),
+        Cmd::RealSdk { cases } => real_sdk::run(&root, &cases),
         Cmd::Bench { args } => bench::run(&root, &args),
     };
     match result {

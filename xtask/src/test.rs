@@ -134,6 +134,18 @@ const STEPS: &[Step] = &[
         args: &["build", "--locked", "--release", "-p", "prl-proxy"],
         env: &[],
     },
+    // The real SDK client (../shared/real-sdk) against the release prl-sim: tests/real-sdk.
+    // Fails, never skips, when the SDK is missing.
+    Step {
+        name: "real-sdk",
+        only_if: None,
+        dir: ".",
+        program: CARGO,
+        args: &[
+            "run", "--quiet", "--locked", "-p", "xtask", "--", "real-sdk",
+        ],
+        env: &[],
+    },
     // Browser end-to-end tests (Node test runner driving Chromium).
     Step {
         name: "e2e",
