@@ -881,7 +881,7 @@ fn connect_error(e: &TransportError, budget_ms: u64) -> RelayError {
             RelayErrorKind::DnsFailed
         }
         TransportError::Connect { .. } => RelayErrorKind::ConnectionRefused,
-        TransportError::Handshake(h) if h.prl_code() == ErrorCode::WRONG_PROTOCOL_VERSION.0 => {
+        TransportError::Handshake(h) if h.prl_code() == ErrorCode::WRONG_PROTOCOL_VERSION => {
             RelayErrorKind::WrongProtocolVersion
         }
         other => match other.stage() {

@@ -19,12 +19,16 @@ use prl_transport::tls::{OpenSslEngine, TlsConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const WIRE_LOW: &[u8] = include_bytes!("../../protocol/tests/data/client-wire-low-login-logoff.bin");
+const WIRE_LOW: &[u8] =
+    include_bytes!("../../protocol/tests/data/client-wire-low-login-logoff.bin");
 const HELLO_NORMAL: &[u8] = include_bytes!("../../protocol/tests/data/client-hello-normal.bin");
 const HELLO_HIGH: &[u8] = include_bytes!("../../protocol/tests/data/client-hello-high.bin");
-const STREAM_LOW: &[u8] = include_bytes!("../../protocol/tests/data/client-stream-low-login-logoff.bin");
-const STREAM_HIGH: &[u8] = include_bytes!("../../protocol/tests/data/client-stream-high-login-logoff.bin");
-const ACCEPTED_LOGIN_REPLY: &[u8] = include_bytes!("../../protocol/tests/data/accepted-login-reply-5003.bin");
+const STREAM_LOW: &[u8] =
+    include_bytes!("../../protocol/tests/data/client-stream-low-login-logoff.bin");
+const STREAM_HIGH: &[u8] =
+    include_bytes!("../../protocol/tests/data/client-stream-high-login-logoff.bin");
+const ACCEPTED_LOGIN_REPLY: &[u8] =
+    include_bytes!("../../protocol/tests/data/accepted-login-reply-5003.bin");
 
 fn hello_len(hello: &[u8]) -> usize {
     92 + 9 + 16 * hello[100] as usize
@@ -54,9 +58,7 @@ impl Raw {
         sock.write_all(hello).await.unwrap();
         let mut server = [0u8; 92];
         sock.read_exact(&mut server).await.unwrap();
-        let version =
-            ProtocolVersion::from_bytes(&server[..PROTOCOL_VERSION_LEN].try_into().unwrap())
-                .unwrap();
+        let version = ProtocolVersion::from_bytes(&server[..PROTOCOL_VERSION_LEN]).unwrap();
         assert_eq!((version.major, version.minor), (6, 10));
         assert_eq!(
             u32::from_le_bytes(server[72..76].try_into().unwrap()),
