@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+mod error;
 pub mod faults;
 mod service;
 pub mod users;
@@ -35,7 +36,8 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 
-pub use config::{ConfigError, Mode, SimConfig, TaskSpec};
+pub use config::{Mode, SimConfig, TaskSpec};
+pub use error::ConfigError;
 pub use faults::Faults;
 pub use service::{
     start_long_task_command, PACF_CANCEL_TASK_ON_END_SESSION, SIM_CMD_START_LONG_TASK,
