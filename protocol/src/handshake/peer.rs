@@ -197,48 +197,49 @@ impl PeerReader {
 
     /// Advances by at most one part. On an error the caller replaces the stage.
     fn step(&mut self, input: &mut &[u8]) -> Result<Option<PeerHello>, HandshakeError> {
+        let want = match &self.stage {
+            Stage::Version => PROTOCOL_VERSION_LEN,
+            Stage::Header { .. } => HANDSHAKE_HEADER_LEN,
+            Stage::TableHeader { .. } => ROUTING_TABLE_HEADER_LEN,
+            Stage::Routes { len, .. } => *len,
+            Stage::Done | Stage::Failed(_) => return Ok(None),
+        };
+        let Some(part) = self.part.fill(input, want) else {
+            return Ok(None);
+        };
         let (next, hello) = match std::mem::replace(&mut self.stage, Stage::Done) {
-            Stage::Version => match self.part.fill(input, PROTOCOL_VERSION_LEN) {
-                None => (Stage::Version, None),
-                Some(b) => {
-                    let version = ProtocolVersion::from_bytes(&b)?;
-                    if version.major != self.local_major {
-                        return Err(HandshakeError::MajorVersionMismatch {
-                            expected: self.local_major,
-                            found: version.major,
-                            found_minor: version.minor,
-                        });
-                    }
-                    (Stage::Header { version }, None)
+            Stage::Version => {
+                let version = ProtocolVersion::from_bytes(&part)?;
+                if version.major != self.local_major {
+                    return Err(HandshakeError::MajorVersionMismatch {
+                        expected: self.local_major,
+                        found: version.major,
+                        found_minor: version.minor,
+                    });
                 }
-            },
-            Stage::Header { version } => match self.part.fill(input, HANDSHAKE_HEADER_LEN) {
-                None => (Stage::Header { version }, None),
-                Some(b) => {
-                    let header = HandshakeHeader::from_bytes(&b)?;
-                    header.check()?;
-                    (Stage::TableHeader { version, header }, None)
-                }
-            },
+                (Stage::Header { version }, None)
+            }
+            Stage::Header { version } => {
+                let header = HandshakeHeader::from_bytes(&part)?;
+                header.check()?;
+                (Stage::TableHeader { version, header }, None)
+            }
             Stage::TableHeader { version, header } => {
-                match self.part.fill(input, ROUTING_TABLE_HEADER_LEN) {
-                    None => (Stage::TableHeader { version, header }, None),
-                    Some(table_header) => {
-                        let count = TableHeader::read(&mut Reader::new(&table_header))?;
-                        let len = RoutingTable::wire_len(count.routes_number)?;
-                        if len == ROUTING_TABLE_HEADER_LEN {
-                            let table = finish_table(table_header, &[])?;
-                            (Stage::Done, Some(hello(version, header, table)))
-                        } else {
-                            let len = len - ROUTING_TABLE_HEADER_LEN;
-                            let routes = Stage::Routes {
-                                version,
-                                header,
-                                table_header,
-                                len,
-                            };
-                            (routes, None)
-                        }
+                let count = TableHeader::read(&mut Reader::new(&part))?.routes_number;
+                match RoutingTable::wire_len(count)? - ROUTING_TABLE_HEADER_LEN {
+                    0 => {
+                        let table = finish_table(part, &[])?;
+                        (Stage::Done, Some(hello(version, header, table)))
+                    }
+                    len => {
+                        let table_header = part;
+                        let routes = Stage::Routes {
+                            version,
+                            header,
+                            table_header,
+                            len,
+                        };
+                        (routes, None)
                     }
                 }
             }
@@ -246,22 +247,11 @@ impl PeerReader {
                 version,
                 header,
                 table_header,
-                len,
-            } => match self.part.fill(input, len) {
-                None => {
-                    let routes = Stage::Routes {
-                        version,
-                        header,
-                        table_header,
-                        len,
-                    };
-                    (routes, None)
-                }
-                Some(routes) => {
-                    let table = finish_table(table_header, &routes)?;
-                    (Stage::Done, Some(hello(version, header, table)))
-                }
-            },
+                ..
+            } => {
+                let table = finish_table(table_header, &part)?;
+                (Stage::Done, Some(hello(version, header, table)))
+            }
             done_or_failed => (done_or_failed, None),
         };
         self.stage = next;
