@@ -1,7 +1,7 @@
 //! What the service knows: the [`SimService`] every connection shares (configuration, server
-//! info, faults and the [`Registry`] of connections, sessions, logins in progress and tasks),
-//! the records it keeps ([`UserSession`], [`LiveConnection`], [`SimTask`]) and the state of one
-//! served connection ([`ConnectionHandler`]).
+//! info, faults and the [`ServiceRegistry`] of connections, sessions, logins in progress and
+//! tasks), the records it keeps ([`UserSession`], [`LiveConnection`], [`SimTask`]) and the
+//! state of one served connection ([`ConnectionHandler`]).
 //!
 //! Everything here is data; what the service does with it lives in the sibling modules.
 
@@ -27,7 +27,7 @@ pub(crate) struct SimService {
     pub(super) info: ServerInfo,
     /// The guest OS and features matrices of binary login replies.
     pub(super) matrices: ServerMatrices,
-    registry: Mutex<Registry>,
+    registry: Mutex<ServiceRegistry>,
     faults: Mutex<Faults>,
     connection_faults: Mutex<HashMap<Uuid, Faults>>,
 }
@@ -35,7 +35,7 @@ pub(crate) struct SimService {
 /// The service's books, behind one lock: who is connected, logged in, logging in, and which
 /// tasks run.
 #[derive(Default)]
-pub(super) struct Registry {
+pub(super) struct ServiceRegistry {
     /// `m_clients`: logged-in connections (by connection uuid) and their session.
     pub(super) sessions: HashMap<Uuid, Arc<UserSession>>,
     /// Live connections, to deliver task events to a session's connection.
@@ -175,13 +175,13 @@ impl SimService {
             config,
             info,
             matrices,
-            registry: Mutex::new(Registry::default()),
+            registry: Mutex::new(ServiceRegistry::default()),
             connection_faults: Mutex::new(HashMap::new()),
         }
     }
 
     /// The books. Never held across an `.await`.
-    pub(super) fn registry(&self) -> MutexGuard<'_, Registry> {
+    pub(super) fn registry(&self) -> MutexGuard<'_, ServiceRegistry> {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -237,7 +237,7 @@ impl SimService {
     }
 }
 
-impl Registry {
+impl ServiceRegistry {
     /// The live connection of a session, by its handle. Only the canonical `{lower-case}` form
     /// names a session: a handle is compared as a string (`QString`).
     pub(super) fn link_of(&self, session_handle: &str) -> Option<&LiveConnection> {

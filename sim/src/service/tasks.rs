@@ -17,7 +17,9 @@ use prl_protocol::{parse_uuid, uuid_string, ErrorCode, Uuid};
 use tokio::sync::Notify;
 
 use super::delivery::send_to_session;
-use super::state::{ConnectionHandler, Registry, SimService, SimTask, TaskAssignment, UserSession};
+use super::state::{
+    ConnectionHandler, ServiceRegistry, SimService, SimTask, TaskAssignment, UserSession,
+};
 use crate::config::{TaskSpec, MAX_TASK_INTERVAL_MS, MAX_TASK_STEPS};
 
 /// The sim-only command that starts a long-running task (outside every real command range:
@@ -52,7 +54,7 @@ pub fn start_long_task_command(
 
 /// The tasks a login naming `prev_session` lists (`getTaskListBySession`): those its previous
 /// session owns now.
-pub(super) fn lost_tasks(registry: &Registry, prev_session: &str) -> Vec<LostTask> {
+pub(super) fn lost_tasks(registry: &ServiceRegistry, prev_session: &str) -> Vec<LostTask> {
     if prev_session.is_empty() {
         return Vec::new();
     }
@@ -70,7 +72,7 @@ pub(super) fn lost_tasks(registry: &Registry, prev_session: &str) -> Vec<LostTas
 
 /// A session ended with its connection (`handleClientDisconnected`): its tasks flagged
 /// `PACF_CANCEL_TASK_ON_END_SESSION` are cancelled, the others keep running.
-pub(super) fn end_session_tasks(registry: &Registry, session_handle: &str) {
+pub(super) fn end_session_tasks(registry: &ServiceRegistry, session_handle: &str) {
     for task in registry.tasks.values() {
         if task.cancel_on_end_session && task.assignment().session.handle == session_handle {
             task.cancelled.store(true, Ordering::SeqCst);
