@@ -1,13 +1,23 @@
 //! Both handshake state machines accept arbitrary peer bytes without panicking.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use prl_protocol::handshake::{ClientHandshake, ProtocolVersion, SecurityLevel, ServerHandshake};
+use prl_protocol::handshake::{
+    ClientHandshake, Handshake, ProtocolVersion, SecurityLevel, ServerHandshake,
+};
 use prl_protocol::Uuid;
 
 fuzz_target!(|data: &[u8]| {
     let (Ok(mut server), Ok(mut client)) = (
-        ServerHandshake::new(ProtocolVersion::current(), Uuid::from_u128(1), SecurityLevel::Low),
-        ClientHandshake::new(ProtocolVersion::current(), Uuid::from_u128(2), SecurityLevel::Normal),
+        ServerHandshake::new(
+            ProtocolVersion::current(),
+            Uuid::from_u128(1),
+            SecurityLevel::Low,
+        ),
+        ClientHandshake::new(
+            ProtocolVersion::current(),
+            Uuid::from_u128(2),
+            SecurityLevel::Normal,
+        ),
     ) else {
         panic!("valid handshake set-up")
     };

@@ -12,6 +12,7 @@ pub mod event;
 pub mod handshake;
 pub mod matrices;
 pub mod package;
+mod reader;
 pub mod record;
 pub mod relay;
 pub mod session;

@@ -41,6 +41,8 @@
 //! matrix. Counts are checked against the bytes actually present before anything is
 //! allocated.
 
+use crate::reader::{Reader, Trailing, Truncated};
+
 /// `PVS_GUEST_TYPE_*` (`PrlOses.h`): guest OS types.
 pub mod guest_type {
     /// `PVS_GUEST_TYPE_MACOS`
@@ -317,28 +319,28 @@ impl OsesMatrix {
 
     /// `COsesMatrix::Deserialize`, strict (see the module docs): the whole of `bytes`.
     pub fn decode(bytes: &[u8]) -> Result<Self, MatrixError> {
-        let mut c = Cursor { buf: bytes, pos: 0 };
-        let n = c.count("guest type count")?;
+        let mut r = Reader::new(bytes);
+        let n = count(&mut r, "guest type count")?;
         // A guest type takes at least 7 bytes: never reserve more than the input can hold.
-        let mut types = Vec::with_capacity(n.min(c.left() / 7));
+        let mut types = Vec::with_capacity(n.min(r.remaining() / 7));
         for _ in 0..n {
-            let os_type = c.u8("guest os type")?;
-            let m = c.count("os version count")?;
-            let mut versions = Vec::with_capacity(m.min(c.left() / 4));
+            let os_type = r.u8("guest os type")?;
+            let m = count(&mut r, "os version count")?;
+            let mut versions = Vec::with_capacity(m.min(r.remaining() / 4));
             for _ in 0..m {
-                let value = c.u32("os version")?;
+                let value = r.u32_be("os version")?;
                 let v = u16::try_from(value)
                     .map_err(|_| MatrixError::VersionOutOfRange { os_type, value })?;
                 versions.push(v);
             }
-            let default_version = c.u16("default os version")?;
+            let default_version = r.u16_be("default os version")?;
             types.push(GuestOsType {
                 os_type,
                 versions,
                 default_version,
             });
         }
-        c.finish()?;
+        r.finish("matrix")?;
         Ok(OsesMatrix { types })
     }
 }
@@ -396,13 +398,13 @@ impl FeaturesMatrix {
     /// `CFeaturesMatrix::Deserialize`, strict (see the module docs): the whole of `bytes`.
     /// Duplicates are kept as written (the real reader's `QSet` would merge them).
     pub fn decode(bytes: &[u8]) -> Result<Self, MatrixError> {
-        let mut c = Cursor { buf: bytes, pos: 0 };
-        let n = c.count("feature count")?;
-        let mut features = Vec::with_capacity(n.min(c.left() / 4));
+        let mut r = Reader::new(bytes);
+        let n = count(&mut r, "feature count")?;
+        let mut features = Vec::with_capacity(n.min(r.remaining() / 4));
         for _ in 0..n {
-            features.push(c.u32("feature")?);
+            features.push(r.u32_be("feature")?);
         }
-        c.finish()?;
+        r.finish("matrix")?;
         Ok(FeaturesMatrix { features })
     }
 }
@@ -433,57 +435,26 @@ fn put_count(out: &mut Vec<u8>, n: usize) {
     out.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_be_bytes());
 }
 
-struct Cursor<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn left(&self) -> usize {
-        self.buf.len().saturating_sub(self.pos)
-    }
-
-    fn take<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], MatrixError> {
-        let available = self.left();
-        let bytes = self
-            .pos
-            .checked_add(N)
-            .and_then(|end| self.buf.get(self.pos..end))
-            .and_then(|s| <[u8; N]>::try_from(s).ok())
-            .ok_or(MatrixError::Truncated {
-                what,
-                needed: N,
-                available,
-            })?;
-        self.pos += N;
-        Ok(bytes)
-    }
-
-    fn u8(&mut self, what: &'static str) -> Result<u8, MatrixError> {
-        let [b] = self.take::<1>(what)?;
-        Ok(b)
-    }
-
-    fn u16(&mut self, what: &'static str) -> Result<u16, MatrixError> {
-        Ok(u16::from_be_bytes(self.take(what)?))
-    }
-
-    fn u32(&mut self, what: &'static str) -> Result<u32, MatrixError> {
-        Ok(u32::from_be_bytes(self.take(what)?))
-    }
-
-    /// A `qint32` count; negative is an error.
-    fn count(&mut self, what: &'static str) -> Result<usize, MatrixError> {
-        let value = i32::from_be_bytes(self.take(what)?);
-        usize::try_from(value).map_err(|_| MatrixError::NegativeCount { what, value })
-    }
-
-    fn finish(self) -> Result<(), MatrixError> {
-        match self.left() {
-            0 => Ok(()),
-            count => Err(MatrixError::TrailingBytes { count }),
+impl From<Truncated> for MatrixError {
+    fn from(e: Truncated) -> Self {
+        MatrixError::Truncated {
+            what: e.what,
+            needed: e.needed,
+            available: e.available,
         }
     }
+}
+
+impl From<Trailing> for MatrixError {
+    fn from(e: Trailing) -> Self {
+        MatrixError::TrailingBytes { count: e.count }
+    }
+}
+
+/// A `qint32` count; negative is an error.
+fn count(r: &mut Reader<'_>, what: &'static str) -> Result<usize, MatrixError> {
+    let value = r.i32_be(what)?;
+    usize::try_from(value).map_err(|_| MatrixError::NegativeCount { what, value })
 }
 
 #[cfg(test)]

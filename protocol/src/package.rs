@@ -32,6 +32,8 @@
 use thiserror::Error;
 use uuid::Uuid;
 
+use crate::reader::{Reader, Trailing, Truncated};
+
 /// Size of the package header on the wire.
 pub const HEADER_LEN: usize = 82;
 /// Size of one buffer descriptor (`PODData`) on the wire.
@@ -222,16 +224,20 @@ fn wire_u32(len: usize) -> u32 {
     u32::try_from(len).unwrap_or(u32::MAX)
 }
 
-fn read_uuid(bytes: &[u8; HEADER_LEN], at: usize) -> Uuid {
-    let mut raw = [0u8; 16];
-    raw.copy_from_slice(&bytes[at..at + 16]);
-    Uuid::from_bytes(raw)
+impl From<Truncated> for PackageError {
+    /// Counted from the start of the decoded bytes.
+    fn from(e: Truncated) -> Self {
+        PackageError::Truncated {
+            needed: e.needed_total(),
+            available: e.available_total(),
+        }
+    }
 }
 
-fn read_u32(bytes: &[u8], at: usize) -> u32 {
-    let mut raw = [0u8; 4];
-    raw.copy_from_slice(&bytes[at..at + 4]);
-    u32::from_le_bytes(raw)
+impl From<Trailing> for PackageError {
+    fn from(e: Trailing) -> Self {
+        PackageError::TrailingBytes(e.count)
+    }
 }
 
 impl PackageHeader {
@@ -255,24 +261,29 @@ impl PackageHeader {
         out
     }
 
-    /// Parses 82 header bytes, checking the CRC. Returns the header and its `buffersNumber`.
-    pub fn from_bytes(bytes: &[u8; HEADER_LEN]) -> Result<(Self, u32), PackageError> {
-        let expected = crate::crc::crc16_x25(&bytes[..CRC_OFFSET]);
-        let found = u16::from_le_bytes([bytes[CRC_OFFSET], bytes[CRC_OFFSET + 1]]);
+    /// Parses the 82 header bytes (exactly), checking the CRC first. Returns the header and
+    /// its `buffersNumber`.
+    pub fn from_bytes(bytes: &[u8]) -> Result<(Self, u32), PackageError> {
+        let mut r = Reader::new(bytes);
+        let covered = r.take(CRC_OFFSET, "package header")?;
+        let found = r.u16_le("package header crc")?;
+        r.finish("package header")?;
+        let expected = crate::crc::crc16_x25(covered);
         if expected != found {
             return Err(PackageError::BadCrc { expected, found });
         }
-        let mut numeric = [0u8; 8];
-        numeric.copy_from_slice(&bytes[68..76]);
+        let mut r = Reader::new(covered);
         let header = PackageHeader {
-            uuid: read_uuid(bytes, 0),
-            parent_uuid: read_uuid(bytes, 16),
-            sender_uuid: read_uuid(bytes, 32),
-            receiver_uuid: read_uuid(bytes, 48),
-            package_type: read_u32(bytes, 64),
-            numeric_id: u64::from_le_bytes(numeric),
+            uuid: r.uuid("package uuid")?,
+            parent_uuid: r.uuid("package parent uuid")?,
+            sender_uuid: r.uuid("package sender uuid")?,
+            receiver_uuid: r.uuid("package receiver uuid")?,
+            package_type: r.u32_le("package type")?,
+            numeric_id: r.u64_le("package numeric id")?,
         };
-        Ok((header, read_u32(bytes, 76)))
+        let buffers_number = r.u32_le("package buffer count")?;
+        r.finish("package header")?;
+        Ok((header, buffers_number))
     }
 }
 
@@ -481,10 +492,9 @@ impl Package {
                 available: bytes.len(),
             }),
             Scan::Ready(layout) => {
-                let (frame, rest) = bytes.split_at(layout.total.min(bytes.len()));
-                if !rest.is_empty() {
-                    return Err(PackageError::TrailingBytes(rest.len()));
-                }
+                let mut r = Reader::new(bytes);
+                let frame = r.take(layout.total, "package")?;
+                r.finish("package")?;
                 layout.assemble(frame)
             }
         }
@@ -510,7 +520,8 @@ enum Scan {
 /// Reads the header and descriptors at the start of `buf`, enforcing `limits` in the real
 /// receiver's order: CRC, buffer count, then declared total size (before any buffer is read).
 fn scan(buf: &[u8], limits: &Limits) -> Result<Scan, PackageError> {
-    let Some(header_bytes) = buf.first_chunk::<HEADER_LEN>() else {
+    let mut r = Reader::new(buf);
+    let Ok(header_bytes) = r.take(HEADER_LEN, "package header") else {
         return Ok(Scan::NeedMore(HEADER_LEN));
     };
     let (header, count) = PackageHeader::from_bytes(header_bytes)?;
@@ -522,22 +533,23 @@ fn scan(buf: &[u8], limits: &Limits) -> Result<Scan, PackageError> {
             limit: limits.max_buffers,
         })?;
     // count <= max_buffers, and the descriptors below are only read once present in `buf`.
-    let desc_end = DESCRIPTOR_LEN
+    let desc_len = DESCRIPTOR_LEN
         .checked_mul(count)
-        .and_then(|d| d.checked_add(HEADER_LEN))
         .ok_or(PackageError::TooLarge {
             declared: u64::MAX,
             limit: limits.max_package_len,
         })?;
-    let Some(desc_bytes) = buf.get(HEADER_LEN..desc_end) else {
-        return Ok(Scan::NeedMore(desc_end));
+    let mut descs = match r.take(desc_len, "buffer descriptors") {
+        Ok(bytes) => Reader::new(bytes),
+        Err(short) => return Ok(Scan::NeedMore(short.needed_total())),
     };
-    let mut declared = desc_end as u64;
+    let mut declared = r.position() as u64;
     let mut descriptors = Vec::with_capacity(count);
-    for d in desc_bytes.chunks_exact(DESCRIPTOR_LEN) {
-        let size = read_u32(d, 4);
+    for _ in 0..count {
+        let encoding = descs.u32_le("buffer encoding")?;
+        let size = descs.u32_le("buffer size")?;
         declared = declared.saturating_add(u64::from(size));
-        descriptors.push((read_u32(d, 0), size as usize));
+        descriptors.push((encoding, size as usize));
     }
     if declared > limit_u64(limits.max_package_len) {
         return Err(PackageError::TooLarge {
@@ -557,20 +569,23 @@ fn scan(buf: &[u8], limits: &Limits) -> Result<Scan, PackageError> {
 impl Layout {
     /// Builds the package from its `total` bytes.
     fn assemble(self, frame: &[u8]) -> Result<Package, PackageError> {
-        let truncated = PackageError::Truncated {
+        let truncated = |_| PackageError::Truncated {
             needed: self.total,
             available: frame.len(),
         };
-        let offset = HEADER_LEN + DESCRIPTOR_LEN * self.descriptors.len();
-        let mut body = frame.get(offset..).ok_or(truncated.clone())?;
+        let mut r = Reader::new(frame);
+        r.take(
+            HEADER_LEN + DESCRIPTOR_LEN * self.descriptors.len(),
+            "package head",
+        )
+        .map_err(truncated)?;
         let mut buffers = Vec::with_capacity(self.descriptors.len());
-        for (encoding, size) in self.descriptors {
-            let (data, rest) = body.split_at_checked(size).ok_or(truncated.clone())?;
+        for &(encoding, size) in &self.descriptors {
+            let data = r.take(size, "buffer").map_err(truncated)?;
             buffers.push(Buffer {
                 encoding,
                 data: data.to_vec(),
             });
-            body = rest;
         }
         Ok(Package {
             header: self.header,

@@ -26,6 +26,7 @@ use std::fmt;
 
 use crate::handshake::{RouteName, RoutingTable};
 use crate::package::Package;
+use crate::reader::{Reader, Truncated};
 
 /// Size of a record header.
 pub const RECORD_HEADER_LEN: usize = 5;
@@ -73,13 +74,22 @@ impl RecordHeader {
         [self.record_type, v[0], v[1], l[0], l[1]]
     }
 
-    /// Parses 5 wire bytes (no checks).
-    pub fn from_bytes(b: &[u8; RECORD_HEADER_LEN]) -> Self {
-        Self {
-            record_type: b[0],
-            version: u16::from_le_bytes([b[1], b[2]]),
-            length: u16::from_be_bytes([b[3], b[4]]),
-        }
+    /// Parses the 5 wire bytes (exactly; no checks of the values).
+    pub fn from_bytes(b: &[u8]) -> Result<Self, RecordError> {
+        let length = || RecordError::HeaderLength { found: b.len() };
+        let mut r = Reader::new(b);
+        let header = Self::read(&mut r).map_err(|_| length())?;
+        r.finish("record header").map_err(|_| length())?;
+        Ok(header)
+    }
+
+    /// Reads a header (no checks of the values).
+    fn read(r: &mut Reader<'_>) -> Result<Self, Truncated> {
+        Ok(Self {
+            record_type: r.u8("record type")?,
+            version: r.u16_le("record version")?,
+            length: r.u16_be("record length")?,
+        })
     }
 
     /// Whether this is a plain (0xFF) record.
@@ -161,6 +171,12 @@ pub enum RecordError {
         /// The record type.
         record_type: u8,
     },
+    /// A record header that is not 5 bytes ([`RecordHeader::from_bytes`]).
+    #[error("record header is {found} bytes: expected 5")]
+    HeaderLength {
+        /// The bytes given.
+        found: usize,
+    },
     /// A 0xFF record while the TLS handshake runs (the real code would feed it to OpenSSL).
     #[error("plain record received during the tls handshake")]
     PlainDuringTlsHandshake,
@@ -179,6 +195,7 @@ impl RecordError {
             Self::BadVersion { .. } => "bad_record_version",
             Self::Oversize { .. } => "oversize_record",
             Self::Empty { .. } => "empty_record",
+            Self::HeaderLength { .. } => "record_header_length",
             Self::PlainDuringTlsHandshake => "plain_record_during_tls_handshake",
             Self::TlsHandshakeIncomplete => "tls_handshake_incomplete",
             Self::Tls(_) => "tls",
@@ -311,31 +328,29 @@ impl RecordDecoder {
 
     /// The header of the next record, if its 5 bytes are in (unchecked).
     pub fn peek_header(&self) -> Option<RecordHeader> {
-        let h = self.buf.get(self.pos..self.pos + RECORD_HEADER_LEN)?;
-        let mut a = [0u8; RECORD_HEADER_LEN];
-        a.copy_from_slice(h);
-        Some(RecordHeader::from_bytes(&a))
+        RecordHeader::read(&mut Reader::new(self.buf.get(self.pos..)?)).ok()
     }
 
     /// The next complete record, `None` if more bytes are needed.
     pub fn next_record(&mut self) -> Result<Option<Record>, RecordError> {
-        let Some(header) = self.peek_header() else {
+        let pending = self.buf.get(self.pos..).unwrap_or_default();
+        let mut r = Reader::new(pending);
+        let Ok(header) = RecordHeader::read(&mut r) else {
             return Ok(None);
         };
         match self.phase {
             RecordPhase::TlsHandshake => header.check_tls_handshake()?,
             RecordPhase::Established => header.check()?,
         }
-        let total = RECORD_HEADER_LEN + usize::from(header.length);
-        let Some(bytes) = self.buf.get(self.pos..self.pos + total) else {
+        let Ok(payload) = r.take(usize::from(header.length), "record payload") else {
             return Ok(None);
         };
         let record = if header.is_plain() {
-            Record::Plain(bytes[RECORD_HEADER_LEN..].to_vec())
+            Record::Plain(payload.to_vec())
         } else {
-            Record::Tls(bytes.to_vec())
+            Record::Tls(pending.get(..r.position()).unwrap_or_default().to_vec())
         };
-        self.pos += total;
+        self.pos += r.position();
         if self.pos == self.buf.len() {
             self.buf.clear();
             self.pos = 0;
@@ -701,7 +716,7 @@ mod tests {
     fn header_check_rules() {
         let h = |v: [u8; 2], len: u16| {
             let l = len.to_be_bytes();
-            RecordHeader::from_bytes(&[0x17, v[0], v[1], l[0], l[1]])
+            RecordHeader::from_bytes(&[0x17, v[0], v[1], l[0], l[1]]).expect("5 bytes")
         };
         assert!(h([3, 0], 1).check().is_ok());
         assert!(h([3, 3], 16384).check().is_ok());
@@ -726,6 +741,13 @@ mod tests {
             h([3, 1], 18433).check_tls_handshake().map_err(|e| e.kind()),
             Err("oversize_record")
         );
+        // Exactly 5 bytes: fewer or more is a typed error, never a zero-filled header.
+        for bytes in [&[0xff, 3, 0, 0][..], &[0xff, 3, 0, 0, 1, 0][..]] {
+            assert_eq!(
+                RecordHeader::from_bytes(bytes).map_err(|e| e.kind()),
+                Err("record_header_length")
+            );
+        }
     }
 
     #[test]

@@ -2,15 +2,14 @@
 //! machines, and malformed input.
 
 use prl_protocol::handshake::{
-    ClientHandshake, HandshakeError, HandshakeHeader, ProtocolVersion, Route, RouteName,
+    ClientHandshake, Handshake, HandshakeError, HandshakeHeader, ProtocolVersion, Route, RouteName,
     RouteRequirement, RoutingTable, SecurityLevel, SenderType, ServerHandshake,
-    PRL_ERR_HANDSHAKE_FAILED, PRL_ERR_WRONG_CONNECTION_SECURITY_LEVEL,
-    PRL_ERR_WRONG_PROTOCOL_VERSION, PROTOCOL_VERSION_LEN, SERVER_HELLO_LEN,
+    PROTOCOL_VERSION_LEN, SERVER_HELLO_LEN,
 };
 use prl_protocol::record::{
     encode_plain, Record, RecordDecoder, RecordHeader, RecordPhase, MAX_RECORD_PAYLOAD,
 };
-use prl_protocol::Uuid;
+use prl_protocol::{ErrorCode, Uuid};
 
 const TEXT: &str = "6.0.0 (Fri, 06 Jun 2014 17:53:59)";
 
@@ -67,7 +66,7 @@ fn client_hellos_decode_fully() {
         assert!(version.supports_new_product_name());
         let mut h = [0u8; 20];
         h.copy_from_slice(&b[72..92]);
-        let header = HandshakeHeader::from_bytes(&h);
+        let header = HandshakeHeader::from_bytes(&h).expect("20 bytes");
         assert_eq!(header.sender_type, SenderType::CLIENT, "{file}");
         assert_eq!(header.connection_uuid, uuid(id), "{file}");
         header.check().expect("valid header");
@@ -205,6 +204,7 @@ fn capture_wire_demuxes_to_the_capture_stream() {
         let mut h = [0u8; 5];
         h.copy_from_slice(&r[..5]);
         RecordHeader::from_bytes(&h)
+            .expect("5 bytes")
             .check()
             .expect("passes sslHeaderCheck");
     }
@@ -213,7 +213,10 @@ fn capture_wire_demuxes_to_the_capture_stream() {
     let mut h = [0u8; 5];
     h.copy_from_slice(&tls[0][..5]);
     assert_eq!(
-        RecordHeader::from_bytes(&h).check().map_err(|e| e.kind()),
+        RecordHeader::from_bytes(&h)
+            .expect("5 bytes")
+            .check()
+            .map_err(|e| e.kind()),
         Err("bad_record_version")
     );
     // The stream re-encodes to the same plain records when cut at the same part boundaries.
@@ -329,7 +332,7 @@ fn acceptance_matrix_between_the_state_machines() {
                     );
                     let e = c.expect_err(&what);
                     assert_eq!(e.kind(), "peer_closed", "{what}");
-                    assert_eq!(e.prl_code(), PRL_ERR_HANDSHAKE_FAILED, "{what}");
+                    assert_eq!(e.prl_code(), ErrorCode::HANDSHAKE_FAILED, "{what}");
                 }
             }
         }
@@ -394,7 +397,7 @@ fn bad_magic() {
     b[0] = b'X';
     let e = client_err(&b);
     assert_eq!(e, HandshakeError::BadMagic { found: *b"XRLT" });
-    assert_eq!(e.prl_code(), PRL_ERR_HANDSHAKE_FAILED);
+    assert_eq!(e.prl_code(), ErrorCode::HANDSHAKE_FAILED);
     let mut h = data("client-hello-low.bin");
     h[3] = 0;
     assert_eq!(server_err(&h).kind(), "bad_magic");
@@ -411,7 +414,7 @@ fn major_mismatch_and_minor_tolerance() {
     b[4..6].copy_from_slice(&7u16.to_le_bytes());
     let e = client_err(&b[..72]);
     assert_eq!(e.kind(), "major_version_mismatch");
-    assert_eq!(e.prl_code(), PRL_ERR_WRONG_PROTOCOL_VERSION);
+    assert_eq!(e.prl_code(), ErrorCode::WRONG_PROTOCOL_VERSION);
     let mut h = data("client-hello-low.bin");
     h[4..6].copy_from_slice(&5u16.to_le_bytes());
     assert_eq!(server_err(&h).kind(), "major_version_mismatch");
@@ -441,7 +444,7 @@ fn bad_handshake_header() {
         b[72..76].copy_from_slice(&bad.to_le_bytes());
         let e = client_err(&b);
         assert_eq!(e, HandshakeError::InvalidSenderType { value: bad });
-        assert_eq!(e.prl_code(), PRL_ERR_HANDSHAKE_FAILED);
+        assert_eq!(e.prl_code(), ErrorCode::HANDSHAKE_FAILED);
         let mut h = data("client-hello-low.bin");
         h[72..76].copy_from_slice(&bad.to_le_bytes());
         assert_eq!(server_err(&h).kind(), "invalid_sender_type");
@@ -504,13 +507,13 @@ fn bad_routing_tables() {
     let mut b = server_bytes();
     b[table_at + 9..table_at + 13].copy_from_slice(&u32::MAX.to_le_bytes());
     assert_eq!(client_err(&b).kind(), "inverted_route_range");
-    assert_eq!(client_err(&b).prl_code(), PRL_ERR_HANDSHAKE_FAILED);
+    assert_eq!(client_err(&b).prl_code(), ErrorCode::HANDSHAKE_FAILED);
     // A null table: RoutingTableAcceptError on the client.
     let mut b = server().hello();
     b.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0]);
     let e = client_err(&b);
     assert_eq!(e, HandshakeError::NullRoutingTable);
-    assert_eq!(e.prl_code(), PRL_ERR_WRONG_CONNECTION_SECURITY_LEVEL);
+    assert_eq!(e.prl_code(), ErrorCode::WRONG_CONNECTION_SECURITY_LEVEL);
     let mut h = data("client-hello-low.bin");
     h[92..96].fill(0);
     assert_eq!(server_err(&h).kind(), "null_routing_table");
@@ -548,7 +551,7 @@ fn errors_are_sticky_and_eof_is_reported() {
             stage: "handshake header"
         }
     );
-    assert_eq!(e.prl_code(), PRL_ERR_HANDSHAKE_FAILED);
+    assert_eq!(e.prl_code(), ErrorCode::HANDSHAKE_FAILED);
 }
 
 #[test]

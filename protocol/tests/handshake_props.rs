@@ -4,8 +4,9 @@
 use proptest::prelude::*;
 
 use prl_protocol::handshake::{
-    ClientHandshake, HandshakeHeader, ProtocolVersion, Route, RouteName, RouteRequirement,
-    RoutingTable, SecurityLevel, SenderType, ServerHandshake, MAX_ROUTES, PROTOCOL_VERSION_LEN,
+    ClientHandshake, Handshake, HandshakeHeader, ProtocolVersion, Route, RouteName,
+    RouteRequirement, RoutingTable, SecurityLevel, SenderType, ServerHandshake, MAX_ROUTES,
+    PROTOCOL_VERSION_LEN,
 };
 use prl_protocol::record::{encode_plain, Record, RecordDecoder, RecordHeader, RECORD_HEADER_LEN};
 use prl_protocol::Uuid;
@@ -98,7 +99,7 @@ proptest! {
     fn handshake_header_round_trip(t in any::<u32>(), u in any::<[u8; 16]>()) {
         let h = HandshakeHeader { sender_type: SenderType(t), connection_uuid: Uuid::from_bytes(u) };
         let b = h.to_bytes();
-        prop_assert_eq!(HandshakeHeader::from_bytes(&b), h);
+        prop_assert_eq!(HandshakeHeader::from_bytes(&b).expect("20 bytes"), h);
         prop_assert_eq!(h.check().is_ok(), (1..=10).contains(&t) && u != [0; 16]);
     }
 
@@ -218,7 +219,7 @@ proptest! {
 
     #[test]
     fn record_header_round_trip(raw in any::<[u8; 5]>()) {
-        let h = RecordHeader::from_bytes(&raw);
+        let h = RecordHeader::from_bytes(&raw).expect("5 bytes");
         prop_assert_eq!(h.to_bytes(), raw);
         let ok = (raw[1..3] == [3, 0] || raw[1..3] == [3, 3])
             && u16::from_be_bytes([raw[3], raw[4]]) != 0

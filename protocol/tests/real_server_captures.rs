@@ -10,7 +10,8 @@ use prl_protocol::commands::{
 };
 use prl_protocol::event::{AttrOrder, Event};
 use prl_protocol::handshake::{
-    ClientHandshake, ProtocolVersion, RoutingTable, SecurityLevel, SenderType, ServerHandshake,
+    ClientHandshake, Handshake, ProtocolVersion, RoutingTable, SecurityLevel, SenderType,
+    ServerHandshake,
 };
 use prl_protocol::matrices::{FeaturesMatrix, OsesMatrix, ServerMatrices};
 use prl_protocol::package::{text_buffer, Limits, Package, PackageDecoder, MNG_HEARTBEAT};

@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+mod error;
 pub mod faults;
 mod service;
 pub mod users;
@@ -35,7 +36,8 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 
-pub use config::{ConfigError, Mode, SimConfig, TaskSpec};
+pub use config::{Mode, SimConfig, TaskSpec};
+pub use error::ConfigError;
 pub use faults::Faults;
 pub use service::{
     start_long_task_command, PACF_CANCEL_TASK_ON_END_SESSION, SIM_CMD_START_LONG_TASK,
@@ -43,12 +45,12 @@ pub use service::{
 };
 pub use users::{User, UserDb};
 
-use service::{Policy, Shared};
+use service::{serve, FaultPolicy, SimService};
 
 /// A running simulator. Dropping it stops the listeners (connections already accepted run
 /// until they close); [`Simulator::shutdown`] also waits for the listeners to stop.
 pub struct Simulator {
-    shared: Arc<Shared>,
+    service: Arc<SimService>,
     tcp_addr: Option<SocketAddr>,
     unix_path: Option<PathBuf>,
     stop: watch::Sender<bool>,
@@ -62,7 +64,7 @@ impl std::fmt::Debug for Simulator {
         f.debug_struct("Simulator")
             .field("tcp_addr", &self.tcp_addr)
             .field("unix_path", &self.unix_path)
-            .field("mode", &self.shared.config.mode)
+            .field("mode", &self.service.config.mode)
             .finish_non_exhaustive()
     }
 }
@@ -97,9 +99,9 @@ impl Simulator {
         };
         let unix_path = config.unix.clone();
         let open = !config.faults.refuse;
-        let shared = Arc::new(Shared::new(config));
+        let service = Arc::new(SimService::new(config));
         let (stop, stop_rx) = watch::channel(false);
-        let slots = Arc::new(Semaphore::new(shared.config.max_connections.max(1)));
+        let slots = Arc::new(Semaphore::new(service.config.max_connections.max(1)));
         let mut listeners = Vec::new();
         let mut gates = Vec::new();
         let mut spawn = |bound: Bound, spot: Spot| -> Result<(), ConfigError> {
@@ -109,8 +111,8 @@ impl Simulator {
                 spot,
                 bound: open.then_some(bound),
                 want_open: open,
-                shared: shared.clone(),
-                server: server_config(&shared)?,
+                service: service.clone(),
+                server: server_config(&service)?,
                 slots: slots.clone(),
                 stop: stop_rx.clone(),
                 gate: gate_rx,
@@ -125,7 +127,7 @@ impl Simulator {
             spawn(Bound::Unix(listener), Spot::Unix(path.clone()))?;
         }
         Ok(Simulator {
-            shared,
+            service,
             tcp_addr,
             unix_path,
             stop,
@@ -146,7 +148,7 @@ impl Simulator {
 
     /// The server UUID reported in login replies.
     pub fn server_uuid(&self) -> Uuid {
-        self.shared.config.server_uuid
+        self.service.config.server_uuid
     }
 
     /// Replaces the faults applied to new connections (and to replies on connections
@@ -155,7 +157,7 @@ impl Simulator {
     /// when this returns.
     pub async fn set_faults(&self, faults: Faults) {
         let open = !faults.refuse;
-        self.shared.set_faults(faults);
+        self.service.set_faults(faults);
         for gate in &self.gates {
             let (done, wait) = oneshot::channel();
             if gate.send((open, done)).await.is_ok() {
@@ -168,17 +170,17 @@ impl Simulator {
     /// its handshake header, i.e. its future session id). Applies from the handshake on and
     /// replaces the run's faults for that connection.
     pub fn set_connection_faults(&self, client: Uuid, faults: Faults) {
-        self.shared.set_connection_faults(client, faults);
+        self.service.set_connection_faults(client, faults);
     }
 
     /// Logged-in connections.
     pub fn session_count(&self) -> usize {
-        self.shared.session_count()
+        self.service.session_count()
     }
 
     /// Sim tasks still running.
     pub fn task_count(&self) -> usize {
-        self.shared.task_count()
+        self.service.task_count()
     }
 
     /// Stops accepting connections and waits for the listeners to end.
@@ -202,17 +204,17 @@ impl Drop for Simulator {
     }
 }
 
-fn server_config(shared: &Arc<Shared>) -> Result<ServerConfig, ConfigError> {
+fn server_config(service: &Arc<SimService>) -> Result<ServerConfig, ConfigError> {
     let mut server = ServerConfig::new()?;
-    if let Some(creds) = &shared.config.tls_credentials {
+    if let Some(creds) = &service.config.tls_credentials {
         server.tls = prl_transport::TlsConfig::server_with_credentials(creds)
             .map_err(|e| ConfigError::Invalid(format!("--tls-cert/--tls-key: {e}")))?;
     }
-    server.min_security = shared.config.min_security;
+    server.min_security = service.config.min_security;
     server.stream = StreamOptions {
-        heartbeat_interval: Some(shared.config.heartbeat_interval),
+        heartbeat_interval: Some(service.config.heartbeat_interval),
         limits: Limits {
-            max_package_len: shared.config.max_package_len,
+            max_package_len: service.config.max_package_len,
             ..Limits::default()
         },
         // One package waits while one is handled: with the 1 MiB package limit, the 256 KiB
@@ -220,8 +222,8 @@ fn server_config(shared: &Arc<Shared>) -> Result<ServerConfig, ConfigError> {
         receive_capacity: 1,
         send_capacity: 32,
     };
-    server.policy = Arc::new(Policy {
-        shared: shared.clone(),
+    server.policy = Arc::new(FaultPolicy {
+        service: service.clone(),
     });
     Ok(server)
 }
@@ -314,7 +316,7 @@ struct Listener {
     spot: Spot,
     bound: Option<Bound>,
     want_open: bool,
-    shared: Arc<Shared>,
+    service: Arc<SimService>,
     server: ServerConfig,
     slots: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
@@ -383,15 +385,15 @@ impl Listener {
             tracing::warn!(listener = %self.spot, "connection limit reached: closing");
             return;
         };
-        let (shared, server) = (self.shared.clone(), self.server.clone());
+        let (service, server) = (self.service.clone(), self.server.clone());
         tokio::spawn(async move {
             match accepted {
                 Accepted::Tcp(stream, peer) => match accept_tcp(stream, &server).await {
-                    Ok(conn) => service::serve(shared, conn).await,
+                    Ok(conn) => serve(service, conn).await,
                     Err(e) => tracing::info!(%peer, error = %e, "tcp client not accepted"),
                 },
                 Accepted::Unix(stream) => match accept_unix(stream, &server).await {
-                    Ok(conn) => service::serve(shared, conn).await,
+                    Ok(conn) => serve(service, conn).await,
                     Err(e) => tracing::info!(error = %e, "unix client not accepted"),
                 },
             }

@@ -17,7 +17,7 @@ use openssl::sha::sha256;
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::config::ConfigError;
+use crate::error::ConfigError;
 
 /// One user.
 #[derive(Clone)]

@@ -1,7 +1,7 @@
-//! The simulator driven with the real SDK client's bytes (`tests/data/`, captured from
-//! libprlsdk's `PrlSrv_LoginEx` + `PrlSrv_Logoff`): its exact hello, then a fresh TLS
-//! handshake (a captured one cannot be replayed), then its captured login/logoff package
-//! stream routed as its security level says.
+//! The simulator driven with the real SDK client's bytes (captured from libprlsdk's
+//! `PrlSrv_LoginEx` + `PrlSrv_Logoff`; the repository's one copy is `protocol/tests/data/`):
+//! its exact hello, then a fresh TLS handshake (a captured one cannot be replayed), then its
+//! captured login/logoff package stream routed as its security level says.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -19,12 +19,16 @@ use prl_transport::tls::{OpenSslEngine, TlsConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const WIRE_LOW: &[u8] = include_bytes!("data/client-wire-low-login-logoff.bin");
-const HELLO_NORMAL: &[u8] = include_bytes!("data/client-hello-normal.bin");
-const HELLO_HIGH: &[u8] = include_bytes!("data/client-hello-high.bin");
-const STREAM_LOW: &[u8] = include_bytes!("data/client-stream-low-login-logoff.bin");
-const STREAM_HIGH: &[u8] = include_bytes!("data/client-stream-high-login-logoff.bin");
-const ACCEPTED_LOGIN_REPLY: &[u8] = include_bytes!("data/accepted-login-reply-5003.bin");
+const WIRE_LOW: &[u8] =
+    include_bytes!("../../protocol/tests/data/client-wire-low-login-logoff.bin");
+const HELLO_NORMAL: &[u8] = include_bytes!("../../protocol/tests/data/client-hello-normal.bin");
+const HELLO_HIGH: &[u8] = include_bytes!("../../protocol/tests/data/client-hello-high.bin");
+const STREAM_LOW: &[u8] =
+    include_bytes!("../../protocol/tests/data/client-stream-low-login-logoff.bin");
+const STREAM_HIGH: &[u8] =
+    include_bytes!("../../protocol/tests/data/client-stream-high-login-logoff.bin");
+const ACCEPTED_LOGIN_REPLY: &[u8] =
+    include_bytes!("../../protocol/tests/data/accepted-login-reply-5003.bin");
 
 fn hello_len(hello: &[u8]) -> usize {
     92 + 9 + 16 * hello[100] as usize
@@ -54,9 +58,7 @@ impl Raw {
         sock.write_all(hello).await.unwrap();
         let mut server = [0u8; 92];
         sock.read_exact(&mut server).await.unwrap();
-        let version =
-            ProtocolVersion::from_bytes(&server[..PROTOCOL_VERSION_LEN].try_into().unwrap())
-                .unwrap();
+        let version = ProtocolVersion::from_bytes(&server[..PROTOCOL_VERSION_LEN]).unwrap();
         assert_eq!((version.major, version.minor), (6, 10));
         assert_eq!(
             u32::from_le_bytes(server[72..76].try_into().unwrap()),

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use prl_protocol::handshake::{ClientHandshake, ProtocolVersion, SecurityLevel};
+use prl_protocol::handshake::{ClientHandshake, Handshake, ProtocolVersion, SecurityLevel};
 use prl_protocol::record::RecordLayer;
 use prl_protocol::Uuid;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

@@ -183,7 +183,7 @@ impl TransportError {
     /// - an established connection that breaks: `PRL_ERR_WS_DISP_CONNECTION_CLOSED`.
     pub fn prl_code(&self) -> ErrorCode {
         match self {
-            TransportError::Handshake(e) => ErrorCode(e.prl_code()),
+            TransportError::Handshake(e) => e.prl_code(),
             TransportError::Oversize(_) => ErrorCode::INVALID_ARG,
             TransportError::TlsSetup(_) | TransportError::Config(_) => ErrorCode::UNEXPECTED,
             other => match other.stage() {

@@ -10,7 +10,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prl_protocol::handshake::{ProtocolVersion, SecurityLevel, ServerHandshake, ServerOutcome};
+use prl_protocol::handshake::{
+    Handshake, ProtocolVersion, SecurityLevel, ServerHandshake, ServerOutcome,
+};
 use prl_protocol::record::RecordLayer;
 use prl_protocol::Uuid;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

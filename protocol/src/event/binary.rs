@@ -21,6 +21,7 @@
 //! bytes actually present before anything is allocated.
 
 use super::{Event, EventError, EventParam, ParamType, ParamValue};
+use crate::reader::{Reader, Truncated};
 
 const CLASS_BASE: u32 = 0;
 const CLASS_LIST: u32 = 1;
@@ -115,91 +116,70 @@ pub(super) fn encoded_len(e: &Event) -> usize {
 // ------------------------------------------------------------------------------------------------
 // Reader
 
-struct Cursor<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], EventError> {
-        let available = self.buf.len().saturating_sub(self.pos);
-        let end = self.pos.checked_add(n).filter(|_| n <= available);
-        match end.and_then(|end| self.buf.get(self.pos..end)) {
-            Some(s) => {
-                self.pos += n;
-                Ok(s)
-            }
-            None => Err(EventError::Truncated {
-                what,
-                needed: n,
-                available,
-            }),
+impl From<Truncated> for EventError {
+    fn from(e: Truncated) -> Self {
+        EventError::Truncated {
+            what: e.what,
+            needed: e.needed,
+            available: e.available,
         }
     }
+}
 
-    fn u32(&mut self, what: &'static str) -> Result<u32, EventError> {
-        let b = self.take(4, what)?;
-        let mut a = [0u8; 4];
-        a.copy_from_slice(b);
-        Ok(u32::from_be_bytes(a))
-    }
+/// A `qint32` count or length; negative is an error.
+fn count(r: &mut Reader<'_>, what: &'static str) -> Result<usize, EventError> {
+    let v = r.i32_be(what)?;
+    usize::try_from(v).map_err(|_| EventError::NegativeLength {
+        field: what,
+        value: v,
+    })
+}
 
-    /// A `qint32` count or length; negative is an error.
-    fn count(&mut self, what: &'static str) -> Result<usize, EventError> {
-        let v = i32::from_be_bytes(self.u32(what)?.to_be_bytes());
-        usize::try_from(v).map_err(|_| EventError::NegativeLength {
-            field: what,
-            value: v,
-        })
-    }
-
-    /// `CPrlStringDataSerializer::Deserialize` + `QString::fromUtf8(QByteArray)` (stops at NUL).
-    fn string(&mut self, what: &'static str) -> Result<&'a str, EventError> {
-        let len = self.u32(what)?;
-        let len = usize::try_from(len).unwrap_or(usize::MAX);
-        let bytes = self.take(len, what)?;
-        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-        let bytes = bytes.get(..end).unwrap_or_default();
-        std::str::from_utf8(bytes).map_err(|_| EventError::InvalidUtf8 { field: what })
-    }
+/// `CPrlStringDataSerializer::Deserialize` + `QString::fromUtf8(QByteArray)` (stops at NUL).
+fn string<'a>(r: &mut Reader<'a>, what: &'static str) -> Result<&'a str, EventError> {
+    let len = usize::try_from(r.u32_be(what)?).unwrap_or(usize::MAX);
+    let bytes = r.take(len, what)?;
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    let bytes = bytes.get(..end).unwrap_or_default();
+    std::str::from_utf8(bytes).map_err(|_| EventError::InvalidUtf8 { field: what })
 }
 
 pub(super) fn decode(buf: &[u8]) -> Result<(Event, usize), EventError> {
-    let mut c = Cursor { buf, pos: 0 };
+    let mut r = Reader::new(buf);
     let mut e = Event {
-        event_type: c.u32("event type")?,
-        issuer_type: c.u32("issuer type")?,
-        issuer_id: c.string("issuer id")?.to_owned(),
-        level: c.u32("event level")?,
-        code: c.u32("event code")?,
-        need_response: c.u32("need response")?,
-        source: c.string("event source")?.to_owned(),
-        initial_request_id: c.string("initial request id")?.to_owned(),
+        event_type: r.u32_be("event type")?,
+        issuer_type: r.u32_be("issuer type")?,
+        issuer_id: string(&mut r, "issuer id")?.to_owned(),
+        level: r.u32_be("event level")?,
+        code: r.u32_be("event code")?,
+        need_response: r.u32_be("need response")?,
+        source: string(&mut r, "event source")?.to_owned(),
+        initial_request_id: string(&mut r, "initial request id")?.to_owned(),
         ..Event::default()
     };
-    let n = c.count("parameter count")?;
+    let n = count(&mut r, "parameter count")?;
     for _ in 0..n {
-        let class = c.u32("parameter class")?;
+        let class = r.u32_be("parameter class")?;
         if class > CLASS_BINARY {
             return Err(EventError::BadParamClass { class });
         }
-        let param_type = ParamType(c.u32("parameter type")?);
-        let value = c.string("parameter value")?;
-        let name = c.string("parameter name")?.to_owned();
-        let cdata = c.string("parameter cdata")?;
+        let param_type = ParamType(r.u32_be("parameter type")?);
+        let value = string(&mut r, "parameter value")?;
+        let name = string(&mut r, "parameter name")?.to_owned();
+        let cdata = string(&mut r, "parameter cdata")?;
         let value = match class {
             CLASS_LIST => {
-                let n = c.count("list item count")?;
+                let n = count(&mut r, "list item count")?;
                 // Each item takes at least 4 bytes: never reserve more than the input can hold.
-                let mut items = Vec::with_capacity(n.min(buf.len().saturating_sub(c.pos) / 4));
+                let mut items = Vec::with_capacity(n.min(r.remaining() / 4));
                 for _ in 0..n {
-                    items.push(c.string("list item")?.to_owned());
+                    items.push(string(&mut r, "list item")?.to_owned());
                 }
                 ParamValue::List(items)
             }
             CLASS_BINARY => {
-                let len = c.count("binary parameter length")?;
-                ParamValue::Binary(c.take(len, "binary parameter data")?.to_vec())
+                let len = count(&mut r, "binary parameter length")?;
+                ParamValue::Binary(r.take(len, "binary parameter data")?.to_vec())
             }
             _ => {
                 let use_cdata = if cdata.is_empty() {
@@ -220,7 +200,7 @@ pub(super) fn decode(buf: &[u8]) -> Result<(Event, usize), EventError> {
             value,
         });
     }
-    Ok((e, c.pos))
+    Ok((e, r.position()))
 }
 
 #[cfg(test)]
