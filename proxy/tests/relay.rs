@@ -78,6 +78,22 @@ async fn login_through_the_proxy_at_each_security_level() {
 }
 
 #[tokio::test]
+async fn an_overlong_password_gets_the_services_answer() {
+    // The proxy never decodes the password: the service's own refusal reaches the browser,
+    // and the connection stays usable for another attempt.
+    let sim = sim().await;
+    let h = start(&sim_target(&sim)).await;
+    let mut b = opened(&h, SecurityLevel::Normal).await;
+    let long = "p".repeat(commands::MAX_ENCODED_PASSWORD_LENGTH + 1);
+    let reply = b.login(USER, &long, "").await.unwrap();
+    assert_eq!(reply.code, ErrorCode::INVALID_ARG);
+    assert_eq!(
+        b.login(USER, PASSWORD, "").await.unwrap().code,
+        ErrorCode::SUCCESS
+    );
+}
+
+#[tokio::test]
 async fn policy_denials() {
     let sim = sim().await;
     let port = sim.tcp_addr().unwrap().port();

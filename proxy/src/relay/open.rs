@@ -293,7 +293,6 @@ pub(super) async fn open(
         cipher: info.cipher.clone(),
         tls_version: info.tls_version.clone(),
     };
-    let base64_password = info.peer_version.supports_base64_password();
     let to_service = ByteBudget::new(limits.queue_bytes, Some(metrics.queued_bytes.clone()), None);
     let (up_tx, up_rx, upstream) = spawn_upstream(conn, Arc::clone(&to_service));
     let mut lineage_bytes = [0u8; 8];
@@ -318,7 +317,6 @@ pub(super) async fn open(
             &limits,
             conn_uuid,
             ctx.peer.ip(),
-            base64_password,
             policy.local_login,
             restore,
         ),

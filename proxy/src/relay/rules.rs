@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use prl_protocol::codes::cmd;
-use prl_protocol::commands::Command;
+use prl_protocol::commands::{package_event, LoginLocalRequest, LoginRequest};
 use prl_protocol::package::{Limits, Package, MAX_BUFFERS, MNG_HEARTBEAT};
 use prl_protocol::relay::{RelayError, RelayErrorKind};
 use prl_protocol::{parse_uuid, Uuid};
@@ -85,8 +85,6 @@ pub(crate) struct RulesConfig {
     pub(crate) conn_uuid: Uuid,
     /// The browser's address (throttle key).
     pub(crate) client_ip: IpAddr,
-    /// The service decodes login passwords as base64.
-    pub(crate) base64_password: bool,
     /// `policy.local_login`.
     pub(crate) local_login: bool,
     /// Largest package the browser may send.
@@ -103,14 +101,12 @@ impl RulesConfig {
         limits: &LimitsConfig,
         conn_uuid: Uuid,
         client_ip: IpAddr,
-        base64_password: bool,
         local_login: bool,
         restore: Restore,
     ) -> RulesConfig {
         RulesConfig {
             conn_uuid,
             client_ip,
-            base64_password,
             local_login,
             max_message_bytes: limits.max_message_bytes,
             idle_timeout: Duration::from_millis(limits.idle_timeout_ms),
@@ -337,7 +333,7 @@ impl RelayRules {
         p: &Package,
         throttles: &LoginThrottles,
     ) -> Result<(), RelayError> {
-        let login = match read_login(p, self.config.base64_password) {
+        let login = match read_login(p) {
             Ok(l) => l,
             Err(e) => {
                 self.events.push_back(Event::LoginRefused);
@@ -454,34 +450,35 @@ struct LoginClaim {
 }
 
 /// The one place the proxy reads a login request (2039, 2186): the user name (its length is
-/// checked here) and the previous session. The core's `LoginRequest::peek` will replace the
-/// full parse here, so that the password is never decoded.
-fn read_login(p: &Package, base64_password: bool) -> Result<LoginClaim, RelayError> {
-    match Command::parse(p, base64_password) {
-        Ok(Command::Login(l)) => {
-            if l.user.len() > MAX_USER_NAME_BYTES {
-                return Err(err(
-                    RelayErrorKind::LimitReached,
-                    format!(
-                        "login user name too long: {} bytes, the limit is {MAX_USER_NAME_BYTES}",
-                        l.user.len()
-                    ),
-                ));
-            }
-            Ok(LoginClaim {
-                user_key: Some(user_key(&l.user)),
-                prev_session: l.prev_session_uuid,
-            })
-        }
-        Ok(Command::LoginLocal(l)) => Ok(LoginClaim {
+/// checked here) and the previous session. A remote login is only peeked at
+/// ([`LoginRequest::peek`]): the proxy never decodes the password, so what the service itself
+/// refuses (an over-long password: `PRL_ERR_INVALID_ARG`) reaches the browser as the service's
+/// answer.
+fn read_login(p: &Package) -> Result<LoginClaim, RelayError> {
+    let malformed = |_| err(RelayErrorKind::ProtocolViolation, "malformed login request");
+    if p.header.package_type == cmd::USER_EASY_LOGIN_LOCAL {
+        let local = package_event(p)
+            .and_then(|event| LoginLocalRequest::from_event(&event))
+            .map_err(malformed)?;
+        return Ok(LoginClaim {
             user_key: None,
-            prev_session: l.prev_session_uuid,
-        }),
-        Ok(_) | Err(_) => Err(err(
-            RelayErrorKind::ProtocolViolation,
-            "malformed login request",
-        )),
+            prev_session: local.prev_session_uuid,
+        });
     }
+    let login = LoginRequest::peek(p).map_err(malformed)?;
+    if login.user.len() > MAX_USER_NAME_BYTES {
+        return Err(err(
+            RelayErrorKind::LimitReached,
+            format!(
+                "login user name too long: {} bytes, the limit is {MAX_USER_NAME_BYTES}",
+                login.user.len()
+            ),
+        ));
+    }
+    Ok(LoginClaim {
+        user_key: Some(user_key(&login.user)),
+        prev_session: login.prev_session_uuid.clone(),
+    })
 }
 
 #[cfg(test)]

@@ -20,7 +20,6 @@ fn rules_with(l: &LimitsConfig, local_login: bool, restore: Restore, t0: Instant
         l,
         Uuid::new_v4(),
         "192.0.2.7".parse().unwrap(),
-        true,
         local_login,
         restore,
     );
@@ -302,6 +301,26 @@ fn an_overlong_user_name_is_refused_without_touching_the_throttles() {
         browser(&mut r, t0, &p, &t),
         Ok(Verdict::Forward(_))
     ));
+}
+
+#[test]
+fn an_overlong_password_is_the_services_to_refuse() {
+    // The proxy only peeks at a login: a password longer than the service accepts is
+    // forwarded (the service answers PRL_ERR_INVALID_ARG), not refused as malformed.
+    let t0 = Instant::now();
+    let mut r = rules(t0);
+    let p = LoginRequest {
+        user: "alice".into(),
+        password: Password::new("p".repeat(4 * commands::MAX_PASSWORD_LENGTH)),
+        prev_session_uuid: String::new(),
+        flags: commands::PCF_ORIGINAL_CLIENT,
+    }
+    .to_package(Uuid::new_v4(), r.config.conn_uuid, true, &mut Uuid::new_v4);
+    assert!(matches!(
+        browser(&mut r, t0, &p, &throttles()),
+        Ok(Verdict::Forward(_))
+    ));
+    assert_eq!(events(&mut r), vec![]);
 }
 
 #[test]
