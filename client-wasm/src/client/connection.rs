@@ -93,9 +93,9 @@ async fn connect_deadline(client: &Client) {
         // steps a browser timer can hold (it takes an i32: more fires at once).
         let wait = (at as f64 - now_ms()).min(f64::from(i32::MAX)) as u32;
         TimeoutFuture::new(wait).await;
-        let expired = client.with(|state, notes| {
+        let expired = client.with(|state| {
             state.session.handle_timeout(now_ms() as u64);
-            state.drain(notes)
+            state.drain()
         });
         if expired {
             return;
@@ -345,7 +345,7 @@ async fn pump(
         }
         match event {
             WsEvent::Binary(bytes) => {
-                let bad = client.with(|state, notes| {
+                let bad = client.with(|state| {
                     if let Some(conn) = state.conn.as_mut() {
                         conn.received = conn.received.saturating_add(1);
                     }
@@ -354,7 +354,7 @@ async fn pump(
                             // A reply that does not parse fails its job (FAILURE) inside the
                             // session; nothing else to do here.
                             let _ = state.session.handle_package(package);
-                            state.drain(notes);
+                            state.drain();
                             None
                         }
                         Err(e) => Some(e.to_string()),
@@ -423,7 +423,7 @@ pub(super) async fn establish(
     let op = plan.op;
     let result = open_and_log_in(client, plan, abort, on_lost).await;
     if result.is_err() {
-        client.with(|state, notes| state.teardown(ClientError::closed(op, "login failed"), notes));
+        client.with(|state| state.teardown(ClientError::closed(op, "login failed")));
     }
     result
 }
@@ -493,7 +493,7 @@ async fn open_and_log_in(
         on_lost,
     );
     let base64 = base64_password(&opened.service_protocol);
-    let job = jobs::start(client, op, None, |state, _, job| {
+    let job = jobs::start(client, op, None, |state, job| {
         let session = &mut state.session;
         session
             .connected(now_ms() as u64, connection_uuid, base64)

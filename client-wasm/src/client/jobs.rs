@@ -18,7 +18,7 @@ use prl_protocol::commands::{LoginResponse, Reply};
 use prl_protocol::session::{ClientSession, JobResult, SessionError};
 use prl_protocol::{ErrorCode, Uuid};
 
-use super::state::{new_id, Client, ClientState, Note, PendingJob, Phase};
+use super::state::{new_id, Client, ClientState, PendingJob, Phase};
 use crate::abort::{wait_opt, AbortWatch};
 use crate::error::{ClientError, Op};
 
@@ -76,12 +76,12 @@ pub(super) fn start(
     client: &Client,
     op: Op,
     on_progress: Option<Function>,
-    send: impl FnOnce(&mut ClientState, &mut Vec<Note>, Uuid) -> Result<(), ClientError>,
+    send: impl FnOnce(&mut ClientState, Uuid) -> Result<(), ClientError>,
 ) -> Result<Job, ClientError> {
     let id = new_id();
     let (waiter, reply) = oneshot::channel();
-    client.with(|state, notes| {
-        send(state, notes, id)?;
+    client.with(|state| {
+        send(state, id)?;
         state.jobs.insert(
             id,
             PendingJob {
@@ -89,7 +89,7 @@ pub(super) fn start(
                 on_progress,
             },
         );
-        state.drain(notes);
+        state.drain();
         Ok(Job { id, op, reply })
     })
 }
@@ -107,9 +107,9 @@ impl Job {
             Either::Left((Ok(result), _)) => result.map_err(|e| e.with_op(op))?,
             Either::Left((Err(_), _)) => return Err(ClientError::closed(op, "connection closed")),
             Either::Right(_) => {
-                client.with(|state, notes| {
+                client.with(|state| {
                     let _ = state.session.cancel(id, new_id(), &mut new_id);
-                    state.drain(notes);
+                    state.drain();
                 });
                 return Err(ClientError::canceled(op));
             }
@@ -134,7 +134,7 @@ pub(super) async fn request(
     mut abort: Option<AbortWatch>,
     build: impl FnOnce(&mut ClientSession, Uuid) -> Result<Uuid, SessionError>,
 ) -> Result<Reply, ClientError> {
-    let job = start(client, op, on_progress, |state, _, id| {
+    let job = start(client, op, on_progress, |state, id| {
         if state.phase() != Phase::Connected {
             return Err(not_logged_in(op));
         }

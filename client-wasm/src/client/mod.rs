@@ -42,7 +42,7 @@ pub async fn login(
         Credentials::Remote { .. } => Op::Login,
         Credentials::Local => Op::LoginLocal,
     };
-    let proof = client.with(|state, notes| {
+    let proof = client.with(|state| {
         match state.phase() {
             Phase::Disconnected => {}
             // free() came before this login's first step ran.
@@ -55,7 +55,7 @@ pub async fn login(
                 })
             }
         }
-        state.set_phase(Phase::Connecting, notes);
+        state.set_phase(Phase::Connecting);
         Ok(state.proof_for(&prev_session))
     })?;
     let plan = LoginPlan {
@@ -66,7 +66,7 @@ pub async fn login(
         proof,
     };
     let result = establish(&client, plan, &mut abort, restore::connection_lost).await;
-    client.with(|state, notes| {
+    client.with(|state| {
         if state.phase() == Phase::Closed {
             // free() ended the login underway: its connection is closed.
             return Err(ClientError::closed(op, "the client was freed"));
@@ -82,11 +82,11 @@ pub async fn login(
                     session_uuid: response.session_uuid.clone(),
                 });
                 state.keep_proof(&response.session_uuid);
-                state.set_phase(Phase::Connected, notes);
+                state.set_phase(Phase::Connected);
                 Ok((response, restored))
             }
             Err(e) => {
-                state.set_phase(Phase::Disconnected, notes);
+                state.set_phase(Phase::Disconnected);
                 Err(e)
             }
         }
@@ -96,14 +96,14 @@ pub async fn login(
 /// `logoff`.
 pub async fn logoff(client: Client) -> Result<(), ClientError> {
     let op = Op::Logoff;
-    let logged_in = client.with(|state, notes| match state.phase() {
+    let logged_in = client.with(|state| match state.phase() {
         Phase::Connected => Ok(true),
         Phase::Unstable | Phase::Restoring => {
             // Stop restoring; the proxy drops the kept upstream when its window ends.
             state.proof = None;
             state.forget_login();
-            state.teardown(ClientError::closed(op, "logged off"), notes);
-            state.set_phase(Phase::Disconnected, notes);
+            state.teardown(ClientError::closed(op, "logged off"));
+            state.set_phase(Phase::Disconnected);
             Ok(false)
         }
         Phase::LoggingOff => Err(ClientError::InvalidState {
@@ -116,7 +116,7 @@ pub async fn logoff(client: Client) -> Result<(), ClientError> {
     if !logged_in {
         return Ok(());
     }
-    let job = jobs::start(&client, op, None, |state, notes, job| {
+    let job = jobs::start(&client, op, None, |state, job| {
         state
             .session
             .logoff(job, &mut new_id)
@@ -127,14 +127,14 @@ pub async fn logoff(client: Client) -> Result<(), ClientError> {
         if let Some(login) = state.login.as_mut() {
             login.credentials = None;
         }
-        state.set_phase(Phase::LoggingOff, notes);
+        state.set_phase(Phase::LoggingOff);
         Ok(())
     })?;
     let outcome = job.outcome(&client, &mut None).await;
-    client.with(|state, notes| {
+    client.with(|state| {
         state.forget_login();
-        state.teardown(ClientError::closed(op, "logged off"), notes);
-        state.set_phase(Phase::Disconnected, notes);
+        state.teardown(ClientError::closed(op, "logged off"));
+        state.set_phase(Phase::Disconnected);
     });
     match outcome {
         Err(e @ (ClientError::Service { .. } | ClientError::Canceled { .. })) => Err(e),
@@ -183,16 +183,13 @@ pub async fn attach_to_lost_task(
 
 /// `free()`: end everything now.
 pub fn shutdown(client: &Client) {
-    client.with(|state, notes| {
+    client.with(|state| {
         if state.phase() == Phase::Closed {
             return;
         }
         state.forget_login();
         state.proof = None;
-        state.teardown(
-            ClientError::closed(Op::Connect, "the client was freed"),
-            notes,
-        );
-        state.set_phase(Phase::Closed, notes);
+        state.teardown(ClientError::closed(Op::Connect, "the client was freed"));
+        state.set_phase(Phase::Closed);
     });
 }

@@ -85,7 +85,7 @@ impl Attempts {
 
 /// The connection of `generation` is gone (an [`super::connection::OnLost`]).
 pub(super) fn connection_lost(client: &Client, generation: u64, err: ClientError) {
-    let restore = client.with(|state, notes| {
+    let restore = client.with(|state| {
         let Some(conn) = state.conn.take_if(|c| c.generation == generation) else {
             return false;
         };
@@ -100,14 +100,14 @@ pub(super) fn connection_lost(client: &Client, generation: u64, err: ClientError
                 lost_at_ms: now_ms(),
             });
             drop(conn);
-            state.set_phase(Phase::Unstable, notes);
+            state.set_phase(Phase::Unstable);
             return true;
         }
         drop(conn);
-        state.teardown(err, notes);
+        state.teardown(err);
         if logged_in {
             state.forget_login();
-            state.set_phase(Phase::Disconnected, notes);
+            state.set_phase(Phase::Disconnected);
         }
         false
     });
@@ -170,7 +170,7 @@ async fn run(client: Client) {
     let mut attempts = Attempts::default();
     while let Some(delay) = attempts.next_delay(js_sys::Math::random()) {
         TimeoutFuture::new(delay).await;
-        let plan = client.with(|state, notes| {
+        let plan = client.with(|state| {
             if !matches!(state.phase(), Phase::Unstable | Phase::Restoring) {
                 return None;
             }
@@ -180,7 +180,7 @@ async fn run(client: Client) {
                 login.credentials.clone(),
                 login.session_uuid.clone(),
             );
-            state.set_phase(Phase::Restoring, notes);
+            state.set_phase(Phase::Restoring);
             let resume = state
                 .resume
                 .take()
@@ -193,9 +193,9 @@ async fn run(client: Client) {
         if let Some(resume) = resume {
             match try_resume(&client, &resume).await {
                 Ok(true) => {
-                    client.with(|state, notes| {
-                        state.set_phase(Phase::Connected, notes);
-                        notes.push(Note::Event(
+                    client.with(|state| {
+                        state.set_phase(Phase::Connected);
+                        state.notes.push(Note::Event(
                             "restored",
                             js::restored_detail("resumed", &old_session, &old_session, &[]),
                         ));
@@ -205,9 +205,9 @@ async fn run(client: Client) {
                 Ok(false) => {}
                 Err(e) => {
                     attempts.failed(e);
-                    client.with(|state, notes| {
+                    client.with(|state| {
                         state.resume = Some(resume);
-                        state.set_phase(Phase::Unstable, notes);
+                        state.set_phase(Phase::Unstable);
                     });
                     continue;
                 }
@@ -217,14 +217,11 @@ async fn run(client: Client) {
             break;
         };
         // The old connection is gone for good: its pending jobs fail now.
-        let proof = client.with(|state, notes| {
-            state.teardown(
-                ClientError::closed(
-                    Op::Connect,
-                    "connection lost; the session was logged in again",
-                ),
-                notes,
-            );
+        let proof = client.with(|state| {
+            state.teardown(ClientError::closed(
+                Op::Connect,
+                "connection lost; the session was logged in again",
+            ));
             state.proof_for(&old_session)
         });
         // Without a proof the proxy would refuse the previous session: log in afresh.
@@ -257,18 +254,17 @@ async fn run(client: Client) {
         }
         match result {
             Ok(response) => {
-                client.with(|state, notes| {
+                client.with(|state| {
                     if state.phase() != Phase::Restoring {
-                        state
-                            .teardown(ClientError::closed(Op::Connect, "restore abandoned"), notes);
+                        state.teardown(ClientError::closed(Op::Connect, "restore abandoned"));
                         return;
                     }
                     if let Some(login) = state.login.as_mut() {
                         login.session_uuid = response.session_uuid.clone();
                     }
                     state.keep_proof(&response.session_uuid);
-                    state.set_phase(Phase::Connected, notes);
-                    notes.push(Note::Event(
+                    state.set_phase(Phase::Connected);
+                    state.notes.push(Note::Event(
                         "restored",
                         js::restored_detail(
                             if fresh { "new_session" } else { "relogin" },
@@ -285,22 +281,22 @@ async fn run(client: Client) {
                 if attempts.hopeless() {
                     break;
                 }
-                client.with(|state, notes| {
+                client.with(|state| {
                     if state.phase() == Phase::Restoring {
-                        state.set_phase(Phase::Unstable, notes);
+                        state.set_phase(Phase::Unstable);
                     }
                 });
             }
         }
     }
-    client.with(|state, notes| {
+    client.with(|state| {
         if !matches!(state.phase(), Phase::Unstable | Phase::Restoring) {
             return;
         }
         let reason = attempts.reason();
         state.forget_login();
-        state.teardown(reason.clone(), notes);
-        state.set_phase_because(Phase::Disconnected, Some(&reason), notes);
+        state.teardown(reason.clone());
+        state.set_phase_because(Phase::Disconnected, Some(&reason));
     });
 }
 

@@ -2,9 +2,10 @@
 //! every operation holds.
 //!
 //! All state lives in one `Rc<RefCell<ClientState>>`. Borrows are short and never held across
-//! an `.await` or a call into JavaScript: [`Client::with`] runs a closure on the state with a
-//! fresh list of [`Note`]s and dispatches them after the borrow is released, so a listener may
-//! call back into the client.
+//! an `.await` or a call into JavaScript: the state queues what JavaScript is to be told
+//! ([`Note`]s: events, progress callbacks) and [`Client::with`] runs a closure on the state,
+//! then dispatches the queue after the borrow is released, so a listener may call back into
+//! the client.
 
 use std::cell::{Ref, RefCell, RefMut};
 use std::rc::Rc;
@@ -55,9 +56,17 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// The phase JavaScript sees (logging off shows as connected).
+    fn shown(self) -> Phase {
+        match self {
+            Phase::LoggingOff => Phase::Connected,
+            phase => phase,
+        }
+    }
+
     /// The JavaScript string.
     pub fn as_str(self) -> &'static str {
-        match self {
+        match self.shown() {
             Phase::Disconnected => "disconnected",
             Phase::Connecting => "connecting",
             Phase::Connected | Phase::LoggingOff => "connected",
@@ -205,7 +214,8 @@ pub(super) struct PendingJob {
     pub(super) on_progress: Option<Function>,
 }
 
-/// Something to tell JavaScript once the borrow is released.
+/// Something to tell JavaScript once the borrow is released (queued in
+/// [`ClientState::notes`], dispatched by [`Client::with`]).
 pub enum Note {
     /// Dispatch a `CustomEvent` of this type with this detail on the server's target.
     Event(&'static str, JsValue),
@@ -255,6 +265,8 @@ pub struct ClientState {
     pub(super) proof: Option<RestoreProof>,
     /// Set while `teardown` fails pending jobs: the detailed reason they get.
     loss_reason: Option<ClientError>,
+    /// What JavaScript is to be told once the borrow is released ([`Client::with`]).
+    pub(super) notes: Vec<Note>,
 }
 
 impl ClientState {
@@ -275,6 +287,7 @@ impl ClientState {
             resume: None,
             proof: None,
             loss_reason: None,
+            notes: Vec::new(),
         }
     }
 
@@ -295,24 +308,19 @@ impl ClientState {
 
     /// Moves to `phase`, announcing the change when the state JavaScript sees changes.
     /// `Closed` is final.
-    pub(super) fn set_phase(&mut self, phase: Phase, notes: &mut Vec<Note>) {
-        self.set_phase_because(phase, None, notes);
+    pub(super) fn set_phase(&mut self, phase: Phase) {
+        self.set_phase_because(phase, None);
     }
 
     /// [`Self::set_phase`] with the error that caused it in the `statechange` detail.
-    pub(super) fn set_phase_because(
-        &mut self,
-        phase: Phase,
-        error: Option<&ClientError>,
-        notes: &mut Vec<Note>,
-    ) {
+    pub(super) fn set_phase_because(&mut self, phase: Phase, error: Option<&ClientError>) {
         if self.phase == Phase::Closed {
             return;
         }
         let previous = self.phase;
         self.phase = phase;
-        if previous.as_str() != phase.as_str() {
-            notes.push(Note::Event(
+        if previous.shown() != phase.shown() {
+            self.notes.push(Note::Event(
                 "statechange",
                 js::state_detail(phase.as_str(), previous.as_str(), error),
             ));
@@ -321,7 +329,7 @@ impl ClientState {
 
     /// Sends what the session queued and routes what it reported. True when the session's
     /// connect deadline passed.
-    pub(super) fn drain(&mut self, notes: &mut Vec<Note>) -> bool {
+    pub(super) fn drain(&mut self) -> bool {
         while let Some(mut package) = self.session.poll_transmit() {
             let mut bytes = package.encode();
             if let Some(conn) = &self.conn {
@@ -355,15 +363,16 @@ impl ClientState {
                     let detail = js::progress_detail(&job, percent);
                     if let Some(callback) = self.jobs.get(&job).and_then(|j| j.on_progress.as_ref())
                     {
-                        notes.push(Note::Call(callback.clone(), detail.clone()));
+                        self.notes
+                            .push(Note::Call(callback.clone(), detail.clone()));
                     }
-                    notes.push(Note::Event("event", detail));
+                    self.notes.push(Note::Event("event", detail));
                 }
                 SessionEvent::ServiceEvent {
                     package_type,
                     event,
                 } => {
-                    notes.push(Note::Event(
+                    self.notes.push(Note::Event(
                         "event",
                         js::service_event_detail(package_type, event.as_ref()),
                     ));
@@ -378,12 +387,12 @@ impl ClientState {
     }
 
     /// Drops the connection and fails what waits on it with `reason`.
-    pub(super) fn teardown(&mut self, reason: ClientError, notes: &mut Vec<Note>) {
+    pub(super) fn teardown(&mut self, reason: ClientError) {
         self.generation = self.generation.wrapping_add(1);
         self.conn = None;
         self.loss_reason = Some(reason);
         self.session.connection_lost();
-        self.drain(notes);
+        self.drain();
         self.loss_reason = None;
         // Anything left (e.g. a job the session no longer tracks) fails too.
         for (_, pending) in std::mem::take(&mut self.jobs.0) {
@@ -447,20 +456,23 @@ impl Client {
         self.0.borrow_mut()
     }
 
-    /// Applies `f` to the state with a fresh note list, then dispatches the notes.
-    pub(super) fn with<R>(&self, f: impl FnOnce(&mut ClientState, &mut Vec<Note>) -> R) -> R {
-        let mut notes = Vec::new();
-        let r = f(&mut self.0.borrow_mut(), &mut notes);
-        self.dispatch(notes);
+    /// Applies `f` to the state, then tells JavaScript what it queued (see [`Note`]).
+    pub(super) fn with<R>(&self, f: impl FnOnce(&mut ClientState) -> R) -> R {
+        let r = f(&mut self.0.borrow_mut());
+        self.flush();
         r
     }
 
-    /// Runs the notes: dispatches events and calls callbacks (no borrow is held).
-    fn dispatch(&self, notes: Vec<Note>) {
-        if notes.is_empty() {
-            return;
-        }
-        let target = self.0.borrow().target.clone();
+    /// Dispatches the queued notes: events and callbacks, with no borrow held (a listener may
+    /// call back into the client; its own notes go out before the rest of these).
+    fn flush(&self) {
+        let (target, notes) = {
+            let mut state = self.0.borrow_mut();
+            if state.notes.is_empty() {
+                return;
+            }
+            (state.target.clone(), std::mem::take(&mut state.notes))
+        };
         for note in notes {
             match note {
                 Note::Event(kind, detail) => js::dispatch(&target, kind, &detail),
