@@ -6,7 +6,10 @@
 //! operation after login is one call of [`request`] with the core session's builder for it:
 //!
 //! ```text
-//! let reply = jobs::request(client, Op::X, on_progress, abort, |s, job| s.x(job, .., &mut new_id)).await?;
+//! let reply = jobs::request(&client, Op::GetVmList, None, abort, |session, job| {
+//!     session.get_vm_list(job, &mut new_id)
+//! })
+//! .await?;
 //! ```
 
 use std::pin::pin;
@@ -71,7 +74,7 @@ pub(super) fn not_logged_in(op: Op) -> ClientError {
 
 /// Queues one request as a new job and sends it before returning. `send` makes the core
 /// session queue the request under the given job uuid; it may update the state in the same
-/// borrow, and its error leaves nothing behind. `on_progress` gets the job's progress events.
+/// borrow; when it fails no job is registered. `on_progress` gets the job's progress events.
 pub(super) fn start(
     client: &Client,
     op: Op,
