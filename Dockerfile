@@ -39,7 +39,8 @@ FROM ${BINARIES} AS binaries
 FROM ${RUNTIME_IMAGE}
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libssl3 \
- && rm -rf /var/lib/apt/lists/* \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
  && useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin prl-proxy
 COPY --from=binaries /out/prl-proxy /out/prl-sim /usr/local/bin/
