@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 
 use crate::wasm::target_dir;
-use crate::{cargo, describe, dist, exec, fmt_duration, stdout_of};
+use crate::{describe, dist, exec, fmt_duration, stdout_of};
 
 const BASE: &str = "localhost/prl-base:bookworm";
 const IMAGE: &str = "localhost/prl-proxy:check";
@@ -289,20 +289,7 @@ pub fn run(root: &Path) -> Result<()> {
         .run(&["healthcheck", "run", &proxy])
         .context("the image's HEALTHCHECK failed")?;
     exec(
-        Command::new(cargo())
-            .current_dir(root)
-            .args([
-                "test",
-                "--locked",
-                "-p",
-                "prl-proxy",
-                "--test",
-                "dist",
-                "--",
-                "--ignored",
-                "--exact",
-                "a_running_proxy_serves_readyz_and_a_login",
-            ])
+        dist::release_test(root, "a_running_proxy_serves_readyz_and_a_login")
             .env("PRL_PROXY_ADDR", format!("127.0.0.1:{port}"))
             .env("PRL_TARGET", "sim")
             .env("PRL_SIM_USER", SIM_USER),

@@ -261,22 +261,27 @@ fn check_tarball(root: &Path, tarball: &Path, name: &str) -> Result<()> {
     )?;
     verify_unit(&dir, &proxy, &scratch.0)?;
     exec(
-        Command::new(cargo())
-            .current_dir(root)
-            .args([
-                "test",
-                "--locked",
-                "-p",
-                "prl-proxy",
-                "--test",
-                "dist",
-                "--",
-                "--ignored",
-                "--exact",
-                "the_unpacked_release_serves_readyz_and_a_login",
-            ])
+        release_test(root, "the_unpacked_release_serves_readyz_and_a_login")
             .env("PRL_DIST_DIR", &dir),
     )
+}
+
+/// One `#[ignore]`d test of `proxy/tests/dist.rs` (it reads its inputs from the environment).
+pub fn release_test(root: &Path, name: &str) -> Command {
+    let mut cmd = Command::new(cargo());
+    cmd.current_dir(root).args([
+        "test",
+        "--locked",
+        "-p",
+        "prl-proxy",
+        "--test",
+        "dist",
+        "--",
+        "--ignored",
+        "--exact",
+        name,
+    ]);
+    cmd
 }
 
 /// `systemd-analyze verify` of the unit with `ExecStart` pointed at the unpacked binary; any
