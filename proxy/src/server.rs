@@ -58,6 +58,11 @@ impl ProxyHandle {
         format!("{scheme}://{}", self.state.local_addr)
     }
 
+    /// The configuration in force (after the last successful reload).
+    pub fn config(&self) -> Config {
+        self.state.active().config.clone()
+    }
+
     /// The Prometheus text.
     pub fn metrics_text(&self) -> String {
         self.state.metrics.render()
@@ -127,9 +132,15 @@ impl ProxyHandle {
                 tokio::select! {
                     s = hup.recv() => {
                         if s.is_none() { break; }
+                        // Under systemd (Type=notify) the unit shows "reloading" until READY=1.
+                        use sd_notify::{notify, NotifyState};
+                        if let Ok(now) = NotifyState::monotonic_usec_now() {
+                            let _ = notify(&[NotifyState::Reloading, now]);
+                        }
                         if let Err(e) = handle.reload() {
                             tracing::error!(error = %e, kind = e.kind(), "reload failed; keeping the previous configuration");
                         }
+                        let _ = notify(&[NotifyState::Ready]);
                     }
                     _ = stop.changed() => break,
                 }
@@ -225,6 +236,22 @@ impl Proxy {
             }
         }
         state.ready.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Proxy {
+    /// Checks a configuration with the same loaders [`Proxy::bind`] and [`ProxyHandle::reload`]
+    /// use, without binding or serving: [`Config::validate`], the certificate and key (or the
+    /// self-signed one), the ticket key, the target policy and the static directories
+    /// (`prl-proxy check-config`).
+    pub fn check(config: Config) -> Result<(), StartError> {
+        config.validate()?;
+        let listen = config.server.listen;
+        let tls = match &config.tls {
+            Some(t) => Some(TlsState::new(t, listen.ip())?),
+            None => None,
+        };
+        ActiveConfig::build(config, listen, tls.is_some()).map(drop)
     }
 }
 
