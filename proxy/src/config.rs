@@ -95,7 +95,8 @@ pub struct ServerConfig {
     /// the client. Empty (the default): every peer is the client, forwarding headers are
     /// ignored. See [`crate::forwarded`].
     pub trusted_proxies: Vec<String>,
-    /// Which header the trusted proxies set: `x-forwarded-for` (default) or `forwarded`.
+    /// Which header the trusted proxies set: `x-forwarded-for` (default) or `forwarded` (only
+    /// if they write it on every request).
     pub forwarded_header: crate::forwarded::ForwardedHeader,
 }
 

@@ -43,7 +43,8 @@ pub enum ForwardedHeader {
     /// HAProxy `option forwardfor`, most load balancers).
     #[default]
     XForwardedFor,
-    /// `Forwarded: for=client, for=proxy1` (RFC 7239).
+    /// `Forwarded: for=client, for=proxy1` (RFC 7239). Only behind a front end that writes it
+    /// on every request: nginx and Caddy pass a client's own `Forwarded` through untouched.
     Forwarded,
 }
 
