@@ -16,6 +16,7 @@
 mod budget;
 pub mod config;
 mod firstcap;
+pub mod forwarded;
 pub mod limits;
 pub mod login;
 pub mod metrics;

@@ -25,6 +25,7 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::config::{Config, LimitsConfig};
+use crate::forwarded::{ClientAddr, Outcome};
 use crate::origin::normalize_origin;
 use crate::relay::RelayHub;
 use crate::state::{ActiveConfig, Admission, ConnSlots, ProxyState};
@@ -223,7 +224,8 @@ impl Proxy {
                 },
                 _ = stop.changed() => break,
             };
-            match state.caps.admit(peer.ip(), &state.metrics) {
+            let trusted = state.active().trusted.trusts(peer.ip());
+            match state.caps.admit(peer.ip(), trusted, &state.metrics) {
                 Ok(Admission::Ready(slots)) => {
                     let (state, hub) = (Arc::clone(&state), Arc::clone(&hub));
                     tokio::spawn(handle_connection(state, hub, tcp, peer, slots));
@@ -405,6 +407,35 @@ fn file_body(file: tokio::fs::File, len: u64) -> Body {
     StreamBody::new(chunks).boxed_unsync()
 }
 
+/// The client of `req` from `peer` (the forwarding header of a trusted proxy, see
+/// [`crate::forwarded`]), counted in `prl_proxy_forwarded_total` and, when a trusted proxy's
+/// header could not be used, logged.
+fn client_of(
+    state: &ProxyState,
+    active: &ActiveConfig,
+    peer: SocketAddr,
+    req: &Request<Incoming>,
+) -> ClientAddr {
+    let (client, outcome) = active.trusted.resolve(peer.ip(), req.headers());
+    if let Some(label) = outcome.label() {
+        state.metrics.forwarded(label);
+    }
+    match outcome {
+        Outcome::Malformed(why) => tracing::info!(
+            peer = %peer.ip(),
+            why,
+            "malformed forwarding header from a trusted proxy; the client is the proxy"
+        ),
+        Outcome::Unknown | Outcome::Missing => tracing::debug!(
+            peer = %peer.ip(),
+            outcome = outcome.label().unwrap_or_default(),
+            "a trusted proxy did not name the client; the client is the proxy"
+        ),
+        Outcome::Direct | Outcome::Ignored | Outcome::Forwarded => {}
+    }
+    client
+}
+
 /// Whether a reverse proxy passed `req` on: its loopback peer address then says nothing about
 /// the real client, so loopback-only endpoints refuse it.
 fn forwarded(req: &Request<Incoming>) -> bool {
@@ -447,20 +478,36 @@ async fn route(
     req: Request<Incoming>,
 ) -> Response<Body> {
     let active = state.active();
+    let client = client_of(&state, &active, peer, &req);
+    // Behind a trusted proxy the connection counts against the share of the client this
+    // request names (its peer's otherwise, which it already does).
+    if let Err(reason) = state.caps.bind_client(&slots, client.ip) {
+        state.metrics.reject(reason);
+        tracing::info!(client = %client, reason, "request refused");
+        let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    }
     let path = req.uri().path().to_string();
     if path == active.config.server.ws_path {
-        // A keep-alive connection that served plain requests gave its pre-auth slot back:
-        // an upgrade on it needs one again.
-        if let Err(reason) = state.caps.reacquire_preauth(&slots, peer.ip()) {
+        // A keep-alive connection that served plain requests gave its pre-auth slot back,
+        // and a trusted proxy's connection has no client share yet: an upgrade needs both.
+        if let Err(reason) = state.caps.reacquire_preauth(&slots, client.ip) {
             state.metrics.reject(reason);
             let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
             r.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(retry_after(&active.config.limits)),
             );
+            if active.trusted.trusts(peer.ip()) {
+                // The front end's connection: closed, so it gives back the total slot too.
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             return r;
         }
-        return websocket(state, hub, active, peer, slots, req);
+        return websocket(state, hub, active, client, slots, req);
     }
     // A plain HTTP request (static file, health, metrics) is not a relay waiting to
     // authenticate: the connection stops counting against the pre-auth cap (it still counts
@@ -484,7 +531,9 @@ async fn route(
             if !m.enabled {
                 text(StatusCode::NOT_FOUND, "not found\n")
             } else if !m.allow_remote
-                && (!crate::policy::canonical(peer.ip()).is_loopback() || forwarded(&req))
+                && (!crate::policy::canonical(peer.ip()).is_loopback()
+                    || forwarded(&req)
+                    || active.trusted.trusts(peer.ip()))
             {
                 text(StatusCode::FORBIDDEN, "forbidden\n")
             } else {
@@ -558,13 +607,13 @@ fn websocket(
     state: Arc<ProxyState>,
     hub: Arc<RelayHub>,
     active: Arc<ActiveConfig>,
-    peer: SocketAddr,
+    client: ClientAddr,
     slots: Arc<ConnSlots>,
     mut req: Request<Incoming>,
 ) -> Response<Body> {
     let reject = |reason: &'static str, status: StatusCode, body: &'static str| {
         state.metrics.reject(reason);
-        tracing::info!(peer = %peer.ip(), reason, "websocket upgrade refused");
+        tracing::info!(client = %client, reason, "websocket upgrade refused");
         text(status, body)
     };
     let h = req.headers();
@@ -634,7 +683,7 @@ fn websocket(
             match check_ticket(tickets, &state.replay, &t, &origin, unix_now(), |_| Ok(())) {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    tracing::info!(peer = %peer.ip(), reason = e.kind(), "ticket refused");
+                    tracing::info!(client = %client, reason = e.kind(), "ticket refused");
                     return reject("ticket_invalid", StatusCode::FORBIDDEN, "ticket invalid\n");
                 }
             }
@@ -653,7 +702,7 @@ fn websocket(
     let ctx = crate::relay::Context {
         state: Arc::clone(&state),
         hub,
-        peer,
+        client,
         origin,
         header_claims,
         slots,

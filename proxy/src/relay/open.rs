@@ -251,7 +251,7 @@ pub(super) async fn open(
     let unauthenticated = ctx
         .state
         .caps
-        .unauthenticated(ctx.peer.ip())
+        .unauthenticated(ctx.client.ip)
         .map_err(|reason| Refused {
             error: err(
                 RelayErrorKind::LimitReached,
@@ -299,7 +299,7 @@ pub(super) async fn open(
     crate::util::fill_random(&mut lineage_bytes);
     let lineage = u64::from_le_bytes(lineage_bytes);
     tracing::info!(
-        peer = %ctx.peer.ip(),
+        client = %ctx.client,
         lineage,
         level = ?facts.security_level,
         cipher = %facts.cipher,
@@ -316,7 +316,7 @@ pub(super) async fn open(
         RulesConfig::from_limits(
             &limits,
             conn_uuid,
-            ctx.peer.ip(),
+            ctx.client.ip,
             policy.local_login,
             restore,
         ),
@@ -339,7 +339,7 @@ pub(super) async fn open(
         origin: ctx.origin.clone(),
         subject,
         lineage,
-        client_ip: ctx.peer.ip(),
+        client_ip: ctx.client.ip,
         rules,
         limits,
         resume,
@@ -428,6 +428,6 @@ pub(super) async fn resume(
     link.prev_token = Some(presented);
     link.rules.handle_resumed(now());
     ctx.state.metrics.sessions_resumed.inc();
-    tracing::info!(peer = %ctx.peer.ip(), lineage = link.lineage, replayed = replay.len(), "session resumed");
+    tracing::info!(client = %ctx.client, lineage = link.lineage, replayed = replay.len(), "session resumed");
     Ok((link, replay))
 }
