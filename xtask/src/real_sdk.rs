@@ -816,7 +816,12 @@ mod tests {
         for c in CASES {
             if let Some(vms) = c.vms {
                 let path = crate::workspace_root().join(PROGRAM_DIR).join(vms);
-                assert!(path.is_file(), "case {} names a missing {}", c.name, path.display());
+                assert!(
+                    path.is_file(),
+                    "case {} names a missing {}",
+                    c.name,
+                    path.display()
+                );
             }
         }
     }
