@@ -706,3 +706,27 @@ async fn operations_are_bounded_per_vm() {
         .await;
     assert_eq!(other.code, ErrorCode::FAILURE);
 }
+
+/// A list reply of many MiB (the sim accepts only small requests: 1 MiB).
+#[tokio::test]
+async fn hundreds_of_vms_are_listed_in_one_reply() {
+    let vms: Vec<VmSpec> = (0..300)
+        .map(|i| vm(&format!("vm-{i:04}"), VmState::STOPPED))
+        .collect();
+    let sim = start(config_with(vms, 5)).await;
+    let mut client_config = client_config(SecurityLevel::Normal);
+    client_config.stream.limits.max_package_len = 64 << 20;
+    let mut c = Client::connect_with(&sim, client_config).await.unwrap();
+    assert_eq!(c.login(ALICE, PW, "").await.code, ErrorCode::SUCCESS);
+    let p = package(&c, &vm_list_request(0));
+    let reply = c.request(p).await;
+    let size: usize = reply.standard_params().iter().map(|s| s.len()).sum();
+    assert!(size > 4 << 20, "{size} bytes");
+    let listed: Vec<VmSummary> = vm_list_from_reply(&reply)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(listed.len(), 300);
+    assert_eq!(listed[299].name, "vm-0299");
+    assert!(listed.iter().all(|v| v.state() == Some(VmState::STOPPED)));
+}

@@ -30,7 +30,35 @@ const DOC: DocumentKind = DocumentKind {
     // root > Settings > Runtime > InternalVmInfo > ParallelsEvent > EventParameters >
     // EventParameter > Value > ListItem.
     depth: 9,
+    keep: summary_elements,
 };
+
+/// The elements a [`VmSummary`] reads (a realistic configuration has ~570; these are ~60).
+fn summary_elements(depth: usize, parent: &str, name: &str) -> bool {
+    match depth {
+        2 => matches!(
+            name,
+            "Identification" | "Security" | "Settings" | "Hardware" | "ValidRc" | "VmType"
+        ),
+        3 => match parent {
+            "Identification" => matches!(name, "VmUuid" | "VmName" | "VmHome"),
+            "Security" => true,
+            "Settings" => matches!(name, "General" | "Runtime" | "GlobalNetwork"),
+            "Hardware" => matches!(name, "Cpu" | "Memory"),
+            _ => false,
+        },
+        4 => match parent {
+            "General" => matches!(name, "OsType" | "OsNumber" | "IsTemplate" | "VmDescription"),
+            "Runtime" => name == "InternalVmInfo",
+            "GlobalNetwork" => name == "HostName",
+            "Cpu" => name == "Number",
+            "Memory" => name == "RAM",
+            _ => false,
+        },
+        // Below depth 4 only the kept leaves' children and the InternalVmInfo event remain.
+        _ => true,
+    }
+}
 
 /// The real serializer's document with its values replaced by `{{slots}}`.
 const TEMPLATE: &str = include_str!("vm_config.xml");
