@@ -20,6 +20,8 @@ use super::Reply;
 use crate::codes::{ErrorCode, VmState};
 use crate::event::xml::{read_element, ROOT_TAGS};
 use crate::event::Event;
+use crate::package::Package;
+use uuid::Uuid;
 
 /// The document's root tag as the writer writes it.
 pub const VM_CONFIG_ROOT: &str = "VirtuozzoVirtualMachine";
@@ -280,12 +282,12 @@ impl VmConfig {
 
 /// The reply to 2029: one standard parameter per configuration (`SetParamsList`).
 pub fn vm_list_reply(
-    request: &crate::package::Package,
-    sender: uuid::Uuid,
-    reply_uuid: uuid::Uuid,
+    request: &Package,
+    sender: Uuid,
+    reply_uuid: Uuid,
     entries: &[String],
-    ids: &mut dyn FnMut() -> uuid::Uuid,
-) -> crate::package::Package {
+    ids: &mut dyn FnMut() -> Uuid,
+) -> Package {
     let entries: Vec<&str> = entries.iter().map(String::as_str).collect();
     super::simple_response(
         request,
