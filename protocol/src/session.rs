@@ -29,7 +29,9 @@
 //!   SDK drops them; the session remembers the last [`FINISHED_JOBS_KEPT`] ended jobs for that.
 //!
 //! VM events (state changed, added, ...) arrive as `SessionEvent::ServiceEvent` with their
-//! event; `commands::VmEvent::from_event` reads them.
+//! event; `commands::VmEvent::from_event` reads them. A request the relay refuses
+//! (`command_refused`, which names the job) fails its job through
+//! [`ClientSession::refused_by_relay`].
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -432,6 +434,18 @@ impl ClientSession {
                 error: None,
             },
         );
+        Ok(())
+    }
+
+    /// The relay refused the request of `job` without forwarding it (a `command_refused`
+    /// relay error, `RelayError::refused_request` names the job): the job fails at once with
+    /// `code` (the error's code, `PRL_ERR_ACCESS_DENIED`). The session is unaffected.
+    pub fn refused_by_relay(&mut self, job: Uuid, code: ErrorCode) -> Result<(), SessionError> {
+        let pending = self
+            .pending
+            .remove(&job)
+            .ok_or_else(|| SessionError::UnknownJob(uuid_string(&job)))?;
+        self.finish(job, pending.kind, JobResult::Failed { code, error: None });
         Ok(())
     }
 

@@ -289,3 +289,31 @@ fn ended_jobs_are_remembered_in_a_bounded_window() {
         "{events:?} for {first_job}"
     );
 }
+
+#[test]
+fn a_request_the_relay_refused_fails_its_job_and_the_session_goes_on() {
+    let mut f = F::logged_in();
+    let (job, start) = f.request(&VmRequest::start(VM).to_spec());
+    let refusal = prl_protocol::relay::RelayError::command_refused(
+        start.header.package_type,
+        start.header.uuid,
+        prl_protocol::scope::CommandScope::Read,
+    );
+    assert_eq!(refusal.refused_request(), Some(job));
+    let code = ErrorCode(refusal.code.unwrap());
+    f.session.refused_by_relay(job, code).unwrap();
+    assert_eq!(
+        finished(&f.events()),
+        [(job, JobKind::Command(1001), Err(ErrorCode::ACCESS_DENIED))]
+    );
+    assert_eq!(
+        f.session.refused_by_relay(job, code).unwrap_err().kind(),
+        "unknown_job"
+    );
+    assert_eq!(
+        f.session.state(),
+        prl_protocol::session::SessionState::LoggedIn
+    );
+    let (next, _) = f.request(&host_info_request());
+    assert!(f.session.pending_jobs().any(|(j, _)| j == next));
+}
