@@ -132,6 +132,7 @@ pub const ERROR_KINDS: &[&str] = &[
     "internal",
     "closed",
     "canceled",
+    "command_refused",
     "proxy_unreachable",
     "invalid_argument",
     "invalid_state",

@@ -168,7 +168,10 @@ pub struct StreamOptions {
     /// Heartbeat period (the service and the SDK use 10 s); `None` sends none. Heartbeats
     /// are sent only to peers of protocol >= 6.1.
     pub heartbeat_interval: Option<Duration>,
-    /// Decoder limits for received packages, also checked on send.
+    /// Decoder limits for received packages: the memory bound of what a peer can make us
+    /// buffer. What we send is checked against what the IO protocol accepts
+    /// ([`Limits::protocol`]: 1 GiB, 1024 buffers), not against these: a service answers a
+    /// VM list of many VMs with one package of many MiB while it accepts only small requests.
     pub limits: Limits,
     /// Packages buffered towards the caller before the task stops reading the socket.
     pub receive_capacity: usize,
@@ -416,7 +419,7 @@ where
         Connection {
             sender: PackageSender {
                 tx: out_tx,
-                limits: options.limits,
+                limits: Limits::protocol(),
             },
             receiver: PackageReceiver { rx: in_rx },
             info,
