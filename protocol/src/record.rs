@@ -337,7 +337,8 @@ impl RecordDecoder {
         };
         self.pos += total;
         if self.pos == self.buf.len() {
-            self.buf.clear();
+            // All returned: an idle connection keeps no buffer.
+            self.buf = Vec::new();
             self.pos = 0;
         }
         Ok(Some(record))

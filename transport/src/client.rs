@@ -26,7 +26,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::time::Instant;
 
 use crate::connection::{
-    exchange_hellos, Connection, Established, PeerAddress, Role, StreamOptions,
+    exchange_hellos, Connection, DequeueHook, Established, PeerAddress, Role, StreamOptions,
 };
 use crate::error::{Stage, TransportError};
 use crate::tls::TlsConfig;
@@ -79,7 +79,7 @@ impl fmt::Display for Endpoint {
 }
 
 /// Client settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientConfig {
     /// The security level: selects the routing table offered (which packages go through TLS).
     pub security_level: SecurityLevel,
@@ -94,6 +94,26 @@ pub struct ClientConfig {
     pub tls: Option<TlsConfig>,
     /// Heartbeats, limits and queue sizes of the established connection.
     pub stream: StreamOptions,
+    /// Told the size of every package leaving the send queue (see [`DequeueHook`]): a relay
+    /// counts what it queued toward the service with it.
+    pub on_dequeue: Option<DequeueHook>,
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("security_level", &self.security_level)
+            .field("connect_budget", &self.connect_budget)
+            .field("version", &self.version)
+            .field(
+                "connection_uuid",
+                &self.connection_uuid.map(|_| "<redacted>"),
+            )
+            .field("tls", &self.tls)
+            .field("stream", &self.stream)
+            .field("on_dequeue", &self.on_dequeue.is_some())
+            .finish()
+    }
 }
 
 impl ClientConfig {
@@ -106,7 +126,14 @@ impl ClientConfig {
             connection_uuid: None,
             tls: None,
             stream: StreamOptions::default(),
+            on_dequeue: None,
         }
+    }
+
+    /// Sets the hook told of every package leaving the send queue.
+    pub fn with_dequeue_hook(mut self, hook: DequeueHook) -> Self {
+        self.on_dequeue = Some(hook);
+        self
     }
 
     /// Sets the connect budget.
@@ -313,7 +340,7 @@ where
         peer_address,
         peer_credentials: None,
     }
-    .spawn(&config.stream))
+    .spawn(&config.stream, config.on_dequeue.clone()))
 }
 
 /// Drives the TLS handshake over the socket (either role): whatever the engine produces goes

@@ -28,8 +28,8 @@ pub mod tls;
 
 pub use client::{connect, connect_stream, ClientConfig, Endpoint};
 pub use connection::{
-    security_level_of, Connection, ConnectionInfo, PackageReceiver, PackageSender, PeerAddress,
-    PeerCredentials, Role, StreamOptions,
+    security_level_of, Connection, ConnectionInfo, DequeueHook, PackageReceiver, PackageSender,
+    PeerAddress, PeerCredentials, Role, SendPermit, StreamOptions,
 };
 pub use error::{Stage, TransportError};
 pub use server::{

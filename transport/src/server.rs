@@ -230,7 +230,7 @@ where
         peer_address: peer.address,
         peer_credentials: peer.credentials,
     }
-    .spawn(&config.stream))
+    .spawn(&config.stream, None))
 }
 
 async fn with_timeout<T>(

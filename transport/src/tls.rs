@@ -387,7 +387,8 @@ impl Read for MemIo {
         buf[..n].copy_from_slice(&available[..n]);
         self.pos += n;
         if self.pos == self.inb.len() {
-            self.inb.clear();
+            // All taken: an idle connection keeps no input buffer.
+            self.inb = Vec::new();
             self.pos = 0;
         }
         Ok(n)
@@ -587,11 +588,12 @@ impl TlsEngine for OpenSslEngine {
     }
 
     fn take_outgoing(&mut self, out: &mut Vec<u8>) {
-        let buffered = &mut self.stream.get_mut().out;
+        // The engine keeps no output buffer between calls (an idle connection holds none).
+        let buffered = std::mem::take(&mut self.stream.get_mut().out);
         if out.is_empty() {
-            std::mem::swap(out, buffered);
+            *out = buffered;
         } else {
-            out.append(buffered);
+            out.extend_from_slice(&buffered);
         }
     }
 }
