@@ -635,7 +635,9 @@ fn websocket(
         match on_upgrade.await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(
-                    crate::firstcap::FirstMessageCap::new(TokioIo::new(upgraded)),
+                    crate::batch::BatchWriter::new(crate::firstcap::FirstMessageCap::new(
+                        TokioIo::new(upgraded),
+                    )),
                     Role::Server,
                     Some(ws_config),
                 )

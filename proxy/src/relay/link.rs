@@ -28,11 +28,13 @@ use crate::login::LoginOutcome;
 use crate::registry::TokenKeys;
 use crate::state::{ConnSlots, ProxyState, Slot};
 use crate::util::Token;
+use prl_transport::{PackageReceiver, PackageSender, TransportError};
 
+use super::open::{transport_error, During};
 use super::ring::ReplayRing;
 use super::rules::{Event, Expired, RelayRules, Verdict};
 use super::serve::ws_read_error;
-use super::writer::{FromService, Out, ToService, UpstreamTasks, Writer, CLOSE_GRACE};
+use super::writer::{Out, Writer};
 use super::{err, RelayHub};
 
 pub(super) type WsRead<S> = SplitStream<WebSocketStream<S>>;
@@ -68,9 +70,11 @@ pub(crate) struct ServiceLink {
     pub(super) conn_uuid: Uuid,
     pub(super) conn_uuid_text: String,
     pub(super) facts: Facts,
-    pub(super) up_tx: ToService,
-    pub(super) up_rx: FromService,
-    pub(super) upstream: UpstreamTasks,
+    /// The transport connection: its send queue (bounded; `to_service` counts its bytes)
+    /// and its receive queue. Dropping both closes it (queued packages are still written,
+    /// within the transport's graceful-shutdown time).
+    pub(super) up_tx: PackageSender,
+    pub(super) up_rx: PackageReceiver,
     pub(super) to_service: Arc<ByteBudget>,
     pub(super) ring: ReplayRing,
     /// The highest sequence number handed to the current (or last) WebSocket.
@@ -177,8 +181,6 @@ impl Drop for ServiceLink {
                 self.resume.restore_max,
             );
         }
-        self.upstream
-            .end(Duration::from_millis(self.limits.write_stall_ms).min(CLOSE_GRACE));
         tracing::info!(lineage = self.lineage, "upstream connection closed");
     }
 }
@@ -194,6 +196,39 @@ pub(super) enum End {
     BrowserGone,
 }
 
+/// Most packages relayed toward the browser per wake-up before the loop looks at its other
+/// work (pings, timers, the browser).
+const SERVICE_BATCH: usize = 64;
+
+/// What a package from the service queue means for the attached loop.
+fn from_service(r: Option<Result<Box<Package>, TransportError>>) -> Result<Box<Package>, End> {
+    match r {
+        Some(Ok(p)) => Ok(p),
+        Some(Err(e)) => Err(End::Failed(transport_error(&e, During::Established))),
+        None => Err(End::Failed(err(
+            RelayErrorKind::Closed,
+            "the service closed the connection",
+        ))),
+    }
+}
+
+impl ServiceLink {
+    /// Relay one package from the service to the browser through a reserved queue slot.
+    fn to_browser(
+        &mut self,
+        writer: &Writer,
+        permit: tokio::sync::mpsc::OwnedPermit<Out>,
+        p: &Package,
+    ) {
+        let data = self.service_package(p);
+        let n = data.len();
+        writer.budget.add(n);
+        permit.send(Out::Binary(data));
+        self.sent_mark = self.ring.last_seq();
+        self.state.metrics.relayed("to_browser", n);
+    }
+}
+
 /// Relay between the browser WebSocket and the service until one side ends or a rule does.
 pub(super) async fn attached<S>(s: &mut ServiceLink, stream: &mut WsRead<S>, writer: &Writer) -> End
 where
@@ -205,7 +240,7 @@ where
     loop {
         let timeout_at = s.rules.poll_timeout();
         let to_service = Arc::clone(&s.to_service);
-        let up_tx = s.up_tx.clone();
+        let up_tx = &s.up_tx;
         let out_budget = Arc::clone(&writer.budget);
         let out_tx = writer.tx.clone();
         let up_rx = &mut s.up_rx;
@@ -235,7 +270,7 @@ where
             }
             r = async {
                 to_service.room().await;
-                let permit = up_tx.reserve_owned().await;
+                let permit = up_tx.reserve().await;
                 (permit, stream.next().await)
             } => {
                 last_seen = Instant::now();
@@ -253,7 +288,10 @@ where
                             Ok(Verdict::Forward(p)) => {
                                 let n = p.encoded_len();
                                 s.to_service.add(n);
-                                permit.send(p);
+                                if let Err(e) = permit.send(p) {
+                                    s.to_service.sub(n);
+                                    return End::Failed(transport_error(&e, During::Established));
+                                }
                                 s.state.metrics.relayed("to_service", n);
                             }
                             Ok(Verdict::Ignore) => {}
@@ -286,21 +324,27 @@ where
             r = async {
                 out_budget.room().await;
                 let permit = out_tx.reserve_owned().await;
-                (permit, up_rx.recv().await)
+                (permit, up_rx.recv_boxed().await)
             } => {
                 let (permit, package) = r;
                 let Ok(permit) = permit else { return End::BrowserGone };
-                match package {
-                    Some(Ok(p)) => {
-                        let data = s.service_package(&p);
-                        let n = data.len();
-                        writer.budget.add(n);
-                        permit.send(Out::Binary(data));
-                        s.sent_mark = s.ring.last_seq();
-                        s.state.metrics.relayed("to_browser", n);
+                let p = match from_service(package) {
+                    Ok(p) => p,
+                    Err(end) => return end,
+                };
+                s.to_browser(writer, permit, &p);
+                // Whatever else the service has sent and the queue takes now, without a
+                // round through the select for each package.
+                for _ in 1..SERVICE_BATCH {
+                    if !writer.budget.has_room() {
+                        break;
                     }
-                    Some(Err(e)) => return End::Failed(e),
-                    None => return End::Failed(err(RelayErrorKind::Closed, "the service closed the connection")),
+                    let Ok(permit) = writer.tx.clone().try_reserve_owned() else { break };
+                    let Some(package) = s.up_rx.try_recv_boxed() else { break };
+                    match from_service(Some(package)) {
+                        Ok(p) => s.to_browser(writer, permit, &p),
+                        Err(end) => return end,
+                    }
                 }
             }
         }
@@ -368,7 +412,7 @@ async fn detached(
                 }
                 Err(_) => break "claim dropped",
             },
-            r = async { if accept { up_rx.recv().await } else { std::future::pending().await } } => match r {
+            r = async { if accept { up_rx.recv_boxed().await } else { std::future::pending().await } } => match r {
                 Some(Ok(p)) => {
                     let _ = link.service_package(&p);
                 }

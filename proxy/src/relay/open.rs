@@ -22,7 +22,6 @@ use crate::util::{random_uuid, Token};
 use super::link::{now, Facts, ServiceLink};
 use super::ring::{ReplayError, ReplayRing};
 use super::rules::{RelayRules, Restore, RulesConfig};
-use super::writer::spawn_upstream;
 use super::{err, Context};
 
 /// When a transport error happened.
@@ -273,6 +272,12 @@ pub(super) async fn open(
     };
     config.stream.receive_capacity = 4;
     config.stream.send_capacity = 4;
+    // Packages toward the service are counted from the hand-off to the connection's queue
+    // until its task takes them (`limits.queue_bytes`, in `queued_bytes`).
+    let metrics = &ctx.state.metrics;
+    let to_service = ByteBudget::new(limits.queue_bytes, Some(metrics.queued_bytes.clone()), None);
+    let dequeued = Arc::clone(&to_service);
+    config.on_dequeue = Some(Arc::new(move |n| dequeued.sub(n)));
     let during = During::Connect {
         budget_ms,
         unix: matches!(endpoint, Endpoint::Unix(_)),
@@ -280,7 +285,6 @@ pub(super) async fn open(
     let conn = prl_transport::connect(&endpoint, &config)
         .await
         .map_err(|e| transport_error(&e, during))?;
-    let metrics = &ctx.state.metrics;
     metrics
         .connect_seconds
         .observe(started.elapsed().as_secs_f64());
@@ -294,8 +298,7 @@ pub(super) async fn open(
         tls_version: info.tls_version.clone(),
     };
     let base64_password = info.peer_version.supports_base64_password();
-    let to_service = ByteBudget::new(limits.queue_bytes, Some(metrics.queued_bytes.clone()), None);
-    let (up_tx, up_rx, upstream) = spawn_upstream(conn, Arc::clone(&to_service));
+    let (up_tx, up_rx, _) = conn.split();
     let mut lineage_bytes = [0u8; 8];
     crate::util::fill_random(&mut lineage_bytes);
     let lineage = u64::from_le_bytes(lineage_bytes);
@@ -332,7 +335,6 @@ pub(super) async fn open(
         facts,
         up_tx,
         up_rx,
-        upstream,
         to_service,
         ring: ReplayRing::new(resume.buffer_packages, resume.buffer_bytes),
         sent_mark: 0,

@@ -1,7 +1,7 @@
-//! The writers: the browser-side writer task (a bounded queue drained into the WebSocket) and
-//! the bridge between a link and its transport connection (a bounded queue toward the
-//! service, a reader task from it). Every queue is counted in a [`ByteBudget`], and whatever
-//! way a writer task ends, its queued bytes go back to the budget.
+//! The writer: the browser-side writer task (a bounded queue drained into the WebSocket).
+//! Its queue is counted in a [`ByteBudget`], and whatever way the task ends, its queued bytes
+//! go back to the budget. (Toward the service the link hands packages straight to the
+//! transport connection's own bounded queue, counted the same way: see `open`.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +9,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::stream::SplitSink;
 use futures_util::SinkExt;
-use prl_protocol::package::Package;
 use prl_protocol::relay::{ProxyMessage, RelayError, RelayErrorKind};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, Notify};
@@ -21,8 +20,6 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::budget::ByteBudget;
 use crate::config::LimitsConfig;
-
-use super::open::{transport_error, During};
 
 /// How long a close waits for the error and close frame to be written.
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -165,12 +162,6 @@ impl Weight for Out {
     }
 }
 
-impl Weight for Box<Package> {
-    fn weight(&self) -> usize {
-        self.encoded_len()
-    }
-}
-
 /// A writer task's end of its queue (toward the browser or toward the service). Whatever way
 /// the task ends (finished, stalled, aborted), dropping it returns every queued or
 /// half-written byte to the budget.
@@ -205,6 +196,9 @@ impl<T: Weight> Drop for BudgetedQueue<T> {
     }
 }
 
+/// Most bytes of queued packages written as one batch (one flush, one socket write).
+const BATCH_BYTES: usize = crate::batch::BATCH_BYTES;
+
 async fn write_loop<S>(
     mut sink: SplitSink<WebSocketStream<S>, Message>,
     mut queue: BudgetedQueue<Out>,
@@ -213,8 +207,8 @@ async fn write_loop<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    loop {
-        let out = tokio::select! {
+    'run: loop {
+        let first = tokio::select! {
             biased;
             _ = ping.notified() => {
                 if !matches!(tokio::time::timeout(stall, sink.send(Message::Ping(Bytes::new()))).await, Ok(Ok(()))) {
@@ -227,23 +221,40 @@ async fn write_loop<S>(
                 None => break,
             },
         };
-        let result = match out {
-            Out::Binary(data) => {
-                let n = data.len();
-                queue.in_flight = n;
-                let r = tokio::time::timeout(stall, sink.send(Message::Binary(data))).await;
-                queue.in_flight = 0;
-                queue.budget.sub(n);
-                r
+        // This message and whatever else is queued now, up to a batch, then one flush: the
+        // whole batch must make progress within the stall limit.
+        let mut closing = false;
+        let result = tokio::time::timeout(stall, async {
+            let mut next = Some(first);
+            let mut batch = 0;
+            while let Some(out) = next.take() {
+                let message = match out {
+                    Out::Binary(data) => {
+                        let n = data.len();
+                        queue.in_flight += n;
+                        batch += n;
+                        Message::Binary(data)
+                    }
+                    Out::Text(t) => Message::Text(t.into()),
+                    Out::Close(frame) => {
+                        closing = true;
+                        Message::Close(Some(frame))
+                    }
+                };
+                sink.feed(message).await?;
+                if closing || batch >= BATCH_BYTES {
+                    break;
+                }
+                next = queue.rx.try_recv().ok();
             }
-            Out::Text(t) => tokio::time::timeout(stall, sink.send(Message::Text(t.into()))).await,
-            Out::Close(frame) => {
-                let _ = tokio::time::timeout(stall, sink.send(Message::Close(Some(frame)))).await;
-                break;
-            }
-        };
+            sink.flush().await
+        })
+        .await;
+        let written = std::mem::take(&mut queue.in_flight);
+        queue.budget.sub(written);
         match result {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) if !closing => {}
+            Ok(Ok(())) => break 'run,
             Ok(Err(_)) => break,
             Err(_) => {
                 tracing::info!(
@@ -258,85 +269,4 @@ async fn write_loop<S>(
     // socket a bounded chance to close cleanly.
     drop(queue);
     let _ = tokio::time::timeout(stall.min(CLOSE_GRACE), sink.close()).await;
-}
-
-/// Packages toward the service (boxed: a tokio channel allocates slots for 32 values whatever
-/// its bound, and a package is large, so idle sessions should not pay for that).
-pub(crate) type ToService = mpsc::Sender<Box<Package>>;
-/// Packages (or the failure) from the service.
-pub(crate) type FromService = mpsc::Receiver<Result<Box<Package>, RelayError>>;
-
-/// Bridge the transport connection to two bounded channels owned by the link.
-pub(crate) fn spawn_upstream(
-    conn: prl_transport::Connection,
-    budget: Arc<ByteBudget>,
-) -> (ToService, FromService, UpstreamTasks) {
-    let (sender, mut receiver, _info) = conn.split();
-    let (to_tx, to_rx) = mpsc::channel::<Box<Package>>(4);
-    let (from_tx, from_rx) = mpsc::channel::<Result<Box<Package>, RelayError>>(4);
-    let mut queue = BudgetedQueue::new(to_rx, budget);
-    let writer = tokio::spawn(async move {
-        while let Some(p) = queue.rx.recv().await {
-            let n = p.encoded_len();
-            queue.in_flight = n;
-            let r = sender.send(*p).await;
-            queue.in_flight = 0;
-            queue.budget.sub(n);
-            if r.is_err() {
-                break;
-            }
-        }
-        drop(queue);
-        let _ = sender.close().await;
-    });
-    let reader = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = from_tx.closed() => break,
-                r = receiver.recv() => match r {
-                    Some(Ok(p)) => {
-                        if from_tx.send(Ok(Box::new(p))).await.is_err() {
-                            break;
-                        }
-                    }
-                    Some(Err(e)) => {
-                        let _ = from_tx.send(Err(transport_error(&e, During::Established))).await;
-                        break;
-                    }
-                    None => break,
-                },
-            }
-        }
-    });
-    let tasks = UpstreamTasks {
-        writer: writer.abort_handle(),
-        reader: reader.abort_handle(),
-    };
-    (to_tx, from_rx, tasks)
-}
-
-/// The two tasks bridging a link to its transport connection.
-#[derive(Debug)]
-pub(crate) struct UpstreamTasks {
-    writer: tokio::task::AbortHandle,
-    reader: tokio::task::AbortHandle,
-}
-
-impl UpstreamTasks {
-    /// The link is gone: the reader stops now; the writer may flush what is queued
-    /// (a logoff, say) for at most `grace`, then it is aborted (a service that does not
-    /// read cannot keep the task and its queued packages).
-    pub(crate) fn end(&self, grace: Duration) {
-        self.reader.abort();
-        let writer = self.writer.clone();
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn(async move {
-                    tokio::time::sleep(grace).await;
-                    writer.abort();
-                });
-            }
-            Err(_) => writer.abort(),
-        }
-    }
 }
