@@ -289,7 +289,11 @@ impl RecordDecoder {
 
     /// Appends received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
-        if self.pos > 0 && self.pos >= self.buf.len() / 2 {
+        if self.pos == self.buf.len() {
+            // Everything was returned: an idle connection keeps no buffer.
+            self.buf = Vec::new();
+            self.pos = 0;
+        } else if self.pos > 0 && self.pos >= self.buf.len() / 2 {
             self.buf.drain(..self.pos);
             self.pos = 0;
         }

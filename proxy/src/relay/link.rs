@@ -217,13 +217,13 @@ impl ServiceLink {
     fn to_browser(
         &mut self,
         writer: &Writer,
-        permit: tokio::sync::mpsc::OwnedPermit<Out>,
+        permit: tokio::sync::mpsc::OwnedPermit<Box<Out>>,
         p: &Package,
     ) {
         let data = self.service_package(p);
         let n = data.len();
         writer.budget.add(n);
-        permit.send(Out::Binary(data));
+        permit.send(Box::new(Out::Binary(data)));
         self.sent_mark = self.ring.last_seq();
         self.state.metrics.relayed("to_browser", n);
     }

@@ -24,7 +24,8 @@ use crate::config::LimitsConfig;
 /// How long a close waits for the error and close frame to be written.
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// Outgoing frames of the writer task.
+/// Outgoing frames of the writer task (queued boxed: a tokio channel allocates its slots 32
+/// at a time whatever its bound, so an idle session's queue should hold pointers).
 #[derive(Debug)]
 pub(crate) enum Out {
     Binary(Bytes),
@@ -42,7 +43,7 @@ pub(crate) enum Out {
 /// reading cannot pin a session, its socket or its queued bytes.
 #[derive(Debug)]
 pub(crate) struct Writer {
-    pub(crate) tx: mpsc::Sender<Out>,
+    pub(crate) tx: mpsc::Sender<Box<Out>>,
     pub(crate) ping: Arc<Notify>,
     pub(crate) budget: Arc<ByteBudget>,
     task: tokio::task::JoinHandle<()>,
@@ -76,7 +77,7 @@ impl Writer {
     /// Queue a message, waiting at most the stall limit for room.
     async fn send(&self, out: Out) -> bool {
         matches!(
-            tokio::time::timeout(self.stall, self.tx.send(out)).await,
+            tokio::time::timeout(self.stall, self.tx.send(Box::new(out))).await,
             Ok(Ok(()))
         )
     }
@@ -89,7 +90,7 @@ impl Writer {
     pub(crate) async fn package(&self, data: Bytes) -> bool {
         let n = data.len();
         self.budget.add(n);
-        match tokio::time::timeout(self.stall, self.tx.send(Out::Binary(data))).await {
+        match tokio::time::timeout(self.stall, self.tx.send(Box::new(Out::Binary(data)))).await {
             Ok(Ok(())) => true,
             _ => {
                 self.budget.sub(n);
@@ -118,7 +119,7 @@ impl Writer {
         let _ = tokio::time::timeout_at(
             deadline,
             self.tx
-                .send(Out::Text(ProxyMessage::Error(error).to_json())),
+                .send(Box::new(Out::Text(ProxyMessage::Error(error).to_json()))),
         )
         .await;
         self.finish(code, deadline).await;
@@ -132,10 +133,10 @@ impl Writer {
     /// Queue the close frame and let the task write what it can until `deadline`; then
     /// abort it (its queue's bytes return to the budget when the task is dropped).
     async fn finish(mut self, code: CloseCode, deadline: Instant) {
-        let frame = Out::Close(CloseFrame {
+        let frame = Box::new(Out::Close(CloseFrame {
             code,
             reason: "".into(),
-        });
+        }));
         let _ = tokio::time::timeout_at(deadline, self.tx.send(frame)).await;
         drop(self.tx);
         if tokio::time::timeout_at(deadline, &mut self.task)
@@ -153,9 +154,9 @@ pub(crate) trait Weight {
     fn weight(&self) -> usize;
 }
 
-impl Weight for Out {
+impl Weight for Box<Out> {
     fn weight(&self) -> usize {
-        match self {
+        match &**self {
             Out::Binary(d) => d.len(),
             Out::Text(_) | Out::Close(_) => 0,
         }
@@ -201,7 +202,7 @@ const BATCH_BYTES: usize = crate::batch::BATCH_BYTES;
 
 async fn write_loop<S>(
     mut sink: SplitSink<WebSocketStream<S>, Message>,
-    mut queue: BudgetedQueue<Out>,
+    mut queue: BudgetedQueue<Box<Out>>,
     ping: Arc<Notify>,
     stall: Duration,
 ) where
@@ -228,7 +229,7 @@ async fn write_loop<S>(
             let mut next = Some(first);
             let mut batch = 0;
             while let Some(out) = next.take() {
-                let message = match out {
+                let message = match *out {
                     Out::Binary(data) => {
                         let n = data.len();
                         queue.in_flight += n;
