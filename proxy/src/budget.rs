@@ -87,6 +87,7 @@ impl ByteBudget {
     }
 
     /// At or over its own limit (the reader of the other side is paused).
+    #[cfg(test)]
     pub(crate) fn is_full(&self) -> bool {
         self.used.load(Ordering::Acquire) >= self.max
     }

@@ -26,9 +26,10 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::time::Instant;
 
 use crate::connection::{
-    exchange_hellos, Connection, DequeueHook, Established, PeerAddress, Role, StreamOptions,
+    exchange_hellos, Connection, Established, PeerAddress, Role, StreamOptions,
 };
 use crate::error::{Stage, TransportError};
+use crate::inline::{InlineConnection, Io};
 use crate::tls::TlsConfig;
 
 /// Where to connect.
@@ -94,9 +95,6 @@ pub struct ClientConfig {
     pub tls: Option<TlsConfig>,
     /// Heartbeats, limits and queue sizes of the established connection.
     pub stream: StreamOptions,
-    /// Told the size of every package leaving the send queue (see [`DequeueHook`]): a relay
-    /// counts what it queued toward the service with it.
-    pub on_dequeue: Option<DequeueHook>,
 }
 
 impl fmt::Debug for ClientConfig {
@@ -111,7 +109,6 @@ impl fmt::Debug for ClientConfig {
             )
             .field("tls", &self.tls)
             .field("stream", &self.stream)
-            .field("on_dequeue", &self.on_dequeue.is_some())
             .finish()
     }
 }
@@ -126,14 +123,7 @@ impl ClientConfig {
             connection_uuid: None,
             tls: None,
             stream: StreamOptions::default(),
-            on_dequeue: None,
         }
-    }
-
-    /// Sets the hook told of every package leaving the send queue.
-    pub fn with_dequeue_hook(mut self, hook: DequeueHook) -> Self {
-        self.on_dequeue = Some(hook);
-        self
     }
 
     /// Sets the connect budget.
@@ -211,6 +201,26 @@ pub async fn connect(
     endpoint: &Endpoint,
     config: &ClientConfig,
 ) -> Result<Connection, TransportError> {
+    Ok(connect_endpoint(endpoint, config)
+        .await?
+        .spawn(&config.stream))
+}
+
+/// [`connect`], returning the connection without a task of its own: the caller drives it
+/// ([`InlineConnection`]; the queue sizes of `config.stream` do not apply, there are none).
+pub async fn connect_inline(
+    endpoint: &Endpoint,
+    config: &ClientConfig,
+) -> Result<InlineConnection, TransportError> {
+    Ok(connect_endpoint(endpoint, config)
+        .await?
+        .inline(&config.stream))
+}
+
+async fn connect_endpoint(
+    endpoint: &Endpoint,
+    config: &ClientConfig,
+) -> Result<Established<Box<dyn Io>>, TransportError> {
     let budget = Budget::new(config.connect_budget);
     match endpoint {
         Endpoint::Unix(path) => {
@@ -224,6 +234,7 @@ pub async fn connect(
                         })
                 })
                 .await?;
+            let stream: Box<dyn Io> = Box::new(stream);
             establish(
                 stream,
                 PeerAddress::Unix(Some(path.clone())),
@@ -248,6 +259,7 @@ pub async fn connect(
                 return Err(TransportError::NoAddress { host: host.clone() });
             }
             let (stream, addr) = budget.run(Stage::Connect, connect_any(&addrs)).await?;
+            let stream: Box<dyn Io> = Box::new(stream);
             establish(stream, PeerAddress::Tcp(addr), config, &budget).await
         }
         Endpoint::Addrs(addrs) => {
@@ -255,6 +267,7 @@ pub async fn connect(
                 return Err(TransportError::Config("no address to connect to".into()));
             }
             let (stream, addr) = budget.run(Stage::Connect, connect_any(addrs)).await?;
+            let stream: Box<dyn Io> = Box::new(stream);
             establish(stream, PeerAddress::Tcp(addr), config, &budget).await
         }
     }
@@ -271,7 +284,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let budget = Budget::new(config.connect_budget);
-    establish(stream, peer_address, config, &budget).await
+    Ok(establish(stream, peer_address, config, &budget)
+        .await?
+        .spawn(&config.stream))
 }
 
 async fn connect_any(addrs: &[SocketAddr]) -> Result<(TcpStream, SocketAddr), TransportError> {
@@ -300,7 +315,7 @@ async fn establish<S>(
     peer_address: PeerAddress,
     config: &ClientConfig,
     budget: &Budget,
-) -> Result<Connection, TransportError>
+) -> Result<Established<S>, TransportError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -339,8 +354,7 @@ where
         peer_version: outcome.server_version,
         peer_address,
         peer_credentials: None,
-    }
-    .spawn(&config.stream, config.on_dequeue.clone()))
+    })
 }
 
 /// Drives the TLS handshake over the socket (either role): whatever the engine produces goes

@@ -166,11 +166,6 @@ pub fn security_level_of(table: &RoutingTable) -> SecurityLevel {
     }
 }
 
-/// Called with a package's encoded size when the connection's task takes it from the send
-/// queue (or drops it there because the connection ended): what a caller counts as queued
-/// toward the peer between [`PackageSender::send`] and this call is exactly the queue.
-pub type DequeueHook = Arc<dyn Fn(usize) + Send + Sync>;
-
 /// Per-connection settings of the owning task.
 #[derive(Debug, Clone)]
 pub struct StreamOptions {
@@ -196,12 +191,13 @@ impl Default for StreamOptions {
     }
 }
 
-/// Bytes queued for the socket above which the task stops taking packages from senders.
-const WRITE_HIGH_WATER: usize = 256 * 1024;
+/// Bytes queued for the socket above which the task stops taking packages from senders (and
+/// stops reading a peer that does not read).
+pub const WRITE_HIGH_WATER: usize = 256 * 1024;
 /// How often a connection whose peer stopped reading checks whether its owner dropped it.
 const STALL_RECHECK: Duration = Duration::from_millis(500);
 /// `IOGracefulShutdownTimeout`: how long a local close may spend flushing.
-const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(5);
+pub(crate) const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(5);
 /// Socket read size: the largest TLS record, so one read takes a whole record.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -214,8 +210,8 @@ thread_local! {
 
 /// Reads once into this thread's [`READ_SCRATCH`]; resolves to the number of bytes read,
 /// which the caller must consume from the scratch before it awaits anything else.
-struct ReadScratch<'a, R> {
-    rd: &'a mut R,
+pub(crate) struct ReadScratch<'a, R> {
+    pub(crate) rd: &'a mut R,
 }
 
 impl<R: AsyncRead + Unpin> Future for ReadScratch<'_, R> {
@@ -236,7 +232,7 @@ impl<R: AsyncRead + Unpin> Future for ReadScratch<'_, R> {
 }
 
 /// The first `n` bytes of this thread's read scratch, for `f`.
-fn with_scratch<T>(n: usize, f: impl FnOnce(&[u8]) -> T) -> T {
+pub(crate) fn with_scratch<T>(n: usize, f: impl FnOnce(&[u8]) -> T) -> T {
     READ_SCRATCH.with(|scratch| f(scratch.borrow().get(..n).unwrap_or_default()))
 }
 
@@ -283,21 +279,6 @@ impl PackageSender {
             .map_err(|_| TransportError::Closed)
     }
 
-    /// Waits for room in the send queue and holds it: the returned permit queues one
-    /// package without waiting (backpressure first, then the decision what to send).
-    pub async fn reserve(&self) -> Result<SendPermit, TransportError> {
-        let permit = self
-            .tx
-            .clone()
-            .reserve_owned()
-            .await
-            .map_err(|_| TransportError::Closed)?;
-        Ok(SendPermit {
-            permit,
-            limits: self.limits,
-        })
-    }
-
     /// Queues a package without waiting; `Err(Closed)` if the connection is gone and
     /// `Ok(false)` if the queue is full.
     pub fn try_send(&self, package: Package) -> Result<bool, TransportError> {
@@ -325,11 +306,6 @@ impl PackageSender {
         self.tx.is_closed()
     }
 
-    /// Free room in the send queue, in packages (0: `send` would wait).
-    pub fn capacity(&self) -> usize {
-        self.tx.capacity()
-    }
-
     /// Fault injection: sends `parts` as they are (no encoding, no checks), each as one
     /// write on the route of `package_type`, e.g. a package with a corrupted header.
     pub async fn send_raw_parts(
@@ -355,30 +331,6 @@ impl PackageSender {
     }
 }
 
-/// Room for one package in a connection's send queue ([`PackageSender::reserve`]).
-pub struct SendPermit {
-    permit: mpsc::OwnedPermit<Outgoing>,
-    limits: Limits,
-}
-
-impl fmt::Debug for SendPermit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SendPermit").finish_non_exhaustive()
-    }
-}
-
-impl SendPermit {
-    /// Queues `package` in the reserved room (checked against the limits like
-    /// [`PackageSender::send`]; a refused package gives the room back).
-    pub fn send(self, package: Box<Package>) -> Result<(), TransportError> {
-        package
-            .check_limits(&self.limits)
-            .map_err(TransportError::Oversize)?;
-        self.permit.send(Outgoing::Package(package));
-        Ok(())
-    }
-}
-
 /// What the receive queue carries: boxed, like the send queue (see [`Outgoing`]).
 type Incoming = Result<Box<Package>, Box<TransportError>>;
 
@@ -398,17 +350,7 @@ impl PackageReceiver {
     /// The next package. `None` once the connection has ended cleanly (the peer closed it
     /// or it was closed locally); a failure is reported once as `Some(Err(..))`, then `None`.
     pub async fn recv(&mut self) -> Option<Result<Package, TransportError>> {
-        self.recv_boxed().await.map(|r| r.map(|p| *p))
-    }
-
-    /// [`PackageReceiver::recv`], the package left in the box it travelled in.
-    pub async fn recv_boxed(&mut self) -> Option<Result<Box<Package>, TransportError>> {
-        self.rx.recv().await.map(|r| r.map_err(|e| *e))
-    }
-
-    /// The next package if one is ready now (`None` also at the end; `recv` tells which).
-    pub fn try_recv_boxed(&mut self) -> Option<Result<Box<Package>, TransportError>> {
-        self.rx.try_recv().ok().map(|r| r.map_err(|e| *e))
+        self.rx.recv().await.map(|r| r.map(|p| *p).map_err(|e| *e))
     }
 }
 
@@ -474,12 +416,9 @@ impl<S> Established<S>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    /// Spawns the connection task; `on_dequeue` hears of every package leaving its send queue.
-    pub(crate) fn spawn(
-        self,
-        options: &StreamOptions,
-        on_dequeue: Option<DequeueHook>,
-    ) -> Connection {
+    /// The connection's state machine (record layer, codec, buffers) and what the
+    /// handshakes established.
+    fn core(self, options: &StreamOptions) -> (Driver, S, Arc<ConnectionInfo>) {
         let engine = self.layer.engine();
         let table = self.layer.routing_table().clone();
         let info = Arc::new(ConnectionInfo {
@@ -499,27 +438,33 @@ where
             peer_address: self.peer_address.clone(),
             peer_credentials: self.peer_credentials,
         });
-        let (out_tx, out_rx) = mpsc::channel(options.send_capacity.max(1));
-        let (in_tx, in_rx) = mpsc::channel::<Incoming>(options.receive_capacity.max(1));
         let heartbeat = if info.peer_supports_heartbeat() {
             options.heartbeat_interval
         } else {
             None
         };
-        let task = Driver {
+        let core = Driver {
             layer: self.layer,
             decoder: PackageDecoder::new(options.limits),
             pending: VecDeque::new(),
             wbuf: Vec::new(),
             wpos: 0,
             heartbeat,
-            on_dequeue,
+            limits: options.limits,
             peer: info.peer_address.to_string(),
             id: info.connection_id,
             local_uuid: info.local_connection_uuid,
             stamp_numeric_ids: info.role == Role::Server,
         };
-        tokio::spawn(task.run(self.stream, out_rx, in_tx));
+        (core, self.stream, info)
+    }
+
+    /// Spawns the connection task.
+    pub(crate) fn spawn(self, options: &StreamOptions) -> Connection {
+        let (task, stream, info) = self.core(options);
+        let (out_tx, out_rx) = mpsc::channel(options.send_capacity.max(1));
+        let (in_tx, in_rx) = mpsc::channel::<Incoming>(options.receive_capacity.max(1));
+        tokio::spawn(task.run(stream, out_rx, in_tx));
         Connection {
             sender: PackageSender {
                 tx: out_tx,
@@ -531,19 +476,31 @@ where
     }
 }
 
-struct Driver {
-    layer: RecordLayer<OpenSslEngine>,
-    decoder: PackageDecoder,
+impl Established<Box<dyn crate::inline::Io>> {
+    /// The connection without a task of its own: its owner drives it.
+    pub(crate) fn inline(self, options: &StreamOptions) -> crate::inline::InlineConnection {
+        let (core, stream, info) = self.core(options);
+        crate::inline::InlineConnection::new(core, stream, info)
+    }
+}
+
+/// A connection's state machine: the record layer, the package codec and the buffers, driven
+/// by its own task ([`Driver::run`], behind a [`Connection`]) or by its owner's
+/// ([`crate::InlineConnection`]).
+pub(crate) struct Driver {
+    pub(crate) layer: RecordLayer<OpenSslEngine>,
+    pub(crate) decoder: PackageDecoder,
     /// Decoded packages not yet handed to the receiver (the socket is not read meanwhile).
-    pending: VecDeque<Package>,
+    pub(crate) pending: VecDeque<Package>,
     /// Bytes to write; `wpos` is how far they are written. Released once written.
-    wbuf: Vec<u8>,
-    wpos: usize,
-    heartbeat: Option<Duration>,
-    on_dequeue: Option<DequeueHook>,
-    peer: String,
+    pub(crate) wbuf: Vec<u8>,
+    pub(crate) wpos: usize,
+    pub(crate) heartbeat: Option<Duration>,
+    /// Checked on every package sent.
+    pub(crate) limits: Limits,
+    pub(crate) peer: String,
     /// [`ConnectionInfo::connection_id`], for logs.
-    id: u64,
+    pub(crate) id: u64,
     local_uuid: Uuid,
     /// Server role: stamp [`next_numeric_id`] on packages that carry none.
     stamp_numeric_ids: bool,
@@ -695,8 +652,6 @@ impl Driver {
                 }
             }
         }
-        // Whatever is still queued will not be sent.
-        self.drop_queued(&mut out_rx);
         match end {
             Some(End::Local) => {
                 // Flush what is queued, then FIN (`__gracefulShutdown`), within the IO
@@ -728,7 +683,6 @@ impl Driver {
     fn take(&mut self, msg: Outgoing) -> Result<bool, TransportError> {
         match msg {
             Outgoing::Package(mut p) => {
-                self.dequeued(&p);
                 self.fill_ids(&mut p);
                 self.encode(&p)?;
             }
@@ -748,23 +702,6 @@ impl Driver {
         Ok(false)
     }
 
-    /// Tells the owner's hook that `p` left the send queue.
-    fn dequeued(&self, p: &Package) {
-        if let Some(hook) = &self.on_dequeue {
-            hook(p.encoded_len());
-        }
-    }
-
-    /// Drops what is left in the send queue (the connection ended), telling the hook.
-    fn drop_queued(&self, out_rx: &mut mpsc::Receiver<Outgoing>) {
-        out_rx.close();
-        while let Ok(msg) = out_rx.try_recv() {
-            if let Outgoing::Package(p) = msg {
-                self.dequeued(&p);
-            }
-        }
-    }
-
     /// Hands the packages received before the end to the receiver.
     async fn deliver_pending(&mut self, in_tx: &mpsc::Sender<Incoming>) {
         while let Some(p) = self.pending.pop_front() {
@@ -779,7 +716,7 @@ impl Driver {
     /// server also numbers every package it sends whose `numericId` is 0 from one
     /// process-wide counter (`SocketServerPrivate::sendPackage` -> `generateNumericId`); the
     /// SDK takes event ids from it.
-    fn fill_ids(&self, package: &mut Package) {
+    pub(crate) fn fill_ids(&self, package: &mut Package) {
         if self.stamp_numeric_ids && package.header.numeric_id == 0 {
             package.header.numeric_id = next_numeric_id();
         }
@@ -791,14 +728,14 @@ impl Driver {
         }
     }
 
-    fn encode(&mut self, package: &Package) -> Result<(), TransportError> {
+    pub(crate) fn encode(&mut self, package: &Package) -> Result<(), TransportError> {
         // One write per part, as the real sender (header, descriptors, each buffer).
         self.layer
             .send_package(package, &mut self.wbuf)
             .map_err(TransportError::Record)
     }
 
-    fn on_bytes(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
+    pub(crate) fn on_bytes(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
         // Application bytes out of the record layer, before the package decoder (a
         // temporary: an idle connection keeps none).
         let mut app = Vec::new();

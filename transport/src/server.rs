@@ -230,7 +230,7 @@ where
         peer_address: peer.address,
         peer_credentials: peer.credentials,
     }
-    .spawn(&config.stream, None))
+    .spawn(&config.stream))
 }
 
 async fn with_timeout<T>(
