@@ -166,6 +166,12 @@ pub fn security_level_of(table: &RoutingTable) -> SecurityLevel {
     }
 }
 
+/// Whether a routing table sends any package type through TLS (NORMAL and HIGH do; LOW
+/// routes everything plain).
+pub fn sends_through_tls(table: &RoutingTable) -> bool {
+    table.default_name.is_ssl() || table.routes.iter().any(|r| r.name.is_ssl())
+}
+
 /// Per-connection settings of the owning task.
 #[derive(Debug, Clone)]
 pub struct StreamOptions {
@@ -443,8 +449,14 @@ where
         } else {
             None
         };
+        let mut layer = self.layer;
+        if !sends_through_tls(&info.accepted_table) {
+            // LOW: both sides route every package plain, so the TLS session negotiated in the
+            // handshake is never used again: free it (about 12 KiB per connection).
+            layer.engine_mut().release();
+        }
         let core = Driver {
-            layer: self.layer,
+            layer,
             decoder: PackageDecoder::new(options.limits),
             pending: VecDeque::new(),
             wbuf: Vec::new(),
