@@ -754,16 +754,18 @@ pub struct SlowConsumer {
 pub const EVENT_BYTES: f64 = 723.0;
 
 /// The configured bound of what one stalled session holds in the proxy with the default
-/// limits, for events of [`EVENT_BYTES`]: the queue toward the browser (`queue_packages` 64,
-/// `queue_bytes` 4 MiB: the package count binds first), the replay ring (`buffer_packages`
-/// 512, `buffer_bytes` 2 MiB) and the packages in flight between the service socket and the
-/// queue (the transport's 4 receive slots and the one being relayed), KiB. Kernel socket
-/// buffers are not process memory.
+/// limits, for events of [`EVENT_BYTES`], KiB: the queue toward the browser (`queue_packages`
+/// 64, `queue_bytes` 4 MiB: the package count binds first), the batch the writer task has
+/// taken from it and not yet written (at most 64 KiB and one frame, plus tungstenite's copy of
+/// the frame being written), the replay ring (`buffer_packages` 512, `buffer_bytes` 2 MiB) and
+/// what the upstream connection decoded from its last socket read (at most 16 KiB, one TLS
+/// record's worth, and one package). Kernel socket buffers are not process memory.
 pub fn slow_consumer_bound_kib() -> f64 {
     let queue = (64.0 * EVENT_BYTES).min(4.0 * 1024.0 * 1024.0);
+    let batch = 64.0 * 1024.0 + 2.0 * EVENT_BYTES;
     let ring = (512.0 * EVENT_BYTES).min(2.0 * 1024.0 * 1024.0);
-    let in_flight = 5.0 * EVENT_BYTES;
-    (queue + ring + in_flight) / 1024.0
+    let read = 16.0 * 1024.0 + EVENT_BYTES;
+    (queue + batch + ring + read) / 1024.0
 }
 
 /// The slow-consumer run (module docs): `browsers` sessions each start task 9001 with
@@ -851,8 +853,9 @@ mod tests {
     }
 
     #[test]
-    fn the_slow_consumer_bound_is_the_queue_the_ring_and_what_is_in_flight() {
+    fn the_slow_consumer_bound_is_the_queue_the_batch_the_ring_and_the_last_read() {
         let kib = slow_consumer_bound_kib();
-        assert!((kib - (64.0 + 512.0 + 5.0) * EVENT_BYTES / 1024.0).abs() < 1e-9);
+        let expected = ((64.0 + 2.0 + 512.0 + 1.0) * EVENT_BYTES + 80.0 * 1024.0) / 1024.0;
+        assert!((kib - expected).abs() < 1e-9, "{kib} {expected}");
     }
 }

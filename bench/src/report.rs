@@ -463,8 +463,9 @@ fn render_slow(out: &mut String, data: &Data) {
          unpaced events ({} bytes each) and never read again. The proxy's RSS, sampled every 250 \
          ms for {:.0} s: {} KiB before, peak {} KiB ({:.0} KiB per browser, last new peak after \
          {:.1} s), {} KiB at the end. The configured bound per session with the default limits: \
-         the queue toward the browser (64 packages; 4 MiB), the replay ring (512 packages; 2 \
-         MiB) and what is in flight = {:.0} KiB. A stalled browser is detached after \
+         the queue toward the browser (64 packages; 4 MiB), the writer's batch in flight (64 KiB \
+         and a frame), the replay ring (512 packages; 2 MiB) and the upstream connection's last \
+         read (16 KiB) = {:.0} KiB. A stalled browser is detached after \
          `write_stall_ms` (10 s); the detached session reads the service only while its ring has \
          room, so the plateau holds.\n",
         s.browsers,

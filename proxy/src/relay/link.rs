@@ -229,7 +229,7 @@ fn from_service(r: Option<Result<ConnEvent, TransportError>>) -> Result<ConnEven
 
 impl ServiceLink {
     /// Relay one package from the service to the browser through a reserved queue slot.
-    fn to_browser(
+    fn relay_to_browser(
         &mut self,
         writer: &Writer,
         permit: tokio::sync::mpsc::OwnedPermit<Box<Out>>,
@@ -342,7 +342,7 @@ where
                     let Ok(permit) = writer.tx.clone().try_reserve_owned() else {
                         return End::BrowserGone;
                     };
-                    s.to_browser(writer, permit, &p);
+                    s.relay_to_browser(writer, permit, &p);
                     // Whatever else arrived with it, while the queue takes it.
                     for _ in 1..SERVICE_BATCH {
                         if !writer.budget.has_room() {
@@ -350,7 +350,7 @@ where
                         }
                         let Ok(permit) = writer.tx.clone().try_reserve_owned() else { break };
                         let Some(p) = s.conn.take_ready() else { break };
-                        s.to_browser(writer, permit, &p);
+                        s.relay_to_browser(writer, permit, &p);
                     }
                 }
             }
