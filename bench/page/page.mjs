@@ -2,8 +2,10 @@
 // (dist/npm, with the .br/.gz files of `cargo xtask build-wasm`) served by a real prl-proxy in
 // front of a real prl-sim, loaded in headless Chromium (Debian's, through playwright-core).
 //
-// For each encoding setting (what Chromium sends: `br` and `gzip`; `identity` forced by a
-// request header) and each round: a fresh browser context (cold cache) navigates to the page,
+// For each setting and each round: `https` (wss; the certificate is self-signed, so Chromium
+// caches nothing from it), `http` (Chromium offers br and gzip to 127.0.0.1) and `identity`
+// (http, `Accept-Encoding: identity` forced), a fresh browser context (cold cache) navigates
+// to the page,
 // logs in through the form, and the time from the start of the navigation to the login result
 // on the page is taken, with the bytes on the wire (response headers + encoded bodies) of every
 // request. Then the same context navigates again (warm cache: revalidation, 304s).
@@ -77,8 +79,9 @@ async function main() {
   const simPort = await freePort();
   const proxyPort = await freePort();
   const sim = await start(args.sim, ['--listen', `127.0.0.1:${simPort}`, '--user', 'demo:demo'], /prl-sim listening/);
-  writeFileSync(join(work, 'proxy.toml'), [
-    '[server]', `listen = "127.0.0.1:${proxyPort}"`, '',
+  const config = (port, tls) => [
+    '[server]', `listen = "127.0.0.1:${port}"`, '',
+    ...(tls ? ['[tls]', 'self_signed = true', ''] : []),
     '[static]', `root = ${JSON.stringify(join(ROOT, 'web'))}`, '',
     '[[static.mount]]', 'prefix = "/pkg/"', `dir = ${JSON.stringify(PKG)}`, '',
     '[policy]', 'resolve_names = false', '',
@@ -86,22 +89,34 @@ async function main() {
     '[limits]', 'login_burst_per_ip = 1000', 'login_per_minute_per_ip = 1000',
     'login_burst_per_user = 1000', 'login_per_minute_per_user = 1000', '',
     '[log]', 'level = "warn"', '',
-  ].join('\n'));
+  ].join('\n');
+  const tlsPort = await freePort();
+  writeFileSync(join(work, 'proxy.toml'), config(proxyPort, false));
+  writeFileSync(join(work, 'proxy-tls.toml'), config(tlsPort, true));
   const proxy = await start(args.proxy, ['--config', join(work, 'proxy.toml')], /prl-proxy listening/);
+  const proxyTls = await start(args.proxy, ['--config', join(work, 'proxy-tls.toml')], /prl-proxy listening/);
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
       '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
   });
-  const url = `http://127.0.0.1:${proxyPort}/?host=127.0.0.1&port=${simPort}&user=demo`;
+  const query = `/?host=127.0.0.1&port=${simPort}&user=demo`;
+  const settings = {
+    https: { url: `https://127.0.0.1:${tlsPort}${query}`, context: { ignoreHTTPSErrors: true } },
+    http: { url: `http://127.0.0.1:${proxyPort}${query}`, context: {} },
+    identity: {
+      url: `http://127.0.0.1:${proxyPort}${query}`,
+      context: { extraHTTPHeaders: { 'accept-encoding': 'identity' } },
+    },
+  };
   const results = {};
   try {
-    for (const encoding of ['br', 'identity']) {
+    for (const [encoding, setting] of Object.entries(settings)) {
+      const { url } = setting;
       const rounds = [];
       for (let round = 0; round < ROUNDS; round++) {
-        const context = await browser.newContext(encoding === 'identity'
-          ? { extraHTTPHeaders: { 'accept-encoding': 'identity' } } : {});
+        const context = await browser.newContext(setting.context);
         const page = await context.newPage();
         const requests = [];
         page.on('requestfinished', (r) => requests.push(r));
@@ -156,6 +171,7 @@ async function main() {
   } finally {
     await browser.close();
     await stop(proxy);
+    await stop(proxyTls);
     await stop(sim);
     rmSync(work, { recursive: true, force: true });
   }

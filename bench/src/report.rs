@@ -298,7 +298,7 @@ pub fn verdicts(data: &Data) -> Vec<Verdict> {
     let served = data.page.as_ref().and_then(|p| {
         let files = p
             .get("results")?
-            .get("br")?
+            .get("https")?
             .get("rounds")?
             .get(0)?
             .get("files")?
@@ -306,11 +306,9 @@ pub fn verdicts(data: &Data) -> Vec<Verdict> {
         Some(
             files
                 .iter()
-                .filter(|(name, _)| name.ends_with(".wasm") || name.ends_with(".js"))
-                .all(|(name, f)| {
-                    name.contains("/snippets/")
-                        || f.get("encoding").and_then(|e| e.as_str()) == Some("br")
-                }),
+                // The package's files (the page's own web/ files are served as they are).
+                .filter(|(name, _)| name.starts_with("/pkg/") && !name.contains("/snippets/"))
+                .all(|(_, f)| f.get("encoding").and_then(|e| e.as_str()) == Some("br")),
         )
     });
     v.push(Verdict {
@@ -500,8 +498,12 @@ fn render_page(out: &mut String, data: &Data) {
         p.get("rounds").and_then(|r| r.as_u64()).unwrap_or(0)
     );
     for (setting, name) in [
-        ("br", "Chromium's Accept-Encoding (br, gzip)"),
-        ("identity", "Accept-Encoding: identity"),
+        (
+            "https",
+            "https (wss; self-signed: Chromium does not cache it)",
+        ),
+        ("http", "http (Chromium offers br, gzip to 127.0.0.1)"),
+        ("identity", "http, Accept-Encoding: identity forced"),
     ] {
         let r = p.get("results").and_then(|r| r.get(setting));
         let num = |k: &str| r.and_then(|r| r.get(k)).and_then(|v| v.as_f64());
