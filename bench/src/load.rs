@@ -476,7 +476,13 @@ impl Holder {
 /// addresses, so that the logins in flight at once come from different addresses (the proxy
 /// lets one address have 8 connections before `open`).
 fn browser_source(i: usize, total: usize) -> IpAddr {
-    source_address(i % total.div_ceil(SESSIONS_PER_SOURCE).max(1))
+    source_address(i % source_count(total))
+}
+
+/// Source addresses for `total` browsers: at most [`SESSIONS_PER_SOURCE`] each, and at least
+/// one per login in flight.
+fn source_count(total: usize) -> usize {
+    total.div_ceil(SESSIONS_PER_SOURCE).max(CONCURRENCY)
 }
 
 /// Opens browser sessions `range` (of `total`) through `proxy` (source address and simulator
@@ -628,7 +634,7 @@ pub async fn memory_run(bins: &Binaries, spec: &MemorySpec) -> Result<MemoryRun,
         idle_cpu_percent: idle_cpu,
         idle_window_s: spec.idle_window.as_secs_f64(),
         sims: n_sims,
-        sources: total.div_ceil(SESSIONS_PER_SOURCE),
+        sources: source_count(total),
         load: (load_start, load_average().unwrap_or(0.0)),
     })
 }
@@ -720,7 +726,7 @@ pub async fn proxy_pss_run(
         idle_cpu_percent: None,
         idle_window_s: 0.0,
         sims: 1,
-        sources: n.div_ceil(SESSIONS_PER_SOURCE) + 1,
+        sources: source_count(n + WARM_UP),
         load: (load_start, load_average().unwrap_or(0.0)),
     })
 }

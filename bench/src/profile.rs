@@ -146,8 +146,6 @@ pub async fn run(bins: &Binaries, spec: &MemorySpec, dir: &Path) -> Result<Profi
             "0",
             "--print-leaks",
             "0",
-            "--print-histogram",
-            "0",
             "--merge-backtraces",
             "0",
             "--peak-limit",

@@ -32,8 +32,20 @@ const WEBSOCKIFY: &str = "websockify==0.13.0";
 /// wstunnel from npm (mhzed's Node.js tunnel), pinned.
 const WSTUNNEL: &str = "wstunnel@1.4.0";
 
-/// The parts, in the order `all` runs them.
-const PARTS: [&str; 6] = ["peers", "build", "suite", "memory", "page", "report"];
+/// The parts, in the order `all` runs them (`memory` is `memory-runs`, `profile`,
+/// `peers-memory` and `slow-consumer`; each of those can also run alone).
+const PARTS: [&str; 10] = [
+    "peers",
+    "build",
+    "suite",
+    "memory",
+    "memory-runs",
+    "profile",
+    "peers-memory",
+    "slow-consumer",
+    "page",
+    "report",
+];
 
 /// The benchmark data directory, inside `target`.
 fn data_dir(target: &Path) -> PathBuf {
@@ -210,27 +222,44 @@ fn suite(root: &Path, target: &Path, args: &[String], peers: &Peers) -> Result<(
     exec(&mut bench_command(root, &home, args, peers))
 }
 
-/// The load runs; `extra` goes to `prl-load memory`.
+/// The load runs; `extra` goes to `prl-load memory` (and then only the memory runs are made).
 fn memory(target: &Path, peers: &Peers, extra: &[String]) -> Result<()> {
-    let data = data_dir(target);
-    prl_load(target, peers, "memory", &data.join("memory.json"), extra)?;
+    load_part(target, peers, "memory-runs", extra)?;
     if extra.is_empty() {
-        prl_load(target, peers, "profile", &data.join("profile.json"), &[])?;
-        prl_load(
-            target,
-            peers,
-            "peers-memory",
-            &data.join("peers-memory.json"),
-            &[],
-        )?;
-        prl_load(
-            target,
-            peers,
-            "slow-consumer",
-            &data.join("slow-consumer.json"),
-            &[],
-        )?;
+        for part in ["profile", "peers-memory", "slow-consumer"] {
+            load_part(target, peers, part, &[])?;
+        }
     }
+    Ok(())
+}
+
+/// One `prl-load` part into its data file.
+fn load_part(target: &Path, peers: &Peers, part: &str, extra: &[String]) -> Result<()> {
+    let data = data_dir(target);
+    let (sub, file) = match part {
+        "memory-runs" => ("memory", "memory.json"),
+        "profile" => ("profile", "profile.json"),
+        "peers-memory" => ("peers-memory", "peers-memory.json"),
+        _ => ("slow-consumer", "slow-consumer.json"),
+    };
+    prl_load(target, peers, sub, &data.join(file), extra)
+}
+
+/// Appends one step (what ran, when, whether it succeeded) to `steps.json`, which the report
+/// lists: the data of one RESULTS.md may come from several invocations.
+fn record_step(data: &Path, step: &str, started: &str, ok: bool) -> Result<()> {
+    let path = data.join("steps.json");
+    let mut steps: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    steps.push(serde_json::json!({
+        "command": step,
+        "started": started,
+        "finished": utc_now(),
+        "ok": ok,
+    }));
+    std::fs::write(&path, serde_json::to_string_pretty(&steps)?)?;
     Ok(())
 }
 
@@ -306,6 +335,42 @@ fn report(root: &Path, target: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Everything, in order (module docs); a failing part is reported and the others still run.
+fn all(root: &Path, target: &Path, rest: &[String], started: &str) -> Result<()> {
+    let data = data_dir(target);
+    for stale in [
+        "memory.json",
+        "profile.json",
+        "peers-memory.json",
+        "slow-consumer.json",
+        "page.json",
+        "run.json",
+        "steps.json",
+    ] {
+        let _ = std::fs::remove_file(data.join(stale));
+    }
+    let peers = install_peers(&data)?;
+    build(root)?;
+    let mut failed = Vec::new();
+    let mut step = |name: &str, r: Result<()>| {
+        if let Err(e) = r {
+            eprintln!("xtask: bench {name} failed: {e:#}");
+            failed.push(name.to_owned());
+        }
+    };
+    step("suite", suite(root, target, rest, &peers));
+    step("memory", memory(target, &peers, &[]));
+    step("page", page(root, target));
+    std::fs::write(
+        data.join("run.json"),
+        serde_json::to_string_pretty(&run_info(root, "cargo xtask bench", started)?)?,
+    )?;
+    if !failed.is_empty() {
+        bail!("benchmark parts failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
 /// Runs the benchmarks; see the module docs.
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let target = target_dir(root, std::env::var_os("CARGO_TARGET_DIR"));
@@ -318,49 +383,24 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         // Anything else is for criterion, as `cargo xtask bench` always took it.
         Some(_) => ("suite", args),
     };
-    match part {
-        "peers" => {
-            install_peers(&data)?;
+    let started = utc_now();
+    let command = format!("cargo xtask bench {}", args.join(" "));
+    let result = match part {
+        "peers" => install_peers(&data).map(|_| ()),
+        "build" => build(root),
+        "suite" => suite(root, &target, rest, &installed_peers(&data)),
+        "memory" => memory(&target, &installed_peers(&data), rest),
+        "memory-runs" | "profile" | "peers-memory" | "slow-consumer" => {
+            load_part(&target, &installed_peers(&data), part, rest)
         }
-        "build" => build(root)?,
-        "suite" => suite(root, &target, rest, &installed_peers(&data))?,
-        "memory" => memory(&target, &installed_peers(&data), rest)?,
-        "page" => page(root, &target)?,
-        "report" => report(root, &target)?,
-        _ => {
-            let started = utc_now();
-            for stale in [
-                "memory.json",
-                "profile.json",
-                "peers-memory.json",
-                "slow-consumer.json",
-                "page.json",
-                "run.json",
-            ] {
-                let _ = std::fs::remove_file(data.join(stale));
-            }
-            let peers = install_peers(&data)?;
-            build(root)?;
-            let mut failed = Vec::new();
-            let mut step = |name: &str, r: Result<()>| {
-                if let Err(e) = r {
-                    eprintln!("xtask: bench {name} failed: {e:#}");
-                    failed.push(name.to_owned());
-                }
-            };
-            step("suite", suite(root, &target, rest, &peers));
-            step("memory", memory(&target, &peers, &[]));
-            step("page", page(root, &target));
-            std::fs::write(
-                data.join("run.json"),
-                serde_json::to_string_pretty(&run_info(root, "cargo xtask bench", &started)?)?,
-            )?;
-            report(root, &target)?;
-            if !failed.is_empty() {
-                bail!("benchmark parts failed: {}", failed.join(", "));
-            }
-        }
-    }
+        "page" => page(root, &target),
+        "report" => return report(root, &target),
+        _ => all(root, &target, rest, &started),
+    };
+    record_step(&data, command.trim(), &started, result.is_ok())?;
+    // RESULTS.md follows the data, whatever ran (a failed part shows as not run or stale).
+    report(root, &target)?;
+    result?;
     println!(
         "xtask: bench {part} done in {}; data in {}",
         fmt_duration(start.elapsed()),

@@ -57,8 +57,8 @@ enum Run {
     /// Memory per idle connection through the peers (websockify, wstunnel: their programs in
     /// PRL_BENCH_WEBSOCKIFY / PRL_BENCH_WSTUNNEL) and through prl-proxy, measured alike.
     PeersMemory {
-        /// Idle connections per path.
-        #[arg(long, default_value_t = 500)]
+        /// Idle connections per path (websockify forks a process for each).
+        #[arg(long, default_value_t = 200)]
         sessions: usize,
     },
     /// Browsers that start a streaming task and stop reading: the proxy's RSS over time.
