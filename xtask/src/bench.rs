@@ -247,14 +247,22 @@ fn load_part(target: &Path, peers: &Peers, part: &str, extra: &[String]) -> Resu
 
 /// Appends one step (what ran, when, whether it succeeded) to `steps.json`, which the report
 /// lists: the data of one RESULTS.md may come from several invocations.
-fn record_step(data: &Path, step: &str, started: &str, ok: bool) -> Result<()> {
+fn record_step(root: &Path, data: &Path, step: &str, started: &str, ok: bool) -> Result<()> {
     let path = data.join("steps.json");
     let mut steps: Vec<serde_json::Value> = std::fs::read_to_string(&path)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
+    let commit = stdout_of(
+        Command::new("git")
+            .current_dir(root)
+            .args(["describe", "--always", "--dirty"]),
+    )
+    .map(|s| s.trim().to_owned())
+    .unwrap_or_default();
     steps.push(serde_json::json!({
         "command": step,
+        "commit": commit,
         "started": started,
         "finished": utc_now(),
         "ok": ok,
@@ -397,7 +405,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         "report" => return report(root, &target),
         _ => all(root, &target, rest, &started),
     };
-    record_step(&data, command.trim(), &started, result.is_ok())?;
+    record_step(root, &data, command.trim(), &started, result.is_ok())?;
     // RESULTS.md follows the data, whatever ran (a failed part shows as not run or stale).
     report(root, &target)?;
     result?;
