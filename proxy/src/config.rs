@@ -319,7 +319,7 @@ impl Default for LimitsConfig {
             max_message_bytes: 1 << 20,
             max_frame_bytes: 1 << 20,
             max_package_bytes: 16 << 20,
-            ws_read_buffer_bytes: 4096,
+            ws_read_buffer_bytes: 1024,
             ws_write_buffer_bytes: 0,
             queue_packages: 64,
             queue_bytes: 4 << 20,

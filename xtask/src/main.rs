@@ -54,10 +54,11 @@ enum Cmd {
         /// Case-name filters (substrings).
         cases: Vec<String>,
     },
-    /// Run the benchmarks (`cargo bench -p prl-bench`) and print their ratios to the same-run
-    /// baselines; arguments go to criterion (a filter, `--measurement-time 10`).
+    /// Run the benchmarks (criterion suite, load runs, peers, page) and write bench/RESULTS.md;
+    /// `bench PART` runs one part (peers, build, suite, memory, page, report); other arguments
+    /// go to criterion (a filter, `--measurement-time 10`).
     Bench {
-        /// Passed to criterion.
+        /// A part and its arguments, or criterion's arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },

@@ -9,7 +9,11 @@
 //! 4. the curated sources of `client-wasm/npm/` (package.json, index.d.ts, init.js, README.md,
 //!    CHANGELOG.md), the licences from the workspace root, and a generated `index.js` that
 //!    re-exports the glue, `init` and the `ParallelsError` class;
-//! 5. raw and gzipped sizes of the `.wasm` and the JavaScript, failing above the budget.
+//! 5. raw and gzipped sizes of the `.wasm` and the JavaScript, failing above the budget;
+//! 6. pre-compressed `.br` (brotli 11) and `.gz` (gzip 9) beside the `.wasm` and the top-level
+//!    JavaScript, which prl-proxy serves by `Accept-Encoding` (compressed once here, at the
+//!    best levels, instead of by the proxy at start-up or per request). They are not part of the
+//!    npm package (its `files` names the originals only).
 
 use std::fs;
 use std::io::Write as _;
@@ -52,11 +56,43 @@ pub struct Size {
     pub gzip: u64,
 }
 
-/// Gzip -9 size of `data`.
-pub fn gzip_len(data: &[u8]) -> Result<u64> {
+/// Gzip -9 of `data`.
+pub fn gzip(data: &[u8]) -> Result<Vec<u8>> {
     let mut enc = GzEncoder::new(Vec::new(), Compression::best());
     enc.write_all(data)?;
-    Ok(enc.finish()?.len() as u64)
+    Ok(enc.finish()?)
+}
+
+/// Gzip -9 size of `data`.
+pub fn gzip_len(data: &[u8]) -> Result<u64> {
+    Ok(gzip(data)?.len() as u64)
+}
+
+/// Brotli at quality 11 (window 2^22) of `data`.
+pub fn brotli(data: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let params = brotli::enc::BrotliEncoderParams {
+        quality: 11,
+        lgwin: 22,
+        ..Default::default()
+    };
+    brotli::BrotliCompress(&mut std::io::Cursor::new(data), &mut out, &params)?;
+    Ok(out)
+}
+
+/// Writes `file.br` and `file.gz` beside `file`; returns (raw, gzip, brotli) sizes.
+fn precompress(file: &Path) -> Result<(u64, u64, u64)> {
+    let data = fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let gz = gzip(&data)?;
+    let br = brotli(&data)?;
+    let beside = |suffix: &str| {
+        let mut name = file.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    fs::write(beside(".gz"), &gz)?;
+    fs::write(beside(".br"), &br)?;
+    Ok((data.len() as u64, gz.len() as u64, br.len() as u64))
 }
 
 fn size_of(path: &Path) -> Result<Size> {
@@ -270,6 +306,27 @@ pub fn build(root: &Path) -> Result<PathBuf> {
     // wasm-bindgen writes a .gitignore of its own that would hide files from `npm pack`.
     let _ = fs::remove_file(out.join(".gitignore"));
     report_sizes(&out, &snippet)?;
+    let (mut raw, mut gz, mut br) = (0, 0, 0);
+    for name in [
+        format!("{LIB}_bg.wasm"),
+        format!("{LIB}.js"),
+        "index.js".into(),
+    ] {
+        let (r, g, b) = precompress(&out.join(&name))?;
+        println!(
+            "build-wasm: {name:<24} {:>10} raw {:>10} .gz {:>10} .br",
+            kb(r),
+            kb(g),
+            kb(b)
+        );
+        (raw, gz, br) = (raw + r, gz + g, br + b);
+    }
+    println!(
+        "build-wasm: pre-compressed {} -> {} gzip, {} brotli (served by Accept-Encoding)",
+        kb(raw),
+        kb(gz),
+        kb(br)
+    );
     Ok(out)
 }
 
@@ -340,6 +397,29 @@ pub fn run(root: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pre_compressed_files_decode_to_the_original() {
+        let dir = std::env::temp_dir().join(format!("xtask-precompress-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap_or_default();
+        let file = dir.join("glue.js");
+        let data = "export function f() { return 1; }\n".repeat(200);
+        fs::write(&file, &data).unwrap_or_default();
+        let (raw, gz, br) = precompress(&file).unwrap_or((0, 0, 0));
+        assert_eq!(raw, data.len() as u64);
+        assert!(br > 0 && br < gz && gz < raw, "{raw} {gz} {br}");
+        let mut plain = Vec::new();
+        let br_bytes = fs::read(dir.join("glue.js.br")).unwrap_or_default();
+        brotli::BrotliDecompress(&mut std::io::Cursor::new(br_bytes), &mut plain)
+            .unwrap_or_default();
+        assert_eq!(plain, data.as_bytes());
+        let gz_bytes = fs::read(dir.join("glue.js.gz")).unwrap_or_default();
+        let mut plain = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz_bytes[..]), &mut plain)
+            .unwrap_or_default();
+        assert_eq!(plain, data);
+        let _ = fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn kilobytes_round_to_tenths() {
