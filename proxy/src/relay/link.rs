@@ -280,6 +280,12 @@ where
                         s.state.metrics.reject("limit_reached");
                         return End::Failed(ws_read_error(&e, &s.limits));
                     }
+                    Some(Err(WsError::Protocol(_))) => {
+                        // A frame no browser sends (bad framing, opcode, masking): counted
+                        // like one in the first message, then handled as a browser gone.
+                        s.state.metrics.reject("protocol_violation");
+                        return End::BrowserGone;
+                    }
                     Some(Err(_)) | None => return End::BrowserGone,
                 }
             }
