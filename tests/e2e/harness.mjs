@@ -1,5 +1,6 @@
 // Shared paths and process helpers for the end-to-end tests.
 import { spawn } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -15,9 +16,11 @@ export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
  * Starts `cmd args` and resolves once a stdout line matches `ready` (with the match), or rejects
  * when the process exits first or `timeoutMs` passes. stderr is kept for error messages.
  */
-export function startProcess(cmd, args, ready, { timeoutMs = 20000, env } = {}) {
+export function startProcess(cmd, args, ready, { timeoutMs = 20000, env, logFile } = {}) {
   return new Promise((resolvePromise, reject) => {
     const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    // The whole log, for scans of it (stderr below keeps only its tail).
+    if (logFile) proc.stderr.pipe(createWriteStream(logFile, { flags: 'a' }));
     let out = '';
     let err = '';
     const timer = setTimeout(() => {
@@ -61,8 +64,11 @@ export function stopProcess(started) {
   });
 }
 
-/** A TCP forwarder `127.0.0.1:<port>` -> `target`; `drop()` cuts every connection abruptly. */
-export async function startForwarder(targetPort) {
+/**
+ * A TCP forwarder `127.0.0.1:<listenPort>` (a free port when 0) -> `target`; `drop()` cuts
+ * every connection abruptly.
+ */
+export async function startForwarder(targetPort, listenPort = 0) {
   const net = await import('node:net');
   const sockets = new Set();
   let refusing = false;
@@ -85,7 +91,7 @@ export async function startForwarder(targetPort) {
     client.on('error', done).on('close', done);
     upstream.on('error', done).on('close', done);
   });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  await new Promise((r) => server.listen(listenPort, '127.0.0.1', r));
   return {
     port: server.address().port,
     /** Resets every open connection (the browser sees an abnormal close, code 1006). */

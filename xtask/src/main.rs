@@ -5,8 +5,10 @@
 //! `test` runs `setup`, then every check CI runs, failing fast; `ci` is the same thing.
 //! `build-wasm` builds the npm package; `demo` runs `setup`, builds, and serves the login page.
 //! `real-sdk` runs the real SDK client's test programs against prl-sim (also a `test` step).
+//! `abuse` attacks the release binaries from outside and writes `docs/RELIABILITY.md`.
 #![forbid(unsafe_code)]
 
+mod abuse;
 mod bench;
 mod demo;
 mod real_sdk;
@@ -57,6 +59,29 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Attack the release prl-proxy and prl-sim from outside (loopback only, in a private
+    /// network namespace), fuzz briefly, check the supply chain; write docs/RELIABILITY.md.
+    Abuse {
+        /// Longer floods, the 5 s and 90 s network drops, a minute per fuzz target.
+        #[arg(long)]
+        full: bool,
+        /// Where to write the report (default docs/RELIABILITY.md).
+        #[arg(long, conflicts_with = "ci")]
+        out: Option<PathBuf>,
+        /// CI's run: the report goes to <target>/abuse/RELIABILITY.md, not into docs/.
+        #[arg(long)]
+        ci: bool,
+    },
+    /// The network part of `abuse`, run by it inside the namespace it makes.
+    #[command(hide = true)]
+    AbuseInner {
+        #[arg(long)]
+        work: PathBuf,
+        #[arg(long)]
+        bin: PathBuf,
+        #[arg(long)]
+        full: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -69,6 +94,12 @@ fn main() -> ExitCode {
         Cmd::Demo => demo::run(&root),
         Cmd::RealSdk { cases } => real_sdk::run(&root, &cases),
         Cmd::Bench { args } => bench::run(&root, &args),
+        Cmd::Abuse { full, out, ci } => {
+            let out =
+                out.or_else(|| ci.then(|| wasm::target_dir(&root).join("abuse/RELIABILITY.md")));
+            abuse::run(&root, full, out)
+        }
+        Cmd::AbuseInner { work, bin, full } => abuse::inner(&root, &work, &bin, full),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
