@@ -187,11 +187,13 @@ async function dropBeyondWindow(seconds) {
       if (!again.ok.restored || again.ok.tasks !== 1 || attach?.code !== 0) fail(`drop ${seconds} s: ${path}`);
     }
   }
+  // Progress of the first session (up to the re-login: a new session starts a task of its own,
+  // numbered from 1 again), then what the re-attached task reported.
   const st2 = await tState();
-  const all = [...st2.progress, ...after];
+  const all = [...st.progress, ...after];
   const c = count(all);
   row(`browser network dropped for ${seconds} s (longer than the proxy's resume window) while a task streams 100 numbered events`,
-    `${path}; duplicated ${c.dup}, in order ${c.ordered}; ${st2.progress.length} events before the drop, ${after.length} after re-attaching, `
+    `${path}; duplicated ${c.dup}, in order ${c.ordered}; ${st.progress.length} events before the drop, ${after.length} after re-attaching, `
       + `${c.lost} emitted while no session of the client existed (the service keeps no events for a dead session)`,
     `states ${st2.states.join(' → ')}; ${Math.round((Date.now() - dropAt) / 1000)} s from the drop to the task's end`);
   figures.push([`restore path, network dropped ${seconds} s`, path]);

@@ -1277,8 +1277,9 @@ pub async fn floods(ctx: &mut Ctx) -> Result<()> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let m = ctx.metrics().await;
+        let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
         println!(
-            "abuse: flood {}: drained in {} (connections {}, sessions {})",
+            "abuse: flood {}: drained in {} (connections {}, sessions {}; our open fds {fds})",
             spec.name,
             crate::fmt_duration(t.elapsed()),
             metric(&m, "prl_proxy_connections"),
