@@ -157,7 +157,17 @@ pub fn inner(root: &Path, work: &Path, bin: &Path, full: bool) -> Result<()> {
             .worker_threads(2)
             .enable_all()
             .build()?;
-        rt.block_on(network(root, work, bin, Plan { full }, &mut report))
+        rt.block_on(async {
+            // Stopped (SIGTERM, Ctrl-C): the run is dropped, and with it every process it
+            // started (simulators, proxies, the browser part).
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                r = network(root, work, bin, Plan { full }, &mut report) => r,
+                _ = term.recv() => Err(anyhow::anyhow!("stopped by SIGTERM")),
+                _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("stopped by Ctrl-C")),
+            }
+        })
     });
     if let Err(e) = result {
         report.fail(format!("the network part stopped: {e:#}"));

@@ -18,6 +18,8 @@ use prl_protocol::commands::simple_command;
 use prl_protocol::{uuid_string, ErrorCode, Uuid};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::client::{self, Answer, Outcome, Upgrade};
@@ -155,7 +157,14 @@ impl Ctx {
         match client::request(&mut ws, &p, job, client::STEP).await {
             Outcome::Reply(r) if r.code == ErrorCode::SUCCESS => {
                 let took = t0.elapsed();
-                let _ = ws.close(None).await;
+                // A browser leaving for good closes normally (without a close code the proxy
+                // takes it for a lost connection and keeps the session for a resume).
+                let _ = ws
+                    .close(Some(CloseFrame {
+                        code: CloseCode::Normal,
+                        reason: "".into(),
+                    }))
+                    .await;
                 Ok(took)
             }
             other => Err(format!("login: {}", other.label())),
@@ -1288,11 +1297,12 @@ pub async fn floods(ctx: &mut Ctx) -> Result<()> {
             crate::fmt_duration(t.elapsed()),
         );
         println!(
-            "abuse: flood {}: drained in {} (connections {}, sessions {}; our open fds {fds})",
+            "abuse: flood {}: drained in {} (connections {}, sessions {}, detached {}; our open fds {fds})",
             spec.name,
             crate::fmt_duration(t.elapsed()),
             metric(&m, "prl_proxy_connections"),
-            metric(&m, "prl_proxy_sessions_active")
+            metric(&m, "prl_proxy_sessions_active"),
+            metric(&m, "prl_proxy_sessions_detached")
         );
     }
     let mut body = format!(
