@@ -1550,3 +1550,20 @@ async fn a_framing_error_after_open_is_counted() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_browser_that_vanishes_is_no_protocol_violation() {
+    let sim = sim().await;
+    let h = start(&sim_target(&sim)).await;
+    let (b, _) = logged_in(&h, SecurityLevel::Low).await;
+    // The TCP connection ends without a close frame: a lost browser, parked for a resume.
+    drop(b);
+    metric_becomes(&h, "prl_proxy_sessions_detached", 1.0).await;
+    assert_eq!(
+        metric(
+            &h.metrics_text(),
+            "prl_proxy_rejections_total{reason=\"protocol_violation\"}"
+        ),
+        0.0
+    );
+}
