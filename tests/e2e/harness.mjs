@@ -1,6 +1,6 @@
 // Shared paths and process helpers for the end-to-end tests.
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { createWriteStream, existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -39,9 +39,11 @@ const LOG_LIMIT = 16 * 1024 * 1024;
  * when the process exits first or `timeoutMs` passes. stderr (the log) is kept: `stderr()` is
  * its tail, `logMark()` its length so far, `waitForLog(re, mark)` waits for a match after a mark.
  */
-export function startProcess(cmd, args, ready, { timeoutMs = 20000, env } = {}) {
+export function startProcess(cmd, args, ready, { timeoutMs = 20000, env, logFile } = {}) {
   return new Promise((resolvePromise, reject) => {
     const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    // The whole log, for scans of it (stderr below keeps only its tail).
+    if (logFile) proc.stderr.pipe(createWriteStream(logFile, { flags: 'a' }));
     let out = '';
     let err = '';
     let dropped = 0; // log characters no longer kept
@@ -143,8 +145,11 @@ export async function waitForDetachedExpiry(proxy, mark, { timeoutMs = 20000 } =
     new RegExp(`detached session closed lineage=${lineage} reason="?resume window expired`), mark, { timeoutMs });
 }
 
-/** A TCP forwarder `127.0.0.1:<port>` -> `target`; `drop()` cuts every connection abruptly. */
-export async function startForwarder(targetPort) {
+/**
+ * A TCP forwarder `127.0.0.1:<listenPort>` (a free port when 0) -> `target`; `drop()` cuts
+ * every connection abruptly.
+ */
+export async function startForwarder(targetPort, listenPort = 0) {
   const net = await import('node:net');
   const sockets = new Set();
   let refusing = false;
@@ -167,7 +172,7 @@ export async function startForwarder(targetPort) {
     client.on('error', done).on('close', done);
     upstream.on('error', done).on('close', done);
   });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  await new Promise((r) => server.listen(listenPort, '127.0.0.1', r));
   return {
     port: server.address().port,
     /** Resets every open connection (the browser sees an abnormal close, code 1006). */
