@@ -70,7 +70,8 @@ export function startProcess(cmd, args, ready, { timeoutMs = 20000, env, logFile
     });
     proc.stdout.on('data', (d) => {
       out += d;
-      const m = out.match(ready);
+      // Matched without terminal colours: Vite colours its ready line when FORCE_COLOR is set.
+      const m = out.replace(ANSI, '').match(ready);
       if (m) {
         clearTimeout(timer);
         resolvePromise({ proc, match: m, ...log });
