@@ -83,6 +83,10 @@ export interface ServerOptions {
    * through the proxy (same session, nothing lost), otherwise log in again with the previous
    * session UUID. While on, the user name and password are kept in WebAssembly memory (never
    * in JavaScript objects) and zeroized on {@link Server.logoff} and {@link Server.free}.
+   * Restore gives up after 8 attempts (jittered backoff, about 15 to 30 s), or at once when
+   * another attempt cannot help (e.g. `authentication` after a password change): the state
+   * becomes `'disconnected'` with the error in {@link StateChangeDetail.error}, and the
+   * credentials are zeroized.
    */
   autoRestore?: boolean;
 }
@@ -111,7 +115,9 @@ export interface LoginOptions {
   /**
    * Connect budget in ms: bounds establishing the connection (TCP connect + IOService
    * handshake + TLS), not the wait for the login reply, as in the SDK. 0 or absent = no
-   * deadline of yours (the proxy's ceiling, 60 s by default, still applies).
+   * deadline of yours (the proxy's ceiling, 60 s by default, still applies). The client gives
+   * up on its own 1.5 s after your budget (the proxy's `timeout` normally comes first), and
+   * with no budget after 75 s, so a proxy that never answers cannot hold a login.
    */
   timeoutMs?: number;
   /**
@@ -293,8 +299,8 @@ export class Server {
    * Log off (`PrlSrv_Logoff`) and close the connection; zeroizes held credentials and the
    * restore proof. While `unstable` or `restoring` it stops restoring at once without a
    * logoff to the service (the proxy keeps the upstream session until its resume window
-   * ends, then the service ends it). Rejected (`invalid_state`) when not logged in, with no
-   * other effect.
+   * ends, then the service ends it). Rejected (`invalid_state`) when not logged in or while
+   * a logoff is under way, with no other effect.
    */
   logoff(): Promise<void>;
   /**

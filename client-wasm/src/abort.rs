@@ -1,6 +1,11 @@
-//! Waiting on an `AbortSignal` from async Rust.
+//! Waiting on an `AbortSignal` from async Rust, and awaiting a step unless it is aborted or
+//! its timer ends first.
+
+use std::future::Future;
+use std::pin::pin;
 
 use futures_channel::mpsc;
+use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
@@ -66,5 +71,31 @@ pub async fn wait_opt(watch: &mut Option<AbortWatch>) {
     match watch {
         Some(w) => w.wait().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Why an awaited step stopped early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupt {
+    /// The caller's `AbortSignal` fired.
+    Aborted,
+    /// The step's timer ended.
+    TimedOut,
+}
+
+/// Awaits `fut` unless `abort` fires or `timer` ends first (`std::future::pending()` for
+/// no timer).
+pub async fn guarded<F: Future, T: Future<Output = ()>>(
+    fut: F,
+    timer: T,
+    abort: &mut Option<AbortWatch>,
+) -> Result<F::Output, Interrupt> {
+    let timer = pin!(timer);
+    let aborted = pin!(wait_opt(abort));
+    let fut = pin!(fut);
+    match select(fut, select(timer, aborted)).await {
+        Either::Left((value, _)) => Ok(value),
+        Either::Right((Either::Left(_), _)) => Err(Interrupt::TimedOut),
+        Either::Right((Either::Right(_), _)) => Err(Interrupt::Aborted),
     }
 }

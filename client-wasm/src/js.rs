@@ -42,18 +42,14 @@ fn set_num(obj: &Object, key: &str, value: f64) {
     set(obj, key, &JsValue::from_f64(value));
 }
 
-/// `{ state, previous }`.
-pub fn state_detail(state: &str, previous: &str) -> JsValue {
+/// `{ state, previous }`, with `error` when one caused the change (restore gave up).
+pub fn state_detail(state: &str, previous: &str, error: Option<&ClientError>) -> JsValue {
     let o = Object::new();
     set_str(&o, "state", state);
     set_str(&o, "previous", previous);
-    o.into()
-}
-
-/// `{ state, previous, error }` (restore gave up).
-pub fn state_detail_with_error(state: &str, previous: &str, error: &ClientError) -> JsValue {
-    let o: Object = state_detail(state, previous).unchecked_into();
-    set(&o, "error", &to_js_error(error));
+    if let Some(error) = error {
+        set(&o, "error", &to_js_error(error));
+    }
     o.into()
 }
 

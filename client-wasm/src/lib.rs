@@ -5,10 +5,11 @@
 //! session itself (login packages, reply matching, restore) runs here, in WASM, on the
 //! sans-I/O core `prl-protocol`.
 //!
-//! Module map: `client` drives the session and restore; `ws` is the WebSocket adapter;
-//! `relay_json` moves the core's relay messages through the browser's JSON engine (`js_de`
-//! reads parsed values); `abort` waits on `AbortSignal`s; `js` converts values; `error` maps
-//! failures to stable kinds and `PRL_ERR_*` codes; `backoff` computes restore delays.
+//! Module map: `client` drives the session and restore (its own map: state, connection,
+//! jobs, restore); `ws` is the WebSocket adapter; `relay_json` moves the core's relay messages
+//! through the browser's JSON engine (`js_de` reads parsed values); `abort` waits on
+//! `AbortSignal`s; `js` converts values; `error` maps failures to stable kinds and `PRL_ERR_*`
+//! codes; `backoff` computes restore delays.
 #![forbid(unsafe_code)]
 
 mod abort;
@@ -19,9 +20,6 @@ mod js;
 mod js_de;
 pub mod relay_json;
 mod ws;
-
-use std::cell::RefCell;
-use std::rc::Rc;
 
 use js_sys::{Function, Promise};
 use prl_protocol::commands::Password;
@@ -35,7 +33,7 @@ use web_sys::EventTarget;
 use zeroize::Zeroizing;
 
 use crate::abort::AbortWatch;
-use crate::client::{ConnectParams, Credentials, Options, Shared, TicketSource};
+use crate::client::{Client, ClientState, ConnectParams, Credentials, Options, TicketSource};
 use crate::error::ClientError;
 
 /// Connection security level (`PRL_SECURITY_LEVEL`): which packages travel encrypted.
@@ -101,6 +99,27 @@ fn abort_watch(opts: &JsValue) -> Result<Option<AbortWatch>, ClientError> {
     Ok(js::opt_signal(opts, "signal")?.map(AbortWatch::new))
 }
 
+/// What `login` / `loginLocal` need: where to connect, who logs in, the previous session, the
+/// signal.
+type LoginCall = (ConnectParams, Credentials, String, Option<AbortWatch>);
+
+/// The options `login` and `loginLocal` share.
+fn connect_options(
+    opts: &JsValue,
+    mode: ConnectMode,
+    host: String,
+    credentials: Credentials,
+) -> Result<LoginCall, ClientError> {
+    let params = ConnectParams {
+        mode,
+        host,
+        port: js::opt_uint(opts, "port", u32::from(u16::MAX))?.unwrap_or(0) as u16,
+        level: security_level(opts)?,
+        timeout_ms: js::opt_uint(opts, "timeoutMs", u32::MAX)?.unwrap_or(0),
+    };
+    Ok((params, credentials, prev_session(opts)?, abort_watch(opts)?))
+}
+
 fn rejected(e: ClientError) -> Promise {
     Promise::reject(&js_err(e))
 }
@@ -108,7 +127,7 @@ fn rejected(e: ClientError) -> Promise {
 /// A connection to one Parallels Service through prl-proxy (the SDK's server handle).
 #[wasm_bindgen]
 pub struct Server {
-    shared: Shared,
+    client: Client,
 }
 
 #[wasm_bindgen]
@@ -149,7 +168,7 @@ impl Server {
         let auto_restore = js::opt_bool(opts, "autoRestore")?.unwrap_or(true);
         let target = EventTarget::new()
             .map_err(|_| ClientError::InvalidArgument("EventTarget is unavailable".into()))?;
-        let inner = client::Inner::new(
+        let state = ClientState::new(
             Options {
                 proxy_url,
                 ticket,
@@ -158,7 +177,7 @@ impl Server {
             target,
         );
         Ok(Server {
-            shared: Rc::new(RefCell::new(inner)),
+            client: Client::new(state),
         })
     }
 
@@ -174,55 +193,31 @@ impl Server {
             }
             let user = Zeroizing::new(js::req_string(&opts, "user")?);
             let password = Password::new(js::req_string(&opts, "password")?);
-            let params = ConnectParams {
-                mode: ConnectMode::Remote,
-                host,
-                port: js::opt_uint(&opts, "port", u32::from(u16::MAX))?.unwrap_or(0) as u16,
-                level: security_level(&opts)?,
-                timeout_ms: js::opt_uint(&opts, "timeoutMs", u32::MAX)?.unwrap_or(0),
-            };
-            Ok((
-                params,
-                Credentials::Remote { user, password },
-                prev_session(&opts)?,
-                abort_watch(&opts)?,
-            ))
+            let credentials = Credentials::Remote { user, password };
+            connect_options(&opts, ConnectMode::Remote, host, credentials)
         })();
-        let (params, credentials, prev, abort) = match parsed {
-            Ok(p) => p,
-            Err(e) => return rejected(e),
-        };
-        let shared = self.shared.clone();
-        future_to_promise(async move {
-            client::login(shared, params, credentials, prev, abort)
-                .await
-                .map(|(r, restored)| js::login_response(&r, restored))
-                .map_err(js_err)
-        })
+        self.log_in(parsed)
     }
 
     /// Log in to the service co-located with the proxy as the proxy's OS user
     /// (`PrlSrv_LoginLocal`); refused unless the proxy enables it.
     #[wasm_bindgen(js_name = loginLocal)]
     pub fn login_local(&self, opts: JsValue) -> Promise {
-        let parsed = (|| -> Result<_, ClientError> {
-            js::expect_object(&opts, "loginLocal options", true)?;
-            let params = ConnectParams {
-                mode: ConnectMode::Local,
-                host: String::new(),
-                port: js::opt_uint(&opts, "port", u32::from(u16::MAX))?.unwrap_or(0) as u16,
-                level: security_level(&opts)?,
-                timeout_ms: js::opt_uint(&opts, "timeoutMs", u32::MAX)?.unwrap_or(0),
-            };
-            Ok((params, prev_session(&opts)?, abort_watch(&opts)?))
-        })();
-        let (params, prev, abort) = match parsed {
+        let parsed = js::expect_object(&opts, "loginLocal options", true).and_then(|()| {
+            connect_options(&opts, ConnectMode::Local, String::new(), Credentials::Local)
+        });
+        self.log_in(parsed)
+    }
+
+    /// The promise of `login` / `loginLocal`.
+    fn log_in(&self, parsed: Result<LoginCall, ClientError>) -> Promise {
+        let (params, credentials, prev, abort) = match parsed {
             Ok(p) => p,
             Err(e) => return rejected(e),
         };
-        let shared = self.shared.clone();
+        let client = self.client.clone();
         future_to_promise(async move {
-            client::login(shared, params, Credentials::Local, prev, abort)
+            client::login(client, params, credentials, prev, abort)
                 .await
                 .map(|(r, restored)| js::login_response(&r, restored))
                 .map_err(js_err)
@@ -231,9 +226,9 @@ impl Server {
 
     /// Log off (`PrlSrv_Logoff`); zeroizes the held credentials.
     pub fn logoff(&self) -> Promise {
-        let shared = self.shared.clone();
+        let client = self.client.clone();
         future_to_promise(async move {
-            client::logoff(shared)
+            client::logoff(client)
                 .await
                 .map(|()| JsValue::UNDEFINED)
                 .map_err(js_err)
@@ -260,9 +255,9 @@ impl Server {
             Ok(p) => p,
             Err(e) => return rejected(e),
         };
-        let shared = self.shared.clone();
+        let client = self.client.clone();
         future_to_promise(async move {
-            client::attach_to_lost_task(shared, task_id.clone(), on_progress, abort)
+            client::attach_to_lost_task(client, task_id.clone(), on_progress, abort)
                 .await
                 .map(|t| js::task_result(&task_id, &t))
                 .map_err(js_err)
@@ -272,13 +267,13 @@ impl Server {
     /// `'disconnected' | 'connecting' | 'connected' | 'unstable' | 'restoring' | 'closed'`.
     #[wasm_bindgen(getter)]
     pub fn state(&self) -> String {
-        self.shared.borrow().state().as_str().to_owned()
+        self.client.borrow().phase().as_str().to_owned()
     }
 
     /// The session UUID of the current login (`{...}`), if logged in.
     #[wasm_bindgen(getter, js_name = sessionId)]
     pub fn session_id(&self) -> Option<String> {
-        self.shared.borrow().session_id()
+        self.client.borrow().session_id()
     }
 
     /// Listen for `statechange`, `event` or `restored` (`CustomEvent`s; data in `detail`).
@@ -290,7 +285,7 @@ impl Server {
         options: JsValue,
     ) -> Result<(), JsValue> {
         check_event_type(kind)?;
-        let target = self.shared.borrow().target().clone();
+        let target = self.client.borrow().target().clone();
         // The DOM takes `undefined`, a boolean (capture) or an options object here; web-sys
         // types only the object form, and the value is handed to the DOM unchanged.
         target.add_event_listener_with_callback_and_add_event_listener_options(
@@ -310,7 +305,7 @@ impl Server {
         options: JsValue,
     ) -> Result<(), JsValue> {
         check_event_type(kind)?;
-        let target = self.shared.borrow().target().clone();
+        let target = self.client.borrow().target().clone();
         // As in `addEventListener`: the value goes to the DOM unchanged.
         target.remove_event_listener_with_callback_and_event_listener_options(
             kind,
@@ -333,14 +328,14 @@ fn check_event_type(kind: &str) -> Result<(), JsValue> {
 impl Drop for Server {
     /// `free()`: closes the connection, fails pending calls, zeroizes credentials.
     fn drop(&mut self) {
-        client::shutdown(&self.shared);
+        client::shutdown(&self.client);
     }
 }
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
-            .field("state", &self.shared.borrow().state())
+            .field("state", &self.client.borrow().phase())
             .finish()
     }
 }

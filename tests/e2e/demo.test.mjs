@@ -2,21 +2,16 @@
 // way a new user clicks, against a real prl-proxy serving it and a real prl-sim.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import {
-  CHROMIUM, PKG_DIR, ROOT, TARGET_DIR, freePort, proxyConfig, startForwarder, startProcess,
-  stopProcess,
+  CHROMIUM, PKG_DIR, PKG_ENTRY, PROXY, ROOT, SIM, freePort, proxyConfig, requireBuilt,
+  startForwarder, startProcess, stopProcess, waitForDetachedExpiry,
 } from './harness.mjs';
 
-const SIM = process.env.PRL_SIM ?? join(TARGET_DIR, 'release', 'prl-sim');
-const PROXY = process.env.PRL_PROXY ?? join(TARGET_DIR, 'release', 'prl-proxy');
 const WINDOW_MS = 1000;
-
-const have = existsSync(SIM) && existsSync(PROXY) && existsSync(join(PKG_DIR, 'index.js'));
-const skip = have ? false : `needs ${SIM}, ${PROXY} and ${PKG_DIR} (build them first)`;
 
 let work;
 let sim;
@@ -28,7 +23,7 @@ let page;
 const problems = []; // page errors, console errors, failed requests
 
 before(async () => {
-  if (skip) return;
+  requireBuilt([SIM, PROXY, PKG_ENTRY]);
   work = mkdtempSync(join(tmpdir(), 'prl-demo-'));
   simPort = await freePort();
   // Every session gets a task, so a lost session has something to show.
@@ -79,7 +74,7 @@ async function logIn(password) {
   await page.waitForSelector('#result:not([hidden]), #error:not([hidden])', { timeout: 15000 });
 }
 
-test('the query string fills the form; a demo login shows the LoginResponse; log off', { skip }, async () => {
+test('the query string fills the form; a demo login shows the LoginResponse; log off', async () => {
   assert.equal(await state(), 'disconnected');
   assert.equal(await page.inputValue('input[name=host]'), '127.0.0.1');
   assert.equal(await page.inputValue('input[name=port]'), String(simPort));
@@ -98,7 +93,7 @@ test('the query string fills the form; a demo login shows the LoginResponse; log
   assert.equal(await page.inputValue('input[name=prevSessionId]'), '', 'a log off offers no restore');
 });
 
-test('a wrong password shows the typed error', { skip }, async () => {
+test('a wrong password shows the typed error', async () => {
   await logIn('not the password');
   assert.deepEqual({ ...(await fields('error')), message: undefined }, {
     kind: 'authentication', code: '0x80000330', name: 'PRL_ERR_AUTHENTICATION_FAILED', message: undefined,
@@ -106,17 +101,18 @@ test('a wrong password shows the typed error', { skip }, async () => {
   assert.equal(await state(), 'disconnected');
 });
 
-test('without automatic restore, a lost session is offered as previous session and restored', { skip }, async () => {
+test('without automatic restore, a lost session is offered as previous session and restored', async () => {
   await page.uncheck('input[name=autoRestore]');
   await logIn('demo');
   const first = (await fields('result')).session;
   // A new Server replaced the first one (the setting changed); the old one's end is not shown.
   let log = await page.$$eval('#log li', (lis) => lis.map((li) => li.textContent));
   assert.ok(!log.some((l) => l.includes('closed')), log.join('\n'));
+  const mark = proxy.logMark();
   forwarder.drop();
   await page.waitForFunction(() => document.getElementById('state').textContent === 'disconnected');
   assert.equal(await page.inputValue('input[name=prevSessionId]'), first);
-  await new Promise((res) => setTimeout(res, WINDOW_MS + 500)); // the proxy gives the session up
+  await waitForDetachedExpiry(proxy, mark); // the proxy gives the session up
   await logIn('demo');
   const r = await fields('result');
   assert.notEqual(r.session, first);
@@ -141,7 +137,7 @@ test('without automatic restore, a lost session is offered as previous session a
   await page.waitForFunction(() => document.getElementById('state').textContent === 'disconnected');
 });
 
-test('nothing failed on the page (no errors, no missing files)', { skip }, () => {
+test('nothing failed on the page (no errors, no missing files)', () => {
   // A wrong password is an expected failure of the login, not of the page.
   assert.deepEqual(problems, []);
 });

@@ -1,5 +1,6 @@
 // Shared paths and process helpers for the end-to-end tests.
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -10,16 +11,48 @@ export const TARGET_DIR = process.env.CARGO_TARGET_DIR
   ? resolve(ROOT, process.env.CARGO_TARGET_DIR)
   : join(ROOT, 'target');
 export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+export const SIM = process.env.PRL_SIM ?? join(TARGET_DIR, 'release', 'prl-sim');
+export const PROXY = process.env.PRL_PROXY ?? join(TARGET_DIR, 'release', 'prl-proxy');
+/** The built npm package's entry point. */
+export const PKG_ENTRY = join(PKG_DIR, 'index.js');
+
+/**
+ * Fails (never skips) when something the tests need was not built: a missing prerequisite is a
+ * failed run, not a quietly passing one.
+ */
+export function requireBuilt(paths) {
+  const missing = paths.filter((p) => !existsSync(p));
+  if (missing.length > 0) {
+    throw new Error(`missing ${missing.join(', ')}: build them first (\`cargo xtask build-wasm\`, `
+      + '`cargo build --release -p prl-sim -p prl-proxy`), or run `cargo xtask test`');
+  }
+}
+
+/** Terminal colours in a log (matched without them). */
+const ANSI = /\x1b\[[0-9;]*m/g;
+
+/** The most of a process's stderr (its log) kept for `waitForLog` and error messages. */
+const LOG_LIMIT = 16 * 1024 * 1024;
 
 /**
  * Starts `cmd args` and resolves once a stdout line matches `ready` (with the match), or rejects
- * when the process exits first or `timeoutMs` passes. stderr is kept for error messages.
+ * when the process exits first or `timeoutMs` passes. stderr (the log) is kept: `stderr()` is
+ * its tail, `logMark()` its length so far, `waitForLog(re, mark)` waits for a match after a mark.
  */
 export function startProcess(cmd, args, ready, { timeoutMs = 20000, env } = {}) {
   return new Promise((resolvePromise, reject) => {
     const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     let out = '';
     let err = '';
+    let dropped = 0; // log characters no longer kept
+    const log = {
+      stderr: () => err.slice(-20000),
+      logMark: () => dropped + err.length,
+      waitForLog: (re, mark = 0, { timeoutMs: limit = 20000 } = {}) => until(() => {
+        const m = err.slice(Math.max(0, mark - dropped)).replace(ANSI, '').match(re);
+        return m ?? (proc.exitCode !== null ? Promise.reject(new Error(`${cmd} exited`)) : null);
+      }, { timeoutMs: limit, what: `log line ${re}` }),
+    };
     const timer = setTimeout(() => {
       proc.kill('SIGKILL');
       reject(new Error(`${cmd} not ready after ${timeoutMs} ms\nstdout: ${out}\nstderr: ${err}`));
@@ -27,14 +60,18 @@ export function startProcess(cmd, args, ready, { timeoutMs = 20000, env } = {}) 
     proc.stdout.setEncoding('utf8');
     proc.stderr.setEncoding('utf8');
     proc.stderr.on('data', (d) => {
-      err = (err + d).slice(-20000);
+      err += d;
+      if (err.length > LOG_LIMIT) {
+        dropped += err.length - LOG_LIMIT / 2;
+        err = err.slice(-LOG_LIMIT / 2);
+      }
     });
     proc.stdout.on('data', (d) => {
       out += d;
       const m = out.match(ready);
       if (m) {
         clearTimeout(timer);
-        resolvePromise({ proc, match: m, stderr: () => err });
+        resolvePromise({ proc, match: m, ...log });
       }
     });
     proc.on('exit', (code, signal) => {
@@ -59,6 +96,18 @@ export function stopProcess(started) {
     proc.kill('SIGTERM');
     setTimeout(() => proc.kill('SIGKILL'), 3000).unref();
   });
+}
+
+/**
+ * Waits until `proxy` (started by startProcess) has closed the next session it kept for
+ * resume after `mark` because its resume window expired: the browser's session is then gone
+ * on the service too. Exact: it follows that session's `lineage` in the proxy's log.
+ */
+export async function waitForDetachedExpiry(proxy, mark, { timeoutMs = 20000 } = {}) {
+  const [, lineage] = await proxy.waitForLog(/browser gone; upstream kept for resume lineage=(\d+)/, mark,
+    { timeoutMs });
+  await proxy.waitForLog(
+    new RegExp(`detached session closed lineage=${lineage} reason="?resume window expired`), mark, { timeoutMs });
 }
 
 /** A TCP forwarder `127.0.0.1:<port>` -> `target`; `drop()` cuts every connection abruptly. */
@@ -163,4 +212,76 @@ export async function freePort() {
   const { port } = server.address();
   await new Promise((r) => server.close(r));
   return port;
+}
+
+const CONTENT_TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript',
+  '.wasm': 'application/wasm', '.json': 'application/json', '.css': 'text/css' };
+
+/**
+ * A stand-in for prl-proxy that accepts the WebSocket upgrade (with the subprotocol the page
+ * offers first) and then never says a word: the client's own connect deadline is all that ends
+ * a login against it. It serves `www` at `/` and `pkg` at `/pkg/` (no Content-Security-Policy,
+ * so the page may connect to it). `requests` counts the text frames (relay requests) received.
+ */
+export async function startSilentProxy({ www, pkg }) {
+  const http = await import('node:http');
+  const { createHash } = await import('node:crypto');
+  const { readFile } = await import('node:fs/promises');
+  const { extname, normalize } = await import('node:path');
+  const sockets = new Set();
+  const state = { requests: 0 };
+  const server = http.createServer(async (req, res) => {
+    const path = new URL(req.url, 'http://x').pathname;
+    const [root, rel] = path.startsWith('/pkg/') ? [pkg, path.slice(5)] : [www, path.slice(1) || 'index.html'];
+    const file = join(root, normalize(rel));
+    if (!file.startsWith(root)) {
+      res.writeHead(404).end();
+      return;
+    }
+    try {
+      const body = await readFile(file);
+      res.writeHead(200, { 'content-type': CONTENT_TYPES[extname(file)] ?? 'application/octet-stream' }).end(body);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  server.on('upgrade', (req, socket) => {
+    sockets.add(socket);
+    socket.on('error', () => {});
+    socket.on('close', () => sockets.delete(socket));
+    const accept = createHash('sha1')
+      .update(`${req.headers['sec-websocket-key']}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
+      .digest('base64');
+    const protocol = (req.headers['sec-websocket-protocol'] ?? '').split(',')[0].trim();
+    socket.write(['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: Upgrade',
+      `Sec-WebSocket-Accept: ${accept}`, ...(protocol ? [`Sec-WebSocket-Protocol: ${protocol}`] : []),
+      '', ''].join('\r\n'));
+    // The first byte of a frame: FIN + opcode 1 (text). The client's requests fit in one frame.
+    socket.on('data', (d) => {
+      if ((d[0] & 0x0f) === 1) state.requests += 1;
+    });
+  });
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: server.address().port,
+    get requests() {
+      return state.requests;
+    },
+    close: () => new Promise((r) => { for (const s of sockets) s.destroy(); server.close(() => r()); }),
+  };
+}
+
+/** Resolves once `condition()` (sync or async) is truthy; rejects after `timeoutMs`. */
+export async function until(condition, { timeoutMs = 10000, what = 'condition' } = {}) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await condition();
+    if (value) return value;
+    if (Date.now() > end) throw new Error(`${what}: not reached in ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }

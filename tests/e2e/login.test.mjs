@@ -5,29 +5,25 @@
 // restore test fails).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import {
-  CHROMIUM, E2E_DIR, PKG_DIR, TARGET_DIR, freePort, proxyConfig, startForwarder,
-  startProcess, startSilentServer, stopProcess,
+  CHROMIUM, E2E_DIR, PKG_DIR, PKG_ENTRY, PROXY, SIM, freePort, proxyConfig, requireBuilt,
+  startForwarder, startProcess, startSilentServer, stopProcess, until, waitForDetachedExpiry,
 } from './harness.mjs';
 
-const SIM = process.env.PRL_SIM ?? join(TARGET_DIR, 'release', 'prl-sim');
-const PROXY = process.env.PRL_PROXY ?? join(TARGET_DIR, 'release', 'prl-proxy');
 const USER = 'alice';
 const PASSWORD = 'wonderland';
 const AUTH_FAILED = 0x80000330;
-
-const have = existsSync(SIM) && existsSync(PROXY) && existsSync(join(PKG_DIR, 'index.js'));
-const skip = have ? false : `needs ${SIM}, ${PROXY} and ${PKG_DIR} (build them first)`;
 
 let work;
 let simLow;     // accepts every level
 let simHigh;    // --min-security high
 let simTask;    // every new session gets a long task (--task-on-login)
 let simSlow;    // holds every password check (--auth-delay-ms)
+let simChange;  // restarted with another password by a restore test (user CAROL)
 let silent;     // accepts TCP, never answers: a stalled service
 let proxy;      // resume window 60 s
 let proxyShort; // resume window 1.5 s
@@ -35,6 +31,7 @@ let proxyPort;
 let shortPort;
 let forwarder;  // fwdPage -> forwarder -> proxy, to cut WebSockets abruptly
 let fwdShort;   // shortPage -> fwdShort -> proxyShort
+let fwdGone;    // pages -> fwdGone -> proxy, then refusing: the proxy is out of reach for good
 let browser;
 let page;       // served by the proxy itself
 let fwdPage;    // served through `forwarder` (its WebSockets go through it too)
@@ -44,10 +41,15 @@ const TASK_STEPS = 100;
 const TASK_INTERVAL_MS = 100;
 const AUTH_DELAY_MS = 4000;
 const SHORT_WINDOW_MS = 1500;
+const CAROL = 'carol';
+const CAROL_PASSWORD = 'c4r0l-before-the-change';
+// Restore's attempts (client-wasm/src/backoff.rs MAX_ATTEMPTS) and the longest delay (MAX_MS).
+const RESTORE_ATTEMPTS = 8;
+const RESTORE_MAX_DELAY_MS = 8000;
 
-async function startSim(extra) {
-  const port = await freePort();
-  const s = await startProcess(SIM, ['--listen', `127.0.0.1:${port}`, '--user', `${USER}:${PASSWORD}`,
+async function startSim(extra, { port, user = `${USER}:${PASSWORD}` } = {}) {
+  port ??= await freePort();
+  const s = await startProcess(SIM, ['--listen', `127.0.0.1:${port}`, '--user', user,
     '--product-version', 'e2e', ...extra], /prl-sim listening on tcp:\/\/\S+/);
   return { ...s, port };
 }
@@ -58,7 +60,7 @@ async function startProxy(name, listenPort, { resumeWindowMs, origins }) {
     listen: `127.0.0.1:${listenPort}`,
     staticRoot: join(E2E_DIR, 'www'),
     pkgDir: PKG_DIR,
-    ports: [ports.low, ports.high, ports.task, ports.slow, ports.silent],
+    ports: [ports.low, ports.high, ports.task, ports.slow, ports.silent, ports.change],
     resumeWindowMs,
     origins,
     logLevel: process.env.PRL_E2E_PROXY_LOG ?? 'info',
@@ -75,13 +77,14 @@ async function openPage(url) {
 }
 
 before(async () => {
-  if (skip) return;
+  requireBuilt([SIM, PROXY, PKG_ENTRY]);
   work = mkdtempSync(join(tmpdir(), 'prl-e2e-'));
-  [simLow, simHigh, simTask, simSlow] = await Promise.all([
+  [simLow, simHigh, simTask, simSlow, simChange] = await Promise.all([
     startSim([]),
     startSim(['--min-security', 'high']),
     startSim(['--task-on-login', `${TASK_STEPS}:${TASK_INTERVAL_MS}`]),
     startSim(['--auth-delay-ms', String(AUTH_DELAY_MS)]),
+    startSim([], { user: `${CAROL}:${CAROL_PASSWORD}` }),
   ]);
   silent = await startSilentServer();
   ports.low = simLow.port;
@@ -89,12 +92,15 @@ before(async () => {
   ports.task = simTask.port;
   ports.slow = simSlow.port;
   ports.silent = silent.port;
+  ports.change = simChange.port;
   proxyPort = await freePort();
   shortPort = await freePort();
   forwarder = await startForwarder(proxyPort);
   fwdShort = await startForwarder(shortPort);
+  fwdGone = await startForwarder(proxyPort);
   [proxy, proxyShort] = await Promise.all([
-    startProxy('proxy', proxyPort, { resumeWindowMs: 60000, origins: [`http://127.0.0.1:${forwarder.port}`] }),
+    startProxy('proxy', proxyPort, { resumeWindowMs: 60000,
+      origins: [`http://127.0.0.1:${forwarder.port}`, `http://127.0.0.1:${fwdGone.port}`] }),
     startProxy('short', shortPort, { resumeWindowMs: SHORT_WINDOW_MS, origins: [`http://127.0.0.1:${fwdShort.port}`] }),
   ]);
   browser = await chromium.launch({
@@ -113,8 +119,9 @@ after(async () => {
   await browser?.close();
   await forwarder?.close();
   await fwdShort?.close();
+  await fwdGone?.close();
   await silent?.close();
-  for (const p of [proxy, proxyShort, simLow, simHigh, simTask, simSlow]) await stopProcess(p);
+  for (const p of [proxy, proxyShort, simLow, simHigh, simTask, simSlow, simChange]) await stopProcess(p);
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
@@ -147,7 +154,7 @@ const proxyLog = (p = proxy) => p?.stderr?.() ?? '';
 const proxyUrl = () => `ws://127.0.0.1:${proxyPort}/ws`;
 
 for (const [name, level] of [['Low', 0], ['Normal', 1], ['High', 2]]) {
-  test(`login and logoff at security level ${name}`, { skip }, async () => {
+  test(`login and logoff at security level ${name}`, async () => {
     const r = await inPage(async (prl, a) => {
       const s = new prl.Server({ proxyUrl: a.url });
       const states = [];
@@ -174,7 +181,7 @@ for (const [name, level] of [['Low', 0], ['Normal', 1], ['High', 2]]) {
   });
 }
 
-test('wrong password: PRL_ERR_AUTHENTICATION_FAILED', { skip }, async () => {
+test('wrong password: PRL_ERR_AUTHENTICATION_FAILED', async () => {
   const r = await inPage(async (prl, a) => {
     const s = new prl.Server({ proxyUrl: a.url });
     try {
@@ -190,7 +197,7 @@ test('wrong password: PRL_ERR_AUTHENTICATION_FAILED', { skip }, async () => {
   );
 });
 
-test('security level below the service minimum: handshake_failed', { skip }, async () => {
+test('security level below the service minimum: handshake_failed', async () => {
   const r = await inPage(async (prl, a) => {
     const s = new prl.Server({ proxyUrl: a.url });
     try {
@@ -215,7 +222,7 @@ test('security level below the service minimum: handshake_failed', { skip }, asy
   assert.equal(ok.ok, 38, JSON.stringify(ok));
 });
 
-test('timeout against a stalled service: the connect budget holds', { skip }, async () => {
+test('timeout against a stalled service: the connect budget holds', async () => {
   const r = await inPage(async (prl, a) => {
     const s = new prl.Server({ proxyUrl: a.url });
     const t0 = performance.now();
@@ -235,7 +242,7 @@ test('timeout against a stalled service: the connect budget holds', { skip }, as
   assert.ok(ms >= 650 && ms < 2500, `${ms} ms`);
 });
 
-test('abort while connecting rejects with canceled at once', { skip }, async () => {
+test('abort while connecting rejects with canceled at once', async () => {
   const r = await inPage(async (prl, a) => {
     const s = new prl.Server({ proxyUrl: a.url });
     const ac = new AbortController();
@@ -258,12 +265,14 @@ test('abort while connecting rejects with canceled at once', { skip }, async () 
   assert.match(r.err.message, /state disconnected$/);
 });
 
-test('abort after the login request was sent: the SDK cancel (2053) goes out, canceled', { skip }, async () => {
+test('abort after the login request was sent: the SDK cancel (2053) goes out, canceled', async () => {
   const r = await inPage(async (prl, a) => {
     // Watch what the client really sends (the frames still go out unchanged).
     const sent = [];
+    const sockets = new Set();
     const original = WebSocket.prototype.send;
     WebSocket.prototype.send = function send(data) {
+      sockets.add(this);
       if (typeof data !== 'string') {
         const view = ArrayBuffer.isView(data) ? data : new Uint8Array(data);
         const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength).slice();
@@ -289,7 +298,11 @@ test('abort after the login request was sent: the SDK cancel (2053) goes out, ca
       return { loggedIn: true };
     } catch (e) {
       const rejectedAt = performance.now() - t0;
-      await new Promise((res) => setTimeout(res, 100));
+      // Nothing more can go out once the connection is closing.
+      for (let i = 0; [...sockets].some((ws) => ws.readyState < WebSocket.CLOSING); i++) {
+        if (i > 200) throw new Error('the connection was not closed after the abort');
+        await new Promise((res) => setTimeout(res, 10));
+      }
       return { isParallels: e instanceof prl.ParallelsError, kind: e.kind, code: e.code, codeName: e.codeName,
         abortedAt, rejectedAt, state: s.state, states: [...states], sent };
     } finally {
@@ -323,7 +336,7 @@ test('abort after the login request was sent: the SDK cancel (2053) goes out, ca
   assert.deepEqual(cancel.bytes.slice(32, 48), login.bytes.slice(32, 48));
 });
 
-test('a proxyUrl the page Content-Security-Policy blocks fails at once as proxy_unreachable', { skip }, async () => {
+test('a proxyUrl the page Content-Security-Policy blocks fails at once as proxy_unreachable', async () => {
   // The proxy serves its pages with connect-src 'self'; the forwarder's port is another origin.
   const r = await inPage(async (prl, a) => {
     const s = new prl.Server({ proxyUrl: a.url });
@@ -364,7 +377,7 @@ function loginWatched(on, url, port) {
   }, { url, port, user: USER, password: PASSWORD }, on);
 }
 
-test('a forced WebSocket drop resumes through the proxy: same session, nothing lost', { skip }, async () => {
+test('a forced WebSocket drop resumes through the proxy: same session, nothing lost', async () => {
   const started = await loginWatched(fwdPage, `ws://127.0.0.1:${forwarder.port}/ws`, ports.task);
   assert.equal(started.err, undefined, JSON.stringify(started.err));
   const session = started.ok.sessionUuid;
@@ -394,7 +407,7 @@ test('a forced WebSocket drop resumes through the proxy: same session, nothing l
   assert.ok(progress.length >= before + 8, `${progress.length} steps`);
 });
 
-test('after the proxy lost the upstream: re-login with the previous session, lost task re-attached', { skip }, async () => {
+test('after the proxy lost the upstream: re-login with the previous session, lost task re-attached', async () => {
   const started = await loginWatched(shortPage, `ws://127.0.0.1:${fwdShort.port}/ws`, ports.task);
   assert.equal(started.err, undefined, JSON.stringify(started.err));
   const session = started.ok.sessionUuid;
@@ -402,9 +415,10 @@ test('after the proxy lost the upstream: re-login with the previous session, los
   await shortPage.waitForFunction(() => window.t.progress.length >= 2, null, { timeout: 10000 });
   // The browser is away longer than the proxy's resume window: the proxy closes the upstream
   // connection, so the service ends the session (its task keeps running).
+  const mark = proxyShort.logMark();
   fwdShort.refusing = true;
   fwdShort.drop();
-  await new Promise((res) => setTimeout(res, SHORT_WINDOW_MS + 700));
+  await waitForDetachedExpiry(proxyShort, mark);
   fwdShort.refusing = false;
   await shortPage.waitForFunction(() => window.t.restored.length > 0, null, { timeout: 20000 })
     .catch((e) => assert.fail(`no restored event: ${e.message}\nproxy log:\n${proxyLog(proxyShort)}`));
@@ -438,7 +452,7 @@ test('after the proxy lost the upstream: re-login with the previous session, los
   assert.equal(seen.at(-1), 100);
 });
 
-test('after a proxy restart (its restore proofs lost): a new session, the app stays connected', { skip }, async () => {
+test('after a proxy restart (its restore proofs lost): a new session, the app stays connected', async () => {
   const started = await loginWatched(shortPage, `ws://127.0.0.1:${fwdShort.port}/ws`, ports.low);
   assert.equal(started.err, undefined, JSON.stringify(started.err));
   const session = started.ok.sessionUuid;
@@ -472,7 +486,134 @@ test('after a proxy restart (its restore proofs lost): a new session, the app st
   assert.equal(states.at(-1), 'connected', states.join());
 });
 
-test('autoRestore off: the app logs in again naming the lost session and sees its task', { skip }, async () => {
+/**
+ * Installs `window.t` on `on`: a Server with logs of its state changes (with the error of a
+ * final one), restored events, and `window.copies(text)`, how many times `text` (plain or
+ * base64) is in the page's WebAssembly memory. Resolves the login.
+ */
+function loginRestoring(on, { url, port, user, password }) {
+  return inPage(async (prl, a) => {
+    const { memory } = await prl.default(); // init() again returns the instance's exports
+    window.copies = (text) => {
+      const m = new Uint8Array(memory.buffer);
+      let n = 0;
+      for (const b of [new TextEncoder().encode(text), new TextEncoder().encode(btoa(text))]) {
+        outer: for (let i = 0; i + b.length <= m.length; i++) {
+          for (let j = 0; j < b.length; j++) if (m[i + j] !== b[j]) continue outer;
+          n++;
+        }
+      }
+      return n;
+    };
+    const s = new prl.Server({ proxyUrl: a.url });
+    const t = { s, states: [], errors: [], restored: [] };
+    window.t = t;
+    s.addEventListener('statechange', (e) => {
+      t.states.push(e.detail.state);
+      const err = e.detail.error;
+      if (err) t.errors.push({ isParallels: err instanceof prl.ParallelsError, kind: err.kind, code: err.code });
+    });
+    s.addEventListener('restored', (e) => t.restored.push(e.detail));
+    await s.login({ host: '127.0.0.1', port: a.port, user: a.user, password: a.password });
+    return { held: window.copies(a.password) };
+  }, { url, port, user, password }, on);
+}
+
+/** What `loginRestoring`'s client ended with; frees it. */
+function restoreOutcome(on, password) {
+  return inPage(async (_prl, a) => {
+    const { s, states, errors, restored } = window.t;
+    const out = { state: s.state, sessionId: s.sessionId ?? null, states: [...states], errors,
+      restored, copies: window.copies(a.password) };
+    s.free();
+    return out;
+  }, { password }, on);
+}
+
+/**
+ * A page (of its own: its WebAssembly memory holds one test's client only) whose timers run on
+ * a virtual clock. `pause()` stops that clock: from then on a timer fires only when the test
+ * advances time.
+ */
+async function clockPage(url) {
+  const p = await browser.newPage();
+  p.on('pageerror', (e) => console.log('pageerror:', e.message));
+  await p.clock.install();
+  await p.goto(url);
+  await p.waitForFunction(() => window.prlReady === true, null, { timeout: 10000 });
+  p.pause = async () => p.clock.pauseAt((await p.evaluate(() => Date.now())) + 1000);
+  return p;
+}
+
+/**
+ * Drives automatic restore on `p`'s paused clock until it ends: whenever the client waits for
+ * its next attempt (`unstable`), the longest backoff delay passes. Resolves the final state.
+ */
+async function driveRestore(p) {
+  for (let waits = 0; ; waits++) {
+    const state = await until(() => p.evaluate(() => (window.t.s.state === 'restoring' ? null : window.t.s.state)),
+      { what: 'a restore attempt to end' });
+    if (state !== 'unstable') return state;
+    assert.ok(waits < RESTORE_ATTEMPTS, `restore never gives up (${waits} attempts)`);
+    await p.clock.runFor(RESTORE_MAX_DELAY_MS);
+  }
+}
+
+test('restore gives up on a permanent failure (the password changed): disconnected, the error reported, the credentials forgotten', async () => {
+  const p = await clockPage(`http://127.0.0.1:${proxyPort}/`);
+  try {
+    const started = await loginRestoring(p, { url: proxyUrl(), port: ports.change, user: CAROL, password: CAROL_PASSWORD });
+    assert.equal(started.err, undefined, JSON.stringify(started.err));
+    assert.ok(started.ok.held > 0, 'the credentials are not held for restore: the check below proves nothing');
+    await p.pause();
+    // The service restarts with another password for the user: the session and its upstream
+    // connection are gone, and logging in again is refused. Restore's first attempt waits on
+    // the paused clock until the service is back.
+    await stopProcess(simChange);
+    simChange = await startSim([], { port: ports.change, user: `${CAROL}:another-password` });
+    await until(() => p.evaluate(() => window.t.s.state === 'unstable'), { what: 'the connection loss' });
+    const end = await driveRestore(p).catch((e) => assert.fail(`${e.message}\nproxy log:\n${proxyLog()}`));
+    assert.equal(end, 'disconnected');
+    const r = await restoreOutcome(p, CAROL_PASSWORD);
+    assert.equal(r.err, undefined, JSON.stringify(r.err));
+    const { state, sessionId, states, errors, restored, copies } = r.ok;
+    assert.deepEqual({ state, sessionId, restored }, { state: 'disconnected', sessionId: null, restored: [] });
+    assert.deepEqual(errors, [{ isParallels: true, kind: 'authentication', code: AUTH_FAILED }]);
+    // One attempt: a refused password is not tried again.
+    assert.deepEqual(states, ['connecting', 'connected', 'unstable', 'restoring', 'disconnected']);
+    assert.equal(copies, 0, 'the password stays in WebAssembly memory after restore gave up');
+  } finally {
+    await p.close();
+  }
+});
+
+test('restore gives up when its attempts run out (the proxy is gone): disconnected, the error reported, the credentials forgotten', async () => {
+  // Served through `fwdGone`, whose WebSockets go through it too.
+  const p = await clockPage(`http://127.0.0.1:${fwdGone.port}/`);
+  try {
+    const started = await loginRestoring(p, { url: `ws://127.0.0.1:${fwdGone.port}/ws`, port: ports.low, user: USER, password: PASSWORD });
+    assert.equal(started.err, undefined, JSON.stringify(started.err));
+    assert.ok(started.ok.held > 0, 'the credentials are not held for restore: the check below proves nothing');
+    await p.pause();
+    fwdGone.refusing = true;
+    fwdGone.drop();
+    await until(() => p.evaluate(() => window.t.s.state === 'unstable'), { what: 'the connection loss' });
+    assert.equal(await driveRestore(p), 'disconnected');
+    const r = await restoreOutcome(p, PASSWORD);
+    assert.equal(r.err, undefined, JSON.stringify(r.err));
+    const { state, sessionId, states, errors, restored, copies } = r.ok;
+    assert.deepEqual({ state, sessionId, restored }, { state: 'disconnected', sessionId: null, restored: [] });
+    assert.deepEqual(errors, [{ isParallels: true, kind: 'proxy_unreachable', code: 0x80000249 }]);
+    assert.deepEqual(states, ['connecting', 'connected',
+      ...Array(RESTORE_ATTEMPTS).fill(['unstable', 'restoring']).flat(), 'unstable', 'disconnected']);
+    assert.equal(copies, 0, 'the password stays in WebAssembly memory after restore gave up');
+  } finally {
+    fwdGone.refusing = false;
+    await p.close();
+  }
+});
+
+test('autoRestore off: the app logs in again naming the lost session and sees its task', async () => {
   const started = await inPage(async (prl, a) => {
     const s = new prl.Server({ proxyUrl: a.url, autoRestore: false });
     const t = { s, states: [] };
@@ -482,10 +623,11 @@ test('autoRestore off: the app logs in again naming the lost session and sees it
   }, { url: `ws://127.0.0.1:${fwdShort.port}/ws`, port: ports.task, user: USER, password: PASSWORD }, shortPage);
   assert.equal(started.err, undefined, JSON.stringify(started.err));
   const session = started.ok.sessionUuid;
+  const mark = proxyShort.logMark();
   fwdShort.drop();
   await shortPage.waitForFunction(() => window.t.s.state === 'disconnected', null, { timeout: 5000 });
   // Past the proxy's resume window the old session is gone; the Server still holds its proof.
-  await new Promise((res) => setTimeout(res, SHORT_WINDOW_MS + 500));
+  await waitForDetachedExpiry(proxyShort, mark);
   const r = await inPage(async (_prl, a) => {
     const { s, states } = window.t;
     // A refused logoff (not logged in) changes nothing: the proof for the lost session stays.
@@ -508,7 +650,7 @@ test('autoRestore off: the app logs in again naming the lost session and sees it
   assert.equal(resp.runningTasks[0].taskType, 9001);
 });
 
-test('malformed proxy urls are refused at once; listeners added with capture can be removed', { skip }, async () => {
+test('malformed proxy urls are refused at once; listeners added with capture can be removed', async () => {
   const r = await inPage(async (prl, a) => {
     const kinds = [];
     for (const proxyUrl of ['ws://exa mple/ws', 'ws://', 'http://127.0.0.1/ws', 'wss://[::1/ws']) {
@@ -533,7 +675,7 @@ test('malformed proxy urls are refused at once; listeners added with capture can
   assert.deepEqual(r.ok, { kinds: Array(4).fill('invalid_argument'), calls: 0 });
 });
 
-test('after free() the object stays safe to touch: closed, calls reject typed, free again is a no-op', { skip }, async () => {
+test('after free() the object stays safe to touch: closed, calls reject typed, free again is a no-op', async () => {
   const r = await inPage(async (prl, a) => {
     const s = new prl.Server({ proxyUrl: a.url });
     await s.login({ host: '127.0.0.1', port: a.port, user: a.user, password: a.password });
@@ -561,7 +703,7 @@ test('after free() the object stays safe to touch: closed, calls reject typed, f
   });
 });
 
-test('no copy of the password (plain or base64) stays in WebAssembly memory', { skip }, async () => {
+test('no copy of the password (plain or base64) stays in WebAssembly memory', async () => {
   const r = await inPage(async (prl, a) => {
     const { memory } = await prl.default(); // init() again returns the instance's exports
     const count = (text) => {
@@ -595,7 +737,7 @@ test('no copy of the password (plain or base64) stays in WebAssembly memory', { 
   assert.deepEqual(r.ok, { loggedIn: 0, afterFree: 0, afterLogoff: 0 });
 });
 
-test('logoff twice: the second is refused as not connected', { skip }, async () => {
+test('logoff twice: the second is refused as not connected', async () => {
   const r = await inPage(async (prl, a) => {
     const s = new prl.Server({ proxyUrl: a.url });
     await s.login({ host: '127.0.0.1', port: a.port, user: a.user, password: a.password });
