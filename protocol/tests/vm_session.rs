@@ -289,3 +289,36 @@ fn ended_jobs_are_remembered_in_a_bounded_window() {
         "{events:?} for {first_job}"
     );
 }
+
+#[test]
+fn a_job_the_relay_refused_ends_with_the_callers_code_and_its_late_replies_are_dropped() {
+    let mut f = F::logged_in();
+    let (job, start) = f.request(&VmRequest::start(VM).to_spec());
+    f.session.fail_job(job, ErrorCode::ACCESS_DENIED).unwrap();
+    assert_eq!(
+        finished(&f.events()),
+        [(job, JobKind::Command(1001), Err(ErrorCode::ACCESS_DENIED))]
+    );
+    assert_eq!(f.session.pending_jobs().count(), 0);
+    // Ended once: again is an unknown job, and a reply after all is dropped silently.
+    assert_eq!(
+        f.session
+            .fail_job(job, ErrorCode::ACCESS_DENIED)
+            .unwrap_err()
+            .kind(),
+        "unknown_job"
+    );
+    let reply = simple_response(
+        &start,
+        Uuid::from_u128(0x5e),
+        Uuid::from_u128(7),
+        ErrorCode::SUCCESS,
+        &[],
+        &mut counter(),
+    );
+    f.session.handle_package(reply).unwrap();
+    assert_eq!(f.events(), []);
+    // The session stays logged in and takes the next request.
+    let (next, _) = f.request(&host_info_request());
+    assert!(f.session.pending_jobs().any(|(j, _)| j == next));
+}
