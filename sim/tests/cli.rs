@@ -284,6 +284,17 @@ fn bad_flags_and_config_name_the_problem() {
             "{e}"
         );
     }
+    for spec in ["start", "boot=10", "stop=x", "all=600001"] {
+        let e = run_bad(&["--transition-ms", spec]);
+        assert!(e.contains("--transition-ms") && e.contains("OP=MS"), "{e}");
+    }
+    assert!(run_bad(&["--vms", "/nonexistent/vms.toml"]).contains("vms file: cannot read"));
+    let dir = temp_dir();
+    let vms = dir.join("vms.toml");
+    std::fs::write(&vms, "[[vm]]\nname = \"db\"\nstate = \"starting\"\n").unwrap();
+    let e = run_bad(&["--vms", vms.to_str().unwrap()]);
+    assert!(e.contains("vms file: VM \"db\": state \"starting\""), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
     let e = run_bad(&[
         "--mode",
         "desktop",

@@ -13,7 +13,7 @@ use futures_util::stream::SplitStream;
 use futures_util::StreamExt;
 use prl_protocol::handshake::SecurityLevel;
 use prl_protocol::package::Package;
-use prl_protocol::relay::{RelayError, RelayErrorKind};
+use prl_protocol::relay::{ProxyMessage, RelayError, RelayErrorKind};
 use prl_protocol::Uuid;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
@@ -148,6 +148,14 @@ impl ServiceLink {
                     // Logged in: no longer counted against the unauthenticated pool.
                     self.unauthenticated = None;
                 }
+                Event::CommandRefused(package_type) => {
+                    m.reject("command_refused");
+                    tracing::info!(
+                        lineage = self.lineage,
+                        package_type,
+                        "command outside the connection's scope refused"
+                    );
+                }
             }
         }
     }
@@ -257,6 +265,13 @@ where
                                 s.state.metrics.relayed("to_service", n);
                             }
                             Ok(Verdict::Ignore) => {}
+                            Ok(Verdict::Refuse(e)) => {
+                                // The session stays up: the browser hears why and goes on.
+                                drop(permit);
+                                if !writer.text(&ProxyMessage::Error(e)).await {
+                                    return End::BrowserGone;
+                                }
+                            }
                             Err(e) => {
                                 if e.kind == RelayErrorKind::ProtocolViolation {
                                     s.state.metrics.reject("protocol_violation");

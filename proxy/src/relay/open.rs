@@ -306,6 +306,11 @@ pub(super) async fn open(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "upstream connection opened"
     );
+    // The narrower of the policy's scope and the ticket's.
+    let scope = claims
+        .as_ref()
+        .and_then(|c| c.scope)
+        .map_or(policy.scope, |s| s.narrower(policy.scope));
     let subject = claims.and_then(|c| c.sub);
     let restore = match &req.restore {
         None => Restore::Absent,
@@ -313,13 +318,16 @@ pub(super) async fn open(
     };
     let resume = active.config.resume.clone();
     let rules = RelayRules::new(
-        RulesConfig::from_limits(
-            &limits,
-            conn_uuid,
-            ctx.peer.ip(),
-            policy.local_login,
-            restore,
-        ),
+        RulesConfig {
+            scope,
+            ..RulesConfig::from_limits(
+                &limits,
+                conn_uuid,
+                ctx.peer.ip(),
+                policy.local_login,
+                restore,
+            )
+        },
         now(),
     );
     Ok(Box::new(ServiceLink {
