@@ -706,3 +706,31 @@ async fn operations_are_bounded_per_vm() {
         .await;
     assert_eq!(other.code, ErrorCode::FAILURE);
 }
+
+#[tokio::test]
+async fn a_list_larger_than_a_client_may_send_is_answered() {
+    // 80 VMs: a reply of about 1.6 MB, above the 1 MiB the simulator accepts from a client
+    // (a service answers larger packages than it takes).
+    let vms = (0..80)
+        .map(|i| vm(&format!("vm-{i:02}"), VmState::STOPPED))
+        .collect();
+    let sim = start(config_with(vms, 10)).await;
+    let mut c = logged_in(&sim, ALICE).await;
+    let request = package(&c, &vm_list_request(0));
+    let id = request.header.uuid;
+    c.conn.send(request).await.unwrap();
+    let p = loop {
+        let p = c.next().await.expect("connection closed").unwrap();
+        if p.header.parent_uuid == id {
+            break p;
+        }
+    };
+    assert!(p.encoded_len() > 1 << 20, "{} bytes", p.encoded_len());
+    let reply = Reply::parse(&p).unwrap();
+    let names: Vec<String> = vm_list_from_reply(&reply)
+        .into_iter()
+        .map(|v| v.unwrap().name)
+        .collect();
+    assert_eq!(names.len(), 80);
+    assert_eq!(names[79], "vm-79");
+}

@@ -168,8 +168,11 @@ pub struct StreamOptions {
     /// Heartbeat period (the service and the SDK use 10 s); `None` sends none. Heartbeats
     /// are sent only to peers of protocol >= 6.1.
     pub heartbeat_interval: Option<Duration>,
-    /// Decoder limits for received packages, also checked on send.
+    /// Decoder limits for received packages.
     pub limits: Limits,
+    /// Limits on the packages this side sends, checked on send (a service answers far larger
+    /// packages than it accepts: a VM list is about 20 KB per VM).
+    pub send_limits: Limits,
     /// Packages buffered towards the caller before the task stops reading the socket.
     pub receive_capacity: usize,
     /// Packages buffered from the caller before `send` waits.
@@ -181,6 +184,7 @@ impl Default for StreamOptions {
         StreamOptions {
             heartbeat_interval: Some(Duration::from_secs(10)),
             limits: Limits::default(),
+            send_limits: Limits::default(),
             receive_capacity: 64,
             send_capacity: 64,
         }
@@ -416,7 +420,7 @@ where
         Connection {
             sender: PackageSender {
                 tx: out_tx,
-                limits: options.limits,
+                limits: options.send_limits,
             },
             receiver: PackageReceiver { rx: in_rx },
             info,
