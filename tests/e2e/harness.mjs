@@ -170,7 +170,7 @@ export async function startSilentServer() {
  * the same user in many times a minute.
  */
 export function proxyConfig({ listen, staticRoot, pkgDir, ports, resumeWindowMs = 60000, origins = [], logLevel = 'info',
-  scope = 'all' }) {
+  scope = 'all', maxPackageBytes = 16 << 20 }) {
   return [
     '[server]',
     `listen = "${listen}"`,
@@ -196,6 +196,7 @@ export function proxyConfig({ listen, staticRoot, pkgDir, ports, resumeWindowMs 
     'login_per_minute_per_ip = 1000',
     'login_burst_per_user = 1000',
     'login_per_minute_per_user = 1000',
+    `max_package_bytes = ${maxPackageBytes}`,
     '',
     '[resume]',
     `window_ms = ${resumeWindowMs}`,

@@ -68,15 +68,16 @@ let url;
 let readUrl;
 let metricsUrl;
 
-async function startProxy(name, { scope }) {
+async function startProxy(name, { scope = 'all', simPort = sim.port, maxPackageBytes } = {}) {
   const port = await freePort();
   const file = join(work, `${name}.toml`);
   writeFileSync(file, proxyConfig({
     listen: `127.0.0.1:${port}`,
     staticRoot: join(E2E_DIR, 'www'),
     pkgDir: PKG_DIR,
-    ports: [sim.port],
+    ports: [simPort],
     scope,
+    maxPackageBytes,
   }));
   const started = await startProcess(PROXY, ['--config', file], /prl-proxy listening on ws:\/\/\S+/);
   return { ...started, port };
@@ -418,4 +419,45 @@ test('operations need a login, and after free() they reject at once', async () =
     badStop: 'invalid_argument',
     freed: ['invalid_state', 'invalid_state', 'invalid_state'],
   });
+});
+
+test('getVmList of 1000 VMs: a ~20 MB reply, through a proxy whose package limit allows it', async () => {
+  // The proxy's default limits.max_package_bytes (16 MiB) holds about 800 VMs' configurations.
+  const inventory = Array.from({ length: 1000 }, (_, i) =>
+    `[[vm]]\nname = "vm-${String(i).padStart(4, '0')}"\nstate = "${i % 2 ? 'stopped' : 'running'}"\n`).join('\n');
+  writeFileSync(join(work, 'big.toml'), inventory);
+  const port = await freePort();
+  let bigSim;
+  let bigProxy;
+  let bigPage;
+  try {
+    bigSim = await startProcess(SIM, ['--listen', `127.0.0.1:${port}`, '--user', `${USER}:${PASSWORD}`,
+      '--vms', join(work, 'big.toml')], /prl-sim listening on tcp:\/\/\S+/);
+    bigProxy = await startProxy('big', { simPort: port, maxPackageBytes: 64 << 20 });
+    bigPage = await openTestPage(browser, `http://127.0.0.1:${bigProxy.port}/`);
+    const r = await callInPage(bigPage, async (prl, a) => {
+      const s = await window.logIn(a.login);
+      try {
+        const list = await s.getVmList();
+        // The session goes on after the large reply.
+        const state = await s.getVmState(list[999].uuid);
+        return { count: list.length, first: list[0], last: list[999].name, state: state.state,
+          running: list.filter((v) => v.state === 'running').length };
+      } finally {
+        s.free();
+      }
+    }, { login: { url: `ws://127.0.0.1:${bigProxy.port}/ws`, port, user: USER, password: PASSWORD } });
+    assert.equal(r.err, undefined, JSON.stringify(r.err));
+    const o = r.ok;
+    assert.equal(o.count, 1000);
+    assert.equal(o.first.name, 'vm-0000');
+    assert.equal(o.first.state, 'running');
+    assert.equal(o.last, 'vm-0999');
+    assert.equal(o.state, 'stopped');
+    assert.equal(o.running, 500);
+  } finally {
+    await bigPage?.close();
+    await stopProcess(bigProxy);
+    await stopProcess(bigSim);
+  }
 });

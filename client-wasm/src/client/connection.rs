@@ -349,7 +349,10 @@ async fn pump(
                     if let Some(conn) = state.conn.as_mut() {
                         conn.received = conn.received.saturating_add(1);
                     }
-                    match Package::decode(&bytes, &Limits::default()) {
+                    // The proxy bounds what it forwards (`limits.max_package_bytes`); the
+                    // message is already in memory, so the client takes what the real IO
+                    // layer takes (a VM list is ~20 KB per VM: 1000 VMs are ~20 MB).
+                    match Package::decode(&bytes, &Limits::protocol()) {
                         Ok(package) => {
                             // A reply that does not parse fails its job (FAILURE) inside the
                             // session; nothing else to do here.
