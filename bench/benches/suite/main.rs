@@ -4,12 +4,13 @@
 //! to `prl-bench-summary.md` in criterion's output directory).
 //!
 //! Measurement times are short on purpose (a shared 2-core machine): the whole suite runs in
-//! about a minute and a half. Criterion's own flags change them, e.g.
+//! about three minutes (the 1000-VM list of `vm_list` alone takes about a minute). Criterion's own flags change them, e.g.
 //! `cargo bench -p prl-bench -- --measurement-time 10 connection_setup`.
 
 mod codec;
 mod connection;
 mod relay;
+mod vm_list;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -126,6 +127,7 @@ fn main() {
     codec::benches(&mut c);
     connection::benches(&mut c, &mut run);
     relay::benches(&mut c, &mut run);
+    vm_list::benches(&mut c, &mut run);
     c.final_summary();
 
     // `--list`, `--test` (`cargo test --benches`) and filters that match nothing leave no
@@ -152,7 +154,7 @@ fn main() {
     );
     if !paired.is_empty() {
         text.push_str(&format!(
-            "\nPaired: rounds of the three paths back to back (the order rotating each round), \
+            "\nPaired: rounds of the paths back to back (the order rotating each round), \
              one ratio (measured / baseline) per round.\n\n{}",
             summary::render_paired(&paired)
         ));
