@@ -33,8 +33,11 @@
  * Loads and instantiates the WebAssembly module. Call (and await) it once before anything else.
  *
  * @param module - Where the `.wasm` is: a URL or path (default: `prl_client_wasm_bg.wasm` next to
- *   this module, resolved with `import.meta.url`), a `Response`, bytes, or a compiled
- *   `WebAssembly.Module`. Also accepts `{ module_or_path }`.
+ *   this module, resolved with `import.meta.url`; under Vite's dev server, which pre-bundles
+ *   this module into `node_modules/.vite/deps/`, the package's own copy), a `Response`, bytes,
+ *   or a compiled `WebAssembly.Module`. Also accepts `{ module_or_path }`.
+ * @throws `Error` naming the URL when the default location answers something other than the
+ *   module (a 404, or a dev server's `index.html`); pass the URL explicitly then.
  */
 export default function init(
   module?:

@@ -112,22 +112,39 @@ fn unescape(raw: &str, position: u64) -> Result<String, EventError> {
         .map_err(|e| syntax(position, escape_error(&e)))
 }
 
+/// Checks the references of text that is not kept (no copy unless it holds references).
+fn check_escapes(raw: &str, position: u64) -> Result<(), EventError> {
+    quick_xml::escape::unescape(raw)
+        .map(drop)
+        .map_err(|e| syntax(position, escape_error(&e)))
+}
+
 fn utf8(bytes: &[u8], position: u64) -> Result<&str, EventError> {
     // The reader works on a &str, so this only fails if quick-xml splits inside a character.
     std::str::from_utf8(bytes).map_err(|_| syntax(position, "invalid utf-8 in markup"))
 }
 
-/// Checks every attribute of a start tag (as a DOM parser would) and returns them.
-fn attributes(start: &BytesStart<'_>, position: u64) -> Result<Vec<(String, String)>, EventError> {
+/// Checks every attribute of a start tag (as a DOM parser would) and, when `keep`, returns
+/// them.
+fn attributes(
+    start: &BytesStart<'_>,
+    position: u64,
+    keep: bool,
+) -> Result<Vec<(String, String)>, EventError> {
     let mut out = Vec::new();
     for attr in start.attributes() {
         let attr = attr.map_err(|_| syntax(position, "malformed attribute"))?;
-        let key = utf8(attr.key.as_ref(), position)?.to_owned();
-        let raw = normalize_eol(utf8(&attr.value, position)?).replace(['\n', '\t'], " ");
+        let key = utf8(attr.key.as_ref(), position)?;
+        let value = utf8(&attr.value, position)?;
+        if !keep {
+            check_escapes(value, position)?;
+            continue;
+        }
+        let raw = normalize_eol(value).replace(['\n', '\t'], " ");
         let value = quick_xml::escape::unescape(&raw)
             .map_err(|e| syntax(position, escape_error(&e)))?
             .into_owned();
-        out.push((key, value));
+        out.push((key.to_owned(), value));
     }
     Ok(out)
 }
@@ -139,7 +156,24 @@ fn finish(mut e: Element) -> Element {
     e
 }
 
-pub(crate) fn parse(input: &str, roots: &[&str], kept_depth: usize) -> Result<Element, EventError> {
+/// Which elements a reader keeps: given an element's depth (root = 1), its parent's name and
+/// its own, whether to keep it (and look at its children). The others are checked for
+/// well-formedness and dropped.
+pub(crate) type Keep = fn(usize, &str, &str) -> bool;
+
+/// Keeps every element (down to the kept depth).
+pub(crate) fn keep_all(_depth: usize, _parent: &str, _name: &str) -> bool {
+    true
+}
+
+/// Parses `input` into its tree: the root must be one of `roots`; elements deeper than
+/// `kept_depth` or refused by `keep` are not kept.
+pub(crate) fn parse(
+    input: &str,
+    roots: &[&str],
+    kept_depth: usize,
+    keep: Keep,
+) -> Result<Element, EventError> {
     let input = input.strip_prefix('\u{feff}').unwrap_or(input);
     let mut reader = Reader::from_str(input);
     {
@@ -162,7 +196,8 @@ pub(crate) fn parse(input: &str, roots: &[&str], kept_depth: usize) -> Result<El
         match event {
             XmlEvent::Start(ref s) | XmlEvent::Empty(ref s) => {
                 let is_empty = matches!(event, XmlEvent::Empty(_));
-                let attrs = attributes(s, position)?;
+                // Only the root's attributes are kept; the others are checked.
+                let attrs = attributes(s, position, stack.is_empty() && root.is_none())?;
                 let qname = s.name();
                 let name = utf8(qname.as_ref(), position)?;
                 if stack.is_empty() {
@@ -175,7 +210,10 @@ pub(crate) fn parse(input: &str, roots: &[&str], kept_depth: usize) -> Result<El
                         });
                     }
                 }
-                if skipped > 0 || stack.len() >= kept_depth {
+                let refused = stack
+                    .last()
+                    .is_some_and(|parent| !keep(stack.len() + 1, &parent.name, name));
+                if skipped > 0 || stack.len() >= kept_depth || refused {
                     if !is_empty {
                         skipped += 1;
                     }
@@ -202,10 +240,17 @@ pub(crate) fn parse(input: &str, roots: &[&str], kept_depth: usize) -> Result<El
                 }
             }
             XmlEvent::Text(t) => {
-                let text = unescape(utf8(&t, position)?, position)?;
-                if skipped > 0 {
+                let raw = utf8(&t, position)?;
+                let after_text = stack
+                    .last()
+                    .is_some_and(|p| matches!(p.children.last(), Some(Node::Text(_))));
+                // Dropped text (below a skipped element, or the indentation between elements:
+                // whitespace-only runs do not exist in QDom) is checked, not copied.
+                if skipped > 0 || (!after_text && raw.bytes().all(|b| b.is_ascii_whitespace())) {
+                    check_escapes(raw, position)?;
                     continue;
                 }
+                let text = unescape(raw, position)?;
                 match stack.last_mut() {
                     Some(parent) => match parent.children.last_mut() {
                         Some(Node::Text(run)) => run.push_str(&text),

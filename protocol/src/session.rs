@@ -25,13 +25,16 @@
 //!   power operations, or any other client → service command) is a job of its own
 //!   ([`ClientSession::request`], `JobKind::Command`) that ends with its first reply;
 //! - a job can also end without its reply ([`ClientSession::fail_job`]): a request the relay
-//!   refused (`command_refused`), or a cancel whose answer the caller stopped waiting for;
+//!   refused (`command_refused`, [`ClientSession::refused_by_relay`]), or a cancel whose answer
+//!   the caller stopped waiting for;
 //! - replies to a job that already ended (a cancelled one's late reply, the service's second
 //!   reply to a forked VM operation that failed: ops-wire.md §4.4) are dropped silently, as the
 //!   SDK drops them; the session remembers the last [`FINISHED_JOBS_KEPT`] ended jobs for that.
 //!
 //! VM events (state changed, added, ...) arrive as `SessionEvent::ServiceEvent` with their
-//! event; `commands::VmEvent::from_event` reads them.
+//! event; `commands::VmEvent::from_event` reads them. A request the relay refuses
+//! (`command_refused`, which names the job) fails its job through
+//! [`ClientSession::refused_by_relay`].
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -445,6 +448,13 @@ impl ClientSession {
             self.set_state(SessionState::Connected);
         }
         self.finish(job, kind, JobResult::Failed { code, error: None });
+    }
+
+    /// The relay refused the request of `job` without forwarding it (a `command_refused`
+    /// relay error, `RelayError::refused_request` names the job): the job fails at once with
+    /// `code` (the error's code, `PRL_ERR_ACCESS_DENIED`). The session is unaffected.
+    pub fn refused_by_relay(&mut self, job: Uuid, code: ErrorCode) -> Result<(), SessionError> {
+        self.fail_job(job, code)
     }
 
     fn finish(&mut self, job: Uuid, kind: JobKind, result: JobResult) {

@@ -171,6 +171,19 @@ fn hostile_documents_are_typed_errors() {
         kind(&VM_MINIMAL_STATE.replace("805306372", "running")),
         "bad_number"
     );
+    // What the reader does not keep is still checked: references and attributes.
+    assert_eq!(
+        kind(&VM_EXAMPLE.replace("<Video dyn_lists=\"\">", "<Video dyn_lists=\"\">&bogus;")),
+        "xml_syntax"
+    );
+    assert_eq!(
+        kind(&VM_EXAMPLE.replace("<Video dyn_lists=\"\">", "<Video dyn_lists=\"\" x=>")),
+        "xml_syntax"
+    );
+    assert_eq!(
+        kind(&VM_EXAMPLE.replace("</Video>", "</Vidoe>")),
+        "xml_syntax"
+    );
     // Deep nesting beyond the model is checked, not kept.
     let deep = format!(
         "<VirtuozzoVirtualMachine><Identification><VmUuid>u</VmUuid></Identification>{}{}</VirtuozzoVirtualMachine>",

@@ -291,34 +291,64 @@ fn ended_jobs_are_remembered_in_a_bounded_window() {
 }
 
 #[test]
-fn a_job_the_relay_refused_ends_with_the_callers_code_and_its_late_replies_are_dropped() {
+fn a_request_the_relay_refused_fails_its_job_and_the_session_goes_on() {
     let mut f = F::logged_in();
     let (job, start) = f.request(&VmRequest::start(VM).to_spec());
-    f.session.fail_job(job, ErrorCode::ACCESS_DENIED).unwrap();
+    let refusal = prl_protocol::relay::RelayError::command_refused(
+        start.header.package_type,
+        start.header.uuid,
+        prl_protocol::scope::CommandScope::Read,
+    );
+    assert_eq!(refusal.refused_request(), Some(job));
+    let code = ErrorCode(refusal.code.unwrap());
+    f.session.refused_by_relay(job, code).unwrap();
     assert_eq!(
         finished(&f.events()),
         [(job, JobKind::Command(1001), Err(ErrorCode::ACCESS_DENIED))]
     );
+    assert_eq!(
+        f.session.refused_by_relay(job, code).unwrap_err().kind(),
+        "unknown_job"
+    );
+    assert_eq!(
+        f.session.state(),
+        prl_protocol::session::SessionState::LoggedIn
+    );
+    let (next, _) = f.request(&host_info_request());
+    assert!(f.session.pending_jobs().any(|(j, _)| j == next));
+}
+
+#[test]
+fn a_cancel_the_caller_stopped_waiting_for_ends_with_its_code_and_its_late_reply_is_dropped() {
+    let mut f = F::logged_in();
+    let (job, _) = f.request(&VmRequest::start(VM).to_spec());
+    let cancel_job = f.id();
+    f.session.cancel(job, cancel_job, &mut counter()).unwrap();
+    let cancel = f.sent().remove(0);
+    f.events();
+    // No answer came in time: the caller gives the cancel up.
+    f.session.fail_job(cancel_job, ErrorCode::TIMEOUT).unwrap();
+    assert_eq!(
+        finished(&f.events()),
+        [(cancel_job, JobKind::Cancel, Err(ErrorCode::TIMEOUT))]
+    );
     assert_eq!(f.session.pending_jobs().count(), 0);
-    // Ended once: again is an unknown job, and a reply after all is dropped silently.
     assert_eq!(
         f.session
-            .fail_job(job, ErrorCode::ACCESS_DENIED)
+            .fail_job(cancel_job, ErrorCode::TIMEOUT)
             .unwrap_err()
             .kind(),
         "unknown_job"
     );
+    // The answer after all is dropped silently.
     let reply = simple_response(
-        &start,
+        &cancel,
         Uuid::from_u128(0x5e),
         Uuid::from_u128(7),
-        ErrorCode::SUCCESS,
+        ErrorCode::TASK_NOT_FOUND,
         &[],
         &mut counter(),
     );
     f.session.handle_package(reply).unwrap();
     assert_eq!(f.events(), []);
-    // The session stays logged in and takes the next request.
-    let (next, _) = f.request(&host_info_request());
-    assert!(f.session.pending_jobs().any(|(j, _)| j == next));
 }

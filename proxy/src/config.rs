@@ -92,6 +92,13 @@ pub struct ServerConfig {
     pub allow_plain_ws: bool,
     /// WebSocket endpoint path.
     pub ws_path: String,
+    /// Reverse proxies / TLS front ends (CIDRs or addresses) whose `forwarded_header` names
+    /// the client. Empty (the default): every peer is the client, forwarding headers are
+    /// ignored. See [`crate::forwarded`].
+    pub trusted_proxies: Vec<String>,
+    /// Which header the trusted proxies set: `x-forwarded-for` (default) or `forwarded` (only
+    /// if they write it on every request).
+    pub forwarded_header: crate::forwarded::ForwardedHeader,
 }
 
 impl Default for ServerConfig {
@@ -102,6 +109,8 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             allow_plain_ws: false,
             ws_path: "/ws".into(),
+            trusted_proxies: Vec::new(),
+            forwarded_header: Default::default(),
         }
     }
 }
@@ -310,7 +319,7 @@ impl Default for LimitsConfig {
             max_message_bytes: 1 << 20,
             max_frame_bytes: 1 << 20,
             max_package_bytes: 16 << 20,
-            ws_read_buffer_bytes: 4096,
+            ws_read_buffer_bytes: 1024,
             ws_write_buffer_bytes: 0,
             queue_packages: 64,
             queue_bytes: 4 << 20,
@@ -527,6 +536,7 @@ impl Config {
                 ));
             }
         }
+        crate::forwarded::TrustedProxies::from_config(s)?;
         crate::policy::TargetPolicy::from_config(&self.policy)?;
         if let Some(path) = &self.policy.local_socket {
             if !path.is_absolute() {
@@ -712,6 +722,24 @@ mod tests {
     fn wrong_types_are_named() {
         let err = Config::from_toml_str("[limits]\nidle_timeout_ms = \"soon\"\n").unwrap_err();
         assert!(err.to_string().contains("idle_timeout_ms"), "{err}");
+        let err =
+            Config::from_toml_str("[server]\nforwarded_header = \"x-real-ip\"\n").unwrap_err();
+        assert!(err.to_string().contains("forwarded_header"), "{err}");
+    }
+
+    #[test]
+    fn trusted_proxies_default_to_none() {
+        let c = Config::from_toml_str("").unwrap();
+        assert!(c.server.trusted_proxies.is_empty());
+        let c = Config::from_toml_str(
+            "[server]\ntrusted_proxies = [\"127.0.0.1\", \"::1/128\"]\nforwarded_header = \"forwarded\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.trusted_proxies.len(), 2);
+        assert_eq!(
+            c.server.forwarded_header,
+            crate::forwarded::ForwardedHeader::Forwarded
+        );
     }
 
     #[test]
@@ -775,6 +803,14 @@ mod tests {
             (
                 "[resume]\nrestore_ttl_ms = 999999999999999\n",
                 "resume.restore_ttl_ms",
+            ),
+            (
+                "[server]\ntrusted_proxies = [\"127.0.0.1/32\", \"10.0.0.0/33\"]\n",
+                "server.trusted_proxies[1]",
+            ),
+            (
+                "[server]\ntrusted_proxies = [\"0.0.0.0/0\"]\n",
+                "server.trusted_proxies[0]",
             ),
         ];
         for (text, key) in cases {

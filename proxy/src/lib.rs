@@ -13,9 +13,11 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))] // a failing unwrap is a failing test
 
+mod batch;
 mod budget;
 pub mod config;
 mod firstcap;
+pub mod forwarded;
 pub mod limits;
 pub mod login;
 pub mod metrics;

@@ -81,6 +81,13 @@ impl PerIpCounter {
     }
 }
 
+impl IpGuard {
+    /// The client key it counts for.
+    pub fn key(&self) -> IpAddr {
+        self.key
+    }
+}
+
 impl Drop for IpGuard {
     fn drop(&mut self) {
         let mut g = self

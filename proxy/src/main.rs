@@ -1,6 +1,7 @@
-//! `prl-proxy --config FILE [--listen ADDR]`: run the relay.
+//! `prl-proxy --config FILE [--listen ADDR]`: run the relay (under systemd, `Type=notify`).
 //! `prl-proxy ticket --config FILE --target HOST[:PORT]|@local --origin ORIGIN [--scope S]`:
 //! issue a ticket.
+//! `prl-proxy check-config FILE`: check a configuration as start-up and reload do; exit 0 / 2.
 #![forbid(unsafe_code)]
 
 use std::io::Write as _;
@@ -13,6 +14,7 @@ use prl_protocol::scope::CommandScope;
 use prl_proxy::config::LogFormat;
 use prl_proxy::ticket::{TicketKey, TicketOptions, LOCAL_TARGET};
 use prl_proxy::{Config, Proxy, StartError};
+use sd_notify::NotifyState;
 use tracing_subscriber::EnvFilter;
 
 /// The secure WebSocket relay between browsers and Parallels Service.
@@ -31,6 +33,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Check a configuration file with the loaders start-up and reload use (certificate, key,
+    /// ticket key, policy, static directories included), without listening; exit 0 when
+    /// valid, 2 with the error when not.
+    CheckConfig {
+        /// The configuration file.
+        file: PathBuf,
+    },
     /// Print a signed ticket for one connection (needs [tickets] in the config).
     Ticket {
         /// Target as the browser will name it: HOST or HOST:PORT (port 0/absent = 64000), or
@@ -69,6 +78,9 @@ fn init_logging(config: &Config) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::CheckConfig { file }) = &cli.command {
+        return check_config(file);
+    }
     let Some(path) = cli.config.clone() else {
         eprintln!("prl-proxy: --config FILE is required");
         return ExitCode::from(2);
@@ -145,14 +157,43 @@ async fn run(config: Config, path: PathBuf) -> ExitCode {
     tokio::spawn(async move {
         wait_for_stop().await;
         tracing::info!("shutting down");
+        notify_systemd(NotifyState::Stopping);
         stopper.shutdown();
     });
     tracing::info!(url = %handle.url(), "listening");
     let mut out = std::io::stdout();
     let _ = writeln!(out, "prl-proxy listening on {}", handle.url());
     let _ = out.flush();
+    // systemd (Type=notify): the listener is bound and everything is loaded. Without
+    // NOTIFY_SOCKET this does nothing.
+    notify_systemd(NotifyState::Ready);
     proxy.run().await;
     ExitCode::SUCCESS
+}
+
+/// Tells systemd about a state change (a no-op when not started by systemd).
+fn notify_systemd(state: NotifyState<'_>) {
+    if let Err(e) = sd_notify::notify(&[state]) {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
+}
+
+/// `prl-proxy check-config FILE`: [`Config::load`] and [`Proxy::check`], the loaders start-up
+/// and reload use.
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match Config::load(file)
+        .map_err(StartError::from)
+        .and_then(Proxy::check)
+    {
+        Ok(()) => {
+            println!("prl-proxy: {}: configuration ok", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("prl-proxy: {}: {e}", file.display());
+            ExitCode::from(2)
+        }
+    }
 }
 
 async fn wait_for_stop() {

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub bytes: Family<Label1, Counter>,
     /// Refusals by reason.
     pub rejections: Family<Label1, Counter>,
+    /// How the client address of requests was decided (`crate::forwarded::Outcome::label`).
+    pub forwarded: Family<Label1, Counter>,
     /// Bytes currently queued inside the proxy (both directions, all sessions).
     pub queued_bytes: Gauge,
     /// Open TCP connections to the proxy.
@@ -58,6 +60,7 @@ impl Metrics {
         let login_seconds = Histogram::new(buckets);
         let bytes = Family::<Label1, Counter>::default();
         let rejections = Family::<Label1, Counter>::default();
+        let forwarded = Family::<Label1, Counter>::default();
         let queued_bytes = Gauge::default();
         let connections = Gauge::default();
         registry.register(
@@ -98,6 +101,11 @@ impl Metrics {
             rejections.clone(),
         );
         registry.register(
+            "forwarded",
+            "Requests by how their client address was decided (trusted proxies)",
+            forwarded.clone(),
+        );
+        registry.register(
             "queued_bytes",
             "Bytes queued inside the proxy",
             queued_bytes.clone(),
@@ -118,6 +126,7 @@ impl Metrics {
             login_seconds,
             bytes,
             rejections,
+            forwarded,
             queued_bytes,
             connections,
         }
@@ -126,6 +135,11 @@ impl Metrics {
     /// Count a refusal.
     pub fn reject(&self, reason: &'static str) {
         self.rejections.get_or_create(&[("reason", reason)]).inc();
+    }
+
+    /// Count how a request's client address was decided.
+    pub fn forwarded(&self, outcome: &'static str) {
+        self.forwarded.get_or_create(&[("outcome", outcome)]).inc();
     }
 
     /// Count a login outcome.

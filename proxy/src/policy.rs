@@ -191,6 +191,18 @@ pub fn parse_inet_aton(s: &str) -> Option<Ipv4Addr> {
     u32::try_from(addr).ok().map(Ipv4Addr::from)
 }
 
+/// A network in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`), or a bare address (`/32` or
+/// `/128`). Host bits are kept: callers decide whether to truncate or refuse them.
+pub fn parse_net(s: &str) -> Option<IpNet> {
+    IpNet::from_str(s)
+        .ok()
+        .or_else(|| match IpAddr::from_str(s) {
+            Ok(IpAddr::V4(v4)) => Some(IpNet::V4(Ipv4Net::from(v4))),
+            Ok(IpAddr::V6(v6)) => Some(IpNet::V6(Ipv6Net::from(v6))),
+            Err(_) => None,
+        })
+}
+
 /// The address a v6 form stands for when it embeds IPv4 (mapped, compatible, NAT64).
 pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
@@ -332,14 +344,8 @@ impl TargetPolicy {
         let mut allow = Vec::with_capacity(c.allow.len());
         for (i, a) in c.allow.iter().enumerate() {
             let key = format!("policy.allow[{i}].cidr");
-            let net = match IpNet::from_str(&a.cidr) {
-                Ok(n) => n,
-                Err(_) => match IpAddr::from_str(&a.cidr) {
-                    Ok(IpAddr::V4(v4)) => IpNet::V4(Ipv4Net::from(v4)),
-                    Ok(IpAddr::V6(v6)) => IpNet::V6(Ipv6Net::from(v6)),
-                    Err(_) => return Err(ConfigError::invalid(key, "not a CIDR network")),
-                },
-            };
+            let net = parse_net(&a.cidr)
+                .ok_or_else(|| ConfigError::invalid(key, "not a CIDR network"))?;
             if a.ports.is_empty() || a.ports.contains(&0) {
                 return Err(ConfigError::invalid(
                     format!("policy.allow[{i}].ports"),

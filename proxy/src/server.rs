@@ -25,10 +25,11 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::config::{Config, LimitsConfig};
+use crate::forwarded::{ClientAddr, Outcome};
 use crate::origin::normalize_origin;
 use crate::relay::RelayHub;
 use crate::state::{ActiveConfig, Admission, ConnSlots, ProxyState};
-use crate::static_files::{StaticResult, SECURITY_HEADERS};
+use crate::static_files::{StaticFile, StaticResult, SECURITY_HEADERS};
 use crate::ticket::{check_ticket, Claims, ReplayCache};
 use crate::tls::TlsState;
 use crate::util::unix_now;
@@ -56,6 +57,11 @@ impl ProxyHandle {
             "ws"
         };
         format!("{scheme}://{}", self.state.local_addr)
+    }
+
+    /// The configuration in force (after the last successful reload).
+    pub fn config(&self) -> Config {
+        self.state.active().config.clone()
     }
 
     /// The Prometheus text.
@@ -127,9 +133,15 @@ impl ProxyHandle {
                 tokio::select! {
                     s = hup.recv() => {
                         if s.is_none() { break; }
+                        // Under systemd (Type=notify) the unit shows "reloading" until READY=1.
+                        use sd_notify::{notify, NotifyState};
+                        if let Ok(now) = NotifyState::monotonic_usec_now() {
+                            let _ = notify(&[NotifyState::Reloading, now]);
+                        }
                         if let Err(e) = handle.reload() {
                             tracing::error!(error = %e, kind = e.kind(), "reload failed; keeping the previous configuration");
                         }
+                        let _ = notify(&[NotifyState::Ready]);
                     }
                     _ = stop.changed() => break,
                 }
@@ -212,7 +224,8 @@ impl Proxy {
                 },
                 _ = stop.changed() => break,
             };
-            match state.caps.admit(peer.ip(), &state.metrics) {
+            let trusted = state.active().trusted.trusts(peer.ip());
+            match state.caps.admit(peer.ip(), trusted, &state.metrics) {
                 Ok(Admission::Ready(slots)) => {
                     let (state, hub) = (Arc::clone(&state), Arc::clone(&hub));
                     tokio::spawn(handle_connection(state, hub, tcp, peer, slots));
@@ -225,6 +238,22 @@ impl Proxy {
             }
         }
         state.ready.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Proxy {
+    /// Checks a configuration with the same loaders [`Proxy::bind`] and [`ProxyHandle::reload`]
+    /// use, without binding or serving: [`Config::validate`], the certificate and key (or the
+    /// self-signed one), the ticket key, the target policy and the static directories
+    /// (`prl-proxy check-config`).
+    pub fn check(config: Config) -> Result<(), StartError> {
+        config.validate()?;
+        let listen = config.server.listen;
+        let tls = match &config.tls {
+            Some(t) => Some(TlsState::new(t, listen.ip())?),
+            None => None,
+        };
+        ActiveConfig::build(config, listen, tls.is_some()).map(drop)
     }
 }
 
@@ -378,6 +407,35 @@ fn file_body(file: tokio::fs::File, len: u64) -> Body {
     StreamBody::new(chunks).boxed_unsync()
 }
 
+/// The client of `req` from `peer` (the forwarding header of a trusted proxy, see
+/// [`crate::forwarded`]), counted in `prl_proxy_forwarded_total` and, when a trusted proxy's
+/// header could not be used, logged.
+fn client_of(
+    state: &ProxyState,
+    active: &ActiveConfig,
+    peer: SocketAddr,
+    req: &Request<Incoming>,
+) -> ClientAddr {
+    let (client, outcome) = active.trusted.resolve(peer.ip(), req.headers());
+    if let Some(label) = outcome.label() {
+        state.metrics.forwarded(label);
+    }
+    match outcome {
+        Outcome::Malformed(why) => tracing::info!(
+            peer = %peer.ip(),
+            why,
+            "malformed forwarding header from a trusted proxy; the client is the proxy"
+        ),
+        Outcome::Unknown | Outcome::Missing => tracing::debug!(
+            peer = %peer.ip(),
+            outcome = outcome.label().unwrap_or_default(),
+            "a trusted proxy did not name the client; the client is the proxy"
+        ),
+        Outcome::Direct | Outcome::Ignored | Outcome::Forwarded => {}
+    }
+    client
+}
+
 /// Whether a reverse proxy passed `req` on: its loopback peer address then says nothing about
 /// the real client, so loopback-only endpoints refuse it.
 fn forwarded(req: &Request<Incoming>) -> bool {
@@ -420,20 +478,36 @@ async fn route(
     req: Request<Incoming>,
 ) -> Response<Body> {
     let active = state.active();
+    let client = client_of(&state, &active, peer, &req);
+    // Behind a trusted proxy the connection counts against the share of the client this
+    // request names (its peer's otherwise, which it already does).
+    if let Err(reason) = state.caps.bind_client(&slots, client.ip) {
+        state.metrics.reject(reason);
+        tracing::info!(client = %client, reason, "request refused");
+        let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    }
     let path = req.uri().path().to_string();
     if path == active.config.server.ws_path {
-        // A keep-alive connection that served plain requests gave its pre-auth slot back:
-        // an upgrade on it needs one again.
-        if let Err(reason) = state.caps.reacquire_preauth(&slots, peer.ip()) {
+        // A keep-alive connection that served plain requests gave its pre-auth slot back,
+        // and a trusted proxy's connection has no client share yet: an upgrade needs both.
+        if let Err(reason) = state.caps.reacquire_preauth(&slots, client.ip) {
             state.metrics.reject(reason);
             let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
             r.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(retry_after(&active.config.limits)),
             );
+            if active.trusted.trusts(peer.ip()) {
+                // The front end's connection: closed, so it gives back the total slot too.
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             return r;
         }
-        return websocket(state, hub, active, peer, slots, req);
+        return websocket(state, hub, active, client, slots, req);
     }
     // A plain HTTP request (static file, health, metrics) is not a relay waiting to
     // authenticate: the connection stops counting against the pre-auth cap (it still counts
@@ -457,7 +531,9 @@ async fn route(
             if !m.enabled {
                 text(StatusCode::NOT_FOUND, "not found\n")
             } else if !m.allow_remote
-                && (!crate::policy::canonical(peer.ip()).is_loopback() || forwarded(&req))
+                && (!crate::policy::canonical(peer.ip()).is_loopback()
+                    || forwarded(&req)
+                    || active.trusted.trusts(peer.ip()))
             {
                 text(StatusCode::FORBIDDEN, "forbidden\n")
             } else {
@@ -468,18 +544,12 @@ async fn route(
                 )
             }
         }
-        _ => match active.static_files.lookup(&path).await {
-            StaticResult::File(mime, file, len) => {
-                let body = if head {
-                    full(Bytes::new())
-                } else {
-                    file_body(file, len)
-                };
-                let mut r = respond_body(StatusCode::OK, mime, body);
-                r.headers_mut()
-                    .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-                return r;
-            }
+        _ => match active
+            .static_files
+            .lookup(&path, header_str(req.headers(), header::ACCEPT_ENCODING))
+            .await
+        {
+            StaticResult::File(f) => return static_response(f, head, req.headers()),
             StaticResult::NotFound => text(StatusCode::NOT_FOUND, "not found\n"),
             StaticResult::BadPath => text(StatusCode::BAD_REQUEST, "bad path\n"),
             StaticResult::TooLarge => text(StatusCode::PAYLOAD_TOO_LARGE, "too large\n"),
@@ -489,6 +559,38 @@ async fn route(
         *resp.body_mut() = full(Bytes::new());
     }
     resp
+}
+
+/// A static file's response: `304 Not Modified` when `If-None-Match` names it, else the file
+/// (its body unless `head`), with its validator, encoding and `Vary`.
+fn static_response(f: StaticFile, head: bool, request: &HeaderMap) -> Response<Body> {
+    let not_modified =
+        header_str(request, header::IF_NONE_MATCH).is_some_and(|tags| f.matches(tags));
+    let (status, body) = if not_modified {
+        (StatusCode::NOT_MODIFIED, full(Bytes::new()))
+    } else if head {
+        (StatusCode::OK, full(Bytes::new()))
+    } else {
+        (StatusCode::OK, file_body(f.file, f.len))
+    };
+    let mut r = respond_body(status, f.mime, body);
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&f.etag) {
+        h.insert(header::ETAG, v);
+    }
+    if f.varies {
+        h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
+    if not_modified {
+        // A 304 carries the validators, not the representation's length or encoding.
+        h.remove(header::CONTENT_TYPE);
+        return r;
+    }
+    if let Some(coding) = f.encoding {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding));
+    }
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(f.len));
+    r
 }
 
 fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
@@ -531,13 +633,13 @@ fn websocket(
     state: Arc<ProxyState>,
     hub: Arc<RelayHub>,
     active: Arc<ActiveConfig>,
-    peer: SocketAddr,
+    client: ClientAddr,
     slots: Arc<ConnSlots>,
     mut req: Request<Incoming>,
 ) -> Response<Body> {
     let reject = |reason: &'static str, status: StatusCode, body: &'static str| {
         state.metrics.reject(reason);
-        tracing::info!(peer = %peer.ip(), reason, "websocket upgrade refused");
+        tracing::info!(client = %client, reason, "websocket upgrade refused");
         text(status, body)
     };
     let h = req.headers();
@@ -607,7 +709,7 @@ fn websocket(
             match check_ticket(tickets, &state.replay, &t, &origin, unix_now(), |_| Ok(())) {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    tracing::info!(peer = %peer.ip(), reason = e.kind(), "ticket refused");
+                    tracing::info!(client = %client, reason = e.kind(), "ticket refused");
                     return reject("ticket_invalid", StatusCode::FORBIDDEN, "ticket invalid\n");
                 }
             }
@@ -626,7 +728,7 @@ fn websocket(
     let ctx = crate::relay::Context {
         state: Arc::clone(&state),
         hub,
-        peer,
+        client,
         origin,
         header_claims,
         slots,
@@ -635,7 +737,9 @@ fn websocket(
         match on_upgrade.await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(
-                    crate::firstcap::FirstMessageCap::new(TokioIo::new(upgraded)),
+                    crate::batch::BatchWriter::new(crate::firstcap::FirstMessageCap::new(
+                        TokioIo::new(upgraded),
+                    )),
                     Role::Server,
                     Some(ws_config),
                 )
@@ -749,7 +853,7 @@ mod tests {
         let rt = h.state.active();
         assert_eq!(rt.config.static_files.root.as_deref(), Some(web.as_path()));
         assert!(matches!(
-            rt.static_files.lookup("/index.html").await,
+            rt.static_files.lookup("/index.html", None).await,
             StaticResult::File(..)
         ));
     }

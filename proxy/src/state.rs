@@ -15,7 +15,8 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::config::{Config, ConfigError, LimitsConfig};
-use crate::limits::{IpGuard, PerIpCounter};
+use crate::forwarded::TrustedProxies;
+use crate::limits::{client_key, IpGuard, PerIpCounter};
 use crate::metrics::Metrics;
 use crate::origin::OriginPolicy;
 use crate::policy::TargetPolicy;
@@ -74,6 +75,8 @@ pub struct ActiveConfig {
     pub tickets: Option<Tickets>,
     /// Static mounts.
     pub static_files: StaticFiles,
+    /// `server.trusted_proxies`: whose forwarding header names the client.
+    pub trusted: TrustedProxies,
 }
 
 impl ActiveConfig {
@@ -85,6 +88,7 @@ impl ActiveConfig {
     ) -> Result<ActiveConfig, StartError> {
         config.validate()?;
         let policy = TargetPolicy::from_config(&config.policy)?;
+        let trusted = TrustedProxies::from_config(&config.server)?;
         let origins = OriginPolicy::new(
             &config.server.allowed_origins,
             config.server.public_origin.as_deref(),
@@ -106,6 +110,7 @@ impl ActiveConfig {
             origins,
             tickets,
             static_files,
+            trusted,
         })
     }
 
@@ -187,6 +192,13 @@ impl ProxyState {
 /// (`max_preauth_connections`, `max_preauth_per_ip`); and upstream connections opened but
 /// not yet logged in (`max_unauthenticated_upstreams`,
 /// `max_unauthenticated_upstreams_per_ip`).
+///
+/// The client of a share is the request's client address ([`crate::forwarded`]). A
+/// connection from a trusted proxy carries requests of other clients, whose address is
+/// known only once a request head has been read: at accept it takes a slot of each pool's
+/// total only (its own address has no share), and each request then takes the shares of the
+/// client it names (`bind_client`, `reacquire_preauth`). Any other connection's client is its
+/// peer from accept on.
 #[derive(Debug)]
 pub(crate) struct ConnCaps {
     total: Pool,
@@ -201,11 +213,12 @@ struct Pool {
     per_ip: Arc<PerIpCounter>,
 }
 
-/// A slot of a [`Pool`]: given back when dropped.
+/// A slot of a [`Pool`]: given back when dropped. `share` is the client's share (none for a
+/// trusted proxy's connection before a request has named its client).
 #[derive(Debug)]
 pub(crate) struct Slot {
     _all: OwnedSemaphorePermit,
-    _ip: IpGuard,
+    share: Option<IpGuard>,
 }
 
 impl Pool {
@@ -216,13 +229,36 @@ impl Pool {
         }
     }
 
-    /// A slot for `peer`, or which limit refused it (`Err(true)`: the client's share).
-    fn take(&self, peer: IpAddr) -> Result<Slot, bool> {
-        let ip = self.per_ip.try_acquire(peer).ok_or(true)?;
+    /// A slot, with `client`'s share if given, or which limit refused it (`Err(true)`: the
+    /// client's share).
+    fn take(&self, client: Option<IpAddr>) -> Result<Slot, bool> {
+        let share = match client {
+            Some(ip) => Some(self.per_ip.try_acquire(ip).ok_or(true)?),
+            None => None,
+        };
         let all = Arc::clone(&self.all)
             .try_acquire_owned()
             .map_err(|_| false)?;
-        Ok(Slot { _all: all, _ip: ip })
+        Ok(Slot { _all: all, share })
+    }
+
+    /// Make `slot` count against `client`'s share (taking it before giving up the old one);
+    /// `false` if that client is at its cap (the slot is unchanged).
+    fn rebind(&self, slot: &mut Slot, client: IpAddr) -> bool {
+        if slot
+            .share
+            .as_ref()
+            .is_some_and(|g| g.key() == client_key(client))
+        {
+            return true;
+        }
+        match self.per_ip.try_acquire(client) {
+            Some(g) => {
+                slot.share = Some(g);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -252,11 +288,18 @@ impl ConnCaps {
         }
     }
 
-    /// Admit a new TCP connection from `peer`: its connection slot and a pre-auth slot. A
-    /// connection over the connection caps is refused (`Err`, the `rejections_total` label)
-    /// and closed at once.
-    pub(crate) fn admit(&self, peer: IpAddr, metrics: &Metrics) -> Result<Admission, &'static str> {
-        let total = self.total.take(peer).map_err(|own_share| {
+    /// Admit a new TCP connection from `peer`: its connection slot and a pre-auth slot, with
+    /// `peer`'s shares unless it is a trusted proxy (`trusted`; then its requests' clients
+    /// take the shares). A connection over the connection caps is refused (`Err`, the
+    /// `rejections_total` label) and closed at once.
+    pub(crate) fn admit(
+        &self,
+        peer: IpAddr,
+        trusted: bool,
+        metrics: &Metrics,
+    ) -> Result<Admission, &'static str> {
+        let client = (!trusted).then_some(peer);
+        let total = self.total.take(client).map_err(|own_share| {
             if own_share {
                 "per_ip_connections"
             } else {
@@ -264,12 +307,12 @@ impl ConnCaps {
             }
         })?;
         metrics.connections.inc();
-        let (preauth, busy) = match self.preauth(peer) {
+        let (preauth, busy) = match self.preauth(client) {
             Ok(slot) => (Some(slot), None),
             Err(reason) => (None, Some(reason)),
         };
         let slots = Arc::new(ConnSlots {
-            _total: total,
+            total: Mutex::new(total),
             _gauge: GaugeGuard(metrics.connections.clone()),
             preauth: Mutex::new(preauth),
         });
@@ -279,8 +322,8 @@ impl ConnCaps {
         })
     }
 
-    fn preauth(&self, peer: IpAddr) -> Result<Slot, &'static str> {
-        self.preauth.take(peer).map_err(|own_share| {
+    fn preauth(&self, client: Option<IpAddr>) -> Result<Slot, &'static str> {
+        self.preauth.take(client).map_err(|own_share| {
             if own_share {
                 "preauth_per_ip"
             } else {
@@ -289,37 +332,62 @@ impl ConnCaps {
         })
     }
 
-    /// A pre-auth slot for `slots` if it has none (a keep-alive connection that served plain
-    /// requests asks for the upgrade); the `rejections_total` label if none is free.
+    /// Count `slots` against the share of `client`, the client of its latest request (a
+    /// change only on a trusted proxy's connection); the `rejections_total` label if that
+    /// client is at `max_connections_per_ip`.
+    pub(crate) fn bind_client(
+        &self,
+        slots: &ConnSlots,
+        client: IpAddr,
+    ) -> Result<(), &'static str> {
+        let mut total = slots.total.lock().unwrap_or_else(|p| p.into_inner());
+        if self.total.rebind(&mut total, client) {
+            Ok(())
+        } else {
+            Err("per_ip_connections")
+        }
+    }
+
+    /// A pre-auth slot with `client`'s share for `slots` (a keep-alive connection that served
+    /// plain requests asks for the upgrade, or a trusted proxy's connection names its
+    /// client); the `rejections_total` label if none is free.
     pub(crate) fn reacquire_preauth(
         &self,
         slots: &ConnSlots,
-        peer: IpAddr,
+        client: IpAddr,
     ) -> Result<(), &'static str> {
         let mut pre = slots.preauth.lock().unwrap_or_else(|p| p.into_inner());
-        if pre.is_none() {
-            *pre = Some(self.preauth(peer)?);
+        match pre.as_mut() {
+            None => *pre = Some(self.preauth(Some(client))?),
+            Some(slot) => {
+                if !self.preauth.rebind(slot, client) {
+                    return Err("preauth_per_ip");
+                }
+            }
         }
         Ok(())
     }
 
     /// A slot for an upstream connection that has not logged in yet, or the
-    /// `rejections_total` label if `peer` or everyone is at the cap.
-    pub(crate) fn unauthenticated(&self, peer: IpAddr) -> Result<Slot, &'static str> {
-        self.unauthenticated.take(peer).map_err(|own_share| {
-            if own_share {
-                "unauthenticated_upstreams_per_ip"
-            } else {
-                "unauthenticated_upstreams"
-            }
-        })
+    /// `rejections_total` label if `client` or everyone is at the cap.
+    pub(crate) fn unauthenticated(&self, client: IpAddr) -> Result<Slot, &'static str> {
+        self.unauthenticated
+            .take(Some(client))
+            .map_err(|own_share| {
+                if own_share {
+                    "unauthenticated_upstreams_per_ip"
+                } else {
+                    "unauthenticated_upstreams"
+                }
+            })
     }
 }
 
 /// The cap slots one client connection holds while it lives.
 #[derive(Debug)]
 pub(crate) struct ConnSlots {
-    _total: Slot,
+    /// Its connection slot, with the share of the client of its latest request.
+    total: Mutex<Slot>,
     _gauge: GaugeGuard,
     /// Held until the connection is no longer waiting to authenticate (it served a plain
     /// HTTP request, or the relay opened or resumed).

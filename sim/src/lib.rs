@@ -248,9 +248,6 @@ fn server_config(service: &Arc<SimService>) -> Result<ServerConfig, ConfigError>
             max_package_len: service.config.max_package_len,
             ..Limits::default()
         },
-        // What the service sends is bounded by the real IO layer's limit (1 GiB), not by what
-        // it accepts: a VM list carries ~20 KB per VM (1000 VMs: ~20 MB).
-        send_limits: Limits::protocol(),
         // One package waits while one is handled: with the 1 MiB package limit, the 256 KiB
         // write backlog and 32 queued replies this bounds a connection's buffers (README).
         receive_capacity: 1,

@@ -85,6 +85,39 @@ export function startProcess(cmd, args, ready, { timeoutMs = 20000, env } = {}) 
   });
 }
 
+/**
+ * Starts a server that prints no ready line (nginx, Caddy) and resolves once `probe()` is
+ * truthy; rejects when the process exits first or `timeoutMs` passes. Its output is kept for
+ * error messages (`output()`). Stop it with stopProcess.
+ */
+export async function startServer(cmd, args, probe, { timeoutMs = 20000, env } = {}) {
+  const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  let out = '';
+  const keep = (d) => {
+    out = (out + d).slice(-20000);
+  };
+  proc.stdout.setEncoding('utf8').on('data', keep);
+  proc.stderr.setEncoding('utf8').on('data', keep);
+  let failed = null;
+  proc.on('error', (e) => {
+    failed = e;
+  });
+  proc.on('exit', (code, signal) => {
+    failed ??= new Error(`${cmd} exited (${code ?? signal})\n${out}`);
+  });
+  const started = { proc, output: () => out };
+  try {
+    await until(async () => {
+      if (failed) throw failed;
+      return probe().catch(() => false);
+    }, { timeoutMs, what: `${cmd} ready` });
+  } catch (e) {
+    await stopProcess(started);
+    throw new Error(`${e.message}\n${out}`);
+  }
+  return started;
+}
+
 /** Stops a process started by startProcess and waits for it. */
 export function stopProcess(started) {
   if (!started) return Promise.resolve();
@@ -170,11 +203,12 @@ export async function startSilentServer() {
  * the same user in many times a minute.
  */
 export function proxyConfig({ listen, staticRoot, pkgDir, ports, resumeWindowMs = 60000, origins = [], logLevel = 'info',
-  scope = 'all', maxPackageBytes = 16 << 20 }) {
+  trustedProxies = [], scope = 'all', maxPackageBytes = 16 << 20 }) {
   return [
     '[server]',
     `listen = "${listen}"`,
     `allowed_origins = ${JSON.stringify(origins.length ? [`http://${listen}`, ...origins] : [])}`,
+    `trusted_proxies = ${JSON.stringify(trustedProxies)}`,
     '',
     '[static]',
     `root = ${JSON.stringify(staticRoot)}`,
@@ -207,11 +241,11 @@ export function proxyConfig({ listen, staticRoot, pkgDir, ports, resumeWindowMs 
   ].join('\n');
 }
 
-/** A free loopback TCP port. */
-export async function freePort() {
+/** A free loopback TCP port (on `host`, 127.0.0.1 by default). */
+export async function freePort(host = '127.0.0.1') {
   const net = await import('node:net');
   const server = net.createServer();
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  await new Promise((r) => server.listen(0, host, r));
   const { port } = server.address();
   await new Promise((r) => server.close(r));
   return port;

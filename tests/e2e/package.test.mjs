@@ -48,9 +48,13 @@ test('the tarball holds exactly the package files', () => {
   assert.deepEqual(
     files.filter((f) => !f.startsWith('snippets/')),
     [
+      'CHANGELOG.md',
+      'LICENSE-APACHE',
+      'LICENSE-MIT',
       'README.md',
       'index.d.ts',
       'index.js',
+      'init.js',
       'package.json',
       'prl_client_wasm.js',
       'prl_client_wasm_bg.wasm',
@@ -60,7 +64,7 @@ test('the tarball holds exactly the package files', () => {
   assert.match(snippet[0], /^snippets\/[^/]+\/npm\/parallels-error\.js$/);
 });
 
-test('package.json: ESM exports with types first, files, sideEffects, no runtime deps', async () => {
+test('package.json: ESM exports with types first, files, sideEffects, engines, no runtime deps', async () => {
   const { default: pkg } = await import(join(app, 'node_modules/@prl-web/client/package.json'), {
     with: { type: 'json' },
   });
@@ -70,6 +74,12 @@ test('package.json: ESM exports with types first, files, sideEffects, no runtime
   assert.equal(pkg.sideEffects, false);
   assert.equal(pkg.dependencies, undefined);
   assert.ok(Array.isArray(pkg.files));
+  for (const f of ['LICENSE-MIT', 'LICENSE-APACHE', 'CHANGELOG.md']) assert.ok(pkg.files.includes(f), f);
+  assert.equal(pkg.license, 'MIT OR Apache-2.0');
+  assert.match(pkg.engines?.node ?? '', /^>=\d+/);
+  // No placeholder home: these come once the project has a real public one.
+  assert.equal(pkg.repository, undefined);
+  assert.equal(pkg.homepage, undefined);
   assert.match(pkg.version, /^\d+\.\d+\.\d+/);
 });
 

@@ -472,13 +472,14 @@ static int is_vm_state_event(const recorded_event *e, const char *uuid)
 			&& !strcmp(e->issuer, uuid);
 }
 
-int have_vm_state_event(const recorded_event *ev, unsigned n, const void *arg)
+int have_vm_state_events(const recorded_event *ev, unsigned n, const void *arg)
 {
 	const vm_state_arg *a = arg;
+	unsigned seen = 0;
 	for (unsigned i = 0; i < n; i++)
-		if (is_vm_state_event(&ev[i], a->issuer) && ev[i].vm_state == a->state)
-			return 1;
-	return 0;
+		if (is_vm_state_event(&ev[i], a->issuer))
+			seen++;
+	return seen >= a->count;
 }
 
 unsigned vm_states_of(event_log *log, const char *uuid, VIRTUAL_MACHINE_STATE *states,
@@ -492,18 +493,20 @@ unsigned vm_states_of(event_log *log, const char *uuid, VIRTUAL_MACHINE_STATE *s
 	return count;
 }
 
-void wait_vm_state_event(event_log *log, const char *uuid, VIRTUAL_MACHINE_STATE state,
-		unsigned timeout_ms)
+void wait_vm_state_event(event_log *log, const char *uuid, unsigned nth,
+		VIRTUAL_MACHINE_STATE state, unsigned timeout_ms)
 {
-	vm_state_arg a = { uuid, state };
-	CHECK(event_log_wait(log, have_vm_state_event, &a, timeout_ms),
-			"no state event of %s reporting %s within %u ms", uuid, vm_state_name(state),
+	vm_state_arg a = { uuid, nth + 1 };
+	CHECK(event_log_wait(log, have_vm_state_events, &a, timeout_ms),
+			"no state event #%u of %s (%s) within %u ms", nth, uuid, vm_state_name(state),
 			timeout_ms);
 	static recorded_event ev[MAX_RECORDED];
-	unsigned n = event_log_snapshot(log, ev, MAX_RECORDED);
+	unsigned n = event_log_snapshot(log, ev, MAX_RECORDED), seen = 0;
 	for (unsigned i = 0; i < n; i++) {
-		if (!is_vm_state_event(&ev[i], uuid) || ev[i].vm_state != state)
+		if (!is_vm_state_event(&ev[i], uuid) || seen++ != nth)
 			continue;
+		CHECK(ev[i].vm_state == state, "state event #%u of %s reports %s, want %s", nth, uuid,
+				vm_state_name(ev[i].vm_state), vm_state_name(state));
 		CHECK(ev[i].issuer_type == PIE_DISPATCHER, "the state event's issuer type is %d",
 				(int)ev[i].issuer_type);
 		CHECK(ev[i].code == 100000, "the state event's code is 0x%x, want 0x186a0",
@@ -512,7 +515,7 @@ void wait_vm_state_event(event_log *log, const char *uuid, VIRTUAL_MACHINE_STATE
 				"the state event's vminfo_vm_state is no Integer");
 		break;
 	}
-	test_ok("state event: %s is %s", uuid, vm_state_name(state));
+	test_ok("state event #%u: %s is %s", nth, uuid, vm_state_name(state));
 }
 
 PRL_HANDLE vm_list(const test_login *t, unsigned timeout_ms, PRL_UINT32 *count)

@@ -156,21 +156,23 @@ job_progress attached_task_result(event_log *log, PRL_HANDLE attach, PRL_RESULT 
 
 /* ---- VMs ------------------------------------------------------------------------------- */
 
-/* A VM state event: PET_DSP_EVT_VM_STATE_CHANGED from `issuer` (the VM uuid) with `state`. */
+/* The state events (PET_DSP_EVT_VM_STATE_CHANGED) of `issuer` (a VM uuid). */
 typedef struct {
 	const char *issuer;
-	VIRTUAL_MACHINE_STATE state;
+	unsigned count;
 } vm_state_arg;
-/* The log holds a state event of arg->issuer reporting arg->state. */
-int have_vm_state_event(const recorded_event *ev, unsigned n, const void *arg);
+/* The log holds at least arg->count state events of arg->issuer. */
+int have_vm_state_events(const recorded_event *ev, unsigned n, const void *arg);
 /* The state events of `uuid` in the log, in order, into `states` (at most max); their count. */
 unsigned vm_states_of(event_log *log, const char *uuid, VIRTUAL_MACHINE_STATE *states,
 		unsigned max);
-/* Waits (at most timeout_ms) for a state event of `uuid` reporting `state`, and checks what the
- * SDK hands the callback: issuer type PIE_DISPATCHER, the event code 100000
- * (PET_VM_INF_UNINITIALIZED_EVENT_CODE), the state as an Integer (PFD_INT32) parameter. */
-void wait_vm_state_event(event_log *log, const char *uuid, VIRTUAL_MACHINE_STATE state,
-		unsigned timeout_ms);
+/* Waits (at most timeout_ms) for the state event number `nth` (from 0) of `uuid` and checks it
+ * reports `state`, with what the SDK hands the callback: issuer type PIE_DISPATCHER, the event
+ * code 100000 (PET_VM_INF_UNINITIALIZED_EVENT_CODE), the state as an Integer (PFD_INT32)
+ * parameter. Counting matters: an operation's reply may come before its event, so waiting
+ * for "an event with this state" could match an older one. */
+void wait_vm_state_event(event_log *log, const char *uuid, unsigned nth,
+		VIRTUAL_MACHINE_STATE state, unsigned timeout_ms);
 
 /* PrlSrv_GetVmList, checked to succeed; the result handle (free it) and its entry count. */
 PRL_HANDLE vm_list(const test_login *t, unsigned timeout_ms, PRL_UINT32 *count);

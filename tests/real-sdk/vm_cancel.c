@@ -1,6 +1,6 @@
 /* vm_cancel.c - PrlJob_Cancel on a VM start through the real SDK. Needs the simulator to serve
  * tests/real-sdk/vms.toml (`--vms`) with a start that takes long enough to be cancelled
- * (`--transition-ms start=1500`).
+ * (`--transition-ms start=3000`).
  *
  * A VM start is no task of the service (a fork of the VM manager, not a CDspTaskHelper), so the
  * service answers the cancel (2053) PRL_ERR_TASK_NOT_FOUND and the start carries on.
@@ -38,7 +38,7 @@ int main(void)
 			"cancel is answered", (unsigned)status);
 	test_ok("the start runs on after the cancel");
 	CHECK_RC("PrlVm_Start after the cancel", job_run(start, w, "start"), PRL_ERR_SUCCESS);
-	wait_vm_state_event(log, DB01, VMS_RUNNING, w);
+	wait_vm_state_event(log, DB01, 0, VMS_RUNNING, w);
 	VIRTUAL_MACHINE_STATE state = VMS_UNKNOWN;
 	CHECK_RC("PrlVm_GetState", vm_get_state(db, w, &state), PRL_ERR_SUCCESS);
 	CHECK(state == VMS_RUNNING, "db-01 is %s, want VMS_RUNNING", vm_state_name(state));

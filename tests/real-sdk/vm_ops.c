@@ -121,14 +121,18 @@ static void check_list(const test_login *t, unsigned timeout_ms)
 	PrlHandle_Free(list);
 }
 
-/* Runs a power operation on `vm`, which must succeed with `want`, and waits for its event. */
+/* The state events of db-01 the program has waited for so far. */
+static unsigned events_seen;
+
+/* Runs a power operation on db-01, which must end with `want`, and waits for its state event
+ * (the next one of db-01) reporting `then` (VMS_UNKNOWN: the operation sends none). */
 static void power(PRL_HANDLE job, const char *what, PRL_RESULT want, event_log *log,
 		VIRTUAL_MACHINE_STATE then, unsigned timeout_ms)
 {
 	char details[512];
 	CHECK_RC(what, vm_job(job, timeout_ms, what, details, sizeof(details)), want);
 	if (then != VMS_UNKNOWN)
-		wait_vm_state_event(log, DB01, then, timeout_ms);
+		wait_vm_state_event(log, DB01, events_seen++, then, timeout_ms);
 }
 
 int main(void)

@@ -1,14 +1,18 @@
 //! Project recipes, one place for each: `cargo xtask setup | test | ci | build-wasm | demo |
-//! real-sdk | bench`.
+//! real-sdk | bench | dist | container`.
 //!
 //! `setup` installs what a fresh machine (rustup stable, Node 20, apt, root) lacks, idempotently.
 //! `test` runs `setup`, then every check CI runs, failing fast; `ci` is the same thing.
 //! `build-wasm` builds the npm package; `demo` runs `setup`, builds, and serves the login page.
 //! `real-sdk` runs the real SDK client's test programs against prl-sim (also a `test` step).
+//! `dist` builds and checks the relay's release tarball; `container` builds and checks the
+//! container image with podman.
 #![forbid(unsafe_code)]
 
 mod bench;
+mod container;
 mod demo;
+mod dist;
 mod real_sdk;
 mod setup;
 mod test;
@@ -50,13 +54,29 @@ enum Cmd {
         /// Case-name filters (substrings).
         cases: Vec<String>,
     },
-    /// Run the benchmarks (`cargo bench -p prl-bench`) and print their ratios to the same-run
-    /// baselines; arguments go to criterion (a filter, `--measurement-time 10`).
+    /// Run the benchmarks (criterion suite, load runs, peers, page) and write bench/RESULTS.md;
+    /// `bench PART` runs one part (peers, build, suite, memory, page, report); other arguments
+    /// go to criterion (a filter, `--measurement-time 10`).
     Bench {
-        /// Passed to criterion.
+        /// A part and its arguments, or criterion's arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build the relay's release tarball (prl-proxy, prl-sim, example config, systemd unit,
+    /// licences, INSTALL) into dist/, then check it unpacked in a fresh directory.
+    Dist {
+        /// Target triple (default: this host's; another one needs its toolchain and linker,
+        /// and is not run).
+        #[arg(long)]
+        target: Option<String>,
+        /// Only build and pack.
+        #[arg(long)]
+        no_check: bool,
+    },
+    /// Build the Dockerfile's image with podman (from the dist tarball, on a debootstrapped
+    /// Debian 12 base: no registry needed) and check it: config, user, /readyz, health check,
+    /// a login. Podman's storage is temporary.
+    Container,
 }
 
 fn main() -> ExitCode {
@@ -69,6 +89,8 @@ fn main() -> ExitCode {
         Cmd::Demo => demo::run(&root),
         Cmd::RealSdk { cases } => real_sdk::run(&root, &cases),
         Cmd::Bench { args } => bench::run(&root, &args),
+        Cmd::Dist { target, no_check } => dist::run(&root, target, !no_check),
+        Cmd::Container => container::run(&root),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -284,7 +284,7 @@ const CASES: &[Case] = &[
     // PrlJob_Cancel on a VM start.
     Case {
         security: 2,
-        sim: &["--min-security", "high", "--transition-ms", "start=1500"],
+        sim: &["--min-security", "high", "--transition-ms", "start=3000"],
         vms: VMS,
         expect: "PRL_ERR_TASK_NOT_FOUND",
         ..case("vm-cancel", "vm_cancel")
@@ -335,7 +335,7 @@ const CASES: &[Case] = &[
         ..case("control-vm-refused-default-inventory", "vm_refused")
     },
     Case {
-        sim: &["--transition-ms", "start=1500"],
+        sim: &["--transition-ms", "start=3000"],
         expect: "PRL_ERR_TASK_NOT_FOUND",
         outcome: Outcome::Fail,
         ..case("control-vm-cancel-default-inventory", "vm_cancel")

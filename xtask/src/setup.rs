@@ -22,7 +22,8 @@ const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
 /// Debian packages: openssl headers for the native transport, Chromium + driver for browser tests.
 /// `gcc` and `libc6-dev` give crates with C parts (openssl-sys, ring) a compiler and headers;
-/// rustup brings neither.
+/// rustup brings neither. nginx and Caddy are the TLS front ends the reverse-proxy e2e test runs
+/// (as the current user, from a temp dir), with a certificate made by the `openssl` CLI.
 const APT_PACKAGES: &[&str] = &[
     "gcc",
     "libc6-dev",
@@ -30,7 +31,14 @@ const APT_PACKAGES: &[&str] = &[
     "pkg-config",
     "chromium",
     "chromium-driver",
+    "openssl",
+    "nginx",
+    "caddy",
 ];
+
+/// Packages whose Debian install starts a system service (on ports 80 / 443) where systemd
+/// runs: setup stops and disables the ones it installed itself; the tests start their own.
+const SERVICE_PACKAGES: &[&str] = &["nginx", "caddy"];
 
 /// Directories (relative to the workspace root) that may hold an npm project with a lockfile.
 pub const NPM_PROJECT_DIRS: &[&str] = &["tests/e2e", "web", "client-wasm/npm"];
@@ -150,14 +158,18 @@ fn apt_packages() -> Result<Outcome> {
         return Ok(Outcome::Ok(format!("{} present", APT_PACKAGES.join(" "))));
     }
     let is_root = stdout_of(Command::new("id").arg("-u")).is_some_and(|uid| uid.trim() == "0");
-    let apt_get = |args: &[&str]| {
-        let mut cmd = if is_root {
-            Command::new("apt-get")
+    // `program` as root: directly, or through sudo.
+    let as_root = |program: &str| {
+        if is_root {
+            Command::new(program)
         } else {
             let mut sudo = Command::new("sudo");
-            sudo.arg("apt-get");
+            sudo.arg(program);
             sudo
-        };
+        }
+    };
+    let apt_get = |args: &[&str]| {
+        let mut cmd = as_root("apt-get");
         cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
         cmd
     };
@@ -165,6 +177,23 @@ fn apt_packages() -> Result<Outcome> {
     let mut install = apt_get(&["install", "-y", "-q"]);
     install.args(&missing);
     exec(&mut install)?;
+    let services: Vec<&str> = missing
+        .iter()
+        .copied()
+        .filter(|p| SERVICE_PACKAGES.contains(p))
+        .collect();
+    if !services.is_empty() && Path::new("/run/systemd/system").is_dir() {
+        exec(
+            as_root("systemctl")
+                .args(["disable", "--now"])
+                .args(&services),
+        )?;
+        return Ok(Outcome::Installed(format!(
+            "{}; services disabled: {}",
+            missing.join(" "),
+            services.join(" ")
+        )));
+    }
     Ok(Outcome::Installed(missing.join(" ")))
 }
 

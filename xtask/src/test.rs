@@ -146,6 +146,16 @@ const STEPS: &[Step] = &[
         ],
         env: &[],
     },
+    // The relay's release tarball, checked unpacked in a fresh directory (reuses the two
+    // release builds above).
+    Step {
+        name: "dist",
+        only_if: Some("packaging/INSTALL.md"),
+        dir: ".",
+        program: CARGO,
+        args: &["run", "--quiet", "--locked", "-p", "xtask", "--", "dist"],
+        env: &[],
+    },
     // Browser end-to-end tests (Node test runner driving Chromium).
     Step {
         name: "e2e",

@@ -416,7 +416,7 @@ fn refused(client: &Client, e: RelayError) {
         if let Some(pending) = state.jobs.remove(&job) {
             let _ = pending.waiter.send(Err(relay_error(Op::Connect, e)));
         }
-        let _ = state.session.fail_job(job, code);
+        let _ = state.session.refused_by_relay(job, code);
         state.drain();
     });
 }

@@ -80,12 +80,14 @@ pub(crate) struct DocumentKind {
     pub(crate) roots: [&'static str; 2],
     /// How deep the reader keeps elements (root = 1).
     pub(crate) depth: usize,
+    /// Which elements it keeps (a reader needs a few of a large document's).
+    pub(crate) keep: dom::Keep,
 }
 
 impl DocumentKind {
     /// Parses `text` into its tree (the root checked).
     pub(crate) fn parse(&self, text: &str) -> Result<Element, DocumentError> {
-        dom::parse(text, &self.roots, self.depth).map_err(|e| match e {
+        dom::parse(text, &self.roots, self.depth, self.keep).map_err(|e| match e {
             EventError::UnexpectedRoot { found } => DocumentError::UnexpectedRoot {
                 document: self.name,
                 found,

@@ -27,6 +27,7 @@ const DOC: DocumentKind = DocumentKind {
     name: "host hardware info",
     roots: [HOST_INFO_ROOT, "ParallelsHostInfo"],
     depth: 4,
+    keep: crate::dom::keep_all,
 };
 
 const TEMPLATE: &str = include_str!("host_info.xml");

@@ -20,6 +20,8 @@ use super::Reply;
 use crate::codes::{ErrorCode, VmState};
 use crate::event::xml::{read_element, ROOT_TAGS};
 use crate::event::Event;
+use crate::package::Package;
+use uuid::Uuid;
 
 /// The document's root tag as the writer writes it.
 pub const VM_CONFIG_ROOT: &str = "VirtuozzoVirtualMachine";
@@ -30,7 +32,35 @@ const DOC: DocumentKind = DocumentKind {
     // root > Settings > Runtime > InternalVmInfo > ParallelsEvent > EventParameters >
     // EventParameter > Value > ListItem.
     depth: 9,
+    keep: summary_elements,
 };
+
+/// The elements a [`VmSummary`] reads (a realistic configuration has ~570; these are ~60).
+fn summary_elements(depth: usize, parent: &str, name: &str) -> bool {
+    match depth {
+        2 => matches!(
+            name,
+            "Identification" | "Security" | "Settings" | "Hardware" | "ValidRc" | "VmType"
+        ),
+        3 => match parent {
+            "Identification" => matches!(name, "VmUuid" | "VmName" | "VmHome"),
+            "Security" => true,
+            "Settings" => matches!(name, "General" | "Runtime" | "GlobalNetwork"),
+            "Hardware" => matches!(name, "Cpu" | "Memory"),
+            _ => false,
+        },
+        4 => match parent {
+            "General" => matches!(name, "OsType" | "OsNumber" | "IsTemplate" | "VmDescription"),
+            "Runtime" => name == "InternalVmInfo",
+            "GlobalNetwork" => name == "HostName",
+            "Cpu" => name == "Number",
+            "Memory" => name == "RAM",
+            _ => false,
+        },
+        // Below depth 4 only the kept leaves' children and the InternalVmInfo event remain.
+        _ => true,
+    }
+}
 
 /// The real serializer's document with its values replaced by `{{slots}}`.
 const TEMPLATE: &str = include_str!("vm_config.xml");
@@ -252,12 +282,12 @@ impl VmConfig {
 
 /// The reply to 2029: one standard parameter per configuration (`SetParamsList`).
 pub fn vm_list_reply(
-    request: &crate::package::Package,
-    sender: uuid::Uuid,
-    reply_uuid: uuid::Uuid,
+    request: &Package,
+    sender: Uuid,
+    reply_uuid: Uuid,
     entries: &[String],
-    ids: &mut dyn FnMut() -> uuid::Uuid,
-) -> crate::package::Package {
+    ids: &mut dyn FnMut() -> Uuid,
+) -> Package {
     let entries: Vec<&str> = entries.iter().map(String::as_str).collect();
     super::simple_response(
         request,

@@ -50,6 +50,7 @@ const SECURITY: DocumentKind = DocumentKind {
     name: "vm security",
     roots: ["Security", "Security"],
     depth: 3,
+    keep: crate::dom::keep_all,
 };
 
 impl VmSecurity {

@@ -94,21 +94,26 @@ const B64_READ: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose:
 
 /// QDom text-node escaping (`encodeText(.., encodeQuotes=false, performAVN=false, encodeEOLs=true)`).
 pub(crate) fn push_text(out: &mut String, text: &str) {
-    let mut prev2 = '\0';
-    let mut prev1 = '\0';
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '&' => out.push_str("&amp;"),
-            '>' if prev1 == ']' && prev2 == ']' => out.push_str("&gt;"),
-            '\r' => out.push_str("&#xd;"),
+    // Byte-wise: every character escaped is ASCII, and ASCII bytes never occur inside a
+    // multi-byte UTF-8 sequence, so the runs between them are copied whole (VM lists carry
+    // megabytes of escaped XML).
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let replacement = match b {
+            b'<' => "&lt;",
+            b'&' => "&amp;",
+            b'>' if i >= 2 && bytes.get(i - 2..i) == Some(b"]]") => "&gt;",
+            b'\r' => "&#xd;",
             // CBaseNode::toString() patches NULs into spaces after saving.
-            '\0' => out.push(' '),
-            _ => out.push(c),
-        }
-        prev2 = prev1;
-        prev1 = c;
+            0 => " ",
+            _ => continue,
+        };
+        out.push_str(text.get(start..i).unwrap_or_default());
+        out.push_str(replacement);
+        start = i + 1;
     }
+    out.push_str(text.get(start..).unwrap_or_default());
 }
 
 /// QDom attribute escaping (`encodeText(.., encodeQuotes=true, performAVN=true)`).
@@ -318,7 +323,7 @@ struct Seen {
 }
 
 pub(super) fn read(input: &str) -> Result<Event, EventError> {
-    read_element(&dom::parse(input, &ROOT_TAGS, KEPT_DEPTH)?)
+    read_element(&dom::parse(input, &ROOT_TAGS, KEPT_DEPTH, dom::keep_all)?)
 }
 
 /// The event an element of a parsed document holds (the root of an event document, or an

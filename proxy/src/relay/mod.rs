@@ -24,13 +24,13 @@ mod rules;
 mod serve;
 mod writer;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use prl_protocol::relay::{RelayError, RelayErrorKind};
 
 use crate::budget::ByteBudget;
 use crate::config::LimitsConfig;
+use crate::forwarded::ClientAddr;
 use crate::registry::ResumeRegistry;
 use crate::state::{ConnSlots, ProxyState};
 use crate::ticket::Claims;
@@ -64,7 +64,8 @@ impl RelayHub {
 pub(crate) struct Context {
     pub(crate) state: Arc<ProxyState>,
     pub(crate) hub: Arc<RelayHub>,
-    pub(crate) peer: SocketAddr,
+    /// The client: the peer, or the client a trusted proxy named (`crate::forwarded`).
+    pub(crate) client: ClientAddr,
     pub(crate) origin: String,
     /// A ticket offered in the subprotocol header, already verified and consumed.
     pub(crate) header_claims: Option<Claims>,

@@ -107,8 +107,26 @@ pub async fn ws_connect_from(
     origin: Option<&str>,
     protocols: &[&str],
 ) -> Result<(Ws, Option<String>), u16> {
+    ws_connect_with(from, addr, origin, protocols, &[]).await
+}
+
+/// Connect from the loopback address `from` with extra request headers (such as a reverse
+/// proxy's `X-Forwarded-For`); `Err(status)` when the upgrade is refused.
+pub async fn ws_connect_with(
+    from: &str,
+    addr: SocketAddr,
+    origin: Option<&str>,
+    protocols: &[&str],
+    headers: &[(&str, &str)],
+) -> Result<(Ws, Option<String>), u16> {
     let tcp = tcp_from(from, addr).await;
-    let req = ws_request(&format!("ws://{addr}"), origin, protocols);
+    let mut req = ws_request(&format!("ws://{addr}"), origin, protocols);
+    for (k, v) in headers {
+        req.headers_mut().append(
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
     let cfg = WebSocketConfig::default().max_message_size(Some(64 << 20));
     match tokio_tungstenite::client_async_with_config(req, tcp, Some(cfg)).await {
         Ok((ws, resp)) => {

@@ -106,7 +106,18 @@ impl Browser {
         origin: &str,
         first: ClientMessage,
     ) -> Result<(Browser, ProxyMessage), RelayError> {
-        let (mut ws, _) = ws_connect_from(ip, addr, Some(origin), &["prl-relay.v1"])
+        Browser::connect_with(ip, addr, origin, &[], first).await
+    }
+
+    /// Same, with extra request headers (a reverse proxy's forwarding headers).
+    pub async fn connect_with(
+        ip: &str,
+        addr: std::net::SocketAddr,
+        origin: &str,
+        headers: &[(&str, &str)],
+        first: ClientMessage,
+    ) -> Result<(Browser, ProxyMessage), RelayError> {
+        let (mut ws, _) = ws_connect_with(ip, addr, Some(origin), &["prl-relay.v1"], headers)
             .await
             .unwrap();
         ws.send(Message::Text(first.to_json().into()))
@@ -140,12 +151,23 @@ impl Browser {
 
     /// Open "sim" at a low security level from the loopback client address `ip`.
     pub async fn open_via(h: &ProxyHandle, ip: &str) -> Result<Browser, RelayError> {
+        Browser::open_with(h, ip, &[]).await
+    }
+
+    /// Open "sim" at a low security level from the loopback address `ip` with extra request
+    /// headers.
+    pub async fn open_with(
+        h: &ProxyHandle,
+        ip: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Browser, RelayError> {
         let addr = h.local_addr();
         let req = open_request("sim", SecurityLevel::Low);
-        Browser::connect_via(
+        Browser::connect_with(
             ip,
             addr,
             &format!("http://{addr}"),
+            headers,
             ClientMessage::Open(req),
         )
         .await
