@@ -209,7 +209,7 @@ export async function startSilentServer() {
  * the same user in many times a minute.
  */
 export function proxyConfig({ listen, staticRoot, pkgDir, ports, resumeWindowMs = 60000, origins = [], logLevel = 'info',
-  trustedProxies = [] }) {
+  trustedProxies = [], scope = 'all', maxPackageBytes = 16 << 20 }) {
   return [
     '[server]',
     `listen = "${listen}"`,
@@ -225,6 +225,7 @@ export function proxyConfig({ listen, staticRoot, pkgDir, ports, resumeWindowMs 
     '',
     '[policy]',
     'resolve_names = false',
+    `scope = "${scope}"`,
     '',
     '[[policy.allow]]',
     'cidr = "127.0.0.1/32"',
@@ -235,6 +236,7 @@ export function proxyConfig({ listen, staticRoot, pkgDir, ports, resumeWindowMs 
     'login_per_minute_per_ip = 1000',
     'login_burst_per_user = 1000',
     'login_per_minute_per_user = 1000',
+    `max_package_bytes = ${maxPackageBytes}`,
     '',
     '[resume]',
     `window_ms = ${resumeWindowMs}`,
@@ -314,6 +316,60 @@ export async function startSilentProxy({ www, pkg }) {
     },
     close: () => new Promise((r) => { for (const s of sockets) s.destroy(); server.close(() => r()); }),
   };
+}
+
+/** Headless Chromium (Debian's) as every browser test runs it. */
+export async function launchChromium() {
+  const { chromium } = await import('playwright-core');
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--disable-dev-shm-usage'],
+  });
+}
+
+/** Opens `url` (the test page) in `browser` and waits until the package is loaded on it. */
+export async function openTestPage(browser, url) {
+  const p = await browser.newPage();
+  p.on('pageerror', (e) => console.log('pageerror:', e.message));
+  await p.goto(url);
+  await p.waitForFunction(() => window.prlReady === true, null, { timeout: 10000 });
+  return p;
+}
+
+/**
+ * Runs `fn(prl, args)` in `page` (the test page: `window.prl` is the package); errors come back
+ * as plain objects (`{ err: { isParallels, isError, kind, code, codeName, message } }`, with
+ * `details` and the `cancel*` fields when the error has them), a result as `{ ok }`. The wrapper is composed as
+ * source text that Playwright calls through the DevTools protocol (no eval in the page, so the
+ * proxy's Content-Security-Policy stays in force). Bounded: 20 s.
+ */
+export function callInPage(page, fn, args) {
+  const source = `async (a) => {
+    const f = ${fn.toString()};
+    try {
+      return { ok: await f(window.prl, a) };
+    } catch (e) {
+      const err = { isParallels: e instanceof window.prl.ParallelsError, isError: e instanceof Error,
+        kind: e.kind, code: e.code, codeName: e.codeName, message: e.message };
+      for (const k of ['details', 'cancelConfirmed', 'cancelCode', 'cancelCodeName']) if (k in e) err[k] = e[k];
+      return { err };
+    }
+  }`;
+  const call = page.evaluate(`(${source})(${JSON.stringify(args ?? null)})`);
+  let timer;
+  const limit = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error('page call did not finish in 20 s')), 20000);
+  });
+  return Promise.race([call, limit]).finally(() => clearTimeout(timer));
+}
+
+/** The uuid (`{...}`, as the protocol writes it) of a package's bytes: its first 16 bytes. */
+export function packageUuid(bytes) {
+  const hex = Buffer.from(bytes.slice(0, 16)).toString('hex');
+  return `{${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}}`;
 }
 
 /** Resolves once `condition()` (sync or async) is truthy; rejects after `timeoutMs`. */
