@@ -47,7 +47,7 @@ const LOGIN_HINTS = {
   limit_reached: 'Too many logins or connections right now: wait a minute, then try again.',
   restore_refused: 'The proxy no longer holds the lost session: connect without restoring it.',
   resume_failed: 'The lost connection could not be resumed: connect again.',
-  proxy_unreachable: 'The proxy cannot be reached: check that it runs and that this page comes from it.',
+  proxy_unreachable: 'The proxy cannot be reached: check that it runs, that this page comes from it, and that the browser allows it local network access.',
   closed: 'The connection closed before the login finished: try again.',
   canceled: 'You canceled the login.',
   internal: 'The proxy failed: its log says why.',
