@@ -76,9 +76,10 @@ function serverFor(autoRestore) {
     loadAll(s);
   }));
   s.addEventListener('vmstatechange', mine((d) => vmStateChanged(d.uuid, d.state)));
-  for (const type of ['vmadded', 'vmremoved', 'vmconfigchange']) {
+  const changes = { vmadded: 'added', vmremoved: 'removed', vmconfigchange: 'reconfigured' };
+  for (const [type, what] of Object.entries(changes)) {
     s.addEventListener(type, mine((d) => {
-      log(`${type.slice(2).replace('config', 'config ')} ${vmName(d.uuid)}`);
+      log(`VM ${vmName(d.uuid)} ${what}`);
       loadAll(s);
     }));
   }
