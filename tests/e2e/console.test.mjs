@@ -240,6 +240,34 @@ test('login: the session bar, the host panel and the VM table', async () => {
   assert.deepEqual(await axe(page), []);
 });
 
+test('the live region stays quiet while the event log fills: log lines are not announced', async () => {
+  // The session's own task (the simulator's task on login) reports progress every 100 ms: a log
+  // line updated in place, never an announcement.
+  const counts = await page.evaluate(() => new Promise((resolve) => {
+    const seen = { announced: 0, logged: 0 };
+    const watch = (id, key) => {
+      const o = new MutationObserver(() => { seen[key] += 1; });
+      o.observe(document.getElementById(id), { childList: true, characterData: true, subtree: true });
+      return o;
+    };
+    const observers = [watch('announcer', 'announced'), watch('log', 'logged')];
+    const end = Date.now() + 10000;
+    const check = () => {
+      if (seen.logged < 10 && Date.now() < end) {
+        setTimeout(check, 50);
+        return;
+      }
+      for (const o of observers) o.disconnect();
+      resolve(seen);
+    };
+    check();
+  }));
+  assert.ok(counts.logged >= 10, JSON.stringify(counts));
+  assert.equal(counts.announced, 0, JSON.stringify(counts));
+  const log = await logLines(page);
+  assert.equal(log.filter((l) => l.includes('a task of this session')).length, 1, log.join('\n'));
+});
+
 test('the state badge follows vmstatechange: another console starts a VM', async () => {
   await loggedIn(other);
   await other.click(`${row('build-02')} .vm-start`);
