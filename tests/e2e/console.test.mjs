@@ -12,8 +12,8 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  PKG_DIR, PKG_ENTRY, PROXY, ROOT, SIM, freePort, launchChromium, proxyConfig, requireBuilt,
-  startForwarder, startProcess, stopProcess, until, waitForDetachedExpiry,
+  PKG_ENTRY, PROXY, SIM, launchChromium, requireBuilt, startConsoleStack, stopStack, until,
+  waitForDetachedExpiry,
 } from './harness.mjs';
 
 const USER = 'alice';
@@ -68,6 +68,7 @@ template = true
 `;
 
 let work;
+let simPort;
 let sim;
 let proxy;
 let forwarder;
@@ -97,26 +98,15 @@ before(async () => {
   requireBuilt([SIM, PROXY, PKG_ENTRY]);
   work = mkdtempSync(join(tmpdir(), 'prl-console-'));
   writeFileSync(join(work, 'vms.toml'), INVENTORY);
-  const simPort = await freePort();
   // Every session gets a 2-minute task, so a session lost for good leaves one to attach.
-  sim = await startProcess(SIM, ['--listen', `127.0.0.1:${simPort}`, '--user', `${USER}:${PASSWORD}`,
-    '--product-version', 'prl-sim console', '--vms', join(work, 'vms.toml'),
-    '--transition-ms', `all=${OP_MS}`, '--task-on-login', '1200:100'],
-  /prl-sim listening/, { env: { RUST_LOG: 'info,prl_sim::service::vms=debug' } });
-  const proxyPort = await freePort();
-  forwarder = await startForwarder(proxyPort);
-  writeFileSync(join(work, 'proxy.toml'), proxyConfig({
-    listen: `127.0.0.1:${proxyPort}`,
-    staticRoot: join(ROOT, 'web'),
-    pkgDir: PKG_DIR,
-    ports: [simPort],
+  ({ sim, proxy, forwarder, simPort, url: consoleUrl } = await startConsoleStack(work, {
+    simArgs: ['--user', `${USER}:${PASSWORD}`, '--product-version', 'prl-sim console', '--vms', join(work, 'vms.toml'),
+      '--transition-ms', `all=${OP_MS}`, '--task-on-login', '1200:100'],
+    simEnv: { RUST_LOG: 'info,prl_sim::service::vms=debug' },
     resumeWindowMs: WINDOW_MS,
-    origins: [`http://127.0.0.1:${forwarder.port}`],
   }));
-  proxy = await startProcess(PROXY, ['--config', join(work, 'proxy.toml')], /prl-proxy listening/);
   browser = await launchChromium();
   // The settings a user types; the query string is the demo's link (tested in demo.test.mjs).
-  consoleUrl = `http://127.0.0.1:${forwarder.port}/`;
   page = await openConsole(await browser.newContext({ viewport: { width: 1280, height: 800 } }));
   other = await openConsole(await browser.newContext({ viewport: { width: 1280, height: 800 } }));
   for (const p of [page, other]) {
@@ -127,9 +117,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  await forwarder?.close();
-  await stopProcess(proxy);
-  await stopProcess(sim);
+  await stopStack({ sim, proxy, forwarder });
   if (work) rmSync(work, { recursive: true, force: true });
 });
 

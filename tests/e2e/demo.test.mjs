@@ -2,12 +2,11 @@
 // way a new user clicks, against a real prl-proxy serving it and a real prl-sim.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  PKG_DIR, PKG_ENTRY, PROXY, ROOT, SIM, freePort, launchChromium, proxyConfig, requireBuilt,
-  startForwarder, startProcess, stopProcess, waitForDetachedExpiry,
+  PKG_ENTRY, PROXY, SIM, launchChromium, requireBuilt, startConsoleStack, stopStack, waitForDetachedExpiry,
 } from './harness.mjs';
 
 const WINDOW_MS = 1000;
@@ -24,21 +23,11 @@ const problems = []; // page errors, console errors, failed requests
 before(async () => {
   requireBuilt([SIM, PROXY, PKG_ENTRY]);
   work = mkdtempSync(join(tmpdir(), 'prl-demo-'));
-  simPort = await freePort();
   // Every session gets a task, so a lost session has something to show.
-  sim = await startProcess(SIM, ['--listen', `127.0.0.1:${simPort}`, '--user', 'demo:demo',
-    '--product-version', 'prl-sim demo', '--task-on-login', '50:100'], /prl-sim listening/);
-  const proxyPort = await freePort();
-  forwarder = await startForwarder(proxyPort);
-  writeFileSync(join(work, 'proxy.toml'), proxyConfig({
-    listen: `127.0.0.1:${proxyPort}`,
-    staticRoot: join(ROOT, 'web'),
-    pkgDir: PKG_DIR,
-    ports: [simPort],
+  ({ sim, proxy, forwarder, simPort } = await startConsoleStack(work, {
+    simArgs: ['--user', 'demo:demo', '--product-version', 'prl-sim demo', '--task-on-login', '50:100'],
     resumeWindowMs: WINDOW_MS,
-    origins: [`http://127.0.0.1:${forwarder.port}`],
   }));
-  proxy = await startProcess(PROXY, ['--config', join(work, 'proxy.toml')], /prl-proxy listening/);
   browser = await launchChromium();
   page = await browser.newPage();
   page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
@@ -51,9 +40,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  await forwarder?.close();
-  await stopProcess(proxy);
-  await stopProcess(sim);
+  await stopStack({ sim, proxy, forwarder });
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
