@@ -10,6 +10,7 @@
 //! | `codec_*` | `baseline_memcpy`: copying the same bytes | package encode / incremental decode, CVmEvent XML parse / serialise, binary 5003 decode ([`fixtures`]) |
 //! | `connection_setup` | `baseline_direct`: [`direct_login_cycle`] with prl-transport's client | `proxy_ws`, `proxy_wss`: [`proxy_login_cycle`], the browser's way through prl-proxy over `ws://` and `wss://` |
 //! | `relay_throughput` | `baseline_direct`: a [`DirectSession`] receiving a task's events | `proxy_ws`, `proxy_wss`: a [`BrowserSession`] receiving them through prl-proxy |
+//! | `vm_list` | `baseline_direct`: a [`DirectSession`]'s VM list of 10 and 1000 VMs, every configuration read ([`vms`]) | `proxy_ws`: a [`BrowserSession`]'s, through prl-proxy |
 //!
 //! Everything runs in one process over loopback: [`start_sim`] (prl-sim: the logins, and the
 //! unpaced task 9001 whose events the throughput benchmark relays) and [`start_proxy`]
@@ -26,6 +27,7 @@ pub mod peers;
 pub mod profile;
 pub mod report;
 pub mod summary;
+pub mod vms;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -51,6 +53,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
@@ -152,16 +155,21 @@ async fn bounded<T>(
         .map_err(|_| BenchError::Timeout(WAIT, what))
 }
 
-/// Starts prl-sim on an ephemeral loopback port with [`USER`]. Heartbeats are hourly so that
-/// none lands inside a measurement; everything else is the simulator's default.
-pub async fn start_sim() -> Result<Simulator, BenchError> {
+/// The simulator's configuration: an ephemeral loopback port, [`USER`], hourly heartbeats so
+/// that none lands inside a measurement; everything else is the simulator's default.
+pub fn sim_config() -> Result<SimConfig, BenchError> {
     let mut config = SimConfig::new();
     config.tcp = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     config
         .users
         .add(UserDb::parse_spec(&format!("{USER}:{PASSWORD}"))?)?;
     config.heartbeat_interval = Duration::from_secs(3600);
-    Ok(Simulator::start(config).await?)
+    Ok(config)
+}
+
+/// Starts prl-sim with [`sim_config`].
+pub async fn start_sim() -> Result<Simulator, BenchError> {
+    Ok(Simulator::start(sim_config()?).await?)
 }
 
 /// The proxy configuration used: each `(name, address)` of `targets` as a named target, the
@@ -193,7 +201,12 @@ pub async fn start_proxy(
     targets: &[(&str, SocketAddr)],
     wss: bool,
 ) -> Result<ProxyHandle, BenchError> {
-    let proxy = Proxy::bind(proxy_config(targets, wss)?, None).await?;
+    run_proxy(proxy_config(targets, wss)?).await
+}
+
+/// Binds prl-proxy with `config` and runs it on the current runtime.
+pub async fn run_proxy(config: Config) -> Result<ProxyHandle, BenchError> {
+    let proxy = Proxy::bind(config, None).await?;
     let handle = proxy.handle();
     tokio::spawn(proxy.run());
     Ok(handle)
@@ -527,9 +540,12 @@ impl Link for DirectSession {
 
 impl DirectSession {
     fn client_config(level: SecurityLevel) -> ClientConfig {
-        ClientConfig::new(level)
+        let mut config = ClientConfig::new(level)
             .with_budget(Some(WAIT))
-            .with_heartbeat(None)
+            .with_heartbeat(None);
+        // As the SDK's IO layer: packages up to 1 GiB (a VM list of 1000 VMs is ~20 MB).
+        config.stream.limits = Limits::protocol();
+        config
     }
 
     /// Connects (TCP, handshake, TLS) to the simulator at `level`.
@@ -616,7 +632,13 @@ impl BrowserSession {
             "sec-websocket-protocol",
             HeaderValue::from_static(SUBPROTOCOL),
         );
-        let (mut ws, _) = tokio_tungstenite::client_async(request, stream).await?;
+        // A browser's WebSocket has no message or frame size limit: the proxy bounds what it
+        // forwards (`limits.max_package_bytes`).
+        let unlimited = WebSocketConfig::default()
+            .max_message_size(None)
+            .max_frame_size(None);
+        let (mut ws, _) =
+            tokio_tungstenite::client_async_with_config(request, stream, Some(unlimited)).await?;
         let open = ClientMessage::Open(OpenRequest {
             version: RELAY_VERSION,
             target: Target {
@@ -721,7 +743,8 @@ impl BrowserSession {
                 None | Some(Ok(Message::Close(_))) => return Ok(None),
                 Some(Err(e)) => return Err(e.into()),
                 Some(Ok(Message::Binary(b))) => {
-                    let p = Package::decode(&b, &Limits::default()).map_err(|e| {
+                    // The browser client decodes what the proxy forwarded (the proxy bounds it).
+                    let p = Package::decode(&b, &Limits::protocol()).map_err(|e| {
                         BenchError::Unexpected {
                             what: "package",
                             detail: e.to_string(),

@@ -24,6 +24,9 @@
 //! - any command the core can describe ([`RequestSpec`]: host info, VM list and info, the VM
 //!   power operations, or any other client → service command) is a job of its own
 //!   ([`ClientSession::request`], `JobKind::Command`) that ends with its first reply;
+//! - a job can also end without its reply ([`ClientSession::fail_job`]): a request the relay
+//!   refused (`command_refused`, [`ClientSession::refused_by_relay`]), or a cancel whose answer
+//!   the caller stopped waiting for;
 //! - replies to a job that already ended (a cancelled one's late reply, the service's second
 //!   reply to a forked VM operation that failed: ops-wire.md §4.4) are dropped silently, as the
 //!   SDK drops them; the session remembers the last [`FINISHED_JOBS_KEPT`] ended jobs for that.
@@ -411,10 +414,7 @@ impl ClientSession {
         cancel_job: Uuid,
         ids: &mut dyn FnMut() -> Uuid,
     ) -> Result<(), SessionError> {
-        let pending = self
-            .pending
-            .remove(&job)
-            .ok_or_else(|| SessionError::UnknownJob(uuid_string(&job)))?;
+        let pending = self.take_pending(job)?;
         let package = one_str_command(
             cmd::USER_CANCEL_OPERATION,
             &uuid_string(&job),
@@ -423,30 +423,38 @@ impl ClientSession {
             ids,
         );
         self.send(cancel_job, JobKind::Cancel, package);
-        if matches!(pending.kind, JobKind::Login | JobKind::LoginLocal) {
+        self.end_without_reply(job, pending.kind, ErrorCode::OPERATION_WAS_CANCELED);
+        Ok(())
+    }
+
+    /// Ends a pending job without a reply from the service, failed with `code`: a request the
+    /// relay refused (a `command_refused` error: it never reached the service), or a job the
+    /// caller stopped waiting for (a cancel left unanswered). Late replies to it are dropped
+    /// like those of any ended job.
+    pub fn fail_job(&mut self, job: Uuid, code: ErrorCode) -> Result<(), SessionError> {
+        let pending = self.take_pending(job)?;
+        self.end_without_reply(job, pending.kind, code);
+        Ok(())
+    }
+
+    fn take_pending(&mut self, job: Uuid) -> Result<Pending, SessionError> {
+        self.pending
+            .remove(&job)
+            .ok_or_else(|| SessionError::UnknownJob(uuid_string(&job)))
+    }
+
+    fn end_without_reply(&mut self, job: Uuid, kind: JobKind, code: ErrorCode) {
+        if matches!(kind, JobKind::Login | JobKind::LoginLocal) {
             self.set_state(SessionState::Connected);
         }
-        self.finish(
-            job,
-            pending.kind,
-            JobResult::Failed {
-                code: ErrorCode::OPERATION_WAS_CANCELED,
-                error: None,
-            },
-        );
-        Ok(())
+        self.finish(job, kind, JobResult::Failed { code, error: None });
     }
 
     /// The relay refused the request of `job` without forwarding it (a `command_refused`
     /// relay error, `RelayError::refused_request` names the job): the job fails at once with
     /// `code` (the error's code, `PRL_ERR_ACCESS_DENIED`). The session is unaffected.
     pub fn refused_by_relay(&mut self, job: Uuid, code: ErrorCode) -> Result<(), SessionError> {
-        let pending = self
-            .pending
-            .remove(&job)
-            .ok_or_else(|| SessionError::UnknownJob(uuid_string(&job)))?;
-        self.finish(job, pending.kind, JobResult::Failed { code, error: None });
-        Ok(())
+        self.fail_job(job, code)
     }
 
     fn finish(&mut self, job: Uuid, kind: JobKind, result: JobResult) {

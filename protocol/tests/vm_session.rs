@@ -317,3 +317,38 @@ fn a_request_the_relay_refused_fails_its_job_and_the_session_goes_on() {
     let (next, _) = f.request(&host_info_request());
     assert!(f.session.pending_jobs().any(|(j, _)| j == next));
 }
+
+#[test]
+fn a_cancel_the_caller_stopped_waiting_for_ends_with_its_code_and_its_late_reply_is_dropped() {
+    let mut f = F::logged_in();
+    let (job, _) = f.request(&VmRequest::start(VM).to_spec());
+    let cancel_job = f.id();
+    f.session.cancel(job, cancel_job, &mut counter()).unwrap();
+    let cancel = f.sent().remove(0);
+    f.events();
+    // No answer came in time: the caller gives the cancel up.
+    f.session.fail_job(cancel_job, ErrorCode::TIMEOUT).unwrap();
+    assert_eq!(
+        finished(&f.events()),
+        [(cancel_job, JobKind::Cancel, Err(ErrorCode::TIMEOUT))]
+    );
+    assert_eq!(f.session.pending_jobs().count(), 0);
+    assert_eq!(
+        f.session
+            .fail_job(cancel_job, ErrorCode::TIMEOUT)
+            .unwrap_err()
+            .kind(),
+        "unknown_job"
+    );
+    // The answer after all is dropped silently.
+    let reply = simple_response(
+        &cancel,
+        Uuid::from_u128(0x5e),
+        Uuid::from_u128(7),
+        ErrorCode::TASK_NOT_FOUND,
+        &[],
+        &mut counter(),
+    );
+    f.session.handle_package(reply).unwrap();
+    assert_eq!(f.events(), []);
+}

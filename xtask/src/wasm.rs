@@ -4,8 +4,9 @@
 //!    (opt-level z, lto, panic abort: see the root Cargo.toml);
 //! 2. `wasm-bindgen --target web` (the CLI must equal Cargo.lock's wasm-bindgen: `cargo xtask
 //!    setup` installs it);
-//! 3. `wasm-opt -Oz` from the npm package `binaryen` (a devDependency of `tests/e2e`) when it is
-//!    installed; never Debian's binaryen, whose output breaks in Chromium;
+//! 3. `wasm-opt -Oz --converge` from the npm package `binaryen` (a devDependency of
+//!    `tests/e2e`) when it is installed; never Debian's binaryen, whose output breaks in
+//!    Chromium;
 //! 4. the curated sources of `client-wasm/npm/` (package.json, index.d.ts, init.js, README.md,
 //!    CHANGELOG.md), the licences from the workspace root, and a generated `index.js` that
 //!    re-exports the glue, `init` and the `ParallelsError` class;
@@ -181,10 +182,31 @@ fn find_error_snippet(out: &Path) -> Result<String> {
     }
 }
 
+/// The `Server` methods that return a promise: after `free()` each rejects with
+/// `invalid_state` instead of calling into the freed object.
+pub const PROMISE_METHODS: &[&str] = &[
+    "login",
+    "loginLocal",
+    "logoff",
+    "attachToLostTask",
+    "getHostInfo",
+    "getVmList",
+    "getVmState",
+    "startVm",
+    "stopVm",
+    "pauseVm",
+    "resumeVm",
+    "suspendVm",
+    "resetVm",
+    "restartVm",
+    "request",
+];
+
 /// The entry's `Server`: the glue's class, kept safe to touch after `free()` (the glue's own
 /// methods throw a bare "null pointer passed to rust" once the WebAssembly object is gone).
 /// `__wbg_ptr` is the glue's handle field (wasm-bindgen is pinned in Cargo.lock; the package
-/// end-to-end tests exercise this).
+/// end-to-end tests exercise this). The promise methods ([`PROMISE_METHODS`]) are wrapped in a
+/// loop after the class.
 const SERVER_WRAPPER: &str = r#"
 const freed = () => new ParallelsError('the client was freed', 0x80000251,
   'PRL_ERR_NOT_CONNECTED_TO_DISPATCHER', 'invalid_state');
@@ -194,12 +216,6 @@ export class Server extends WasmServer {
   get #gone() { return this.__wbg_ptr === 0; }
   get state() { return this.#gone ? 'closed' : super.state; }
   get sessionId() { return this.#gone ? undefined : super.sessionId; }
-  login(opts) { return this.#gone ? Promise.reject(freed()) : super.login(opts); }
-  loginLocal(opts) { return this.#gone ? Promise.reject(freed()) : super.loginLocal(opts); }
-  logoff() { return this.#gone ? Promise.reject(freed()) : super.logoff(); }
-  attachToLostTask(taskId, opts) {
-    return this.#gone ? Promise.reject(freed()) : super.attachToLostTask(taskId, opts);
-  }
   addEventListener(type, listener, options) {
     if (!this.#gone) super.addEventListener(type, listener, options);
   }
@@ -220,8 +236,20 @@ pub fn index_js(error_snippet: &str) -> String {
          import {{ ParallelsError }} from './{error_snippet}';\n\
          export {{ default }} from './init.js';\n\
          export {{ initSync, SecurityLevel, errorKinds }} from './{LIB}.js';\n\
-         export {{ ParallelsError }};\n{SERVER_WRAPPER}"
+         export {{ ParallelsError }};\n{SERVER_WRAPPER}\n\
+         for (const name of {methods}) {{\n\
+         \x20 const method = WasmServer.prototype[name];\n\
+         \x20 Object.defineProperty(Server.prototype, name, {{ configurable: true, writable: true,\n\
+         \x20   value(...args) {{ return this.__wbg_ptr === 0 ? Promise.reject(freed()) : method.apply(this, args); }} }});\n\
+         }}\n",
+        methods = js_string_array(PROMISE_METHODS),
     )
+}
+
+/// `['a', 'b']`.
+fn js_string_array(items: &[&str]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| format!("'{i}'")).collect();
+    format!("[{}]", quoted.join(", "))
 }
 
 fn package_json(root: &Path) -> Result<String> {
@@ -279,14 +307,14 @@ pub fn build(root: &Path) -> Result<PathBuf> {
     if wasm_opt.is_file() {
         exec(
             Command::new(&wasm_opt)
-                .arg("-Oz")
+                .args(["-Oz", "--converge"])
                 .arg(&bg)
                 .arg("-o")
                 .arg(&bg),
         )?;
         let after = size_of(&bg)?;
         println!(
-            "build-wasm: wasm-opt -Oz: {} -> {}",
+            "build-wasm: wasm-opt -Oz --converge: {} -> {}",
             kb(before.raw),
             kb(after.raw)
         );
@@ -457,6 +485,9 @@ mod tests {
         assert!(js.contains("export { ParallelsError };"));
         assert!(js.contains("export { default } from './init.js'"));
         assert!(js.contains("export class Server extends WasmServer"));
+        for method in ["'login'", "'getVmList'", "'startVm'", "'request'"] {
+            assert!(js.contains(method), "{method} is not guarded after free()");
+        }
     }
 
     #[test]

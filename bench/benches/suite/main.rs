@@ -4,13 +4,14 @@
 //! to `prl-bench-summary.md` in criterion's output directory).
 //!
 //! Measurement times are short on purpose (a shared 2-core machine): the whole suite runs in
-//! about a minute and a half. Criterion's own flags change them, e.g.
+//! about three minutes (the 1000-VM list of `vm_list` alone takes about a minute). Criterion's own flags change them, e.g.
 //! `cargo bench -p prl-bench -- --measurement-time 10 connection_setup`.
 
 mod codec;
 mod connection;
 mod relay;
 mod round_trip;
+mod vm_list;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -157,6 +158,7 @@ fn main() {
     connection::benches(&mut c, &mut run);
     relay::benches(&mut c, &mut run);
     round_trip::benches(&mut c, &mut run);
+    vm_list::benches(&mut c, &mut run);
     c.final_summary();
     let load = load.stop();
 

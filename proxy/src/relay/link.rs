@@ -18,6 +18,7 @@ use prl_protocol::Uuid;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
@@ -340,6 +341,16 @@ where
                     Some(Err(e @ WsError::Capacity(_))) => {
                         s.state.metrics.reject("limit_reached");
                         return End::Failed(ws_read_error(&e, &s.limits));
+                    }
+                    Some(Err(WsError::Protocol(p)))
+                        if !matches!(p, ProtocolError::ResetWithoutClosingHandshake) =>
+                    {
+                        // A frame no browser sends (bad framing, opcode, masking): counted
+                        // like one in the first message, then handled as a browser gone. A
+                        // connection that merely ended without a close frame is a lost
+                        // browser, not a violation.
+                        s.state.metrics.reject("protocol_violation");
+                        return End::BrowserGone;
                     }
                     Some(Err(_)) | None => return End::BrowserGone,
                 }
