@@ -15,10 +15,9 @@ import {
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
 import {
-  CHROMIUM, E2E_DIR, PKG_DIR, PKG_ENTRY, PROXY, ROOT, SIM, freePort, proxyConfig, requireBuilt,
-  startProcess, stopProcess,
+  E2E_DIR, PKG_DIR, PKG_ENTRY, PROXY, ROOT, SIM, callInPage, freePort, launchChromium, openTestPage,
+  proxyConfig, requireBuilt, startProcess, stopProcess,
 } from './harness.mjs';
 
 const USER = 'alice';
@@ -112,17 +111,8 @@ before(async () => {
     '',
   ].join('\n'));
   proxy = await startProcess(PROXY, ['--config', config], /prl-proxy listening on ws:\/\/\S+/);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--disable-dev-shm-usage'],
-  });
-  page = await browser.newPage();
-  page.on('pageerror', (e) => console.log('pageerror:', e.message));
-  await page.goto(`http://127.0.0.1:${proxyPort}/`);
-  await page.waitForFunction(() => window.prlReady === true, null, { timeout: 10000 });
+  browser = await launchChromium();
+  page = await openTestPage(browser, `http://127.0.0.1:${proxyPort}/`);
 });
 
 after(async () => {
@@ -132,26 +122,21 @@ after(async () => {
 });
 
 /**
- * Logs in to the simulator through the proxy with `ticket` (and logs off again); the result or
- * the ParallelsError as a plain object. Composed as source text that Playwright calls through
- * the DevTools protocol (no eval in the page: the proxy's Content-Security-Policy stays on).
+ * Logs in to the simulator through the proxy with `ticket` (and logs off again):
+ * `{ ok: sessionUuid }`, or `{ err }` with the ParallelsError as a plain object.
  */
-async function loginWith(ticket) {
-  const args = { url: `ws://127.0.0.1:${proxyPort}/ws`, port: sim.port, user: USER, password: PASSWORD, ticket };
-  const source = `async (a) => {
-    const s = new window.prl.Server({ proxyUrl: a.url, ticket: a.ticket });
+function loginWith(ticket) {
+  return callInPage(page, async (prl, a) => {
+    const s = new prl.Server({ proxyUrl: a.url, ticket: a.ticket });
     try {
       const resp = await s.login({ host: '127.0.0.1', port: a.port, user: a.user, password: a.password,
         timeoutMs: 5000 });
       await s.logoff();
-      return { ok: resp.sessionUuid };
-    } catch (e) {
-      return { err: { kind: e.kind, message: e.message } };
+      return resp.sessionUuid;
     } finally {
       s.free();
     }
-  }`;
-  return page.evaluate(`(${source})(${JSON.stringify(args)})`);
+  }, { url: `ws://127.0.0.1:${proxyPort}/ws`, port: sim.port, user: USER, password: PASSWORD, ticket });
 }
 
 /** prl_proxy_ticket_rejections_total{reason} from the proxy's /metrics (loopback). */
@@ -166,6 +151,7 @@ async function assertRefused(ticket, reason) {
   const before = await refusals(reason);
   const r = await loginWith(ticket);
   assert.equal(r.err?.kind, 'ticket_invalid', `${reason}: ${JSON.stringify(r)}\n${proxy.stderr()}`);
+  assert.equal(r.err.isParallels, true);
   assert.match(r.err.message, new RegExp(`^login failed: ticket_invalid: ${reason}: `), JSON.stringify(r));
   assert.ok(!r.err.message.includes(ticket), 'the ticket is not echoed');
   assert.equal(await refusals(reason), before + 1, reason);
