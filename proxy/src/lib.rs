@@ -18,6 +18,7 @@ mod budget;
 pub mod config;
 mod firstcap;
 pub mod forwarded;
+pub mod jws;
 pub mod limits;
 pub mod login;
 pub mod metrics;
@@ -29,6 +30,7 @@ pub mod server;
 pub mod state;
 pub mod static_files;
 pub mod ticket;
+pub mod ticket_keys;
 pub mod tls;
 pub mod util;
 

@@ -709,6 +709,7 @@ fn websocket(
             match check_ticket(tickets, &state.replay, &t, &origin, unix_now(), |_| Ok(())) {
                 Ok(c) => Some(c),
                 Err(e) => {
+                    state.metrics.ticket_refused(e.kind());
                     tracing::info!(client = %client, reason = e.kind(), "ticket refused");
                     return reject("ticket_invalid", StatusCode::FORBIDDEN, "ticket invalid\n");
                 }

@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::origin::OriginPolicy;
 use crate::policy::TargetPolicy;
 use crate::static_files::StaticFiles;
-use crate::ticket::{ReplayCache, TicketKey, Tickets};
+use crate::ticket::{ReplayCache, TicketKeyError, Tickets};
 use crate::tls::{TlsError, TlsState};
 
 /// Failure to start or reload the proxy.
@@ -33,9 +33,9 @@ pub enum StartError {
     /// Certificate or key problem.
     #[error(transparent)]
     Tls(#[from] TlsError),
-    /// Ticket key unreadable or too short.
-    #[error("invalid config key `tickets.key_file`: {0}")]
-    TicketKey(String),
+    /// A ticket key file unreadable or not a key of its algorithm.
+    #[error(transparent)]
+    TicketKey(#[from] TicketKeyError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -96,11 +96,7 @@ impl ActiveConfig {
             tls,
         );
         let tickets = match &config.tickets {
-            Some(t) => Some(Tickets {
-                key: TicketKey::load(&t.key_file).map_err(StartError::TicketKey)?,
-                required: t.required,
-                max_ttl_secs: t.max_ttl_secs,
-            }),
+            Some(t) => Some(Tickets::load(t)?),
             None => None,
         };
         let static_files = StaticFiles::new(&config.static_files)?;

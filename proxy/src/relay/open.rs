@@ -125,11 +125,17 @@ pub(crate) fn transport_error(e: &TransportError, during: During) -> RelayError 
     error
 }
 
-fn ticket_error(e: TicketError) -> RelayError {
-    match e {
-        TicketError::CacheFull => err(RelayErrorKind::LimitReached, "ticket replay cache full"),
-        other => err(RelayErrorKind::TicketInvalid, other.to_string()),
-    }
+/// The browser's view of a refused ticket: `ticket_invalid` (or `limit_reached` for a full
+/// replay cache) with a message that starts with the reason (`expired: ticket expired`),
+/// counted in `ticket_rejections_total{reason}`.
+fn ticket_error(ctx: &Context, e: TicketError) -> RelayError {
+    ctx.state.metrics.ticket_refused(e.kind());
+    tracing::info!(client = %ctx.client, reason = e.kind(), "ticket refused");
+    let kind = match e {
+        TicketError::CacheFull => RelayErrorKind::LimitReached,
+        _ => RelayErrorKind::TicketInvalid,
+    };
+    err(kind, format!("{}: {e}", e.kind()))
 }
 
 /// The ticket claims that authorise this open (if tickets are configured). A header ticket
@@ -148,9 +154,9 @@ fn authorise(
             "tickets are not enabled on this proxy",
         )),
         (None, _, None) => Ok(None),
-        (Some(_), Some(_), Some(_)) => Err(ticket_error(TicketError::Conflict)),
+        (Some(_), Some(_), Some(_)) => Err(ticket_error(ctx, TicketError::Conflict)),
         (Some(_), Some(claims), None) => {
-            bind(claims).map_err(ticket_error)?;
+            bind(claims).map_err(|e| ticket_error(ctx, e))?;
             Ok(Some(claims.clone()))
         }
         (Some(tickets), None, Some(ticket)) => check_ticket(
@@ -162,10 +168,10 @@ fn authorise(
             bind,
         )
         .map(Some)
-        .map_err(ticket_error),
+        .map_err(|e| ticket_error(ctx, e)),
         (Some(tickets), None, None) => {
             if tickets.required {
-                Err(ticket_error(TicketError::Missing))
+                Err(ticket_error(ctx, TicketError::Missing))
             } else {
                 Ok(None)
             }
