@@ -51,7 +51,6 @@ function serverFor(autoRestore) {
     log(`connection ${d.previous} → ${d.state}${d.error ? ` (${d.error.kind}: ${d.error.codeName || d.error.message})` : ''}`);
     if (d.state === 'unstable') announce('Connection unstable: restoring the session');
     if (d.state === 'restoring') announce('Restoring the session');
-    if (d.state === 'connected' && d.previous !== 'connecting') announce('Connected again');
     const lost = !loggingOff && LOGGED_IN.includes(d.previous) && ['disconnected', 'closed'].includes(d.state);
     if (lost) {
       // The connection is gone for good: back to the connect screen, offering to restore.
@@ -111,6 +110,8 @@ async function login(values, signal) {
   const started = performance.now();
   try {
     const r = await s.login(opts);
+    // Synchronously after the login: the session may be lost again at any later event.
+    hideLost();
     lostServer = undefined;
     lastSessionId = r.sessionUuid;
     who = { user: values.user, host: values.host };
@@ -122,7 +123,8 @@ async function login(values, signal) {
     showTasks(s, r.runningTasks);
     announce(`Connected to ${values.host}`);
     byId('vms-title').focus();
-    await loadAll(s);
+    // Not awaited: the login is done; a failure to read shows in the VM panel.
+    loadAll(s);
   } catch (e) {
     if (e?.kind) log(`login failed: ${e.kind} ${e.codeName}`);
     throw e;

@@ -379,6 +379,7 @@ test('a dropped connection: unstable, then resumed; the console stays', async ()
   const unstable = log.findIndex((l) => l.includes('connection connected → unstable'));
   const resumed = log.findIndex((l) => l.includes('session restored (resumed)'));
   assert.ok(unstable >= 0 && resumed > unstable, log.join('\n'));
+  await waitText(page, '#announcer', 'Connection resumed');
   assert.ok(await page.isVisible('#console'));
   assert.equal(await vmState(page, 'web-01'), 'running');
   assert.ok(await page.isHidden('#tasks-button'), 'a resumed session has lost nothing');

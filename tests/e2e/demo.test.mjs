@@ -100,7 +100,9 @@ test('without automatic restore, a lost session is offered for the next login an
   const mark = proxy.logMark();
   forwarder.drop();
   // Back to the connect screen, offering to restore the lost session.
-  await page.waitForSelector('#lost-notice:not([hidden])');
+  await page.waitForSelector('#lost-notice:not([hidden])', { timeout: 15000 }).catch(async (e) => {
+    throw new Error(`${e.message}\nstate ${await state()}; log:\n${(await logLines()).join('\n')}`);
+  });
   assert.ok(await page.isVisible('#connect'));
   assert.ok(await page.isChecked('input[name=restoreSession]'));
   await waitForDetachedExpiry(proxy, mark); // the proxy gives the session up

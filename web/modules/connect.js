@@ -64,7 +64,6 @@ export function initConnect({ login }) {
     try {
       await login(values, abort.signal);
       remember(values);
-      byId('lost-notice').hidden = true;
     } catch (e) {
       if (!e?.kind) throw e;
       showError(e);
