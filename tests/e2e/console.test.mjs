@@ -183,6 +183,14 @@ test('a failed connect shows the PRL_ERR_* name and a one-line hint', async () =
   assert.equal(await page.inputValue('#f-password'), '', 'the password does not stay in the form');
   assert.ok(await page.isVisible('#connect'));
   assert.deepEqual(await axe(page), []);
+  // A connect budget too short for the handshake: another name, another hint.
+  await page.fill('#f-timeout', '1');
+  await connect(page, PASSWORD);
+  await waitText(page, '#login-error-hint',
+    'The service did not answer in time: check the host and port, or raise the timeout.');
+  assert.match(await text(page, '#login-error-name'), /^PRL_ERR_\w+$/);
+  assert.match(await text(page, '#login-error-kind'), /^\(timeout, 0x[0-9a-f]+\)$/);
+  await page.fill('#f-timeout', '10000');
 });
 
 test('login: the session bar, the host panel and the VM table', async () => {
