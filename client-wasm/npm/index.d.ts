@@ -673,8 +673,9 @@ export class Server {
  * scope does not allow this request: it was not sent to the service, the session stays up;
  * code 0x80000005 `PRL_ERR_ACCESS_DENIED`). Client side: `closed`, `canceled`,
  * `proxy_unreachable` (the WebSocket could not be opened: also a proxy that refused the
- * page's Origin, or a `proxyUrl` the page's Content-Security-Policy `connect-src` does not
- * allow), `invalid_argument`, `invalid_state`.
+ * page's Origin, a `proxyUrl` the page's Content-Security-Policy `connect-src` does not
+ * allow, or a proxy on a private or loopback address that Chromium's Local Network Access
+ * check kept a public page from reaching: see the README), `invalid_argument`, `invalid_state`.
  */
 export type ErrorKind =
   | 'authentication'

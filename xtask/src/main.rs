@@ -3,7 +3,8 @@
 //!
 //! `setup` installs what a fresh machine (rustup stable, Node 20, apt, root) lacks, idempotently.
 //! `test` runs `setup`, then every check CI runs, failing fast; `ci` is the same thing.
-//! `build-wasm` builds the npm package; `demo` runs `setup`, builds, and serves the login page.
+//! `build-wasm` builds the npm package; `demo` runs `setup`, builds, and serves the console;
+//! `screenshots` runs the demo and saves the console's screenshots to `docs/screenshots/`.
 //! `real-sdk` runs the real SDK client's test programs against prl-sim (also a `test` step).
 //! `dist` builds and checks the relay's release tarball; `container` builds and checks the
 //! container image with podman.
@@ -16,6 +17,7 @@ mod container;
 mod demo;
 mod dist;
 mod real_sdk;
+mod screenshots;
 mod setup;
 mod test;
 mod wasm;
@@ -48,8 +50,20 @@ enum Cmd {
     Test,
     /// Build the npm package `@prl-web/client` into dist/npm (wasm-bindgen, wasm-opt, size budget).
     BuildWasm,
-    /// Run `setup`, build the package, start prl-sim and prl-proxy on localhost, serve the login page.
-    Demo,
+    /// Run `setup`, build the package, start prl-sim and prl-proxy on localhost, serve the
+    /// console; Ctrl-C, SIGTERM or SIGHUP stops all of it.
+    Demo {
+        /// Skip setup and the builds (the release binaries and dist/npm must exist).
+        #[arg(long)]
+        no_build: bool,
+    },
+    /// Run the demo and save screenshots of the console (login, VM list, an error, a 375 px
+    /// phone) to docs/screenshots/, driving headless Chromium (tests/e2e/screenshots.mjs).
+    Screenshots {
+        /// Skip setup and the builds (the release binaries and dist/npm must exist).
+        #[arg(long)]
+        no_build: bool,
+    },
     /// Run the real SDK client's C programs (tests/real-sdk) against prl-sim: install the SDK,
     /// compile, run every case (or those whose names contain a CASE filter).
     RealSdk {
@@ -111,7 +125,8 @@ fn main() -> ExitCode {
         Cmd::Setup => setup::run(&root),
         Cmd::Test => test::run(&root),
         Cmd::BuildWasm => wasm::run(&root),
-        Cmd::Demo => demo::run(&root),
+        Cmd::Demo { no_build } => demo::run(&root, !no_build),
+        Cmd::Screenshots { no_build } => screenshots::run(&root, !no_build),
         Cmd::RealSdk { cases } => real_sdk::run(&root, &cases),
         Cmd::Bench { args } => bench::run(&root, &args),
         Cmd::Dist { target, no_check } => dist::run(&root, target, !no_check),
