@@ -356,13 +356,16 @@ pub struct LimitsConfig {
     pub connect_timeout_ms: u64,
     /// All connections (HTTP, WebSocket, detached sessions).
     pub max_connections: usize,
-    /// Connections that have not completed `open` / `resume` yet (beyond it, new
-    /// connections get HTTP 503 with `Retry-After`).
+    /// Connections that have not completed `open` / `resume` yet. Full, a newcomer from an
+    /// address holding none of them, or at least two fewer than the address holding the
+    /// most, takes that address's oldest (fair-share eviction, `crate::fairpool`); any other
+    /// gets HTTP 503 with `Retry-After`.
     pub max_preauth_connections: usize,
     /// One client address's share of `max_preauth_connections` (IPv6 per /64).
     pub max_preauth_per_ip: usize,
     /// Upstream connections opened but not yet logged in, all clients together (kept well
-    /// below what the service can hold; beyond it an `open` is refused with `limit_reached`).
+    /// below what the service can hold). Full, it evicts like `max_preauth_connections`; an
+    /// `open` it cannot make room for is refused with `limit_reached`.
     pub max_unauthenticated_upstreams: usize,
     /// One client address's share of `max_unauthenticated_upstreams` (IPv6 per /64).
     pub max_unauthenticated_upstreams_per_ip: usize,

@@ -16,6 +16,7 @@
 mod batch;
 mod budget;
 pub mod config;
+mod fairpool;
 mod firstcap;
 pub mod forwarded;
 pub mod jws;

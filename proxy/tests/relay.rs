@@ -821,26 +821,33 @@ async fn opens_that_never_log_in_cannot_take_every_service_connection() {
     let a2 = Browser::open_via(&h, "127.0.0.2").await.unwrap();
     refused(Browser::open_via(&h, "127.0.0.2").await.err().unwrap());
     assert_eq!(reason("unauthenticated_upstreams_per_ip"), 1.0);
-    // All addresses together: the pool.
+    // A connection that ends gives its slot back.
+    drop(a2);
+    metric_becomes(&h, "prl_proxy_connections", 1.0).await;
+    // All addresses together: the pool. Full, an open from a client holding as many slots
+    // as anyone is refused (one holding fewer takes the oldest slot of the biggest holder:
+    // tests/flood.rs).
     let _b1 = Browser::open_via(&h, "127.0.0.3").await.unwrap();
-    refused(Browser::open_via(&h, "127.0.0.4").await.err().unwrap());
+    let c1 = Browser::open_via(&h, "127.0.0.4").await.unwrap();
+    refused(Browser::open_via(&h, "127.0.0.2").await.err().unwrap());
     assert_eq!(reason("unauthenticated_upstreams"), 1.0);
     assert_eq!(
         metric(&h.metrics_text(), "prl_proxy_sessions_opened_total"),
-        3.0,
+        4.0,
         "the refused opens never reached the service"
     );
     // A successful login gives the slot back...
     a1.login_ok("").await;
-    let _c1 = Browser::open_via(&h, "127.0.0.4").await.unwrap();
+    let _d1 = Browser::open_via(&h, "127.0.0.5").await.unwrap();
+    refused(Browser::open_via(&h, "127.0.0.3").await.err().unwrap());
+    assert_eq!(reason("unauthenticated_upstreams"), 2.0);
     // ...and so does a connection that ends.
-    refused(Browser::open_via(&h, "127.0.0.5").await.err().unwrap());
-    // a1, a2, b1, c1 (the refused connections are closed).
-    metric_becomes(&h, "prl_proxy_connections", 4.0).await;
-    drop(a2);
+    drop(c1);
+    // a1, b1, d1 (the refused connections are closed).
     metric_becomes(&h, "prl_proxy_connections", 3.0).await;
-    let _c2 = Browser::open_via(&h, "127.0.0.5").await.unwrap();
+    let _b2 = Browser::open_via(&h, "127.0.0.3").await.unwrap();
     a1.ping().await.unwrap();
+    assert_eq!(reason("unauthenticated_evicted"), 0.0);
 }
 
 fn progress(p: &prl_protocol::package::Package, job: Uuid) -> Option<u32> {

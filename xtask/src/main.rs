@@ -105,6 +105,10 @@ enum Cmd {
         /// CI's run: the report goes to <target>/abuse/RELIABILITY.md, not into docs/.
         #[arg(long)]
         ci: bool,
+        /// Only the floods (no other section, fuzzing or supply chain); the report goes to
+        /// <target>/abuse/FLOODS.md unless --out names a file.
+        #[arg(long)]
+        floods_only: bool,
     },
     /// The network part of `abuse`, run by it inside the namespace it makes.
     #[command(hide = true)]
@@ -115,6 +119,8 @@ enum Cmd {
         bin: PathBuf,
         #[arg(long)]
         full: bool,
+        #[arg(long)]
+        floods_only: bool,
     },
 }
 
@@ -131,12 +137,27 @@ fn main() -> ExitCode {
         Cmd::Bench { args } => bench::run(&root, &args),
         Cmd::Dist { target, no_check } => dist::run(&root, target, !no_check),
         Cmd::Container => container::run(&root),
-        Cmd::Abuse { full, out, ci } => {
-            let out =
-                out.or_else(|| ci.then(|| wasm::target_dir(&root).join("abuse/RELIABILITY.md")));
-            abuse::run(&root, full, out)
+        Cmd::Abuse {
+            full,
+            out,
+            ci,
+            floods_only,
+        } => {
+            let own = if floods_only {
+                Some("abuse/FLOODS.md")
+            } else {
+                ci.then_some("abuse/RELIABILITY.md")
+            };
+            let out = out.or_else(|| own.map(|f| wasm::target_dir(&root).join(f)));
+            let plan = abuse::Plan { full, floods_only };
+            abuse::run(&root, plan, out)
         }
-        Cmd::AbuseInner { work, bin, full } => abuse::inner(&root, &work, &bin, full),
+        Cmd::AbuseInner {
+            work,
+            bin,
+            full,
+            floods_only,
+        } => abuse::inner(&root, &work, &bin, abuse::Plan { full, floods_only }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -263,7 +263,7 @@ pub(super) async fn open(
     let unauthenticated = ctx
         .state
         .caps
-        .unauthenticated(ctx.client.ip)
+        .unauthenticated(ctx.client.ip, &ctx.state.metrics)
         .map_err(|reason| Refused {
             error: err(
                 RelayErrorKind::LimitReached,
