@@ -342,7 +342,10 @@ export class Server {
  * `service` (any other `PRL_ERR_*` from the service). Proxy (relay) failures: `policy_denied`,
  * `origin_denied`, `ticket_invalid`, `dns_failed`, `connection_refused`, `timeout`,
  * `handshake_failed`, `wrong_protocol_version`, `tls_failed`, `protocol_violation`,
- * `limit_reached`, `resume_failed`, `internal`. Client side: `closed`, `canceled`,
+ * `limit_reached`, `resume_failed`, `internal`, `state_unavailable` (a proxy of a cluster
+ * cannot reach the state the cluster shares, and what was asked needs it: try again later),
+ * `resume_elsewhere` (handled inside the client: a resume reached an instance that does not
+ * hold the connection). Client side: `closed`, `canceled`,
  * `proxy_unreachable` (the WebSocket could not be opened: also a proxy that refused the
  * page's Origin, or a `proxyUrl` the page's Content-Security-Policy `connect-src` does not
  * allow), `invalid_argument`, `invalid_state`.
@@ -364,6 +367,8 @@ export type ErrorKind =
   | 'restore_refused'
   | 'resume_failed'
   | 'internal'
+  | 'state_unavailable'
+  | 'resume_elsewhere'
   | 'closed'
   | 'canceled'
   | 'proxy_unreachable'
