@@ -200,10 +200,18 @@ export async function startSilentServer() {
 /**
  * The proxy configuration the tests run with. `origins`: page origins allowed besides the
  * proxy's own (pages served through a forwarder). Login throttles are raised: the tests log
- * the same user in many times a minute.
+ * the same user in many times a minute; `limits` overrides `[limits]` keys. `extra`: more
+ * TOML sections, appended.
  */
 export function proxyConfig({ listen, staticRoot, pkgDir, ports, resumeWindowMs = 60000, origins = [], logLevel = 'info',
-  trustedProxies = [] }) {
+  trustedProxies = [], limits = {}, extra = '' }) {
+  const login = {
+    login_burst_per_ip: 1000,
+    login_per_minute_per_ip: 1000,
+    login_burst_per_user: 1000,
+    login_per_minute_per_user: 1000,
+    ...limits,
+  };
   return [
     '[server]',
     `listen = "${listen}"`,
@@ -225,10 +233,7 @@ export function proxyConfig({ listen, staticRoot, pkgDir, ports, resumeWindowMs 
     `ports = [${ports.join(', ')}]`,
     '',
     '[limits]',
-    'login_burst_per_ip = 1000',
-    'login_per_minute_per_ip = 1000',
-    'login_burst_per_user = 1000',
-    'login_per_minute_per_user = 1000',
+    ...Object.entries(login).map(([k, v]) => `${k} = ${v}`),
     '',
     '[resume]',
     `window_ms = ${resumeWindowMs}`,
@@ -236,6 +241,7 @@ export function proxyConfig({ listen, staticRoot, pkgDir, ports, resumeWindowMs 
     '[log]',
     `level = "${logLevel}"`,
     '',
+    extra,
   ].join('\n');
 }
 
@@ -308,6 +314,30 @@ export async function startSilentProxy({ www, pkg }) {
     },
     close: () => new Promise((r) => { for (const s of sockets) s.destroy(); server.close(() => r()); }),
   };
+}
+
+/**
+ * Runs `fn(prl, args)` in the page `on`; errors come back as plain objects (`{ ok }` or
+ * `{ err: { kind, code, codeName, message, ... } }`). The wrapper is composed as source text
+ * that Playwright calls through the DevTools protocol (no eval in the page, so the proxy's
+ * Content-Security-Policy stays in force). Rejects when the call takes over `timeoutMs`.
+ */
+export function inPageOf(on, fn, args, { timeoutMs = 20000 } = {}) {
+  const source = `async (a) => {
+    const f = ${fn.toString()};
+    try {
+      return { ok: await f(window.prl, a) };
+    } catch (e) {
+      return { err: { isParallels: e instanceof window.prl.ParallelsError, isError: e instanceof Error,
+        kind: e.kind, code: e.code, codeName: e.codeName, message: e.message } };
+    }
+  }`;
+  const call = on.evaluate(`(${source})(${JSON.stringify(args ?? null)})`);
+  let timer;
+  const limit = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`page call did not finish in ${timeoutMs / 1000} s`)), timeoutMs);
+  });
+  return Promise.race([call, limit]).finally(() => clearTimeout(timer));
 }
 
 /** Resolves once `condition()` (sync or async) is truthy; rejects after `timeoutMs`. */

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import {
-  CHROMIUM, E2E_DIR, PKG_DIR, PKG_ENTRY, PROXY, SIM, freePort, proxyConfig, requireBuilt,
+  CHROMIUM, E2E_DIR, PKG_DIR, PKG_ENTRY, PROXY, SIM, freePort, inPageOf, proxyConfig, requireBuilt,
   startForwarder, startProcess, startSilentServer, stopProcess, until, waitForDetachedExpiry,
 } from './harness.mjs';
 
@@ -125,27 +125,9 @@ after(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-/**
- * Runs `fn(prl, args)` in a page (default: the proxy's own); errors come back as plain
- * objects. The wrapper is composed as source text that Playwright calls through the DevTools
- * protocol (no eval in the page, so the proxy's Content-Security-Policy stays in force).
- */
+/** Runs `fn(prl, args)` in a page (default: the proxy's own): see `inPageOf`. */
 function inPage(fn, args, on = page) {
-  const source = `async (a) => {
-    const f = ${fn.toString()};
-    try {
-      return { ok: await f(window.prl, a) };
-    } catch (e) {
-      return { err: { isParallels: e instanceof window.prl.ParallelsError, isError: e instanceof Error,
-        kind: e.kind, code: e.code, codeName: e.codeName, message: e.message } };
-    }
-  }`;
-  const call = on.evaluate(`(${source})(${JSON.stringify(args ?? null)})`);
-  let timer;
-  const limit = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error('page call did not finish in 20 s')), 20000);
-  });
-  return Promise.race([call, limit]).finally(() => clearTimeout(timer));
+  return inPageOf(on, fn, args);
 }
 
 /** The proxy's stderr (its log) for assertion messages. */
