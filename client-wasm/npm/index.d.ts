@@ -86,7 +86,14 @@ export interface ServerOptions {
    * through the proxy (same session, nothing lost), otherwise log in again with the previous
    * session UUID. While on, the user name and password are kept in WebAssembly memory (never
    * in JavaScript objects) and zeroized on {@link Server.logoff} and {@link Server.free}.
-   * Restore gives up after 8 attempts (jittered backoff, about 15 to 30 s), or at once when
+   * Behind a cluster of proxies (the proxy's `docs/scaling.md`) the resume goes through
+   * `proxyUrl` first; an instance that does not hold the connection names the one that does
+   * (`resume_elsewhere`), and the client resumes there, once, and only at the instance URL the
+   * proxy gave for this connection when it was opened or last resumed. When `proxyUrl` does
+   * not answer, that instance is asked directly; when the instance is gone, the client logs in
+   * again through `proxyUrl` with its restore proof. The page's Content-Security-Policy
+   * `connect-src` must allow the instances' URLs (the scaling guide puts them all on the
+   * balancer's origin). Restore gives up after 8 attempts (jittered backoff, about 15 to 30 s), or at once when
    * another attempt cannot help (e.g. `authentication` after a password change): the state
    * becomes `'disconnected'` with the error in {@link StateChangeDetail.error}, and the
    * credentials are zeroized.

@@ -1011,5 +1011,23 @@ mod tests {
         let c = Config::load(&path).unwrap();
         assert!(!c.policy.target.is_empty());
         assert!(!c.policy.local_login);
+        assert!(c.cluster.is_none(), "a single proxy by default");
+    }
+
+    #[test]
+    fn the_examples_cluster_block_is_valid_once_uncommented() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("prl-proxy.example.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let start = text.find("\n# [cluster]").expect("a [cluster] example");
+        let block = text[start..]
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = Config::from_toml_str(&block).unwrap();
+        let cluster = c.cluster.expect("[cluster]");
+        assert_eq!(cluster.instance_id, "a");
+        assert_eq!(cluster.peers.len(), 2);
+        assert_eq!(cluster.registration_ttl_ms(), 3000);
     }
 }
