@@ -165,6 +165,11 @@ pub async fn start_sim() -> Result<Simulator, BenchError> {
 /// address) and, with `wss`, a self-signed certificate. Everything else is the proxy's
 /// default, the resume ring included.
 pub fn proxy_config(targets: &[(&str, SocketAddr)], wss: bool) -> Result<Config, BenchError> {
+    Ok(Config::from_toml_str(&proxy_toml(targets, wss))?)
+}
+
+/// [`proxy_config`] as TOML text.
+fn proxy_toml(targets: &[(&str, SocketAddr)], wss: bool) -> String {
     let mut toml = String::from(
         "[server]\nlisten = \"127.0.0.1:0\"\n\
          [limits]\nlogin_burst_per_ip = 1000000\nlogin_per_minute_per_ip = 1000000\n\
@@ -180,7 +185,42 @@ pub fn proxy_config(targets: &[(&str, SocketAddr)], wss: bool) -> Result<Config,
             addr.port()
         ));
     }
+    toml
+}
+
+/// [`proxy_config`] (`ws://`) plus `[cluster]`: one instance of a cluster whose shared state
+/// is the Redis at `redis_url`, keyed by the secret in `secret_file`.
+pub fn cluster_config(
+    targets: &[(&str, SocketAddr)],
+    redis_url: &str,
+    secret_file: &std::path::Path,
+) -> Result<Config, BenchError> {
+    let mut toml = proxy_toml(targets, false);
+    toml.push_str(&format!(
+        "[cluster]
+redis_url = \"{redis_url}\"
+instance_id = \"bench\"
+\
+         public_url = \"ws://127.0.0.1/ws\"
+secret_file = {:?}\n",
+        secret_file.display().to_string()
+    ));
     Ok(Config::from_toml_str(&toml)?)
+}
+
+/// Binds a prl-proxy with `config` on the current runtime; with `[cluster]`, returns once it
+/// reaches its Redis (or [`BenchError::Timeout`] after [`WAIT`]).
+pub async fn start_proxy_with(config: Config) -> Result<ProxyHandle, BenchError> {
+    let proxy = Proxy::bind(config, None).await?;
+    let handle = proxy.handle();
+    tokio::spawn(proxy.run());
+    bounded("the shared state", async {
+        while !handle.shared_state_available() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await?;
+    Ok(handle)
 }
 
 /// Binds prl-proxy on an ephemeral loopback port in front of `targets` (see [`proxy_config`])
@@ -189,10 +229,7 @@ pub async fn start_proxy(
     targets: &[(&str, SocketAddr)],
     wss: bool,
 ) -> Result<ProxyHandle, BenchError> {
-    let proxy = Proxy::bind(proxy_config(targets, wss)?, None).await?;
-    let handle = proxy.handle();
-    tokio::spawn(proxy.run());
-    Ok(handle)
+    start_proxy_with(proxy_config(targets, wss)?).await
 }
 
 /// Where and how a browser reaches a proxy: `ws://` or, for a proxy with a self-signed

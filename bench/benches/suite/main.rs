@@ -7,9 +7,15 @@
 //! about a minute and a half. Criterion's own flags change them, e.g.
 //! `cargo bench -p prl-bench -- --measurement-time 10 connection_setup`.
 
+mod cluster;
 mod codec;
 mod connection;
 mod relay;
+// The proxy tests' redis-server (started as the current user on a loopback port, stopped when
+// dropped): one helper for both.
+#[allow(clippy::unwrap_used)]
+#[path = "../../../proxy/tests/common/redis.rs"]
+mod redis_server;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -126,6 +132,7 @@ fn main() {
     codec::benches(&mut c);
     connection::benches(&mut c, &mut run);
     relay::benches(&mut c, &mut run);
+    cluster::benches(&mut c, &mut run);
     c.final_summary();
 
     // `--list`, `--test` (`cargo test --benches`) and filters that match nothing leave no
@@ -152,7 +159,7 @@ fn main() {
     );
     if !paired.is_empty() {
         text.push_str(&format!(
-            "\nPaired: rounds of the three paths back to back (the order rotating each round), \
+            "\nPaired: rounds of the compared paths back to back (the order rotating each round), \
              one ratio (measured / baseline) per round.\n\n{}",
             summary::render_paired(&paired)
         ));
