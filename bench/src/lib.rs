@@ -10,6 +10,7 @@
 //! | `codec_*` | `baseline_memcpy`: copying the same bytes | package encode / incremental decode, CVmEvent XML parse / serialise, binary 5003 decode ([`fixtures`]) |
 //! | `connection_setup` | `baseline_direct`: [`direct_login_cycle`] with prl-transport's client | `proxy_ws`, `proxy_wss`: [`proxy_login_cycle`], the browser's way through prl-proxy over `ws://` and `wss://` |
 //! | `relay_throughput` | `baseline_direct`: a [`DirectSession`] receiving a task's events | `proxy_ws`, `proxy_wss`: a [`BrowserSession`] receiving them through prl-proxy |
+//! | `vm_list` | `baseline_direct`: a [`DirectSession`]'s VM list of 10 and 1000 VMs, every configuration read ([`vms`]) | `proxy_ws`: a [`BrowserSession`]'s, through prl-proxy |
 //!
 //! Everything runs in one process over loopback: [`start_sim`] (prl-sim: the logins, and the
 //! unpaced task 9001 whose events the throughput benchmark relays) and [`start_proxy`]
@@ -21,9 +22,14 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod fixtures;
+pub mod load;
+pub mod peers;
+pub mod profile;
+pub mod report;
 pub mod summary;
+pub mod vms;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,6 +53,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
@@ -148,16 +155,21 @@ async fn bounded<T>(
         .map_err(|_| BenchError::Timeout(WAIT, what))
 }
 
-/// Starts prl-sim on an ephemeral loopback port with [`USER`]. Heartbeats are hourly so that
-/// none lands inside a measurement; everything else is the simulator's default.
-pub async fn start_sim() -> Result<Simulator, BenchError> {
+/// The simulator's configuration: an ephemeral loopback port, [`USER`], hourly heartbeats so
+/// that none lands inside a measurement; everything else is the simulator's default.
+pub fn sim_config() -> Result<SimConfig, BenchError> {
     let mut config = SimConfig::new();
     config.tcp = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     config
         .users
         .add(UserDb::parse_spec(&format!("{USER}:{PASSWORD}"))?)?;
     config.heartbeat_interval = Duration::from_secs(3600);
-    Ok(Simulator::start(config).await?)
+    Ok(config)
+}
+
+/// Starts prl-sim with [`sim_config`].
+pub async fn start_sim() -> Result<Simulator, BenchError> {
+    Ok(Simulator::start(sim_config()?).await?)
 }
 
 /// The proxy configuration used: each `(name, address)` of `targets` as a named target, the
@@ -197,20 +209,25 @@ pub fn cluster_config(
 ) -> Result<Config, BenchError> {
     let mut toml = proxy_toml(targets, false);
     toml.push_str(&format!(
-        "[cluster]
-redis_url = \"{redis_url}\"
-instance_id = \"bench\"
-\
-         public_url = \"ws://127.0.0.1/ws\"
-secret_file = {:?}\n",
+        "[cluster]\nredis_url = \"{redis_url}\"\ninstance_id = \"bench\"\n\
+         public_url = \"ws://127.0.0.1/ws\"\nsecret_file = {:?}\n",
         secret_file.display().to_string()
     ));
     Ok(Config::from_toml_str(&toml)?)
 }
 
-/// Binds a prl-proxy with `config` on the current runtime; with `[cluster]`, returns once it
-/// reaches its Redis (or [`BenchError::Timeout`] after [`WAIT`]).
-pub async fn start_proxy_with(config: Config) -> Result<ProxyHandle, BenchError> {
+/// Binds prl-proxy on an ephemeral loopback port in front of `targets` (see [`proxy_config`])
+/// and runs it on the current runtime.
+pub async fn start_proxy(
+    targets: &[(&str, SocketAddr)],
+    wss: bool,
+) -> Result<ProxyHandle, BenchError> {
+    run_proxy(proxy_config(targets, wss)?).await
+}
+
+/// Binds prl-proxy with `config` and runs it on the current runtime; with `[cluster]`, returns
+/// once it reaches its Redis (or [`BenchError::Timeout`] after [`WAIT`]).
+pub async fn run_proxy(config: Config) -> Result<ProxyHandle, BenchError> {
     let proxy = Proxy::bind(config, None).await?;
     let handle = proxy.handle();
     tokio::spawn(proxy.run());
@@ -223,15 +240,6 @@ pub async fn start_proxy_with(config: Config) -> Result<ProxyHandle, BenchError>
     Ok(handle)
 }
 
-/// Binds prl-proxy on an ephemeral loopback port in front of `targets` (see [`proxy_config`])
-/// and runs it on the current runtime.
-pub async fn start_proxy(
-    targets: &[(&str, SocketAddr)],
-    wss: bool,
-) -> Result<ProxyHandle, BenchError> {
-    start_proxy_with(proxy_config(targets, wss)?).await
-}
-
 /// Where and how a browser reaches a proxy: `ws://` or, for a proxy with a self-signed
 /// certificate, `wss://` trusting exactly that certificate (rustls with ring, the proxy's
 /// own TLS stack, standing in for the browser's).
@@ -239,6 +247,8 @@ pub async fn start_proxy(
 pub struct ProxyEndpoint {
     addr: SocketAddr,
     tls: Option<TlsConnector>,
+    /// The loopback address browsers connect from (any when `None`).
+    source: Option<IpAddr>,
 }
 
 impl std::fmt::Debug for ProxyEndpoint {
@@ -246,6 +256,7 @@ impl std::fmt::Debug for ProxyEndpoint {
         f.debug_struct("ProxyEndpoint")
             .field("addr", &self.addr)
             .field("wss", &self.tls.is_some())
+            .field("source", &self.source)
             .finish()
     }
 }
@@ -253,29 +264,38 @@ impl std::fmt::Debug for ProxyEndpoint {
 impl ProxyEndpoint {
     /// The endpoint of a running proxy.
     pub fn of(proxy: &ProxyHandle) -> Result<Self, BenchError> {
-        let tls = match proxy.self_signed_pem() {
-            None => None,
-            Some(pem) => {
-                let cert = CertificateDer::from_pem_slice(pem.as_bytes())
-                    .map_err(|e| BenchError::Tls(format!("proxy certificate: {e}")))?;
-                let mut roots = rustls::RootCertStore::empty();
-                roots
-                    .add(cert)
-                    .map_err(|e| BenchError::Tls(format!("proxy certificate: {e}")))?;
-                let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                    rustls::crypto::ring::default_provider(),
-                ))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| BenchError::Tls(e.to_string()))?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-                Some(TlsConnector::from(Arc::new(config)))
-            }
-        };
-        Ok(ProxyEndpoint {
-            addr: proxy.local_addr(),
+        let tls = proxy
+            .self_signed_pem()
+            .map(|pem| trusting(&pem))
+            .transpose()?;
+        Ok(Self::at(proxy.local_addr(), tls))
+    }
+
+    fn at(addr: SocketAddr, tls: Option<TlsConnector>) -> Self {
+        ProxyEndpoint {
+            addr,
             tls,
-        })
+            source: None,
+        }
+    }
+
+    /// A `ws://` endpoint at `addr` (a proxy in another process).
+    pub fn ws(addr: SocketAddr) -> Self {
+        Self::at(addr, None)
+    }
+
+    /// A `wss://` endpoint at `addr` trusting exactly the certificate `pem`.
+    pub fn wss(addr: SocketAddr, pem: &str) -> Result<Self, BenchError> {
+        Ok(Self::at(addr, Some(trusting(pem)?)))
+    }
+
+    /// The same endpoint, connecting from loopback address `source` (one machine, many
+    /// client addresses: the proxy's per-address limits stay as configured).
+    pub fn from_source(&self, source: IpAddr) -> Self {
+        ProxyEndpoint {
+            source: Some(source),
+            ..self.clone()
+        }
     }
 
     /// The proxy's address.
@@ -290,8 +310,7 @@ impl ProxyEndpoint {
 
     /// TCP connect (and TLS for wss); returns the stream and the page origin to send.
     async fn connect(&self) -> Result<(Box<dyn Io>, String), BenchError> {
-        let tcp = TcpStream::connect(self.addr).await?;
-        tcp.set_nodelay(true)?;
+        let tcp = tcp_connect(self.addr, self.source).await?;
         match &self.tls {
             None => Ok((Box::new(tcp), format!("http://{}", self.addr))),
             Some(connector) => {
@@ -301,6 +320,42 @@ impl ProxyEndpoint {
             }
         }
     }
+}
+
+/// A rustls client trusting exactly the certificate `pem` (the browser's TLS, standing in).
+fn trusting(pem: &str) -> Result<TlsConnector, BenchError> {
+    let cert = CertificateDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| BenchError::Tls(format!("proxy certificate: {e}")))?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(cert)
+        .map_err(|e| BenchError::Tls(format!("proxy certificate: {e}")))?;
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| BenchError::Tls(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// A TCP connection to `addr` from loopback address `from` (any when `None`), with
+/// TCP_NODELAY as browsers and the SDK set it.
+pub async fn tcp_connect(addr: SocketAddr, from: Option<IpAddr>) -> Result<TcpStream, BenchError> {
+    let tcp = match from {
+        None => TcpStream::connect(addr).await?,
+        Some(ip) => {
+            let socket = match ip {
+                IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+            };
+            socket.bind(SocketAddr::new(ip, 0))?;
+            socket.connect(addr).await?
+        }
+    };
+    tcp.set_nodelay(true)?;
+    Ok(tcp)
 }
 
 /// The browser's byte stream to the proxy: TCP or TLS over TCP.
@@ -405,6 +460,33 @@ async fn logoff(link: &mut impl Link) -> Result<(), BenchError> {
     check("logoff", &reply_to(link, job, "logoff reply", 8).await?)
 }
 
+/// The small request of the round-trip benchmark, sent after login: ping (2052), which the
+/// service answers with `PRL_ERR_UNIMPLEMENTED` after login and which changes nothing (see
+/// ARCHITECTURE's wire facts). Once host and VM operations exist, `getVmState` (2062, answered
+/// with `PRL_ERR_SUCCESS`) is the command to measure: change these two constants.
+pub const ROUND_TRIP_COMMAND: u32 = cmd::USER_PING;
+/// The answer [`ROUND_TRIP_COMMAND`] gets from a logged-in session.
+pub const ROUND_TRIP_ANSWER: ErrorCode = ErrorCode::UNIMPLEMENTED;
+
+/// One [`ROUND_TRIP_COMMAND`] and its reply; returns the time from handing the request to the
+/// link until the reply is decoded.
+async fn round_trip(link: &mut impl Link) -> Result<Duration, BenchError> {
+    let job = Uuid::new_v4();
+    let me = link.connection_uuid();
+    let request = commands::simple_command(ROUND_TRIP_COMMAND, job, me, &mut Uuid::new_v4);
+    let start = Instant::now();
+    link.send(request).await?;
+    let reply = reply_to(link, job, "round-trip reply", 8).await?;
+    let elapsed = start.elapsed();
+    if reply.code != ROUND_TRIP_ANSWER {
+        return Err(BenchError::Failed {
+            what: "round trip",
+            code: reply.code,
+        });
+    }
+    Ok(elapsed)
+}
+
 /// Waits until the service has closed the connection (it does after a logoff reply).
 async fn await_close(link: &mut impl Link) -> Result<(), BenchError> {
     for _ in 0..8 {
@@ -485,15 +567,46 @@ impl Link for DirectSession {
 }
 
 impl DirectSession {
-    /// Connects (TCP, handshake, TLS) to the simulator at `level`.
-    pub async fn connect(sim: SocketAddr, level: SecurityLevel) -> Result<Self, BenchError> {
-        let config = ClientConfig::new(level)
+    fn client_config(level: SecurityLevel) -> ClientConfig {
+        let mut config = ClientConfig::new(level)
             .with_budget(Some(WAIT))
             .with_heartbeat(None);
+        // As the SDK's IO layer: packages up to 1 GiB (a VM list of 1000 VMs is ~20 MB).
+        config.stream.limits = Limits::protocol();
+        config
+    }
+
+    /// Connects (TCP, handshake, TLS) to the simulator at `level`.
+    pub async fn connect(sim: SocketAddr, level: SecurityLevel) -> Result<Self, BenchError> {
         let endpoint = Endpoint::tcp(sim.ip().to_string(), sim.port());
         Ok(DirectSession {
-            conn: connect(&endpoint, &config).await?,
+            conn: connect(&endpoint, &Self::client_config(level)).await?,
         })
+    }
+
+    /// Connects through a WebSocket tunnel (websockify, wstunnel): the WebSocket from loopback
+    /// address `from`, then the IOService handshake and TLS inside it. With `heartbeats`, the
+    /// SDK's 10 s heartbeats flow (idle-memory runs); without, none lands in a measurement.
+    pub async fn over_tunnel(
+        peer: &peers::Peer,
+        from: Option<IpAddr>,
+        level: SecurityLevel,
+        heartbeats: bool,
+    ) -> Result<Self, BenchError> {
+        let stream = bounded("tunnel websocket", peer.connect_from(from)).await??;
+        let mut config = Self::client_config(level);
+        if heartbeats {
+            config = config.with_heartbeat(Some(Duration::from_secs(10)));
+        }
+        let conn =
+            prl_transport::connect_stream(stream, prl_transport::PeerAddress::Other, &config)
+                .await?;
+        Ok(DirectSession { conn })
+    }
+
+    /// One small command and its reply ([`ROUND_TRIP_COMMAND`]); the time it took.
+    pub async fn round_trip(&mut self) -> Result<Duration, BenchError> {
+        round_trip(self).await
     }
 
     /// Logs in.
@@ -547,7 +660,13 @@ impl BrowserSession {
             "sec-websocket-protocol",
             HeaderValue::from_static(SUBPROTOCOL),
         );
-        let (mut ws, _) = tokio_tungstenite::client_async(request, stream).await?;
+        // A browser's WebSocket has no message or frame size limit: the proxy bounds what it
+        // forwards (`limits.max_package_bytes`).
+        let unlimited = WebSocketConfig::default()
+            .max_message_size(None)
+            .max_frame_size(None);
+        let (mut ws, _) =
+            tokio_tungstenite::client_async_with_config(request, stream, Some(unlimited)).await?;
         let open = ClientMessage::Open(OpenRequest {
             version: RELAY_VERSION,
             target: Target {
@@ -604,13 +723,56 @@ impl BrowserSession {
         run_task(self, steps, interval_ms).await
     }
 
+    /// One small command and its reply ([`ROUND_TRIP_COMMAND`]); the time it took.
+    pub async fn round_trip(&mut self) -> Result<Duration, BenchError> {
+        round_trip(self).await
+    }
+
+    /// Starts task 9001 with `steps` unpaced events and then never reads again: a browser
+    /// that stopped taking data (the slow-consumer run).
+    pub async fn start_task_and_stall(&mut self, steps: u32) -> Result<(), BenchError> {
+        let me = self.connection_uuid;
+        self.send(prl_sim::start_long_task_command(
+            steps,
+            0,
+            0,
+            Uuid::new_v4(),
+            me,
+        ))
+        .await
+    }
+
+    /// Reads (and so answers the proxy's pings) until `stop` resolves; `Err` if the proxy
+    /// closed the session or sent anything but a ping meanwhile.
+    pub async fn idle_until(
+        &mut self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<(), BenchError> {
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return Ok(()),
+                m = self.ws.next() => match m {
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    None | Some(Ok(Message::Close(_))) => return Err(BenchError::Closed("idle session")),
+                    Some(Err(e)) => return Err(e.into()),
+                    Some(Ok(other)) => return Err(BenchError::Unexpected {
+                        what: "idle session",
+                        detail: format!("{} byte message", other.len()),
+                    }),
+                },
+            }
+        }
+    }
+
     async fn next_message(&mut self) -> Result<Option<Incoming>, BenchError> {
         for _ in 0..MAX_SKIPPED_FRAMES {
             match self.ws.next().await {
                 None | Some(Ok(Message::Close(_))) => return Ok(None),
                 Some(Err(e)) => return Err(e.into()),
                 Some(Ok(Message::Binary(b))) => {
-                    let p = Package::decode(&b, &Limits::default()).map_err(|e| {
+                    // The browser client decodes what the proxy forwarded (the proxy bounds it).
+                    let p = Package::decode(&b, &Limits::protocol()).map_err(|e| {
                         BenchError::Unexpected {
                             what: "package",
                             detail: e.to_string(),
@@ -696,6 +858,26 @@ pub async fn proxy_login_cycle(
     let elapsed = start.elapsed();
     await_close(&mut s).await?;
     let _ = bounded("websocket close", s.ws.close(None)).await;
+    Ok(elapsed)
+}
+
+/// The same cycle through a WebSocket tunnel (websockify, wstunnel) with the client speaking
+/// IOService inside it: WebSocket upgrade (the tunnel connects to the service), handshake,
+/// TLS, login, logoff. Returns the time from the WebSocket's TCP connect to the logoff reply.
+pub async fn tunnel_login_cycle(
+    peer: &peers::Peer,
+    level: SecurityLevel,
+) -> Result<Duration, BenchError> {
+    let start = Instant::now();
+    let mut s = bounded(
+        "tunnel connect",
+        DirectSession::over_tunnel(peer, None, level, false),
+    )
+    .await??;
+    s.login().await?;
+    logoff(&mut s).await?;
+    let elapsed = start.elapsed();
+    await_close(&mut s).await?;
     Ok(elapsed)
 }
 

@@ -10,10 +10,16 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
 
 /// Name of the summary file, in criterion's output directory.
 pub const SUMMARY_FILE: &str = "prl-bench-summary.md";
+/// Name of the suite's data file (rows, paired comparisons, latencies, load), beside it.
+pub const SUITE_DATA_FILE: &str = "prl-bench-suite.json";
 /// How many directory levels below the output directory a `benchmark.json` may be
 /// (`group/function/value/new/benchmark.json`).
 const MAX_DEPTH: usize = 6;
@@ -50,7 +56,7 @@ impl SummaryError {
 }
 
 /// What one iteration processes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Throughput {
     /// Bytes per iteration.
     Bytes(u64),
@@ -59,7 +65,7 @@ pub enum Throughput {
 }
 
 /// One benchmark's result.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Row {
     /// Criterion group (`codec_login_package`).
     pub group: String,
@@ -357,7 +363,7 @@ pub fn machine_facts() -> String {
 /// (alternating which goes first), one ratio per round. Load that drifts during a run moves
 /// both halves of a pair alike, so the median of these ratios is steadier than the ratio of
 /// two medians measured seconds apart.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Paired {
     /// What is compared (`connection_setup/LOW: proxy_websocket / baseline_direct`).
     pub id: String,
@@ -368,17 +374,157 @@ pub struct Paired {
 impl Paired {
     /// The `q`-quantile of the ratios (nearest rank), `None` without ratios.
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        let mut sorted: Vec<f64> = self
-            .ratios
-            .iter()
-            .copied()
-            .filter(|r| r.is_finite())
-            .collect();
-        sorted.sort_by(f64::total_cmp);
-        let last = sorted.len().checked_sub(1)?;
-        let rank = (q.clamp(0.0, 1.0) * last as f64).round() as usize;
-        sorted.get(rank.min(last)).copied()
+        quantile(&self.ratios, q)
     }
+}
+
+/// The `q`-quantile (nearest rank) of `values`, `None` when empty.
+pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|r| r.is_finite()).collect();
+    sorted.sort_by(f64::total_cmp);
+    let last = sorted.len().checked_sub(1)?;
+    let rank = (q.clamp(0.0, 1.0) * last as f64).round() as usize;
+    sorted.get(rank.min(last)).copied()
+}
+
+/// The round-trip times of one path at one level, every sample of the paired rounds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    /// `round_trip/LOW`.
+    pub group: String,
+    /// `baseline_direct`, `proxy_ws`, ...
+    pub path: String,
+    /// Round-trip times, microseconds.
+    pub samples_us: Vec<f64>,
+}
+
+impl Latency {
+    /// The `q`-quantile of the samples, microseconds.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        quantile(&self.samples_us, q)
+    }
+
+    /// This path's `q`-quantile over the baseline's (same group), if both exist.
+    pub fn ratio(&self, all: &[Latency], q: f64) -> Option<f64> {
+        let base = all
+            .iter()
+            .find(|l| l.group == self.group && l.path.starts_with("baseline"))?;
+        Some(self.quantile(q)? / base.quantile(q)?)
+    }
+}
+
+/// The Markdown table of round-trip times: p50 and p99 per path and their ratios to the
+/// baseline's.
+pub fn render_latency(latency: &[Latency]) -> String {
+    let mut out = String::from(
+        "| round trip | samples | p50 | p99 | p50 ratio | p99 ratio |\n|---|---|---|---|---|---|\n",
+    );
+    for l in latency {
+        let us = |q| {
+            l.quantile(q)
+                .map_or_else(|| "-".to_owned(), |v| fmt_time(v * 1e3))
+        };
+        let r = |q| {
+            l.ratio(latency, q)
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
+        };
+        let _ = writeln!(
+            out,
+            "| {}/{} | {} | {} | {} | {} | {} |",
+            l.group,
+            l.path,
+            l.samples_us.len(),
+            us(0.5),
+            us(0.99),
+            r(0.5),
+            r(0.99)
+        );
+    }
+    out
+}
+
+/// Samples the 1-minute load average every `every` on a thread of its own while a run lasts.
+#[derive(Debug)]
+pub struct LoadSampler {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<f64>>>,
+}
+
+/// The load averages sampled during a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadSamples {
+    /// 1-minute load averages, in sampling order.
+    pub samples: Vec<f64>,
+}
+
+impl LoadSamples {
+    /// `4.0-5.2 (median 4.6, 17 samples)`.
+    pub fn describe(&self) -> String {
+        match (
+            quantile(&self.samples, 0.0),
+            quantile(&self.samples, 0.5),
+            quantile(&self.samples, 1.0),
+        ) {
+            (Some(lo), Some(mid), Some(hi)) => format!(
+                "{lo:.1}-{hi:.1} (median {mid:.1}, {} samples)",
+                self.samples.len()
+            ),
+            _ => "not sampled".into(),
+        }
+    }
+}
+
+impl LoadSampler {
+    /// Starts sampling (the first sample now).
+    pub fn start(every: Duration) -> LoadSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            let tick = Duration::from_millis(100);
+            let mut waited = every;
+            // Bounded by the run: the flag ends it.
+            while !flag.load(Ordering::Relaxed) {
+                if waited >= every {
+                    if let Some(l) = crate::load::load_average() {
+                        samples.push(l);
+                    }
+                    waited = Duration::ZERO;
+                }
+                std::thread::sleep(tick);
+                waited += tick;
+            }
+            samples
+        });
+        LoadSampler {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops sampling; the samples taken.
+    pub fn stop(mut self) -> LoadSamples {
+        self.stop.store(true, Ordering::Relaxed);
+        let samples = self
+            .thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default();
+        LoadSamples { samples }
+    }
+}
+
+/// What the suite leaves for the report (`SUITE_DATA_FILE`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SuiteData {
+    /// Criterion's results.
+    pub rows: Vec<Row>,
+    /// The paired comparisons.
+    pub paired: Vec<Paired>,
+    /// Round-trip samples.
+    pub latency: Vec<Latency>,
+    /// Load average during the run.
+    pub load: Vec<f64>,
 }
 
 /// The Markdown table of paired comparisons: median ratio and interquartile range.

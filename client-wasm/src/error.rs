@@ -18,6 +18,28 @@ pub enum Op {
     Logoff,
     /// `attachToLostTask` (2090).
     AttachToLostTask,
+    /// `getHostInfo` (2051).
+    GetHostInfo,
+    /// `getVmList` (2029).
+    GetVmList,
+    /// `getVmState` (2062).
+    GetVmState,
+    /// `startVm` (1001, 1036).
+    StartVm,
+    /// `stopVm` (1002).
+    StopVm,
+    /// `pauseVm` (1007).
+    PauseVm,
+    /// `resumeVm` (1001, as `PrlVm_Resume` sends it).
+    ResumeVm,
+    /// `suspendVm` (1008).
+    SuspendVm,
+    /// `resetVm` (1006).
+    ResetVm,
+    /// `restartVm` (1039).
+    RestartVm,
+    /// `request` (any described command).
+    Request,
 }
 
 impl Op {
@@ -29,6 +51,17 @@ impl Op {
             Op::LoginLocal => "local login",
             Op::Logoff => "logoff",
             Op::AttachToLostTask => "attach to lost task",
+            Op::GetHostInfo => "get host info",
+            Op::GetVmList => "get vm list",
+            Op::GetVmState => "get vm state",
+            Op::StartVm => "start vm",
+            Op::StopVm => "stop vm",
+            Op::PauseVm => "pause vm",
+            Op::ResumeVm => "resume vm",
+            Op::SuspendVm => "suspend vm",
+            Op::ResetVm => "reset vm",
+            Op::RestartVm => "restart vm",
+            Op::Request => "request",
         }
     }
 }
@@ -37,12 +70,15 @@ impl Op {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
     /// The service answered the request with a failure code.
-    #[error("{} failed: service returned {code}", op.as_str())]
+    #[error("{} failed: service returned {code}{}", op.as_str(), quoted(details))]
     Service {
         /// The request.
         op: Op,
         /// The `PRL_RESULT` of the reply.
         code: ErrorCode,
+        /// The `Details` text of the error event the reply carried (`ws_response_cmd_error`),
+        /// when it has one that is not empty.
+        details: Option<String>,
     },
     /// The proxy reported a typed failure (its message is lower-case and secret-free).
     #[error("{} failed: {kind}: {message}", op.as_str())]
@@ -56,11 +92,18 @@ pub enum ClientError {
         /// The proxy's message.
         message: String,
     },
-    /// The caller's `AbortSignal` fired.
-    #[error("{} failed: operation was canceled", op.as_str())]
+    /// The caller's `AbortSignal` fired, or the service canceled the operation.
+    #[error("{} failed: operation was canceled{}", op.as_str(), cancel_note(*confirmed, cancel_code))]
     Canceled {
         /// The operation.
         op: Op,
+        /// The service confirmed the cancel: it answered the SDK's cancel (2053) with success,
+        /// or ended the operation with `PRL_ERR_OPERATION_WAS_CANCELED` itself. When false the
+        /// operation may still run to its end on the service (VM power operations always do:
+        /// the service answers their cancel with `PRL_ERR_TASK_NOT_FOUND`).
+        confirmed: bool,
+        /// The code the service answered the cancel (2053) with, when it answered.
+        cancel_code: Option<ErrorCode>,
     },
     /// The connect budget expired before the proxy answered (client-side backstop; the proxy
     /// normally reports its own `timeout` first).
@@ -112,6 +155,25 @@ pub enum ClientError {
     },
 }
 
+/// `: "text"` for a service's message that is there and not empty.
+fn quoted(details: &Option<String>) -> String {
+    match details.as_deref() {
+        Some(d) if !d.is_empty() => format!(": \"{d}\""),
+        _ => String::new(),
+    }
+}
+
+/// What the service made of a cancel, for the message.
+fn cancel_note(confirmed: bool, cancel_code: &Option<ErrorCode>) -> String {
+    match (confirmed, cancel_code) {
+        (true, _) => " (the service canceled it)".to_owned(),
+        (false, Some(code)) => format!(
+            " (the service refused the cancel with {code}: the operation may still complete)"
+        ),
+        (false, None) => String::new(),
+    }
+}
+
 /// Every `kind` value a `ParallelsError` can carry (the TypeScript `ErrorKind` union).
 pub const ERROR_KINDS: &[&str] = &[
     "authentication",
@@ -134,6 +196,7 @@ pub const ERROR_KINDS: &[&str] = &[
     "resume_elsewhere",
     "closed",
     "canceled",
+    "command_refused",
     "proxy_unreachable",
     "invalid_argument",
     "invalid_state",
@@ -192,9 +255,31 @@ impl ClientError {
         self.code().and_then(ErrorCode::name).unwrap_or("")
     }
 
-    /// A canceled error for `op`.
+    /// A canceled error for `op` that the service did not confirm (nothing was sent, or its
+    /// answer to the cancel did not come).
     pub fn canceled(op: Op) -> Self {
-        ClientError::Canceled { op }
+        ClientError::Canceled {
+            op,
+            confirmed: false,
+            cancel_code: None,
+        }
+    }
+
+    /// A failure reply of the service to `op`, with the `Details` of its error event.
+    pub fn service(op: Op, code: ErrorCode, details: Option<String>) -> Self {
+        ClientError::Service {
+            op,
+            code,
+            details: details.filter(|d| !d.is_empty()),
+        }
+    }
+
+    /// The service's `Details` text, for a service failure that carried one.
+    pub fn details(&self) -> Option<&str> {
+        match self {
+            ClientError::Service { details, .. } => details.as_deref(),
+            _ => None,
+        }
     }
 
     /// A closed error for `op`.
@@ -216,7 +301,11 @@ impl ClientError {
     /// The same failure, attributed to another operation (a connect failure seen by login).
     pub fn with_op(self, new: Op) -> Self {
         match self {
-            ClientError::Service { code, .. } => ClientError::Service { op: new, code },
+            ClientError::Service { code, details, .. } => ClientError::Service {
+                op: new,
+                code,
+                details,
+            },
             ClientError::Relay {
                 kind,
                 code,
@@ -228,7 +317,15 @@ impl ClientError {
                 code,
                 message,
             },
-            ClientError::Canceled { .. } => ClientError::Canceled { op: new },
+            ClientError::Canceled {
+                confirmed,
+                cancel_code,
+                ..
+            } => ClientError::Canceled {
+                op: new,
+                confirmed,
+                cancel_code,
+            },
             ClientError::Timeout { ms, .. } => ClientError::Timeout { op: new, ms },
             ClientError::ProxyUnreachable { url, .. } => {
                 ClientError::ProxyUnreachable { op: new, url }
@@ -262,10 +359,7 @@ mod tests {
 
     #[test]
     fn wrong_password_is_authentication_with_the_sdk_code() {
-        let e = ClientError::Service {
-            op: Op::Login,
-            code: ErrorCode::AUTHENTICATION_FAILED,
-        };
+        let e = ClientError::service(Op::Login, ErrorCode::AUTHENTICATION_FAILED, None);
         assert_eq!(e.kind(), "authentication");
         assert_eq!(e.code_value(), 0x8000_0330);
         assert_eq!(e.code_name(), "PRL_ERR_AUTHENTICATION_FAILED");
@@ -277,10 +371,7 @@ mod tests {
 
     #[test]
     fn other_service_codes_are_service_and_keep_unknown_values() {
-        let e = ClientError::Service {
-            op: Op::Logoff,
-            code: ErrorCode(0x8000_0999),
-        };
+        let e = ClientError::service(Op::Logoff, ErrorCode(0x8000_0999), None);
         assert_eq!(e.kind(), "service");
         assert_eq!(e.code_value(), 0x8000_0999);
         assert_eq!(e.code_name(), "");
@@ -356,6 +447,76 @@ mod tests {
             assert_eq!(moved.kind(), kind);
             assert_eq!(moved.code_value(), code);
         }
+    }
+
+    #[test]
+    fn a_service_failure_carries_the_services_details() {
+        let e = ClientError::service(
+            Op::StartVm,
+            ErrorCode::FAILURE,
+            Some("VM is already running".into()),
+        );
+        assert_eq!(e.kind(), "service");
+        assert_eq!(e.code_value(), 0x8000_0009);
+        assert_eq!(e.details(), Some("VM is already running"));
+        assert_eq!(
+            e.to_string(),
+            "start vm failed: service returned PRL_ERR_FAILURE (0x80000009): \"VM is already running\""
+        );
+        // Empty details are none (the service's duplicate reply has them empty).
+        let e = ClientError::service(Op::StopVm, ErrorCode::FAILURE, Some(String::new()));
+        assert_eq!(e.details(), None);
+        assert_eq!(
+            e.to_string(),
+            "stop vm failed: service returned PRL_ERR_FAILURE (0x80000009)"
+        );
+        assert_eq!(e.with_op(Op::Request).details(), None);
+        let kept = ClientError::service(Op::PauseVm, ErrorCode::FAILURE, Some("x".into()));
+        assert_eq!(kept.with_op(Op::Request).details(), Some("x"));
+    }
+
+    #[test]
+    fn a_cancel_says_what_the_service_made_of_it() {
+        let unconfirmed = ClientError::Canceled {
+            op: Op::StartVm,
+            confirmed: false,
+            cancel_code: Some(ErrorCode::TASK_NOT_FOUND),
+        };
+        assert_eq!(unconfirmed.kind(), "canceled");
+        assert_eq!(unconfirmed.code_value(), 0x8000_0275);
+        assert_eq!(
+            unconfirmed.to_string(),
+            "start vm failed: operation was canceled (the service refused the cancel with \
+             PRL_ERR_TASK_NOT_FOUND (0x80000092): the operation may still complete)"
+        );
+        let confirmed = ClientError::Canceled {
+            op: Op::AttachToLostTask,
+            confirmed: true,
+            cancel_code: Some(ErrorCode::SUCCESS),
+        };
+        assert_eq!(
+            confirmed.to_string(),
+            "attach to lost task failed: operation was canceled (the service canceled it)"
+        );
+        assert_eq!(
+            ClientError::canceled(Op::Login).to_string(),
+            "login failed: operation was canceled"
+        );
+        assert!(matches!(
+            confirmed.with_op(Op::Request),
+            ClientError::Canceled {
+                op: Op::Request,
+                confirmed: true,
+                cancel_code: Some(ErrorCode::SUCCESS),
+            }
+        ));
+    }
+
+    #[test]
+    fn a_refused_command_is_its_own_kind_with_access_denied() {
+        let e = relay(RelayErrorKind::CommandRefused);
+        assert_eq!(e.kind(), "command_refused");
+        assert_eq!(e.code_name(), "PRL_ERR_ACCESS_DENIED");
     }
 
     #[test]

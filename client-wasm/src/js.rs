@@ -3,14 +3,13 @@
 //! Objects are built with `Reflect::set` (no serde layer needed for these few flat shapes).
 
 use js_sys::{Array, Function, Object, Reflect};
-use prl_protocol::commands::{LoginResponse, LostTask};
+use prl_protocol::commands::{LoginResponse, LostTask, Reply};
 use prl_protocol::event::{Event, ParamValue};
 use prl_protocol::{codes, uuid_string, Uuid};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{AbortSignal, CustomEvent, CustomEventInit, EventTarget};
 
-use crate::client::TaskOutcome;
 use crate::error::ClientError;
 
 #[wasm_bindgen(module = "/npm/parallels-error.js")]
@@ -21,24 +20,61 @@ extern "C" {
     pub type JsParallelsError;
 
     #[wasm_bindgen(constructor, js_class = "ParallelsError")]
-    fn new(message: &str, code: u32, code_name: &str, kind: &str) -> JsParallelsError;
+    fn new(
+        message: &str,
+        code: u32,
+        code_name: &str,
+        kind: &str,
+        extra: &JsValue,
+    ) -> JsParallelsError;
 }
 
 /// The `ParallelsError` for `e`.
 pub fn to_js_error(e: &ClientError) -> JsValue {
-    JsParallelsError::new(&e.to_string(), e.code_value(), e.code_name(), e.kind()).into()
+    JsParallelsError::new(
+        &e.to_string(),
+        e.code_value(),
+        e.code_name(),
+        e.kind(),
+        &error_extra(e),
+    )
+    .into()
 }
 
-fn set(obj: &Object, key: &str, value: &JsValue) {
+/// The fields some kinds add: `details` (the service's text), `cancelConfirmed`, `cancelCode`,
+/// `cancelCodeName` (what the service made of a cancel).
+fn error_extra(e: &ClientError) -> JsValue {
+    let o = Object::new();
+    match e {
+        ClientError::Service {
+            details: Some(d), ..
+        } => set_str(&o, "details", d),
+        ClientError::Canceled {
+            confirmed,
+            cancel_code,
+            ..
+        } => {
+            set(&o, "cancelConfirmed", &JsValue::from_bool(*confirmed));
+            if let Some(code) = cancel_code {
+                set_num(&o, "cancelCode", f64::from(code.0));
+                set_str(&o, "cancelCodeName", code.name().unwrap_or(""));
+            }
+        }
+        _ => return JsValue::UNDEFINED,
+    }
+    o.into()
+}
+
+pub(crate) fn set(obj: &Object, key: &str, value: &JsValue) {
     // Defining a property on a fresh plain object cannot fail.
     let _ = Reflect::set(obj, &JsValue::from_str(key), value);
 }
 
-fn set_str(obj: &Object, key: &str, value: &str) {
+pub(crate) fn set_str(obj: &Object, key: &str, value: &str) {
     set(obj, key, &JsValue::from_str(value));
 }
 
-fn set_num(obj: &Object, key: &str, value: f64) {
+pub(crate) fn set_num(obj: &Object, key: &str, value: f64) {
     set(obj, key, &JsValue::from_f64(value));
 }
 
@@ -127,13 +163,17 @@ pub fn service_event_detail(package_type: u32, event: Option<&Event>) -> JsValue
     o.into()
 }
 
-/// The `TaskResult` object.
-pub fn task_result(task_id: &str, t: &TaskOutcome) -> JsValue {
+/// The `TaskResult` object of an attached task's final reply.
+pub fn task_result(task_id: &str, reply: &Reply) -> JsValue {
     let o = Object::new();
     set_str(&o, "taskId", task_id);
-    set_num(&o, "opcode", f64::from(t.opcode));
-    set_num(&o, "code", f64::from(t.code.0));
-    let params: Array = t.params.iter().map(|p| JsValue::from_str(p)).collect();
+    set_num(&o, "opcode", f64::from(reply.opcode));
+    set_num(&o, "code", f64::from(reply.code.0));
+    let params: Array = reply
+        .standard_params()
+        .into_iter()
+        .map(JsValue::from_str)
+        .collect();
     set(&o, "params", &params);
     o.into()
 }

@@ -18,11 +18,12 @@ mod client;
 pub mod error;
 mod js;
 mod js_de;
+mod js_ops;
 pub mod relay_json;
 mod ws;
 
 use js_sys::{Function, Promise};
-use prl_protocol::commands::Password;
+use prl_protocol::commands::{Password, VmRequest};
 use prl_protocol::handshake::SecurityLevel as CoreLevel;
 use prl_protocol::relay::ConnectMode;
 use prl_protocol::{parse_uuid, uuid_string};
@@ -33,8 +34,10 @@ use web_sys::EventTarget;
 use zeroize::Zeroizing;
 
 use crate::abort::AbortWatch;
-use crate::client::{Client, ClientState, ConnectParams, Credentials, Options, TicketSource};
-use crate::error::ClientError;
+use crate::client::{
+    Answer, Call, Client, ClientState, ConnectParams, Credentials, Options, TicketSource, Watch,
+};
+use crate::error::{ClientError, Op};
 
 /// Connection security level (`PRL_SECURITY_LEVEL`): which packages travel encrypted.
 #[wasm_bindgen]
@@ -58,7 +61,15 @@ impl From<SecurityLevel> for CoreLevel {
     }
 }
 
-const EVENT_TYPES: [&str; 3] = ["statechange", "event", "restored"];
+const EVENT_TYPES: [&str; 7] = [
+    "statechange",
+    "event",
+    "restored",
+    "vmstatechange",
+    "vmadded",
+    "vmremoved",
+    "vmconfigchange",
+];
 
 fn js_err(e: ClientError) -> JsValue {
     js::to_js_error(&e)
@@ -123,6 +134,32 @@ fn connect_options(
 fn rejected(e: ClientError) -> Promise {
     Promise::reject(&js_err(e))
 }
+
+/// `onProgress` and `signal` of an operation's options.
+fn watch(opts: &JsValue, what: &str) -> Result<Watch, ClientError> {
+    let (on_progress, abort) = js_ops::watch(opts, what)?;
+    Ok(Watch { on_progress, abort })
+}
+
+/// The JavaScript value an operation resolves with; `xml`: VM list entries carry their
+/// documents.
+fn answer(answer: &Answer, xml: bool) -> JsValue {
+    match answer {
+        Answer::Task { task_id, reply } => js::task_result(task_id, reply),
+        Answer::HostInfo {
+            info,
+            product_version,
+            host,
+        } => js_ops::host_info(info, host, product_version),
+        Answer::VmList(list) => js_ops::vm_list(list, xml),
+        Answer::VmState { uuid, info, xml } => js_ops::vm_state(uuid, info, xml),
+        Answer::Done => JsValue::UNDEFINED,
+        Answer::Reply(view) => js_ops::reply_view(view),
+    }
+}
+
+/// What a VM operation builds from its uuid and options.
+type BuildVm = fn(&str, &JsValue) -> Result<VmRequest, ClientError>;
 
 /// A connection to one Parallels Service through prl-proxy (the SDK's server handle).
 #[wasm_bindgen]
@@ -244,24 +281,125 @@ impl Server {
                 .as_string()
                 .filter(|t| !t.is_empty())
                 .ok_or_else(|| ClientError::InvalidArgument("`taskId` must be a string".into()))?;
-            js::expect_object(&opts, "attachToLostTask options", true)?;
             Ok((
-                task_id,
-                js::opt_function(&opts, "onProgress")?,
-                abort_watch(&opts)?,
+                Call::Attach { task_id },
+                watch(&opts, "attachToLostTask options")?,
             ))
         })();
-        let (task_id, on_progress, abort) = match parsed {
+        self.operation(parsed, false)
+    }
+
+    /// The promise of an operation after login whose arguments were read into `parsed`.
+    fn operation(&self, parsed: Result<(Call, Watch), ClientError>, xml: bool) -> Promise {
+        let (call, watch) = match parsed {
             Ok(p) => p,
             Err(e) => return rejected(e),
         };
         let client = self.client.clone();
         future_to_promise(async move {
-            client::attach_to_lost_task(client, task_id.clone(), on_progress, abort)
+            client::call(client, call, watch)
                 .await
-                .map(|t| js::task_result(&task_id, &t))
+                .map(|a| answer(&a, xml))
                 .map_err(js_err)
         })
+    }
+
+    /// The host's hardware and OS (`PrlSrv_GetSrvConfig`, command 2051), with the product
+    /// version and host the login gave. `opts`: `{ signal?, onProgress? }`.
+    #[wasm_bindgen(js_name = getHostInfo)]
+    pub fn get_host_info(&self, opts: JsValue) -> Promise {
+        let parsed = watch(&opts, "getHostInfo options").map(|w| (Call::HostInfo, w));
+        self.operation(parsed, false)
+    }
+
+    /// The VMs (`PrlSrv_GetVmListEx`, command 2029). `opts`: `{ flags?, xml?, signal?,
+    /// onProgress? }`.
+    #[wasm_bindgen(js_name = getVmList)]
+    pub fn get_vm_list(&self, opts: JsValue) -> Promise {
+        let parsed = watch(&opts, "getVmList options").and_then(|w| {
+            let flags = js::opt_uint(&opts, "flags", u32::MAX)?.unwrap_or(0);
+            let xml = js::opt_bool(&opts, "xml")?.unwrap_or(false);
+            Ok(((Call::VmList { flags }, w), xml))
+        });
+        match parsed {
+            Ok((p, xml)) => self.operation(Ok(p), xml),
+            Err(e) => rejected(e),
+        }
+    }
+
+    /// A VM's state (`PrlVm_GetState`, command 2062). `opts`: `{ signal?, onProgress? }`.
+    #[wasm_bindgen(js_name = getVmState)]
+    pub fn get_vm_state(&self, uuid: JsValue, opts: JsValue) -> Promise {
+        let parsed = js_ops::vm_uuid(&uuid)
+            .and_then(|uuid| Ok((Call::VmState { uuid }, watch(&opts, "getVmState options")?)));
+        self.operation(parsed, false)
+    }
+
+    /// A power operation: reads the uuid and the options, sends the request `build` makes.
+    fn power(&self, op: Op, uuid: &JsValue, opts: &JsValue, build: BuildVm) -> Promise {
+        let parsed = js_ops::vm_uuid(uuid).and_then(|u| {
+            let w = watch(opts, "options")?;
+            let request = build(&u, opts)?;
+            Ok((Call::Power { op, request }, w))
+        });
+        self.operation(parsed, false)
+    }
+
+    /// `PrlVm_Start` (1001), or `PrlVm_StartEx` (1036) with `opts.mode` / `opts.reserved`.
+    #[wasm_bindgen(js_name = startVm)]
+    pub fn start_vm(&self, uuid: JsValue, opts: JsValue) -> Promise {
+        self.power(Op::StartVm, &uuid, &opts, js_ops::start_request)
+    }
+
+    /// `PrlVm_Stop(graceful)` (1002; default graceful), or `PrlVm_StopEx(mode, flags)`.
+    #[wasm_bindgen(js_name = stopVm)]
+    pub fn stop_vm(&self, uuid: JsValue, opts: JsValue) -> Promise {
+        self.power(Op::StopVm, &uuid, &opts, js_ops::stop_request)
+    }
+
+    /// `PrlVm_Pause` (1007).
+    #[wasm_bindgen(js_name = pauseVm)]
+    pub fn pause_vm(&self, uuid: JsValue, opts: JsValue) -> Promise {
+        self.power(Op::PauseVm, &uuid, &opts, js_ops::pause_request)
+    }
+
+    /// `PrlVm_Resume`: a start (1001), as the SDK sends it.
+    #[wasm_bindgen(js_name = resumeVm)]
+    pub fn resume_vm(&self, uuid: JsValue, opts: JsValue) -> Promise {
+        self.power(Op::ResumeVm, &uuid, &opts, |u, _| Ok(VmRequest::resume(u)))
+    }
+
+    /// `PrlVm_Suspend` (1008).
+    #[wasm_bindgen(js_name = suspendVm)]
+    pub fn suspend_vm(&self, uuid: JsValue, opts: JsValue) -> Promise {
+        self.power(Op::SuspendVm, &uuid, &opts, |u, _| {
+            Ok(VmRequest::suspend(u))
+        })
+    }
+
+    /// `PrlVm_Reset` (1006).
+    #[wasm_bindgen(js_name = resetVm)]
+    pub fn reset_vm(&self, uuid: JsValue, opts: JsValue) -> Promise {
+        self.power(Op::ResetVm, &uuid, &opts, |u, _| Ok(VmRequest::reset(u)))
+    }
+
+    /// `PrlVm_Restart`: restart the guest (1039).
+    #[wasm_bindgen(js_name = restartVm)]
+    pub fn restart_vm(&self, uuid: JsValue, opts: JsValue) -> Promise {
+        self.power(Op::RestartVm, &uuid, &opts, |u, _| {
+            Ok(VmRequest::restart(u))
+        })
+    }
+
+    /// Any client → service command the core can describe: `packageType`, `params` (`[{ name,
+    /// type, value }]` after the two common ones) and `opts.flags`; resolves with the reply.
+    /// `opts`: `{ flags?, signal?, onProgress? }`.
+    pub fn request(&self, package_type: JsValue, params: JsValue, opts: JsValue) -> Promise {
+        let parsed = watch(&opts, "request options").and_then(|w| {
+            let spec = js_ops::request_spec(&package_type, &params, &opts)?;
+            Ok((Call::Request(spec), w))
+        });
+        self.operation(parsed, false)
     }
 
     /// `'disconnected' | 'connecting' | 'connected' | 'unstable' | 'restoring' | 'closed'`.
@@ -320,7 +458,8 @@ fn check_event_type(kind: &str) -> Result<(), JsValue> {
         Ok(())
     } else {
         Err(js_err(ClientError::InvalidArgument(format!(
-            "unknown event type \"{kind}\"; expected statechange, event or restored"
+            "unknown event type \"{kind}\"; expected statechange, event, restored, \
+             vmstatechange, vmadded, vmremoved or vmconfigchange"
         ))))
     }
 }

@@ -232,6 +232,192 @@ async fn logoff_and_attach_need_a_login() {
 }
 
 #[wasm_bindgen_test]
+fn vm_event_types_can_be_listened_to() {
+    let s = server(DEAD_PROXY);
+    let f = Function::new_no_args("");
+    for kind in ["vmstatechange", "vmadded", "vmremoved", "vmconfigchange"] {
+        s.add_event_listener(kind, &f, JsValue::UNDEFINED).unwrap();
+        s.remove_event_listener(kind, &f, JsValue::UNDEFINED)
+            .unwrap();
+    }
+}
+
+const VM: &str = "{0c9d2b3e-7f6a-4e1d-8c5b-2a3f4e5d6c7b}";
+
+/// A rejection's kind and message.
+async fn rejection(p: js_sys::Promise) -> (String, String) {
+    let err = JsFuture::from(p).await.unwrap_err();
+    (
+        get(&err, "kind").as_string().unwrap_or_default(),
+        get(&err, "message").as_string().unwrap_or_default(),
+    )
+}
+
+fn param(name: &str, kind: &str, value: JsValue) -> JsValue {
+    obj(&[
+        ("name", name.into()),
+        ("type", kind.into()),
+        ("value", value),
+    ])
+}
+
+#[wasm_bindgen_test]
+async fn host_and_vm_operations_need_a_login() {
+    let s = server(DEAD_PROXY);
+    let u = JsValue::UNDEFINED;
+    for p in [
+        s.get_host_info(u.clone()),
+        s.get_vm_list(u.clone()),
+        s.get_vm_state(VM.into(), u.clone()),
+        s.start_vm(VM.into(), u.clone()),
+        s.stop_vm(VM.into(), u.clone()),
+        s.pause_vm(VM.into(), u.clone()),
+        s.resume_vm(VM.into(), u.clone()),
+        s.suspend_vm(VM.into(), u.clone()),
+        s.reset_vm(VM.into(), u.clone()),
+        s.restart_vm(VM.into(), u.clone()),
+        s.request(2051.into(), Array::new().into(), u.clone()),
+    ] {
+        let err = JsFuture::from(p).await.unwrap_err();
+        assert_parallels_error(
+            &err,
+            "invalid_state",
+            0x8000_0251,
+            "PRL_ERR_NOT_CONNECTED_TO_DISPATCHER",
+        );
+    }
+    assert_eq!(s.state(), "disconnected");
+}
+
+#[wasm_bindgen_test]
+async fn operation_arguments_are_checked_as_the_sdk_checks_them() {
+    let s = server(DEAD_PROXY);
+    let u = JsValue::UNDEFINED;
+    let opts = |pairs: &[(&str, JsValue)]| obj(pairs);
+    let cases: Vec<(js_sys::Promise, &str)> = vec![
+        (s.start_vm("".into(), u.clone()), "uuid"),
+        (s.start_vm(5.into(), u.clone()), "uuid"),
+        (s.get_vm_state(u.clone(), u.clone()), "uuid"),
+        // PrlVm_StartEx refuses a mode above PSM_VM_START_FOR_REPAIR, PrlVm_StopEx above PSM_ACPI.
+        (
+            s.start_vm(VM.into(), opts(&[("mode", 32768.into())])),
+            "mode",
+        ),
+        (s.stop_vm(VM.into(), opts(&[("mode", 3.into())])), "mode"),
+        (
+            s.stop_vm(
+                VM.into(),
+                opts(&[("graceful", true.into()), ("mode", 2.into())]),
+            ),
+            "not both",
+        ),
+        (
+            s.stop_vm(VM.into(), opts(&[("flags", 2048.into())])),
+            "needs `mode`",
+        ),
+        (
+            s.pause_vm(VM.into(), opts(&[("acpi", "yes".into())])),
+            "acpi",
+        ),
+        (s.get_vm_list(opts(&[("flags", (-1).into())])), "flags"),
+        (s.get_vm_list(opts(&[("xml", 1.into())])), "xml"),
+        (s.get_host_info(opts(&[("signal", "x".into())])), "signal"),
+        (
+            s.get_host_info(opts(&[("onProgress", 1.into())])),
+            "onProgress",
+        ),
+        // The core refuses these descriptions: nothing would be sent.
+        (
+            s.request(2039.into(), u.clone(), u.clone()),
+            "session command",
+        ),
+        (
+            s.request(5001.into(), u.clone(), u.clone()),
+            "not a command",
+        ),
+        (s.request(1.5.into(), u.clone(), u.clone()), "packageType"),
+        (s.request(2062.into(), "x".into(), u.clone()), "params"),
+        (
+            s.request(
+                2062.into(),
+                [param("a", "float", 1.into())]
+                    .iter()
+                    .collect::<Array>()
+                    .into(),
+                u.clone(),
+            ),
+            "params[0]",
+        ),
+        (
+            s.request(
+                2062.into(),
+                [param("a", "integer", (1u64 << 31).into())]
+                    .iter()
+                    .collect::<Array>()
+                    .into(),
+                u.clone(),
+            ),
+            "range",
+        ),
+        (
+            s.request(
+                2062.into(),
+                [param("proto_command_flags", "unsignedInt", 1.into())]
+                    .iter()
+                    .collect::<Array>()
+                    .into(),
+                u.clone(),
+            ),
+            "common parameter",
+        ),
+        (
+            s.request(
+                2062.into(),
+                (0..65)
+                    .map(|_| param("a", "boolean", true.into()))
+                    .collect::<Array>()
+                    .into(),
+                u.clone(),
+            ),
+            "limit is 64",
+        ),
+    ];
+    for (p, needle) in cases {
+        let (kind, message) = rejection(p).await;
+        assert_eq!(kind, "invalid_argument", "{message}");
+        assert!(message.contains(needle), "{needle}: {message}");
+    }
+    // Accepted shapes get as far as the login check.
+    let list: Array = [
+        param("s", "string", "x".into()),
+        param("u", "unsignedInt", u32::MAX.into()),
+        param("i", "integer", (-5).into()),
+        param("b", "boolean", false.into()),
+        param("l", "int64", js_sys::BigInt::from(i64::MIN).into()),
+        param("ul", "uInt64", 9_007_199_254_740_991.0.into()),
+        param(
+            "list",
+            "stringList",
+            ["a", "b"]
+                .iter()
+                .map(|x| JsValue::from_str(x))
+                .collect::<Array>()
+                .into(),
+        ),
+    ]
+    .iter()
+    .collect();
+    let (kind, message) = rejection(s.request(2062.into(), list.into(), u.clone())).await;
+    assert_eq!(kind, "invalid_state", "{message}");
+    let (kind, message) = rejection(s.stop_vm(
+        VM.into(),
+        opts(&[("mode", 2.into()), ("flags", 2048.into())]),
+    ))
+    .await;
+    assert_eq!(kind, "invalid_state", "{message}");
+}
+
+#[wasm_bindgen_test]
 async fn free_during_a_login_rejects_it_as_closed() {
     let s = server(DEAD_PROXY);
     let pending = s.login(login_opts(&[]));

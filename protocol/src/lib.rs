@@ -8,6 +8,7 @@
 pub mod codes;
 pub mod commands;
 pub mod crc;
+mod dom;
 pub mod event;
 pub mod handshake;
 pub mod matrices;
@@ -15,6 +16,7 @@ pub mod package;
 mod reader;
 pub mod record;
 pub mod relay;
+pub mod scope;
 pub mod session;
 
 pub use codes::ErrorCode;

@@ -685,6 +685,11 @@ impl PackageDecoder {
         let package = layout.assemble(frame)?;
         self.start += total;
         self.need = HEADER_LEN;
+        if self.start == self.buf.len() {
+            // All returned: an idle connection keeps no buffer.
+            self.buf = Vec::new();
+            self.start = 0;
+        }
         Ok(Some(package))
     }
 }

@@ -306,7 +306,11 @@ impl RecordDecoder {
 
     /// Appends received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
-        if self.pos > 0 && self.pos >= self.buf.len() / 2 {
+        if self.pos == self.buf.len() {
+            // Everything was returned: an idle connection keeps no buffer.
+            self.buf = Vec::new();
+            self.pos = 0;
+        } else if self.pos > 0 && self.pos >= self.buf.len() / 2 {
             self.buf.drain(..self.pos);
             self.pos = 0;
         }
@@ -352,7 +356,8 @@ impl RecordDecoder {
         };
         self.pos += r.position();
         if self.pos == self.buf.len() {
-            self.buf.clear();
+            // All returned: an idle connection keeps no buffer.
+            self.buf = Vec::new();
             self.pos = 0;
         }
         Ok(Some(record))

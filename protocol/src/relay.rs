@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codes::ErrorCode;
 use crate::handshake::SecurityLevel;
+use crate::scope::CommandScope;
 
 /// The newest relay protocol version this crate speaks.
 pub const RELAY_VERSION: u32 = 2;
@@ -282,11 +283,16 @@ pub enum RelayErrorKind {
     /// what was asked needs it (a ticket, a restore proof, a login throttle): refused, not
     /// guessed. Transient: a later attempt may succeed.
     StateUnavailable,
+    /// A package the browser sent is a command outside this connection's command scope
+    /// (`[policy] scope` and the ticket's `scope`): it was not forwarded. Unlike every other
+    /// kind this one does not end the connection: the session stays up and the browser may
+    /// go on. The message names the refused request ([`RelayError::refused_request`]).
+    CommandRefused,
 }
 
 impl RelayErrorKind {
     /// Every kind, for tables and tests.
-    pub const ALL: [RelayErrorKind; 17] = [
+    pub const ALL: [RelayErrorKind; 18] = [
         Self::PolicyDenied,
         Self::OriginDenied,
         Self::TicketInvalid,
@@ -304,6 +310,7 @@ impl RelayErrorKind {
         Self::Internal,
         Self::ResumeElsewhere,
         Self::StateUnavailable,
+        Self::CommandRefused,
     ];
 
     /// The stable name (as serialised).
@@ -324,6 +331,7 @@ impl RelayErrorKind {
             Self::ResumeFailed => "resume_failed",
             Self::Closed => "closed",
             Self::Internal => "internal",
+            Self::CommandRefused => "command_refused",
             Self::ResumeElsewhere => "resume_elsewhere",
             Self::StateUnavailable => "state_unavailable",
         }
@@ -348,6 +356,8 @@ impl RelayErrorKind {
             Self::WrongProtocolVersion => Some(ErrorCode::WRONG_PROTOCOL_VERSION),
             Self::TlsFailed => Some(ErrorCode::SSL_HANDSHAKE_FAILED),
             Self::Closed | Self::ResumeFailed => Some(ErrorCode::WS_DISP_CONNECTION_CLOSED),
+            // What the service answers a session that lacks the rights for a command.
+            Self::CommandRefused => Some(ErrorCode::ACCESS_DENIED),
             Self::PolicyDenied
             | Self::OriginDenied
             | Self::TicketInvalid
@@ -358,6 +368,11 @@ impl RelayErrorKind {
             | Self::ResumeElsewhere
             | Self::StateUnavailable => None,
         }
+    }
+
+    /// Whether an error of this kind ends the connection (all but `command_refused`).
+    pub fn is_fatal(self) -> bool {
+        self != Self::CommandRefused
     }
 }
 
@@ -415,6 +430,30 @@ impl RelayError {
         }
         self
     }
+
+    /// The `command_refused` error of the request package `request` (its uuid: the job it
+    /// would have been) of type `package_type`, refused under `scope`. The message starts
+    /// `request {uuid} ` so that [`RelayError::refused_request`] finds the job.
+    pub fn command_refused(package_type: u32, request: uuid::Uuid, scope: CommandScope) -> Self {
+        RelayError::new(
+            RelayErrorKind::CommandRefused,
+            format!(
+                "request {} (command {package_type}) not forwarded: it needs the `{}` scope, \
+                 this connection has `{scope}`",
+                crate::uuid_string(&request),
+                CommandScope::required_for(package_type)
+            ),
+        )
+    }
+
+    /// The request (job) uuid a `command_refused` error names; `None` for other errors.
+    pub fn refused_request(&self) -> Option<uuid::Uuid> {
+        if self.kind != RelayErrorKind::CommandRefused {
+            return None;
+        }
+        let rest = self.message.strip_prefix("request ")?;
+        crate::parse_uuid(rest.split(' ').next()?)
+    }
 }
 
 /// A control message from the proxy.
@@ -425,7 +464,8 @@ pub enum ProxyMessage {
     Opened(Opened),
     /// A resume succeeded.
     Resumed(Resumed),
-    /// A failure; the proxy closes the WebSocket after it.
+    /// A failure; the proxy closes the WebSocket after it, except after a `command_refused`
+    /// ([`RelayErrorKind::is_fatal`]).
     Error(RelayError),
 }
 
@@ -690,6 +730,28 @@ mod tests {
             let name = serde_json::to_string(&kind).unwrap();
             assert_eq!(name, format!("\"{}\"", kind.as_str()));
         }
+    }
+
+    #[test]
+    fn a_refused_command_names_its_request_and_is_not_fatal() {
+        let job = uuid::Uuid::from_u128(0xabc);
+        let e = RelayError::command_refused(1001, job, CommandScope::Read);
+        assert_eq!(e.kind, RelayErrorKind::CommandRefused);
+        assert_eq!(e.code, Some(ErrorCode::ACCESS_DENIED.0));
+        assert!(!e.kind.is_fatal());
+        assert!(RelayErrorKind::ALL
+            .iter()
+            .all(|k| k.is_fatal() == (*k != RelayErrorKind::CommandRefused)));
+        assert_eq!(
+            e.message,
+            "request {00000000-0000-0000-0000-000000000abc} (command 1001) not forwarded: it \
+             needs the `operate` scope, this connection has `read`"
+        );
+        assert_eq!(e.refused_request(), Some(job));
+        let back = ProxyMessage::from_json(&ProxyMessage::Error(e.clone()).to_json()).unwrap();
+        assert_eq!(back, ProxyMessage::Error(e));
+        let other = RelayError::new(RelayErrorKind::Closed, "request {x} gone");
+        assert_eq!(other.refused_request(), None);
     }
 
     #[test]

@@ -18,7 +18,23 @@
 //! - attach to lost task (2090) first gets a SUCCESS reply, then the task's progress events and
 //!   its final result, all naming the 2090 package as parent;
 //! - cancel sends `DspCmdUserCancelOperation` (2053) naming the job; the job fails at once with
-//!   `PRL_ERR_OPERATION_WAS_CANCELED`.
+//!   `PRL_ERR_OPERATION_WAS_CANCELED`, and the cancel is a job of its own whose reply is
+//!   reported (`JobKind::Cancel`): for a VM power operation the service answers
+//!   `PRL_ERR_TASK_NOT_FOUND` and the operation goes on (its state event still comes);
+//! - any command the core can describe ([`RequestSpec`]: host info, VM list and info, the VM
+//!   power operations, or any other client → service command) is a job of its own
+//!   ([`ClientSession::request`], `JobKind::Command`) that ends with its first reply;
+//! - a job can also end without its reply ([`ClientSession::fail_job`]): a request the relay
+//!   refused (`command_refused`, [`ClientSession::refused_by_relay`]), or a cancel whose answer
+//!   the caller stopped waiting for;
+//! - replies to a job that already ended (a cancelled one's late reply, the service's second
+//!   reply to a forked VM operation that failed: ops-wire.md §4.4) are dropped silently, as the
+//!   SDK drops them; the session remembers the last [`FINISHED_JOBS_KEPT`] ended jobs for that.
+//!
+//! VM events (state changed, added, ...) arrive as `SessionEvent::ServiceEvent` with their
+//! event; `commands::VmEvent::from_event` reads them. A request the relay refuses
+//! (`command_refused`, which names the job) fails its job through
+//! [`ClientSession::refused_by_relay`].
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -27,7 +43,7 @@ use uuid::Uuid;
 use crate::codes::{cmd, event_type, ErrorCode};
 use crate::commands::{
     carried_event, one_str_command, param, simple_command, CommandError, LoginLocalRequest,
-    LoginRequest, LoginResponse, Reply,
+    LoginRequest, LoginResponse, Reply, RequestSpec, SpecError,
 };
 use crate::event::Event;
 use crate::package::{Package, MNG_HEARTBEAT};
@@ -37,6 +53,8 @@ use crate::uuid_string;
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 60_000;
 /// Heartbeat send interval (`IOHeartBeatSendTimeout`).
 pub const HEARTBEAT_INTERVAL_MS: u64 = 10_000;
+/// How many ended jobs the session remembers, to drop late replies to them silently.
+pub const FINISHED_JOBS_KEPT: usize = 256;
 
 /// Where the session stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,8 +88,11 @@ pub enum JobKind {
     AttachToLostTask,
     /// 2090 after SUCCESS: waiting for the task's own result.
     AttachedTask,
-    /// 2053 (internal: its reply produces no event).
+    /// 2053: its reply ends it (for a VM power operation the service answers
+    /// `PRL_ERR_TASK_NOT_FOUND`).
     Cancel,
+    /// A command sent from its description ([`ClientSession::request`]): the package type.
+    Command(u32),
 }
 
 /// The outcome of a job.
@@ -146,6 +167,9 @@ pub enum SessionError {
     /// A reply could not be parsed.
     #[error("bad reply: {0}")]
     BadReply(#[from] CommandError),
+    /// A request description cannot be built.
+    #[error("invalid request: {0}")]
+    InvalidRequest(#[from] SpecError),
 }
 
 impl SessionError {
@@ -155,6 +179,7 @@ impl SessionError {
             Self::WrongState { .. } => "wrong_state",
             Self::UnknownJob(_) => "unknown_job",
             Self::BadReply(_) => "bad_reply",
+            Self::InvalidRequest(_) => "invalid_request",
         }
     }
 }
@@ -190,6 +215,8 @@ pub struct ClientSession {
     base64_password: bool,
     session_uuid: Option<String>,
     pending: BTreeMap<Uuid, Pending>,
+    /// The last jobs that ended (at most [`FINISHED_JOBS_KEPT`]): their late replies are dropped.
+    finished: VecDeque<Uuid>,
     transmit: VecDeque<Package>,
     events: VecDeque<SessionEvent>,
 }
@@ -206,6 +233,7 @@ impl ClientSession {
             base64_password: true,
             session_uuid: None,
             pending: BTreeMap::new(),
+            finished: VecDeque::new(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -361,18 +389,32 @@ impl ClientSession {
         Ok(self.send(job, JobKind::AttachToLostTask, package))
     }
 
+    /// Send a command described as data (host info, VM list and info, a VM power operation, or
+    /// any other client → service command; see [`RequestSpec`]) as job `job`. The job ends
+    /// with the command's first reply: `JobResult::Done` with the reply on success, else
+    /// `JobResult::Failed` with the service's code and error event (its `Details`).
+    pub fn request(
+        &mut self,
+        job: Uuid,
+        spec: &RequestSpec,
+        ids: &mut dyn FnMut() -> Uuid,
+    ) -> Result<Uuid, SessionError> {
+        self.require("send a command", &[SessionState::LoggedIn])?;
+        let package = spec.to_package(job, self.connection_uuid, ids)?;
+        Ok(self.send(job, JobKind::Command(spec.package_type), package))
+    }
+
     /// Cancel a pending job: sends 2053 naming it (`PrlHandleLoginHelperJob::Cancel`) and fails
-    /// the job at once with `PRL_ERR_OPERATION_WAS_CANCELED`.
+    /// the job at once with `PRL_ERR_OPERATION_WAS_CANCELED`. The 2053 is job `cancel_job`,
+    /// which ends with the service's answer (`JobKind::Cancel`); late replies to `job` are
+    /// dropped.
     pub fn cancel(
         &mut self,
         job: Uuid,
         cancel_job: Uuid,
         ids: &mut dyn FnMut() -> Uuid,
     ) -> Result<(), SessionError> {
-        let pending = self
-            .pending
-            .remove(&job)
-            .ok_or_else(|| SessionError::UnknownJob(uuid_string(&job)))?;
+        let pending = self.take_pending(job)?;
         let package = one_str_command(
             cmd::USER_CANCEL_OPERATION,
             &uuid_string(&job),
@@ -381,21 +423,45 @@ impl ClientSession {
             ids,
         );
         self.send(cancel_job, JobKind::Cancel, package);
-        if matches!(pending.kind, JobKind::Login | JobKind::LoginLocal) {
-            self.set_state(SessionState::Connected);
-        }
-        self.finish(
-            job,
-            pending.kind,
-            JobResult::Failed {
-                code: ErrorCode::OPERATION_WAS_CANCELED,
-                error: None,
-            },
-        );
+        self.end_without_reply(job, pending.kind, ErrorCode::OPERATION_WAS_CANCELED);
         Ok(())
     }
 
+    /// Ends a pending job without a reply from the service, failed with `code`: a request the
+    /// relay refused (a `command_refused` error: it never reached the service), or a job the
+    /// caller stopped waiting for (a cancel left unanswered). Late replies to it are dropped
+    /// like those of any ended job.
+    pub fn fail_job(&mut self, job: Uuid, code: ErrorCode) -> Result<(), SessionError> {
+        let pending = self.take_pending(job)?;
+        self.end_without_reply(job, pending.kind, code);
+        Ok(())
+    }
+
+    fn take_pending(&mut self, job: Uuid) -> Result<Pending, SessionError> {
+        self.pending
+            .remove(&job)
+            .ok_or_else(|| SessionError::UnknownJob(uuid_string(&job)))
+    }
+
+    fn end_without_reply(&mut self, job: Uuid, kind: JobKind, code: ErrorCode) {
+        if matches!(kind, JobKind::Login | JobKind::LoginLocal) {
+            self.set_state(SessionState::Connected);
+        }
+        self.finish(job, kind, JobResult::Failed { code, error: None });
+    }
+
+    /// The relay refused the request of `job` without forwarding it (a `command_refused`
+    /// relay error, `RelayError::refused_request` names the job): the job fails at once with
+    /// `code` (the error's code, `PRL_ERR_ACCESS_DENIED`). The session is unaffected.
+    pub fn refused_by_relay(&mut self, job: Uuid, code: ErrorCode) -> Result<(), SessionError> {
+        self.fail_job(job, code)
+    }
+
     fn finish(&mut self, job: Uuid, kind: JobKind, result: JobResult) {
+        if self.finished.len() >= FINISHED_JOBS_KEPT {
+            self.finished.pop_front();
+        }
+        self.finished.push_back(job);
         self.events
             .push_back(SessionEvent::JobFinished { job, kind, result });
     }
@@ -417,6 +483,11 @@ impl ClientSession {
         };
         if let (Some(p), true) = (pending, is_reply) {
             return self.handle_reply(header.parent_uuid, p.kind, &package);
+        }
+        if is_reply && header.is_response() && self.finished.contains(&header.parent_uuid) {
+            // A late reply to a job that ended (cancelled, or the duplicate of a forked
+            // operation's failure): the SDK's job is gone, so is ours.
+            return Ok(());
         }
         let event = carried_event(&package);
         if pending.is_some() {
@@ -481,9 +552,6 @@ impl ClientSession {
             return Ok(());
         }
         self.pending.remove(&job);
-        if kind == JobKind::Cancel {
-            return Ok(());
-        }
         if reply.code.is_error() {
             if matches!(kind, JobKind::Login | JobKind::LoginLocal) {
                 self.set_state(SessionState::Connected);
@@ -535,9 +603,7 @@ impl ClientSession {
     fn fail_all(&mut self, code: ErrorCode) {
         let pending = std::mem::take(&mut self.pending);
         for (job, p) in pending {
-            if p.kind != JobKind::Cancel {
-                self.finish(job, p.kind, JobResult::Failed { code, error: None });
-            }
+            self.finish(job, p.kind, JobResult::Failed { code, error: None });
         }
     }
 

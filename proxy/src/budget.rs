@@ -81,7 +81,13 @@ impl ByteBudget {
         }
     }
 
+    /// Below its own limit and every ancestor's: [`ByteBudget::room`] would resolve now.
+    pub(crate) fn has_room(&self) -> bool {
+        self.chain().all(|b| b.used.load(Ordering::Acquire) < b.max)
+    }
+
     /// At or over its own limit (the reader of the other side is paused).
+    #[cfg(test)]
     pub(crate) fn is_full(&self) -> bool {
         self.used.load(Ordering::Acquire) >= self.max
     }

@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use prl_protocol::scope::CommandScope;
 use serde::Deserialize;
 
 /// Failure to load or validate the configuration.
@@ -172,6 +173,9 @@ pub struct PolicyConfig {
     /// `/var/run/prl_disp_service.socket`). When set, `mode = "local"` connects here and the
     /// service identifies the proxy's OS user by `SO_PEERCRED`. Absolute path.
     pub local_socket: Option<PathBuf>,
+    /// What a browser may ask the service to do (`read`, `operate`, `all`; see
+    /// `prl_protocol::scope`). A ticket's `scope` claim can narrow it for its connection.
+    pub scope: CommandScope,
 }
 
 impl Default for PolicyConfig {
@@ -183,6 +187,7 @@ impl Default for PolicyConfig {
             local_login: false,
             local_target: SocketAddr::from(([127, 0, 0, 1], prl_protocol_default_port())),
             local_socket: None,
+            scope: CommandScope::All,
         }
     }
 }
@@ -317,7 +322,7 @@ impl Default for LimitsConfig {
             max_message_bytes: 1 << 20,
             max_frame_bytes: 1 << 20,
             max_package_bytes: 16 << 20,
-            ws_read_buffer_bytes: 4096,
+            ws_read_buffer_bytes: 1024,
             ws_write_buffer_bytes: 0,
             queue_packages: 64,
             queue_bytes: 4 << 20,
@@ -869,6 +874,22 @@ fn check_public_url(key: &str, url: &str) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_command_scope_is_all_unless_narrowed() {
+        let c = Config::from_toml_str("").unwrap();
+        assert_eq!(c.policy.scope, CommandScope::All);
+        for (text, scope) in [
+            ("read", CommandScope::Read),
+            ("operate", CommandScope::Operate),
+            ("all", CommandScope::All),
+        ] {
+            let c = Config::from_toml_str(&format!("[policy]\nscope = \"{text}\"\n")).unwrap();
+            assert_eq!(c.policy.scope, scope);
+        }
+        let e = Config::from_toml_str("[policy]\nscope = \"admin\"\n").unwrap_err();
+        assert!(e.to_string().contains("scope"), "{e}");
+    }
 
     #[test]
     fn empty_config_is_the_safe_default() {

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))] // a failing unwrap is a failing test
 
+mod batch;
 mod budget;
 pub mod config;
 mod firstcap;

@@ -1,5 +1,6 @@
 //! `prl-proxy --config FILE [--listen ADDR]`: run the relay (under systemd, `Type=notify`).
-//! `prl-proxy ticket --config FILE --target HOST[:PORT]|@local --origin ORIGIN`: issue a ticket.
+//! `prl-proxy ticket --config FILE --target HOST[:PORT]|@local --origin ORIGIN [--scope S]`:
+//! issue a ticket.
 //! `prl-proxy check-config FILE`: check a configuration as start-up and reload do; exit 0 / 2.
 #![forbid(unsafe_code)]
 
@@ -9,8 +10,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use prl_protocol::scope::CommandScope;
 use prl_proxy::config::LogFormat;
-use prl_proxy::ticket::{TicketKey, LOCAL_TARGET};
+use prl_proxy::ticket::{TicketKey, TicketOptions, LOCAL_TARGET};
 use prl_proxy::{Config, Proxy, StartError};
 use sd_notify::NotifyState;
 use tracing_subscriber::EnvFilter;
@@ -53,6 +55,10 @@ enum Command {
         /// Optional subject (restores of its sessions need the same subject).
         #[arg(long)]
         subject: Option<String>,
+        /// Optional command scope the connection may not leave: read, operate or all (the
+        /// narrower of this and `[policy] scope` applies).
+        #[arg(long, value_name = "read|operate|all")]
+        scope: Option<String>,
     },
 }
 
@@ -91,9 +97,22 @@ fn main() -> ExitCode {
         origin,
         ttl,
         subject,
+        scope,
     }) = &cli.command
     {
-        return issue_ticket(&config, target, origin, *ttl, subject.clone());
+        let scope = match scope.as_deref().map(CommandScope::parse) {
+            None => None,
+            Some(Some(s)) => Some(s),
+            Some(None) => {
+                eprintln!("prl-proxy: --scope must be read, operate or all");
+                return ExitCode::from(2);
+            }
+        };
+        let options = TicketOptions {
+            sub: subject.clone(),
+            scope,
+        };
+        return issue_ticket(&config, target, origin, *ttl, options);
     }
     if let Some(listen) = cli.listen {
         config.server.listen = listen;
@@ -197,7 +216,7 @@ fn issue_ticket(
     target: &str,
     origin: &str,
     ttl: u64,
-    subject: Option<String>,
+    options: TicketOptions,
 ) -> ExitCode {
     let Some(tickets) = &config.tickets else {
         eprintln!("prl-proxy: the config has no [tickets] section");
@@ -223,7 +242,7 @@ fn issue_ticket(
         return ExitCode::from(2);
     }
     if target == LOCAL_TARGET {
-        println!("{}", key.issue_local(origin, now, ttl, subject));
+        println!("{}", key.issue_local_with(origin, now, ttl, options));
         return ExitCode::SUCCESS;
     }
     let (host, port) = match target.rsplit_once(':') {
@@ -236,6 +255,9 @@ fn issue_ticket(
         },
         _ => (target.to_string(), 0),
     };
-    println!("{}", key.issue_for(&host, port, origin, now, ttl, subject));
+    println!(
+        "{}",
+        key.issue_for_with(&host, port, origin, now, ttl, options)
+    );
     ExitCode::SUCCESS
 }

@@ -30,7 +30,7 @@ use crate::origin::normalize_origin;
 use crate::relay::RelayHub;
 use crate::shared_state::{MemoryState, RedisState, SharedState};
 use crate::state::{ActiveConfig, Admission, ConnSlots, ProxyState};
-use crate::static_files::{StaticResult, SECURITY_HEADERS};
+use crate::static_files::{StaticFile, StaticResult, SECURITY_HEADERS};
 use crate::ticket::{check_ticket, Claims};
 use crate::tls::TlsState;
 use crate::util::unix_now;
@@ -572,18 +572,12 @@ async fn route(
                 )
             }
         }
-        _ => match active.static_files.lookup(&path).await {
-            StaticResult::File(mime, file, len) => {
-                let body = if head {
-                    full(Bytes::new())
-                } else {
-                    file_body(file, len)
-                };
-                let mut r = respond_body(StatusCode::OK, mime, body);
-                r.headers_mut()
-                    .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-                return r;
-            }
+        _ => match active
+            .static_files
+            .lookup(&path, header_str(req.headers(), header::ACCEPT_ENCODING))
+            .await
+        {
+            StaticResult::File(f) => return static_response(f, head, req.headers()),
             StaticResult::NotFound => text(StatusCode::NOT_FOUND, "not found\n"),
             StaticResult::BadPath => text(StatusCode::BAD_REQUEST, "bad path\n"),
             StaticResult::TooLarge => text(StatusCode::PAYLOAD_TOO_LARGE, "too large\n"),
@@ -593,6 +587,38 @@ async fn route(
         *resp.body_mut() = full(Bytes::new());
     }
     resp
+}
+
+/// A static file's response: `304 Not Modified` when `If-None-Match` names it, else the file
+/// (its body unless `head`), with its validator, encoding and `Vary`.
+fn static_response(f: StaticFile, head: bool, request: &HeaderMap) -> Response<Body> {
+    let not_modified =
+        header_str(request, header::IF_NONE_MATCH).is_some_and(|tags| f.matches(tags));
+    let (status, body) = if not_modified {
+        (StatusCode::NOT_MODIFIED, full(Bytes::new()))
+    } else if head {
+        (StatusCode::OK, full(Bytes::new()))
+    } else {
+        (StatusCode::OK, file_body(f.file, f.len))
+    };
+    let mut r = respond_body(status, f.mime, body);
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&f.etag) {
+        h.insert(header::ETAG, v);
+    }
+    if f.varies {
+        h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
+    if not_modified {
+        // A 304 carries the validators, not the representation's length or encoding.
+        h.remove(header::CONTENT_TYPE);
+        return r;
+    }
+    if let Some(coding) = f.encoding {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding));
+    }
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(f.len));
+    r
 }
 
 fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
@@ -751,7 +777,9 @@ async fn websocket(
         match on_upgrade.await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(
-                    crate::firstcap::FirstMessageCap::new(TokioIo::new(upgraded)),
+                    crate::batch::BatchWriter::new(crate::firstcap::FirstMessageCap::new(
+                        TokioIo::new(upgraded),
+                    )),
                     Role::Server,
                     Some(ws_config),
                 )
@@ -865,7 +893,7 @@ mod tests {
         let rt = h.state.active();
         assert_eq!(rt.config.static_files.root.as_deref(), Some(web.as_path()));
         assert!(matches!(
-            rt.static_files.lookup("/index.html").await,
+            rt.static_files.lookup("/index.html", None).await,
             StaticResult::File(..)
         ));
     }

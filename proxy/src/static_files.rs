@@ -4,6 +4,17 @@
 //! neither `..` nor a symlink can leave them), no dotfiles (neither in the request path nor in
 //! the path a symlink resolves to below the root), no directory listings, a size cap,
 //! correct MIME types (`application/wasm` for streaming compilation) and restrictive headers.
+//!
+//! **Pre-compressed variants.** Beside `file`, `file.br` and `file.gz` (written at build time
+//! by `cargo xtask build-wasm` for the package's `.wasm` and `.js`) are served instead when the
+//! request's `Accept-Encoding` allows them (brotli first) and they are not older than `file`,
+//! with `Content-Encoding` and `Vary: Accept-Encoding`. The proxy compresses nothing itself:
+//! no CPU per request or at start-up, and the best levels are affordable at build time.
+//!
+//! **Validators.** Every file gets a strong `ETag` from the served representation's length and
+//! modification time (and its encoding), so a browser revalidates with `If-None-Match` and gets
+//! `304 Not Modified` without the body (`Cache-Control: no-cache`: the package's file names are
+//! not versioned, so a cached copy must be revalidated before use).
 
 use std::path::{Path, PathBuf};
 
@@ -59,11 +70,78 @@ pub struct StaticFiles {
     max_file_bytes: u64,
 }
 
+/// A file found for a request: what to send and how to describe it.
+#[derive(Debug)]
+pub struct StaticFile {
+    /// MIME type of the file (not of its encoding).
+    pub mime: &'static str,
+    /// The open file (the original or its pre-compressed variant), streamed, never read
+    /// whole.
+    pub file: tokio::fs::File,
+    /// Its length.
+    pub len: u64,
+    /// `br` or `gzip` for a pre-compressed variant.
+    pub encoding: Option<&'static str>,
+    /// Pre-compressed variants exist: the response depends on `Accept-Encoding`.
+    pub varies: bool,
+    /// The strong validator of this representation, quoted.
+    pub etag: String,
+}
+
+impl StaticFile {
+    /// Whether an `If-None-Match` header value names this representation (`*` or one of a
+    /// list of entity tags; a weak tag matches its strong twin, as RFC 9110 requires for this
+    /// header).
+    pub fn matches(&self, if_none_match: &str) -> bool {
+        if_none_match
+            .split(',')
+            .map(str::trim)
+            .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == self.etag)
+    }
+}
+
+/// The encodings of the pre-compressed variants, in order of preference: the request's
+/// `Accept-Encoding` must allow the encoding (`q` > 0).
+const VARIANTS: [(&str, &str); 2] = [("br", "br"), ("gzip", "gz")];
+
+/// Whether `accept_encoding` (the header's value) accepts `coding` with a non-zero quality.
+pub fn accepts(accept_encoding: &str, coding: &str) -> bool {
+    let mut star = None;
+    for item in accept_encoding.split(',') {
+        let mut parts = item.split(';').map(str::trim);
+        let name = parts.next().unwrap_or("");
+        let q = parts
+            .find_map(|p| p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")))
+            .and_then(|v| v.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        if name.eq_ignore_ascii_case(coding) {
+            return q > 0.0;
+        }
+        if name == "*" {
+            star = Some(q > 0.0);
+        }
+    }
+    star.unwrap_or(false)
+}
+
+/// `"<len hex>-<mtime ns hex>[-<encoding>]"`: changes when the file is replaced or changed.
+fn etag(meta: &std::fs::Metadata, encoding: Option<&str>) -> String {
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    match encoding {
+        Some(e) => format!("\"{:x}-{mtime:x}-{e}\"", meta.len()),
+        None => format!("\"{:x}-{mtime:x}\"", meta.len()),
+    }
+}
+
 /// The outcome of a static lookup.
 #[derive(Debug)]
 pub enum StaticResult {
-    /// Found: MIME type, the open file and its length (streamed, never read whole).
-    File(&'static str, tokio::fs::File, u64),
+    /// Found.
+    File(StaticFile),
     /// Nothing (or nothing allowed) there.
     NotFound,
     /// Path rejected as malformed or escaping.
@@ -148,8 +226,9 @@ impl StaticFiles {
         })
     }
 
-    /// Look up a request path (without query string).
-    pub async fn lookup(&self, path: &str) -> StaticResult {
+    /// Look up a request path (without query string), choosing a pre-compressed variant
+    /// that `accept_encoding` (the request's header, if any) allows.
+    pub async fn lookup(&self, path: &str, accept_encoding: Option<&str>) -> StaticResult {
         let Some((prefix, root)) = self
             .mounts
             .iter()
@@ -204,19 +283,62 @@ impl StaticFiles {
         if meta.len() > self.max_file_bytes {
             return StaticResult::TooLarge;
         }
-        let Ok(file) = tokio::fs::File::open(&canon).await else {
-            return StaticResult::NotFound;
-        };
-        // The length of what was opened (the file may have changed since the check above).
-        let len = match file.metadata().await {
-            Ok(m) if m.is_file() => m.len(),
-            _ => return StaticResult::NotFound,
-        };
-        if len > self.max_file_bytes {
-            return StaticResult::TooLarge;
+        let mime = mime_for(&canon);
+        // A pre-compressed variant beside the file, when the browser takes it: the same
+        // checks as the file itself, and not older than it (a stale variant is ignored).
+        let mut varies = false;
+        for (coding, suffix) in VARIANTS {
+            let mut name = canon.clone().into_os_string();
+            name.push(".");
+            name.push(suffix);
+            let variant = PathBuf::from(name);
+            let Ok(vmeta) = tokio::fs::symlink_metadata(&variant).await else {
+                continue;
+            };
+            let fresh = match (vmeta.modified(), meta.modified()) {
+                (Ok(v), Ok(f)) => v >= f,
+                _ => false,
+            };
+            if !vmeta.is_file() || !fresh || vmeta.len() > self.max_file_bytes {
+                continue;
+            }
+            varies = true;
+            if !accept_encoding.is_some_and(|a| accepts(a, coding)) {
+                continue;
+            }
+            if let Some(found) = open_checked(&variant, self.max_file_bytes).await {
+                let (file, vmeta) = found;
+                return StaticResult::File(StaticFile {
+                    mime,
+                    len: vmeta.len(),
+                    file,
+                    encoding: Some(coding),
+                    varies,
+                    etag: etag(&vmeta, Some(coding)),
+                });
+            }
         }
-        StaticResult::File(mime_for(&canon), file, len)
+        match open_checked(&canon, self.max_file_bytes).await {
+            Some((file, meta)) => StaticResult::File(StaticFile {
+                mime,
+                len: meta.len(),
+                file,
+                encoding: None,
+                varies,
+                etag: etag(&meta, None),
+            }),
+            None if meta.len() > self.max_file_bytes => StaticResult::TooLarge,
+            None => StaticResult::NotFound,
+        }
     }
+}
+
+/// Opens a regular file and reads its metadata from the open handle (the file may have
+/// changed since it was looked at): `None` unless it is a regular file within the size cap.
+async fn open_checked(path: &Path, max: u64) -> Option<(tokio::fs::File, std::fs::Metadata)> {
+    let file = tokio::fs::File::open(path).await.ok()?;
+    let meta = file.metadata().await.ok()?;
+    (meta.is_file() && meta.len() <= max).then_some((file, meta))
 }
 
 #[cfg(test)]
@@ -227,11 +349,11 @@ mod tests {
 
     async fn found(r: StaticResult) -> Option<(&'static str, Vec<u8>)> {
         match r {
-            StaticResult::File(mime, mut f, len) => {
+            StaticResult::File(mut f) => {
                 let mut v = Vec::new();
-                f.read_to_end(&mut v).await.unwrap();
-                assert_eq!(v.len() as u64, len);
-                Some((mime, v))
+                f.file.read_to_end(&mut v).await.unwrap();
+                assert_eq!(v.len() as u64, f.len);
+                Some((f.mime, v))
             }
             _ => None,
         }
@@ -261,18 +383,21 @@ mod tests {
         })
         .unwrap();
         assert_eq!(
-            found(s.lookup("/").await).await,
+            found(s.lookup("/", None).await).await,
             Some(("text/html; charset=utf-8", b"<h1>hi</h1>".to_vec()))
         );
         assert_eq!(
-            found(s.lookup("/index.html").await).await,
+            found(s.lookup("/index.html", None).await).await,
             Some(("text/html; charset=utf-8", b"<h1>hi</h1>".to_vec()))
         );
         assert_eq!(
-            found(s.lookup("/pkg/client_bg.wasm").await).await,
+            found(s.lookup("/pkg/client_bg.wasm", None).await).await,
             Some(("application/wasm", b"\0asm".to_vec()))
         );
-        assert!(matches!(s.lookup("/sub").await, StaticResult::NotFound));
+        assert!(matches!(
+            s.lookup("/sub", None).await,
+            StaticResult::NotFound
+        ));
         for bad in [
             "/../outside.txt",
             "/%2e%2e/outside.txt",
@@ -283,12 +408,15 @@ mod tests {
             "/pkg/..%2f..%2foutside.txt",
         ] {
             assert!(
-                matches!(s.lookup(bad).await, StaticResult::BadPath),
+                matches!(s.lookup(bad, None).await, StaticResult::BadPath),
                 "{bad}"
             );
         }
         #[cfg(unix)]
-        assert!(matches!(s.lookup("/link.txt").await, StaticResult::BadPath));
+        assert!(matches!(
+            s.lookup("/link.txt", None).await,
+            StaticResult::BadPath
+        ));
         // A symlink whose target below the root is a dotfile or inside a dot directory is
         // refused like the dotfile itself; one to a visible file is served.
         #[cfg(unix)]
@@ -302,19 +430,22 @@ mod tests {
             std::os::unix::fs::symlink("index.html", root.join("link_ok.html")).unwrap();
             for bad in ["/link_dot", "/link_in_dot", "/dot_dir", "/dot_dir/config"] {
                 assert!(
-                    matches!(s.lookup(bad).await, StaticResult::BadPath),
+                    matches!(s.lookup(bad, None).await, StaticResult::BadPath),
                     "{bad}"
                 );
             }
             assert_eq!(
-                found(s.lookup("/link_ok.html").await).await,
+                found(s.lookup("/link_ok.html", None).await).await,
                 Some(("text/html; charset=utf-8", b"<h1>hi</h1>".to_vec()))
             );
         }
         std::fs::write(root.join("big.js"), vec![b'x'; 101]).unwrap();
-        assert!(matches!(s.lookup("/big.js").await, StaticResult::TooLarge));
         assert!(matches!(
-            s.lookup("/missing.js").await,
+            s.lookup("/big.js", None).await,
+            StaticResult::TooLarge
+        ));
+        assert!(matches!(
+            s.lookup("/missing.js", None).await,
             StaticResult::NotFound
         ));
     }
@@ -357,6 +488,40 @@ mod tests {
                 other => panic!("{key}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn accept_encoding_qualities() {
+        assert!(accepts("gzip, deflate, br", "br"));
+        assert!(accepts("GZIP;q=0.5", "gzip"));
+        assert!(!accepts("br;q=0, gzip", "br"));
+        assert!(!accepts("br;q=0.000", "br"));
+        assert!(accepts("*", "br"));
+        assert!(!accepts("*;q=0", "gzip"));
+        assert!(!accepts("br;q=0, *", "br"));
+        assert!(!accepts("identity", "gzip"));
+        assert!(!accepts("", "br"));
+    }
+
+    #[test]
+    fn if_none_match_names_the_representation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, "x").unwrap();
+        let f = StaticFile {
+            mime: "text/plain",
+            file: tokio::fs::File::from_std(std::fs::File::open(&path).unwrap()),
+            len: 1,
+            encoding: None,
+            varies: false,
+            etag: "\"1-2\"".into(),
+        };
+        assert!(f.matches("\"1-2\""));
+        assert!(f.matches("W/\"1-2\""));
+        assert!(f.matches("\"a\", \"1-2\""));
+        assert!(f.matches("*"));
+        assert!(!f.matches("\"1-3\""));
+        assert!(!f.matches("\"1-2-br\""));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use prl_protocol::relay::ConnectMode;
+use prl_protocol::scope::CommandScope;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -116,6 +117,20 @@ pub struct Claims {
     /// under a subject may only be restored by tickets of the same subject.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
+    /// Optional command scope (`read`, `operate`, `all`): the connection may send no command
+    /// outside it. The narrower of this and `[policy] scope` applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<CommandScope>,
+}
+
+/// The optional claims of a ticket to issue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TicketOptions {
+    /// `sub`: sessions created under a subject may only be restored by tickets of the same
+    /// subject.
+    pub sub: Option<String>,
+    /// `scope`: what the connection may do at most.
+    pub scope: Option<CommandScope>,
 }
 
 /// The `tgt` of a ticket for a local-mode open (`"mode":"local"`: login_local to the
@@ -189,7 +204,21 @@ impl TicketKey {
         ttl_secs: u64,
         sub: Option<String>,
     ) -> String {
-        self.issue_tgt(target_key(host, port), origin, now, ttl_secs, sub)
+        let options = TicketOptions { sub, scope: None };
+        self.issue_tgt(target_key(host, port), origin, now, ttl_secs, options)
+    }
+
+    /// [`TicketKey::issue_for`] with every optional claim (subject, scope).
+    pub fn issue_for_with(
+        &self,
+        host: &str,
+        port: u16,
+        origin: &str,
+        now: u64,
+        ttl_secs: u64,
+        options: TicketOptions,
+    ) -> String {
+        self.issue_tgt(target_key(host, port), origin, now, ttl_secs, options)
     }
 
     /// A ticket for a local-mode open (`tgt` = [`LOCAL_TARGET`]) from `origin`, valid
@@ -201,7 +230,19 @@ impl TicketKey {
         ttl_secs: u64,
         sub: Option<String>,
     ) -> String {
-        self.issue_tgt(LOCAL_TARGET.to_string(), origin, now, ttl_secs, sub)
+        let options = TicketOptions { sub, scope: None };
+        self.issue_tgt(LOCAL_TARGET.to_string(), origin, now, ttl_secs, options)
+    }
+
+    /// [`TicketKey::issue_local`] with every optional claim (subject, scope).
+    pub fn issue_local_with(
+        &self,
+        origin: &str,
+        now: u64,
+        ttl_secs: u64,
+        options: TicketOptions,
+    ) -> String {
+        self.issue_tgt(LOCAL_TARGET.to_string(), origin, now, ttl_secs, options)
     }
 
     fn issue_tgt(
@@ -210,7 +251,7 @@ impl TicketKey {
         origin: &str,
         now: u64,
         ttl_secs: u64,
-        sub: Option<String>,
+        options: TicketOptions,
     ) -> String {
         let mut jti = [0u8; 16];
         crate::util::fill_random(&mut jti);
@@ -220,7 +261,8 @@ impl TicketKey {
             iat: now,
             exp: now.saturating_add(ttl_secs),
             jti: URL_SAFE_NO_PAD.encode(jti),
-            sub,
+            sub: options.sub,
+            scope: options.scope,
         })
     }
 
@@ -336,6 +378,49 @@ mod tests {
     }
 
     const ORIGIN: &str = "https://console.example.com";
+
+    #[test]
+    fn the_scope_claim_is_optional_and_signed() {
+        let k = key();
+        let plain = k.verify(
+            &k.issue_for("lab", 0, ORIGIN, 1000, 60, None),
+            ORIGIN,
+            1001,
+            120,
+        );
+        assert_eq!(plain.unwrap().scope, None);
+        for scope in CommandScope::ALL {
+            let options = TicketOptions {
+                sub: Some("u1".into()),
+                scope: Some(scope),
+            };
+            let t = k.issue_for_with("lab", 0, ORIGIN, 1000, 60, options.clone());
+            let c = k.verify(&t, ORIGIN, 1001, 120).unwrap();
+            assert_eq!((c.scope, c.sub.as_deref()), (Some(scope), Some("u1")));
+            let local = k.issue_local_with(ORIGIN, 1000, 60, options);
+            assert_eq!(
+                k.verify(&local, ORIGIN, 1001, 120).unwrap().scope,
+                Some(scope)
+            );
+        }
+        // The claim is in the signed payload: as JSON, `"scope":"read"`; an unknown scope is
+        // a malformed ticket.
+        let claims = Claims {
+            tgt: "lab:64000".into(),
+            org: ORIGIN.into(),
+            iat: 1000,
+            exp: 1060,
+            jti: "j".into(),
+            sub: None,
+            scope: Some(CommandScope::Read),
+        };
+        let json = serde_json::to_string(&claims).unwrap();
+        assert!(json.ends_with(r#""scope":"read"}"#), "{json}");
+        let signed = k.issue(&claims);
+        assert_eq!(k.verify(&signed, ORIGIN, 1001, 120).unwrap(), claims);
+        let forged = serde_json::from_str::<Claims>(&json.replace("read", "root"));
+        assert!(forged.is_err());
+    }
 
     #[test]
     fn round_trip_and_bindings() {

@@ -209,6 +209,107 @@ async fn static_files_have_mime_types_and_a_csp() {
     assert_eq!(status, 405);
 }
 
+/// A GET of `path` with extra request header lines.
+async fn get_with(addr: std::net::SocketAddr, path: &str, headers: &str) -> (u16, String, Vec<u8>) {
+    http(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n"),
+    )
+    .await
+}
+
+/// The value of header `name` (lower case) in a lower-cased response head.
+fn header_of<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+#[tokio::test]
+async fn pre_compressed_variants_by_accept_encoding_with_etags_and_304() {
+    let dir = tempfile::tempdir().unwrap();
+    let pkg = dir.path().join("pkg");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(pkg.join("client_bg.wasm"), b"\0asm original bytes").unwrap();
+    std::fs::write(pkg.join("client_bg.wasm.br"), b"brotli bytes").unwrap();
+    std::fs::write(pkg.join("client_bg.wasm.gz"), b"gzip bytes!").unwrap();
+    std::fs::write(pkg.join("plain.js"), b"export {}").unwrap();
+    let h = start(&format!(
+        "[[static.mount]]\nprefix = \"/pkg/\"\ndir = {:?}\n",
+        pkg.display().to_string()
+    ))
+    .await;
+    let addr = h.local_addr();
+    let wasm = "/pkg/client_bg.wasm";
+    // Brotli first, gzip when brotli is not accepted, the file itself otherwise; the type is
+    // the file's, the length the variant's, and the response says it varies.
+    for (accept, body, coding) in [
+        (
+            "Accept-Encoding: gzip, deflate, br, zstd\r\n",
+            &b"brotli bytes"[..],
+            Some("br"),
+        ),
+        (
+            "Accept-Encoding: gzip;q=0.5, br;q=0\r\n",
+            b"gzip bytes!",
+            Some("gzip"),
+        ),
+        (
+            "Accept-Encoding: identity\r\n",
+            b"\0asm original bytes",
+            None,
+        ),
+        ("", b"\0asm original bytes", None),
+    ] {
+        let (status, head, got) = get_with(addr, wasm, accept).await;
+        assert_eq!(status, 200, "{accept}");
+        assert_eq!(got, body, "{accept}");
+        assert_eq!(header_of(&head, "content-encoding"), coding, "{accept}");
+        assert_eq!(header_of(&head, "content-type"), Some("application/wasm"));
+        assert_eq!(header_of(&head, "vary"), Some("accept-encoding"), "{head}");
+        assert_eq!(
+            header_of(&head, "content-length"),
+            Some(body.len().to_string().as_str())
+        );
+        assert_eq!(header_of(&head, "cache-control"), Some("no-cache"));
+    }
+    // Each representation has its own validator; a match is answered 304 without a body.
+    let (_, head, _) = get_with(addr, wasm, "Accept-Encoding: br\r\n").await;
+    let br_tag = header_of(&head, "etag").unwrap().to_owned();
+    let (_, head, _) = get_with(addr, wasm, "").await;
+    let plain_tag = header_of(&head, "etag").unwrap().to_owned();
+    assert_ne!(br_tag, plain_tag);
+    let (status, head, body) = get_with(
+        addr,
+        wasm,
+        &format!("Accept-Encoding: br\r\nIf-None-Match: \"x\", {br_tag}\r\n"),
+    )
+    .await;
+    assert_eq!(status, 304, "{head}");
+    assert!(body.is_empty());
+    assert_eq!(header_of(&head, "etag"), Some(br_tag.as_str()));
+    // The identity validator does not match the brotli representation.
+    let (status, _, body) = get_with(
+        addr,
+        wasm,
+        &format!("Accept-Encoding: br\r\nIf-None-Match: {plain_tag}\r\n"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body, b"brotli bytes");
+    // A variant older than its file is stale and never served.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(pkg.join("client_bg.wasm"), b"\0asm new bytes").unwrap();
+    let (status, head, body) = get_with(addr, wasm, "Accept-Encoding: br, gzip\r\n").await;
+    assert_eq!(status, 200);
+    assert_eq!(body, b"\0asm new bytes");
+    assert_eq!(header_of(&head, "content-encoding"), None);
+    // A file without variants does not vary.
+    let (_, head, _) = get_with(addr, "/pkg/plain.js", "Accept-Encoding: br\r\n").await;
+    assert_eq!(header_of(&head, "vary"), None);
+    assert!(header_of(&head, "etag").is_some());
+}
+
 #[tokio::test]
 async fn metrics_are_loopback_only_by_default_and_can_be_disabled() {
     let h = start("[metrics]\nenabled = false\n").await;

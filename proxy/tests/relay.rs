@@ -1546,3 +1546,40 @@ async fn bytes_queued_toward_all_browsers_are_capped() {
     }
     flood.abort();
 }
+
+#[tokio::test]
+async fn a_framing_error_after_open_is_counted() {
+    use tokio::io::AsyncWriteExt;
+    let sim = sim().await;
+    let h = start(&sim_target(&sim)).await;
+    let mut b = opened(&h, SecurityLevel::Low).await;
+    // A continuation frame with no message to continue (masked, as a browser's would be): a
+    // WebSocket protocol error in the session, refused like one in the first message.
+    b.ws.get_mut()
+        .write_all(&[0x80, 0x81, 1, 2, 3, 4, b'x' ^ 1])
+        .await
+        .unwrap();
+    metric_becomes(
+        &h,
+        "prl_proxy_rejections_total{reason=\"protocol_violation\"}",
+        1.0,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_browser_that_vanishes_is_no_protocol_violation() {
+    let sim = sim().await;
+    let h = start(&sim_target(&sim)).await;
+    let (b, _) = logged_in(&h, SecurityLevel::Low).await;
+    // The TCP connection ends without a close frame: a lost browser, parked for a resume.
+    drop(b);
+    metric_becomes(&h, "prl_proxy_sessions_detached", 1.0).await;
+    assert_eq!(
+        metric(
+            &h.metrics_text(),
+            "prl_proxy_rejections_total{reason=\"protocol_violation\"}"
+        ),
+        0.0
+    );
+}

@@ -9,6 +9,7 @@ use prl_protocol::Uuid;
 
 use crate::error::ConfigError;
 use crate::faults::Faults;
+use crate::inventory::Inventory;
 use crate::users::UserDb;
 
 /// `PRL_APPLICATION_MODE`-like service mode.
@@ -97,6 +98,113 @@ pub struct SimConfig {
     /// Start one sim task for every session a login creates, as if its client had sent the
     /// sim-only command 9001 (`--task-on-login STEPS:INTERVAL_MS`).
     pub task_on_login: Option<TaskSpec>,
+    /// The host and its VMs (`--vms FILE`; default [`Inventory::demo`]).
+    pub inventory: Inventory,
+    /// How the VM power operations behave (`--transition-ms`, `--transient-states`,
+    /// `--no-duplicate-replies`, `--reply-before-event`).
+    pub vm_behaviour: VmBehaviour,
+}
+
+/// Longest transition time of a VM operation, in ms.
+pub const MAX_TRANSITION_MS: u64 = 600_000;
+
+/// How long each VM power operation takes, from the request to the end state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmTiming {
+    /// Start, start-ex and resume-by-start.
+    pub start: Duration,
+    /// Stop (kill and graceful).
+    pub stop: Duration,
+    /// Pause.
+    pub pause: Duration,
+    /// Suspend.
+    pub suspend: Duration,
+    /// Reset (the reply comes when it is done, as libvirt returns).
+    pub reset: Duration,
+    /// Restart of the guest.
+    pub restart: Duration,
+}
+
+impl VmTiming {
+    /// Every operation takes `d`.
+    pub fn all(d: Duration) -> VmTiming {
+        VmTiming {
+            start: d,
+            stop: d,
+            pause: d,
+            suspend: d,
+            reset: d,
+            restart: d,
+        }
+    }
+
+    /// Applies one `OP=MS` spec (`OP`: start, stop, pause, suspend, reset, restart or all).
+    pub fn apply(&mut self, spec: &str) -> Result<(), ConfigError> {
+        let invalid = |why: &str| {
+            ConfigError::Invalid(format!(
+                "--transition-ms {spec:?}: {why}: expected OP=MS with OP one of start, stop, \
+                 pause, suspend, reset, restart, all and MS 0..={MAX_TRANSITION_MS}"
+            ))
+        };
+        let (op, ms) = spec.split_once('=').ok_or_else(|| invalid("missing '='"))?;
+        let ms: u64 = ms
+            .trim()
+            .parse()
+            .map_err(|_| invalid("MS is not a number"))?;
+        if ms > MAX_TRANSITION_MS {
+            return Err(invalid("MS out of range"));
+        }
+        let d = Duration::from_millis(ms);
+        match op.trim() {
+            "start" => self.start = d,
+            "stop" => self.stop = d,
+            "pause" => self.pause = d,
+            "suspend" => self.suspend = d,
+            "reset" => self.reset = d,
+            "restart" => self.restart = d,
+            "all" => *self = VmTiming::all(d),
+            _ => return Err(invalid("unknown operation")),
+        }
+        Ok(())
+    }
+}
+
+/// The default transition time: fast, for tests.
+pub const DEFAULT_TRANSITION: Duration = Duration::from_millis(50);
+
+/// How the VM power operations behave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmBehaviour {
+    /// Transition time per operation (default 50 ms each).
+    pub timing: VmTiming,
+    /// Report transient states (STARTING, STOPPING, PAUSING, SUSPENDING, RESETTING,
+    /// CONTINUING, RESUMING) during a transition, with a state event at its start, as the
+    /// legacy dispatcher did; a libvirt host never does (off by default).
+    pub transient_states: bool,
+    /// Answer a forked operation's synchronous failure twice (the real error, then
+    /// `PRL_ERR_FAILURE`), as the service does (on by default).
+    pub duplicate_replies: bool,
+    /// Send a successful operation's reply before its state event (the real order is not
+    /// fixed; default: event first).
+    pub reply_before_event: bool,
+    /// Most operations waiting for one VM (more are refused with
+    /// `PRL_ERR_VM_IS_EXCLUSIVELY_LOCKED`; a sim limit).
+    pub max_queued_per_vm: usize,
+    /// Most operations in flight in all (more get `PRL_ERR_TRY_AGAIN`; a sim limit).
+    pub max_in_flight: usize,
+}
+
+impl Default for VmBehaviour {
+    fn default() -> Self {
+        VmBehaviour {
+            timing: VmTiming::all(DEFAULT_TRANSITION),
+            transient_states: false,
+            duplicate_replies: true,
+            reply_before_event: false,
+            max_queued_per_vm: 16,
+            max_in_flight: 4096,
+        }
+    }
 }
 
 /// Most progress steps of a sim task.
@@ -169,6 +277,8 @@ impl SimConfig {
             faults: Faults::none(),
             tls_credentials: None,
             task_on_login: None,
+            inventory: Inventory::demo(),
+            vm_behaviour: VmBehaviour::default(),
         }
     }
 

@@ -28,6 +28,9 @@ pub enum ConfigError {
     /// The transport could not be configured.
     #[error("transport: {0}")]
     Transport(#[from] prl_transport::TransportError),
+    /// The VM inventory (`--vms FILE`) is invalid.
+    #[error("vms file: {0}")]
+    Inventory(#[from] crate::inventory::InventoryError),
 }
 
 impl ConfigError {
@@ -40,6 +43,7 @@ impl ConfigError {
             ConfigError::Invalid(_) => "invalid",
             ConfigError::Listen { .. } => "listen",
             ConfigError::Transport(_) => "transport",
+            ConfigError::Inventory(_) => "inventory",
         }
     }
 }

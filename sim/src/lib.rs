@@ -21,6 +21,7 @@
 pub mod config;
 mod error;
 pub mod faults;
+pub mod inventory;
 mod service;
 pub mod users;
 
@@ -36,9 +37,10 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 
-pub use config::{Mode, SimConfig, TaskSpec};
+pub use config::{Mode, SimConfig, TaskSpec, VmBehaviour, VmTiming};
 pub use error::ConfigError;
 pub use faults::Faults;
+pub use inventory::{Access, HostSpec, Inventory, InventoryError, VmSpec};
 pub use service::{
     start_long_task_command, PACF_CANCEL_TASK_ON_END_SESSION, SIM_CMD_START_LONG_TASK,
     SIM_TASK_INTERVAL_MS, SIM_TASK_STEPS,
@@ -181,6 +183,35 @@ impl Simulator {
     /// Sim tasks still running.
     pub fn task_count(&self) -> usize {
         self.service.task_count()
+    }
+
+    /// The state the service reports for a VM now (`None`: no such VM).
+    pub fn vm_state(&self, uuid: &Uuid) -> Option<prl_protocol::codes::VmState> {
+        self.service.vm_state(uuid)
+    }
+
+    /// Adds a VM, as a registration would: `PET_DSP_EVT_VM_ADDED` goes to the sessions that
+    /// may read it. `false` when its name or uuid is taken.
+    pub async fn add_vm(&self, spec: VmSpec) -> bool {
+        self.service.add_vm(spec).await
+    }
+
+    /// Deletes a VM: `PET_DSP_EVT_VM_DELETED` goes to every session. `false` when there is
+    /// no such VM.
+    pub async fn delete_vm(&self, uuid: &Uuid) -> bool {
+        self.service.delete_vm(uuid).await
+    }
+
+    /// Edits a VM's configuration (its uuid stays): `PET_DSP_EVT_VM_CONFIG_CHANGED` goes to
+    /// the sessions that may read it. `false` when there is no such VM.
+    pub async fn update_vm(&self, uuid: &Uuid, edit: impl FnOnce(&mut VmSpec)) -> bool {
+        self.service.update_vm(uuid, edit).await
+    }
+
+    /// Changes a VM's state from outside (its guest shut down, say): the state event goes to
+    /// the sessions that may read it. `false` when there is no such VM.
+    pub async fn set_vm_state(&self, uuid: &Uuid, state: prl_protocol::codes::VmState) -> bool {
+        self.service.set_vm_state(uuid, state).await
     }
 
     /// Stops accepting connections and waits for the listeners to end.

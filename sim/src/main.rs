@@ -71,6 +71,23 @@ struct Cli {
     /// creates: STEPS progress events INTERVAL_MS apart, then the final reply.
     #[arg(long, value_name = "STEPS:INTERVAL_MS")]
     task_on_login: Option<String>,
+    /// TOML inventory of the host and its VMs (default: four demo VMs; see README).
+    #[arg(long, value_name = "FILE")]
+    vms: Option<PathBuf>,
+    /// How long a VM operation takes (repeatable): OP=MS with OP start, stop, pause, suspend,
+    /// reset, restart or all (default 50 ms each).
+    #[arg(long = "transition-ms", value_name = "OP=MS")]
+    transition_ms: Vec<String>,
+    /// Report transient states (starting, stopping, ...) during VM operations, as the legacy
+    /// dispatcher did (a libvirt host reports stable states only).
+    #[arg(long)]
+    transient_states: bool,
+    /// Answer a forked VM operation's failure once instead of twice.
+    #[arg(long)]
+    no_duplicate_replies: bool,
+    /// Send a VM operation's reply before its state event (default: the event first).
+    #[arg(long)]
+    reply_before_event: bool,
 }
 
 fn build_config(cli: &Cli) -> Result<SimConfig, ConfigError> {
@@ -130,6 +147,15 @@ fn build_config(cli: &Cli) -> Result<SimConfig, ConfigError> {
         .as_deref()
         .map(prl_sim::TaskSpec::parse)
         .transpose()?;
+    if let Some(path) = &cli.vms {
+        config.inventory = prl_sim::Inventory::load(path)?;
+    }
+    for spec in &cli.transition_ms {
+        config.vm_behaviour.timing.apply(spec)?;
+    }
+    config.vm_behaviour.transient_states = cli.transient_states;
+    config.vm_behaviour.duplicate_replies = !cli.no_duplicate_replies;
+    config.vm_behaviour.reply_before_event = cli.reply_before_event;
     config.validate()?;
     Ok(config)
 }
@@ -167,6 +193,7 @@ fn main() -> ExitCode {
 
 async fn run(config: SimConfig) -> ExitCode {
     let users = config.users.len();
+    let vms = config.inventory.vms.len();
     let mode = config.mode;
     let faults = config.faults.clone();
     let min = config.min_security;
@@ -177,7 +204,7 @@ async fn run(config: SimConfig) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing::info!(?mode, users, min_security = ?min, %faults, server_uuid = %sim.server_uuid(), "started");
+    tracing::info!(?mode, users, vms, min_security = ?min, %faults, server_uuid = %sim.server_uuid(), "started");
     {
         let mut out = std::io::stdout().lock();
         if let Some(addr) = sim.tcp_addr() {

@@ -183,19 +183,37 @@ async fn trace_logs_hold_no_password_and_no_session_uuid() {
     assert_eq!(b.request(p).await.code, ErrorCode::UNIMPLEMENTED);
     assert_eq!(a.logoff().await.code, ErrorCode::SUCCESS);
     let b_session = braced(&b.me());
+    // The log is read as it is written; both connections' ends must be in it (b's drop is
+    // logged by the simulator's own task) before the process is stopped.
+    let logged = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut stderr = child.0.stderr.take().unwrap();
+    let sink = logged.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
     drop(b);
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    wait_until("both disconnections are logged", || {
+        logged
+            .lock()
+            .unwrap()
+            .matches("client disconnected")
+            .count()
+            >= 2
+    })
+    .await;
 
     let _ = child.0.kill();
     let _ = child.0.wait();
-    let mut logs = String::new();
-    child
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    reader.join().unwrap();
+    let logs = logged.lock().unwrap().clone();
     // The run was logged, naming connections by number.
     for expected in [
         "authentication failed",
@@ -284,6 +302,17 @@ fn bad_flags_and_config_name_the_problem() {
             "{e}"
         );
     }
+    for spec in ["start", "boot=10", "stop=x", "all=600001"] {
+        let e = run_bad(&["--transition-ms", spec]);
+        assert!(e.contains("--transition-ms") && e.contains("OP=MS"), "{e}");
+    }
+    assert!(run_bad(&["--vms", "/nonexistent/vms.toml"]).contains("vms file: cannot read"));
+    let dir = temp_dir();
+    let vms = dir.join("vms.toml");
+    std::fs::write(&vms, "[[vm]]\nname = \"db\"\nstate = \"starting\"\n").unwrap();
+    let e = run_bad(&["--vms", vms.to_str().unwrap()]);
+    assert!(e.contains("vms file: VM \"db\": state \"starting\""), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
     let e = run_bad(&[
         "--mode",
         "desktop",

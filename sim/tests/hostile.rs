@@ -8,6 +8,7 @@ mod common;
 
 use std::io::Read;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -156,6 +157,7 @@ async fn hostile_connections_leave_a_normal_client_served_with_bounded_memory() 
     // Slow readers: logged in, flooding requests, never reading a reply (the client side
     // stops reading its socket once one package waits).
     let mut floods = Vec::new();
+    let sent = std::sync::Arc::new(AtomicU64::new(0));
     for _ in 0..EACH {
         let mut config = client_config(SecurityLevel::Normal);
         config.stream.receive_capacity = 1;
@@ -166,6 +168,7 @@ async fn hostile_connections_leave_a_normal_client_served_with_bounded_memory() 
         c.login_ok().await;
         let me = c.me();
         let sender = c.conn.sender();
+        let sent = sent.clone();
         floods.push((
             c,
             tokio::spawn(async move {
@@ -174,12 +177,28 @@ async fn hostile_connections_leave_a_normal_client_served_with_bounded_memory() 
                     if sender.send(p).await.is_err() {
                         break;
                     }
+                    sent.fetch_add(1, Ordering::Relaxed);
                 }
             }),
         ));
     }
-    // Let the floods fill every buffer on the way.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Wait until the floods have filled every buffer on the way: no flood got a package out
+    // for 250 ms (bounded: 20 s).
+    let t0 = Instant::now();
+    let mut last = u64::MAX;
+    loop {
+        let now = sent.load(Ordering::Relaxed);
+        if now == last {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the floods never stalled ({now} packages sent)"
+        );
+        last = now;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    eprintln!("floods stalled after {last} packages in {:?}", t0.elapsed());
 
     // A normal client is served promptly meanwhile, several times.
     for _ in 0..3 {
@@ -214,7 +233,6 @@ async fn hostile_connections_leave_a_normal_client_served_with_bounded_memory() 
         flood.abort();
     }
     drop((floods, half, oversize, idle, refused));
-    tokio::time::sleep(Duration::from_millis(300)).await;
     normal_client(&endpoint).await;
     let _ = child.0.kill();
     let _ = child.0.wait();

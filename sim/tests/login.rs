@@ -38,19 +38,31 @@ async fn login_at_each_level_routes_packages_plain_or_tls_on_the_wire() {
         };
         let reply = c.login_ok().await;
         assert_eq!(reply.opcode, cmd::USER_LOGIN);
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        assert_eq!(c.logoff().await.code, ErrorCode::SUCCESS);
-        c.until_closed().await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-
-        let up = dissect(&tap.client_to_server.lock().unwrap());
-        let down = dissect(&tap.server_to_client.lock().unwrap());
         let heartbeats = |w: &Wire| {
             w.plain_types
                 .iter()
                 .filter(|t| **t == MNG_HEARTBEAT)
                 .count()
         };
+        // Heartbeats travel plain below HIGH: wait until two went each way (at HIGH they are
+        // inside TLS, where the tap cannot count them).
+        if level != SecurityLevel::High {
+            wait_until("two heartbeats each way", || {
+                let up = dissect(&tap.client_to_server.lock().unwrap());
+                let down = dissect(&tap.server_to_client.lock().unwrap());
+                heartbeats(&up) >= 2 && heartbeats(&down) >= 2
+            })
+            .await;
+        }
+        assert_eq!(c.logoff().await.code, ErrorCode::SUCCESS);
+        c.until_closed().await;
+        wait_until("the tap relayed both directions to their end", || {
+            tap.finished()
+        })
+        .await;
+
+        let up = dissect(&tap.client_to_server.lock().unwrap());
+        let down = dissect(&tap.server_to_client.lock().unwrap());
         match level {
             SecurityLevel::Low => {
                 // Everything plain; the login went as 3 writes (header, descriptors, buffer).
@@ -207,8 +219,7 @@ async fn second_login_logoff_and_commands_before_login() {
     assert_eq!(r.code, ErrorCode::SUCCESS);
     assert_eq!(r.opcode, cmd::USER_LOGOFF);
     assert!(c.until_closed().await.is_empty());
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(sim.session_count(), 0);
+    wait_until("the session ended", || sim.session_count() == 0).await;
 }
 
 #[tokio::test]
@@ -259,7 +270,19 @@ async fn heartbeats_are_sent_and_the_clients_are_ignored() {
         conn,
         backlog: Vec::new(),
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let count = |w: &Wire| {
+        w.plain_types
+            .iter()
+            .filter(|t| **t == MNG_HEARTBEAT)
+            .count()
+    };
+    // Several heartbeats each way before the login.
+    wait_until("heartbeats each way on the wire", || {
+        let up = dissect(&tap.client_to_server.lock().unwrap());
+        let down = dissect(&tap.server_to_client.lock().unwrap());
+        count(&up) >= 5 && count(&down) >= 3
+    })
+    .await;
     // The client's heartbeats got no answer: the first package we see is the login reply.
     let p = c.login_package(USER, PASSWORD, "");
     let id = p.header.uuid;
@@ -268,12 +291,6 @@ async fn heartbeats_are_sent_and_the_clients_are_ignored() {
     assert_eq!(first.header.parent_uuid, id);
     let up = dissect(&tap.client_to_server.lock().unwrap());
     let down = dissect(&tap.server_to_client.lock().unwrap());
-    let count = |w: &Wire| {
-        w.plain_types
-            .iter()
-            .filter(|t| **t == MNG_HEARTBEAT)
-            .count()
-    };
     assert!(count(&up) >= 5, "client heartbeats: {}", count(&up));
     assert!(count(&down) >= 3, "service heartbeats: {}", count(&down));
 }

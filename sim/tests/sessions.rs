@@ -62,8 +62,7 @@ async fn a_task_survives_its_connection_and_is_reattached_after_relogin() {
     }
     // The connection drops; its session dies with it, the task keeps running.
     a.conn.close().await;
-    tokio::time::sleep(Duration::from_millis(60)).await;
-    assert_eq!(sim.session_count(), 0);
+    wait_until("the session ended", || sim.session_count() == 0).await;
     assert_eq!(sim.task_count(), 1);
 
     // A new connection logs in with the previous session uuid: a normal password login
@@ -106,8 +105,7 @@ async fn a_task_survives_its_connection_and_is_reattached_after_relogin() {
     let done = Reply::parse(&last).unwrap();
     assert_eq!(done.code, ErrorCode::SUCCESS);
     assert_eq!(done.opcode, SIM_CMD_START_LONG_TASK);
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    assert_eq!(sim.task_count(), 0);
+    wait_until("the finished task is gone", || sim.task_count() == 0).await;
 }
 
 #[tokio::test]
@@ -143,8 +141,7 @@ async fn task_on_login_gives_every_new_session_a_task_to_lose_and_reattach() {
 
     // The session dies with its connection; the task lives on and is listed at re-login.
     a.conn.close().await;
-    tokio::time::sleep(Duration::from_millis(60)).await;
-    assert_eq!(sim.session_count(), 0);
+    wait_until("the session ended", || sim.session_count() == 0).await;
     assert_eq!(sim.task_count(), 1);
     let mut b = Client::connect(&sim, SecurityLevel::High).await.unwrap();
     let reply = b.login(USER, PASSWORD, &session_a).await;
@@ -218,12 +215,10 @@ async fn tasks_are_capped_in_all_not_only_per_session() {
     b.login_ok().await;
     let p = started(&b);
     b.conn.send(p).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(sim.task_count(), 3);
+    wait_until("three tasks run", || sim.task_count() == 3).await;
     // A's session dies; its tasks keep running and still count.
     a.conn.close().await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(sim.session_count(), 1);
+    wait_until("a's session ended", || sim.session_count() == 1).await;
     assert_eq!(sim.task_count(), 3);
     let mut c = Client::connect(&sim, SecurityLevel::Low).await.unwrap();
     c.login_ok().await;
@@ -233,8 +228,7 @@ async fn tasks_are_capped_in_all_not_only_per_session() {
     assert_eq!(refused.opcode, SIM_CMD_START_LONG_TASK);
     assert_eq!(sim.task_count(), 3);
     // Once they are done, tasks start again.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(sim.task_count(), 0);
+    wait_until("the tasks finished", || sim.task_count() == 0).await;
     let p = started(&c);
     let job = p.header.uuid;
     c.conn.send(p).await.unwrap();
@@ -253,7 +247,7 @@ async fn attach_needs_the_session_that_lost_the_task() {
     a.next().await.unwrap().unwrap();
     let session_a = braced(&a.me());
     a.conn.close().await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    wait_until("a's session ended", || sim.session_count() == 0).await;
     // A login without the previous session uuid sees no task and cannot attach.
     let mut b = Client::connect(&sim, SecurityLevel::Low).await.unwrap();
     let reply = b.login_ok().await;
@@ -305,12 +299,14 @@ async fn cancel_ends_a_task_and_cancel_on_end_session_is_honoured() {
         a.me(),
     );
     a.conn.send(start).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(sim.task_count(), 1);
+    wait_until("the flagged task runs", || sim.task_count() == 1).await;
     let session_a = braced(&a.me());
     a.conn.close().await;
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    assert_eq!(sim.task_count(), 0);
+    wait_until("the flagged task ended with its session", || {
+        sim.task_count() == 0
+    })
+    .await;
+    assert_eq!(sim.session_count(), 1, "only `other` is left");
     let mut b = Client::connect(&sim, SecurityLevel::High).await.unwrap();
     let r = b.login(USER, PASSWORD, &session_a).await;
     assert!(r.login_response().unwrap().running_tasks.is_empty());

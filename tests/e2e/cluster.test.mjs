@@ -16,10 +16,9 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
 import {
-  CHROMIUM, E2E_DIR, PKG_DIR, PKG_ENTRY, PROXY, ROOT, SIM, freePort, inPageOf, proxyConfig, requireBuilt,
-  startForwarder, startProcess, startServer, stopProcess, until, waitForDetachedExpiry,
+  E2E_DIR, PKG_DIR, PKG_ENTRY, PROXY, ROOT, SIM, callInPage, freePort, launchChromium, openTestPage, proxyConfig,
+  requireBuilt, startForwarder, startProcess, startServer, stopProcess, until, waitForDetachedExpiry,
 } from './harness.mjs';
 
 const HAPROXY = process.env.HAPROXY ?? '/usr/sbin/haproxy';
@@ -194,17 +193,8 @@ before(async () => {
   for (const n of NAMES) writeFileSync(instances[n].file, instanceConfig(n));
   await Promise.all(NAMES.map(startInstance));
   haproxy = await startHaproxy();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--disable-dev-shm-usage'],
-  });
-  page = await browser.newPage();
-  page.on('pageerror', (e) => console.log('pageerror:', e.message));
-  await page.goto(`http://127.0.0.1:${forwarder.port}/`);
-  await page.waitForFunction(() => window.prlReady === true, null, { timeout: 10000 });
+  browser = await launchChromium();
+  page = await openTestPage(browser, `http://127.0.0.1:${forwarder.port}/`);
 });
 
 after(async () => {
@@ -217,7 +207,7 @@ after(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-const inPage = (fn, args) => inPageOf(page, fn, args, { timeoutMs: 30000 });
+const inPage = (fn, args) => callInPage(page, fn, args);
 /** The balancer's `/ws`, and instance `n`'s public URL, as the browser reaches them. */
 const balanced = () => `ws://127.0.0.1:${forwarder.port}/ws`;
 const publicUrl = (n) => `ws://127.0.0.1:${forwarder.port}/ws/${n}`;

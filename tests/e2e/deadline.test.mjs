@@ -6,9 +6,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
 import {
-  CHROMIUM, E2E_DIR, PKG_DIR, PKG_ENTRY, requireBuilt, startSilentProxy, until,
+  E2E_DIR, PKG_DIR, PKG_ENTRY, launchChromium, requireBuilt, startSilentProxy, until,
 } from './harness.mjs';
 
 const GRACE_MS = 1500;
@@ -20,12 +19,7 @@ let browser;
 before(async () => {
   requireBuilt([PKG_ENTRY]);
   standIn = await startSilentProxy({ www: join(E2E_DIR, 'www'), pkg: PKG_DIR });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

@@ -5,9 +5,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
 import {
-  CHROMIUM, PKG_DIR, PKG_ENTRY, PROXY, ROOT, SIM, freePort, proxyConfig, requireBuilt,
+  PKG_DIR, PKG_ENTRY, PROXY, ROOT, SIM, freePort, launchChromium, proxyConfig, requireBuilt,
   startForwarder, startProcess, stopProcess, waitForDetachedExpiry,
 } from './harness.mjs';
 
@@ -40,13 +39,7 @@ before(async () => {
     origins: [`http://127.0.0.1:${forwarder.port}`],
   }));
   proxy = await startProcess(PROXY, ['--config', join(work, 'proxy.toml')], /prl-proxy listening/);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--disable-dev-shm-usage'],
-  });
+  browser = await launchChromium();
   page = await browser.newPage();
   page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
   page.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()}`));
@@ -135,6 +128,44 @@ test('without automatic restore, a lost session is offered as previous session a
   assert.equal(log.filter((l) => l.includes('a task of this session')).length <= 2, true, log.join('\n'));
   await page.click('#logoff-button');
   await page.waitForFunction(() => document.getElementById('state').textContent === 'disconnected');
+});
+
+/** The VM table as `name: state` (the state cell's text). */
+const vmStates = () => page.$$eval('#vm-list tr', (trs) => Object.fromEntries(
+  trs.map((tr) => [tr.dataset.name, tr.querySelector('.vm-state').textContent])));
+const vmState = (name) => page.textContent(`#vm-list tr[data-name="${name}"] .vm-state`);
+
+test('the VM list shows the default inventory; start and stop follow the service\'s state events', async () => {
+  await page.check('input[name=autoRestore]');
+  await logIn('demo');
+  await page.waitForSelector('#vms:not([hidden])');
+  // The simulator's default inventory: what `cargo xtask demo` shows.
+  assert.deepEqual(await vmStates(), {
+    'web-01': 'running', 'db-01': 'running', 'win-build': 'stopped', 'legacy-billing': 'suspended',
+  });
+  assert.match(await page.textContent('#host-line'), /^127\.0\.0\.1 · .+ · \d+ × .+ RAM · prl-sim demo$/);
+  const row = '#vm-list tr[data-name="win-build"]';
+  assert.ok(await page.isEnabled(`${row} .vm-start`));
+  assert.ok(await page.isDisabled(`${row} .vm-stop`));
+  await page.click(`${row} .vm-start`);
+  await page.waitForFunction((r) => document.querySelector(`${r} .vm-state`).textContent === 'running', row);
+  await page.waitForFunction((r) => !document.querySelector(`${r} .vm-stop`).disabled, row);
+  assert.ok(await page.isDisabled(`${row} .vm-start`));
+  await page.click(`${row} .vm-stop`);
+  await page.waitForFunction((r) => document.querySelector(`${r} .vm-state`).textContent === 'stopped', row);
+  // A refusal shows the service's code and message in the row (a second console started the
+  // VM meanwhile would be the same): start the running web-01 through the page's own Server.
+  await page.evaluate(() => { document.querySelector('#vm-list tr[data-name="web-01"] .vm-start').disabled = false; });
+  await page.click('#vm-list tr[data-name="web-01"] .vm-start');
+  await page.waitForFunction(() => document.querySelector('#vm-list tr[data-name="web-01"] .vm-error').textContent !== '');
+  assert.equal(await page.textContent('#vm-list tr[data-name="web-01"] .vm-error'), 'PRL_ERR_FAILURE: VM is already running');
+  assert.equal(await vmState('web-01'), 'running');
+  const log = await page.$$eval('#log li', (lis) => lis.map((li) => li.textContent));
+  assert.ok(log.some((l) => l.endsWith('VM win-build is running')), log.join('\n'));
+  assert.ok(log.some((l) => l.endsWith('VM win-build is stopped')), log.join('\n'));
+  await page.click('#logoff-button');
+  await page.waitForFunction(() => document.getElementById('state').textContent === 'disconnected');
+  assert.ok(await page.isHidden('#vms'));
 });
 
 test('nothing failed on the page (no errors, no missing files)', () => {

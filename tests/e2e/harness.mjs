@@ -1,6 +1,6 @@
 // Shared paths and process helpers for the end-to-end tests.
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { createWriteStream, existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -39,9 +39,11 @@ const LOG_LIMIT = 16 * 1024 * 1024;
  * when the process exits first or `timeoutMs` passes. stderr (the log) is kept: `stderr()` is
  * its tail, `logMark()` its length so far, `waitForLog(re, mark)` waits for a match after a mark.
  */
-export function startProcess(cmd, args, ready, { timeoutMs = 20000, env } = {}) {
+export function startProcess(cmd, args, ready, { timeoutMs = 20000, env, logFile } = {}) {
   return new Promise((resolvePromise, reject) => {
     const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    // The whole log, for scans of it (stderr below keeps only its tail).
+    if (logFile) proc.stderr.pipe(createWriteStream(logFile, { flags: 'a' }));
     let out = '';
     let err = '';
     let dropped = 0; // log characters no longer kept
@@ -68,7 +70,8 @@ export function startProcess(cmd, args, ready, { timeoutMs = 20000, env } = {}) 
     });
     proc.stdout.on('data', (d) => {
       out += d;
-      const m = out.match(ready);
+      // Matched without terminal colours: Vite colours its ready line when FORCE_COLOR is set.
+      const m = out.replace(ANSI, '').match(ready);
       if (m) {
         clearTimeout(timer);
         resolvePromise({ proc, match: m, ...log });
@@ -143,8 +146,11 @@ export async function waitForDetachedExpiry(proxy, mark, { timeoutMs = 20000 } =
     new RegExp(`detached session closed lineage=${lineage} reason="?resume window expired`), mark, { timeoutMs });
 }
 
-/** A TCP forwarder `127.0.0.1:<port>` -> `target`; `drop()` cuts every connection abruptly. */
-export async function startForwarder(targetPort) {
+/**
+ * A TCP forwarder `127.0.0.1:<listenPort>` (a free port when 0) -> `target`; `drop()` cuts
+ * every connection abruptly.
+ */
+export async function startForwarder(targetPort, listenPort = 0) {
   const net = await import('node:net');
   const sockets = new Set();
   let refusing = false;
@@ -167,7 +173,7 @@ export async function startForwarder(targetPort) {
     client.on('error', done).on('close', done);
     upstream.on('error', done).on('close', done);
   });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  await new Promise((r) => server.listen(listenPort, '127.0.0.1', r));
   return {
     port: server.address().port,
     /** Resets every open connection (the browser sees an abnormal close, code 1006). */
@@ -204,7 +210,7 @@ export async function startSilentServer() {
  * TOML sections, appended.
  */
 export function proxyConfig({ listen, staticRoot, pkgDir, ports, resumeWindowMs = 60000, origins = [], logLevel = 'info',
-  trustedProxies = [], limits = {}, extra = '' }) {
+  trustedProxies = [], scope = 'all', maxPackageBytes = 16 << 20, limits = {}, extra = '' }) {
   const login = {
     login_burst_per_ip: 1000,
     login_per_minute_per_ip: 1000,
@@ -227,6 +233,7 @@ export function proxyConfig({ listen, staticRoot, pkgDir, ports, resumeWindowMs 
     '',
     '[policy]',
     'resolve_names = false',
+    `scope = "${scope}"`,
     '',
     '[[policy.allow]]',
     'cidr = "127.0.0.1/32"',
@@ -234,6 +241,7 @@ export function proxyConfig({ listen, staticRoot, pkgDir, ports, resumeWindowMs 
     '',
     '[limits]',
     ...Object.entries(login).map(([k, v]) => `${k} = ${v}`),
+    `max_package_bytes = ${maxPackageBytes}`,
     '',
     '[resume]',
     `window_ms = ${resumeWindowMs}`,
@@ -316,28 +324,58 @@ export async function startSilentProxy({ www, pkg }) {
   };
 }
 
+/** Headless Chromium (Debian's) as every browser test runs it. */
+export async function launchChromium() {
+  const { chromium } = await import('playwright-core');
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--disable-dev-shm-usage'],
+  });
+}
+
+/** Opens `url` (the test page) in `browser` and waits until the package is loaded on it. */
+export async function openTestPage(browser, url) {
+  const p = await browser.newPage();
+  p.on('pageerror', (e) => console.log('pageerror:', e.message));
+  await p.goto(url);
+  await p.waitForFunction(() => window.prlReady === true, null, { timeout: 10000 });
+  return p;
+}
+
 /**
- * Runs `fn(prl, args)` in the page `on`; errors come back as plain objects (`{ ok }` or
- * `{ err: { kind, code, codeName, message, ... } }`). The wrapper is composed as source text
- * that Playwright calls through the DevTools protocol (no eval in the page, so the proxy's
- * Content-Security-Policy stays in force). Rejects when the call takes over `timeoutMs`.
+ * Runs `fn(prl, args)` in `page` (the test page: `window.prl` is the package); errors come back
+ * as plain objects (`{ err: { isParallels, isError, kind, code, codeName, message } }`, with
+ * `details` and the `cancel*` fields when the error has them), a result as `{ ok }`. The wrapper is composed as
+ * source text that Playwright calls through the DevTools protocol (no eval in the page, so the
+ * proxy's Content-Security-Policy stays in force). Bounded: 20 s.
  */
-export function inPageOf(on, fn, args, { timeoutMs = 20000 } = {}) {
+export function callInPage(page, fn, args) {
   const source = `async (a) => {
     const f = ${fn.toString()};
     try {
       return { ok: await f(window.prl, a) };
     } catch (e) {
-      return { err: { isParallels: e instanceof window.prl.ParallelsError, isError: e instanceof Error,
-        kind: e.kind, code: e.code, codeName: e.codeName, message: e.message } };
+      const err = { isParallels: e instanceof window.prl.ParallelsError, isError: e instanceof Error,
+        kind: e.kind, code: e.code, codeName: e.codeName, message: e.message };
+      for (const k of ['details', 'cancelConfirmed', 'cancelCode', 'cancelCodeName']) if (k in e) err[k] = e[k];
+      return { err };
     }
   }`;
-  const call = on.evaluate(`(${source})(${JSON.stringify(args ?? null)})`);
+  const call = page.evaluate(`(${source})(${JSON.stringify(args ?? null)})`);
   let timer;
   const limit = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`page call did not finish in ${timeoutMs / 1000} s`)), timeoutMs);
+    timer = setTimeout(() => reject(new Error('page call did not finish in 20 s')), 20000);
   });
   return Promise.race([call, limit]).finally(() => clearTimeout(timer));
+}
+
+/** The uuid (`{...}`, as the protocol writes it) of a package's bytes: its first 16 bytes. */
+export function packageUuid(bytes) {
+  const hex = Buffer.from(bytes.slice(0, 16)).toString('hex');
+  return `{${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}}`;
 }
 
 /** Resolves once `condition()` (sync or async) is truthy; rejects after `timeoutMs`. */

@@ -8,10 +8,10 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
 import {
-  CHROMIUM, E2E_DIR, PKG_DIR, PKG_ENTRY, PROXY, SIM, freePort, inPageOf, proxyConfig, requireBuilt,
-  startForwarder, startProcess, startSilentServer, stopProcess, until, waitForDetachedExpiry,
+  E2E_DIR, PKG_DIR, PKG_ENTRY, PROXY, SIM, callInPage, freePort, launchChromium, openTestPage,
+  packageUuid, proxyConfig, requireBuilt, startForwarder, startProcess, startSilentServer, stopProcess, until,
+  waitForDetachedExpiry,
 } from './harness.mjs';
 
 const USER = 'alice';
@@ -68,13 +68,7 @@ async function startProxy(name, listenPort, { resumeWindowMs, origins }) {
   return startProcess(PROXY, ['--config', file], /prl-proxy listening on ws:\/\/\S+/);
 }
 
-async function openPage(url) {
-  const p = await browser.newPage();
-  p.on('pageerror', (e) => console.log('pageerror:', e.message));
-  await p.goto(url);
-  await p.waitForFunction(() => window.prlReady === true, null, { timeout: 10000 });
-  return p;
-}
+const openPage = (url) => openTestPage(browser, url);
 
 before(async () => {
   requireBuilt([SIM, PROXY, PKG_ENTRY]);
@@ -103,13 +97,7 @@ before(async () => {
       origins: [`http://127.0.0.1:${forwarder.port}`, `http://127.0.0.1:${fwdGone.port}`] }),
     startProxy('short', shortPort, { resumeWindowMs: SHORT_WINDOW_MS, origins: [`http://127.0.0.1:${fwdShort.port}`] }),
   ]);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--disable-dev-shm-usage'],
-  });
+  browser = await launchChromium();
   page = await openPage(`http://127.0.0.1:${proxyPort}/`);
   fwdPage = await openPage(`http://127.0.0.1:${forwarder.port}/`);
   shortPage = await openPage(`http://127.0.0.1:${fwdShort.port}/`);
@@ -125,10 +113,8 @@ after(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-/** Runs `fn(prl, args)` in a page (default: the proxy's own): see `inPageOf`. */
-function inPage(fn, args, on = page) {
-  return inPageOf(on, fn, args);
-}
+/** Runs `fn(prl, args)` in a page (default: the proxy's own); see `callInPage`. */
+const inPage = (fn, args, on = page) => callInPage(on, fn, args);
 
 /** The proxy's stderr (its log) for assertion messages. */
 const proxyLog = (p = proxy) => p?.stderr?.() ?? '';
@@ -250,18 +236,7 @@ test('abort while connecting rejects with canceled at once', async () => {
 test('abort after the login request was sent: the SDK cancel (2053) goes out, canceled', async () => {
   const r = await inPage(async (prl, a) => {
     // Watch what the client really sends (the frames still go out unchanged).
-    const sent = [];
-    const sockets = new Set();
-    const original = WebSocket.prototype.send;
-    WebSocket.prototype.send = function send(data) {
-      sockets.add(this);
-      if (typeof data !== 'string') {
-        const view = ArrayBuffer.isView(data) ? data : new Uint8Array(data);
-        const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength).slice();
-        sent.push({ type: new DataView(bytes.buffer).getUint32(64, true), bytes: Array.from(bytes) });
-      }
-      return original.call(this, data);
-    };
+    const sent = window.recordSent();
     const s = new prl.Server({ proxyUrl: a.url });
     const states = [];
     s.addEventListener('statechange', (e) => states.push(e.detail.state));
@@ -281,15 +256,15 @@ test('abort after the login request was sent: the SDK cancel (2053) goes out, ca
     } catch (e) {
       const rejectedAt = performance.now() - t0;
       // Nothing more can go out once the connection is closing.
-      for (let i = 0; [...sockets].some((ws) => ws.readyState < WebSocket.CLOSING); i++) {
+      for (let i = 0; [...sent.sockets].some((ws) => ws.readyState < WebSocket.CLOSING); i++) {
         if (i > 200) throw new Error('the connection was not closed after the abort');
         await new Promise((res) => setTimeout(res, 10));
       }
       return { isParallels: e instanceof prl.ParallelsError, kind: e.kind, code: e.code, codeName: e.codeName,
-        abortedAt, rejectedAt, state: s.state, states: [...states], sent };
+        abortedAt, rejectedAt, state: s.state, states: [...states], sent: [...sent] };
     } finally {
       clearInterval(watcher);
-      WebSocket.prototype.send = original;
+      sent.stop();
       s.free();
     }
   }, { url: proxyUrl(), port: ports.slow, user: USER, password: PASSWORD, loginType: 2039 });
@@ -309,8 +284,7 @@ test('abort after the login request was sent: the SDK cancel (2053) goes out, ca
   const types = out.sent.map((p) => p.type);
   assert.deepEqual(types, [2039, 2053], `sent package types ${types}`);
   const [login, cancel] = out.sent;
-  const hex = Buffer.from(login.bytes.slice(0, 16)).toString('hex');
-  const jobUuid = `{${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}}`;
+  const jobUuid = packageUuid(login.bytes);
   assert.ok(Buffer.from(cancel.bytes).toString('latin1').includes(jobUuid),
     `the cancel does not name the login request ${jobUuid}`);
   // The cancel is a request of its own from the same connection.

@@ -48,7 +48,14 @@ static const struct {
 	PRL_RESULT value;
 } result_names[] = {
 	RESULT(PRL_ERR_SUCCESS),
+	RESULT(PRL_ERR_FAILURE),
+	RESULT(PRL_ERR_NO_DATA),
 	RESULT(PRL_ERR_ACCESS_DENIED),
+	RESULT(PRL_ERR_VM_UUID_NOT_FOUND),
+	RESULT(PRL_ERR_ACCESS_TO_VM_DENIED),
+	RESULT(PRL_ERR_INVALID_ACTION_REQUESTED),
+	RESULT(PRL_ERR_DISP_VM_IS_NOT_RUNNING),
+	RESULT(PRL_ERR_CANT_TO_START_VM_TEMPLATE),
 	RESULT(PRL_ERR_UNIMPLEMENTED),
 	RESULT(PRL_ERR_TASK_NOT_FOUND),
 	RESULT(PRL_ERR_CANT_CONNECT_TO_DISPATCHER),
@@ -321,6 +328,19 @@ PRL_RESULT event_log_handler(PRL_HANDLE event, PRL_VOID_PTR data)
 	PrlHandle_GetType(event, &r.kind);
 	if (r.kind == PHT_EVENT) {
 		PrlEvent_GetType(event, &r.type);
+		PRL_UINT32 len = sizeof(r.issuer);
+		if (PRL_FAILED(PrlEvent_GetIssuerId(event, r.issuer, &len)))
+			r.issuer[0] = 0;
+		PrlEvent_GetIssuerType(event, &r.issuer_type);
+		PrlEvent_GetErrCode(event, &r.code);
+		PRL_HANDLE state = PRL_INVALID_HANDLE;
+		if (PRL_SUCCEEDED(PrlEvent_GetParamByName(event, "vminfo_vm_state", &state))) {
+			PRL_INT32 v = 0;
+			r.has_vm_state = PRL_SUCCEEDED(PrlEvtPrm_ToInt32(state, &v));
+			r.vm_state = (VIRTUAL_MACHINE_STATE)v;
+			PrlEvtPrm_GetType(state, &r.vm_state_type);
+			PrlHandle_Free(state);
+		}
 		PRL_HANDLE job = PRL_INVALID_HANDLE;
 		if (PRL_SUCCEEDED(PrlEvent_GetJob(event, &job)) && job != PRL_INVALID_HANDLE) {
 			r.job = job;   /* the handle value identifies the job; the program holds it */
@@ -442,6 +462,142 @@ job_progress attached_task_result(event_log *log, PRL_HANDLE attach, PRL_RESULT 
 	CHECK(p.non_decreasing, "the attach job's progress goes back or beyond 100%%");
 	CHECK(!p.progress_after_final, "a progress event of the attach job after its result");
 	return p;
+}
+
+/* ---- VMs ------------------------------------------------------------------------------- */
+
+static int is_vm_state_event(const recorded_event *e, const char *uuid)
+{
+	return e->kind == PHT_EVENT && e->type == PET_DSP_EVT_VM_STATE_CHANGED
+			&& !strcmp(e->issuer, uuid);
+}
+
+int have_vm_state_events(const recorded_event *ev, unsigned n, const void *arg)
+{
+	const vm_state_arg *a = arg;
+	unsigned seen = 0;
+	for (unsigned i = 0; i < n; i++)
+		if (is_vm_state_event(&ev[i], a->issuer))
+			seen++;
+	return seen >= a->count;
+}
+
+unsigned vm_states_of(event_log *log, const char *uuid, VIRTUAL_MACHINE_STATE *states,
+		unsigned max)
+{
+	static recorded_event ev[MAX_RECORDED];
+	unsigned n = event_log_snapshot(log, ev, MAX_RECORDED), count = 0;
+	for (unsigned i = 0; i < n; i++)
+		if (is_vm_state_event(&ev[i], uuid) && count < max)
+			states[count++] = ev[i].vm_state;
+	return count;
+}
+
+void wait_vm_state_event(event_log *log, const char *uuid, unsigned nth,
+		VIRTUAL_MACHINE_STATE state, unsigned timeout_ms)
+{
+	vm_state_arg a = { uuid, nth + 1 };
+	CHECK(event_log_wait(log, have_vm_state_events, &a, timeout_ms),
+			"no state event #%u of %s (%s) within %u ms", nth, uuid, vm_state_name(state),
+			timeout_ms);
+	static recorded_event ev[MAX_RECORDED];
+	unsigned n = event_log_snapshot(log, ev, MAX_RECORDED), seen = 0;
+	for (unsigned i = 0; i < n; i++) {
+		if (!is_vm_state_event(&ev[i], uuid) || seen++ != nth)
+			continue;
+		CHECK(ev[i].vm_state == state, "state event #%u of %s reports %s, want %s", nth, uuid,
+				vm_state_name(ev[i].vm_state), vm_state_name(state));
+		CHECK(ev[i].issuer_type == PIE_DISPATCHER, "the state event's issuer type is %d",
+				(int)ev[i].issuer_type);
+		CHECK(ev[i].code == 100000, "the state event's code is 0x%x, want 0x186a0",
+				(unsigned)ev[i].code);
+		CHECK(ev[i].has_vm_state && ev[i].vm_state_type == PFD_INT32,
+				"the state event's vminfo_vm_state is no Integer");
+		break;
+	}
+	test_ok("state event #%u: %s is %s", nth, uuid, vm_state_name(state));
+}
+
+PRL_HANDLE vm_list(const test_login *t, unsigned timeout_ms, PRL_UINT32 *count)
+{
+	PRL_HANDLE job = PrlSrv_GetVmList(t->server);
+	CHECK_RC("PrlSrv_GetVmList", job_wait(job, timeout_ms, "vm list"), PRL_ERR_SUCCESS);
+	PRL_HANDLE result = PRL_INVALID_HANDLE;
+	PRL_RESULT rc = PrlJob_GetResult(job, &result);
+	CHECK(PRL_SUCCEEDED(rc), "vm list: PrlJob_GetResult: 0x%08x", (unsigned)rc);
+	rc = PrlResult_GetParamsCount(result, count);
+	CHECK(PRL_SUCCEEDED(rc), "vm list: PrlResult_GetParamsCount: 0x%08x", (unsigned)rc);
+	PrlHandle_Free(job);
+	return result;
+}
+
+PRL_HANDLE vm_by_name(PRL_HANDLE list, PRL_UINT32 count, const char *name)
+{
+	for (PRL_UINT32 i = 0; i < count; i++) {
+		PRL_HANDLE vm = PRL_INVALID_HANDLE;
+		PRL_RESULT rc = PrlResult_GetParamByIndex(list, i, &vm);
+		CHECK(PRL_SUCCEEDED(rc), "PrlResult_GetParamByIndex(%u): 0x%08x (the real parser "
+				"refused the VM configuration)", (unsigned)i, (unsigned)rc);
+		char got[256];
+		get_string(PrlVmCfg_GetName, vm, got, sizeof(got), "PrlVmCfg_GetName");
+		if (!strcmp(got, name))
+			return vm;
+		PrlHandle_Free(vm);
+	}
+	return PRL_INVALID_HANDLE;
+}
+
+PRL_RESULT vm_get_state(PRL_HANDLE vm, unsigned timeout_ms, VIRTUAL_MACHINE_STATE *state)
+{
+	PRL_HANDLE job = PrlVm_GetState(vm);
+	PRL_RESULT ret = job_wait(job, timeout_ms, "PrlVm_GetState");
+	if (PRL_SUCCEEDED(ret)) {
+		PRL_HANDLE result = PRL_INVALID_HANDLE, info = PRL_INVALID_HANDLE;
+		PRL_RESULT rc = PrlJob_GetResult(job, &result);
+		CHECK(PRL_SUCCEEDED(rc), "PrlVm_GetState: PrlJob_GetResult: 0x%08x", (unsigned)rc);
+		rc = PrlResult_GetParam(result, &info);
+		CHECK(PRL_SUCCEEDED(rc), "PrlVm_GetState: PrlResult_GetParam: 0x%08x", (unsigned)rc);
+		rc = PrlVmInfo_GetState(info, state);
+		CHECK(PRL_SUCCEEDED(rc), "PrlVmInfo_GetState: 0x%08x", (unsigned)rc);
+		PrlHandle_Free(info);
+		PrlHandle_Free(result);
+	}
+	PrlHandle_Free(job);
+	return ret;
+}
+
+PRL_RESULT vm_job(PRL_HANDLE job, unsigned timeout_ms, const char *what, char *details,
+		unsigned len)
+{
+	PRL_RESULT ret = job_wait(job, timeout_ms, what);
+	details[0] = 0;
+	PRL_HANDLE err = PRL_INVALID_HANDLE;
+	if (PRL_FAILED(ret) && PRL_SUCCEEDED(PrlJob_GetError(job, &err))) {
+		PRL_HANDLE param = PRL_INVALID_HANDLE;
+		if (PRL_SUCCEEDED(PrlEvent_GetParamByName(err, "Details", &param))) {
+			PRL_UINT32 l = len;
+			if (PRL_FAILED(PrlEvtPrm_ToString(param, details, &l)))
+				details[0] = 0;
+			PrlHandle_Free(param);
+		}
+		PrlHandle_Free(err);
+	}
+	PrlHandle_Free(job);
+	return ret;
+}
+
+const char *vm_state_name(VIRTUAL_MACHINE_STATE s)
+{
+	switch (s) {
+	case VMS_UNKNOWN: return "VMS_UNKNOWN";
+	case VMS_STOPPED: return "VMS_STOPPED";
+	case VMS_STARTING: return "VMS_STARTING";
+	case VMS_RUNNING: return "VMS_RUNNING";
+	case VMS_PAUSED: return "VMS_PAUSED";
+	case VMS_SUSPENDED: return "VMS_SUSPENDED";
+	case VMS_STOPPING: return "VMS_STOPPING";
+	default: return "another state";
+	}
 }
 
 /* ---- a lost session with a running task ------------------------------------------------ */

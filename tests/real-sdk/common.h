@@ -106,6 +106,12 @@ typedef struct {
 	                             PHT_JOB: the job itself */
 	unsigned progress;        /* PET_DSP_EVT_JOB_PROGRESS_CHANGED: `progress_changed` */
 	PRL_RESULT job_rc;        /* PHT_JOB: PrlJob_GetRetCode when it was notified */
+	char issuer[64];          /* PHT_EVENT: PrlEvent_GetIssuerId */
+	PRL_EVENT_ISSUER_TYPE issuer_type; /* PHT_EVENT: PrlEvent_GetIssuerType */
+	PRL_RESULT code;          /* PHT_EVENT: PrlEvent_GetErrCode */
+	int has_vm_state;         /* PHT_EVENT: a `vminfo_vm_state` parameter is there */
+	PRL_PARAM_FIELD_DATA_TYPE vm_state_type; /* its PrlEvtPrm_GetType */
+	VIRTUAL_MACHINE_STATE vm_state; /* its PrlEvtPrm_ToInt32 */
 } recorded_event;
 
 /* What an event handler saw, in order, guarded by a mutex and a condition variable. */
@@ -147,6 +153,39 @@ job_progress job_progress_of(event_log *log, PRL_HANDLE job);
  * the result. Returns the progress seen, for the caller's own checks. */
 job_progress attached_task_result(event_log *log, PRL_HANDLE attach, PRL_RESULT want,
 		unsigned timeout_ms);
+
+/* ---- VMs ------------------------------------------------------------------------------- */
+
+/* The state events (PET_DSP_EVT_VM_STATE_CHANGED) of `issuer` (a VM uuid). */
+typedef struct {
+	const char *issuer;
+	unsigned count;
+} vm_state_arg;
+/* The log holds at least arg->count state events of arg->issuer. */
+int have_vm_state_events(const recorded_event *ev, unsigned n, const void *arg);
+/* The state events of `uuid` in the log, in order, into `states` (at most max); their count. */
+unsigned vm_states_of(event_log *log, const char *uuid, VIRTUAL_MACHINE_STATE *states,
+		unsigned max);
+/* Waits (at most timeout_ms) for the state event number `nth` (from 0) of `uuid` and checks it
+ * reports `state`, with what the SDK hands the callback: issuer type PIE_DISPATCHER, the event
+ * code 100000 (PET_VM_INF_UNINITIALIZED_EVENT_CODE), the state as an Integer (PFD_INT32)
+ * parameter. Counting matters: an operation's reply may come before its event, so waiting
+ * for "an event with this state" could match an older one. */
+void wait_vm_state_event(event_log *log, const char *uuid, unsigned nth,
+		VIRTUAL_MACHINE_STATE state, unsigned timeout_ms);
+
+/* PrlSrv_GetVmList, checked to succeed; the result handle (free it) and its entry count. */
+PRL_HANDLE vm_list(const test_login *t, unsigned timeout_ms, PRL_UINT32 *count);
+/* The VM handle of the entry named `name` in a VM list result (PRL_INVALID_HANDLE if none). */
+PRL_HANDLE vm_by_name(PRL_HANDLE list, PRL_UINT32 count, const char *name);
+/* PrlVm_GetState: the job's result (0 or an error) and, on success, the state. */
+PRL_RESULT vm_get_state(PRL_HANDLE vm, unsigned timeout_ms, VIRTUAL_MACHINE_STATE *state);
+/* Runs a VM job to its end; on failure reads the error event's `Details` into `details`
+ * (empty when there is none). Returns the job's result. */
+PRL_RESULT vm_job(PRL_HANDLE job, unsigned timeout_ms, const char *what, char *details,
+		unsigned len);
+/* VMS_* name of a state. */
+const char *vm_state_name(VIRTUAL_MACHINE_STATE s);
 
 /* ---- a lost session with a running task ------------------------------------------------ */
 

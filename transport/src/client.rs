@@ -29,6 +29,7 @@ use crate::connection::{
     exchange_hellos, Connection, Established, PeerAddress, Role, StreamOptions,
 };
 use crate::error::{Stage, TransportError};
+use crate::inline::{InlineConnection, Io};
 use crate::tls::TlsConfig;
 
 /// Where to connect.
@@ -79,7 +80,7 @@ impl fmt::Display for Endpoint {
 }
 
 /// Client settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientConfig {
     /// The security level: selects the routing table offered (which packages go through TLS).
     pub security_level: SecurityLevel,
@@ -94,6 +95,22 @@ pub struct ClientConfig {
     pub tls: Option<TlsConfig>,
     /// Heartbeats, limits and queue sizes of the established connection.
     pub stream: StreamOptions,
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("security_level", &self.security_level)
+            .field("connect_budget", &self.connect_budget)
+            .field("version", &self.version)
+            .field(
+                "connection_uuid",
+                &self.connection_uuid.map(|_| "<redacted>"),
+            )
+            .field("tls", &self.tls)
+            .field("stream", &self.stream)
+            .finish()
+    }
 }
 
 impl ClientConfig {
@@ -184,6 +201,26 @@ pub async fn connect(
     endpoint: &Endpoint,
     config: &ClientConfig,
 ) -> Result<Connection, TransportError> {
+    Ok(connect_endpoint(endpoint, config)
+        .await?
+        .spawn(&config.stream))
+}
+
+/// [`connect`], returning the connection without a task of its own: the caller drives it
+/// ([`InlineConnection`]; the queue sizes of `config.stream` do not apply, there are none).
+pub async fn connect_inline(
+    endpoint: &Endpoint,
+    config: &ClientConfig,
+) -> Result<InlineConnection, TransportError> {
+    Ok(connect_endpoint(endpoint, config)
+        .await?
+        .inline(&config.stream))
+}
+
+async fn connect_endpoint(
+    endpoint: &Endpoint,
+    config: &ClientConfig,
+) -> Result<Established<Box<dyn Io>>, TransportError> {
     let budget = Budget::new(config.connect_budget);
     match endpoint {
         Endpoint::Unix(path) => {
@@ -197,6 +234,7 @@ pub async fn connect(
                         })
                 })
                 .await?;
+            let stream: Box<dyn Io> = Box::new(stream);
             establish(
                 stream,
                 PeerAddress::Unix(Some(path.clone())),
@@ -221,6 +259,7 @@ pub async fn connect(
                 return Err(TransportError::NoAddress { host: host.clone() });
             }
             let (stream, addr) = budget.run(Stage::Connect, connect_any(&addrs)).await?;
+            let stream: Box<dyn Io> = Box::new(stream);
             establish(stream, PeerAddress::Tcp(addr), config, &budget).await
         }
         Endpoint::Addrs(addrs) => {
@@ -228,6 +267,7 @@ pub async fn connect(
                 return Err(TransportError::Config("no address to connect to".into()));
             }
             let (stream, addr) = budget.run(Stage::Connect, connect_any(addrs)).await?;
+            let stream: Box<dyn Io> = Box::new(stream);
             establish(stream, PeerAddress::Tcp(addr), config, &budget).await
         }
     }
@@ -244,7 +284,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let budget = Budget::new(config.connect_budget);
-    establish(stream, peer_address, config, &budget).await
+    Ok(establish(stream, peer_address, config, &budget)
+        .await?
+        .spawn(&config.stream))
 }
 
 async fn connect_any(addrs: &[SocketAddr]) -> Result<(TcpStream, SocketAddr), TransportError> {
@@ -273,7 +315,7 @@ async fn establish<S>(
     peer_address: PeerAddress,
     config: &ClientConfig,
     budget: &Budget,
-) -> Result<Connection, TransportError>
+) -> Result<Established<S>, TransportError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -312,8 +354,7 @@ where
         peer_version: outcome.server_version,
         peer_address,
         peer_credentials: None,
-    }
-    .spawn(&config.stream))
+    })
 }
 
 /// Drives the TLS handshake over the socket (either role): whatever the engine produces goes

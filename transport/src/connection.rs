@@ -1,12 +1,16 @@
 //! An established IOService connection: one task owns the socket, the record layer and the
 //! package codec; callers talk to it through a bounded package sender/receiver pair.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use prl_protocol::codes::cmd;
@@ -16,7 +20,7 @@ use prl_protocol::handshake::{
 use prl_protocol::package::{Limits, Package, PackageDecoder, MNG_HEARTBEAT};
 use prl_protocol::record::RecordLayer;
 use prl_protocol::Uuid;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -162,13 +166,22 @@ pub fn security_level_of(table: &RoutingTable) -> SecurityLevel {
     }
 }
 
+/// Whether a routing table sends any package type through TLS (NORMAL and HIGH do; LOW
+/// routes everything plain).
+pub fn sends_through_tls(table: &RoutingTable) -> bool {
+    table.default_name.is_ssl() || table.routes.iter().any(|r| r.name.is_ssl())
+}
+
 /// Per-connection settings of the owning task.
 #[derive(Debug, Clone)]
 pub struct StreamOptions {
     /// Heartbeat period (the service and the SDK use 10 s); `None` sends none. Heartbeats
     /// are sent only to peers of protocol >= 6.1.
     pub heartbeat_interval: Option<Duration>,
-    /// Decoder limits for received packages, also checked on send.
+    /// Decoder limits for received packages: the memory bound of what a peer can make us
+    /// buffer. What we send is checked against what the IO protocol accepts
+    /// ([`Limits::protocol`]: 1 GiB, 1024 buffers), not against these: a service answers a
+    /// VM list of many VMs with one package of many MiB while it accepts only small requests.
     pub limits: Limits,
     /// Packages buffered towards the caller before the task stops reading the socket.
     pub receive_capacity: usize,
@@ -187,17 +200,55 @@ impl Default for StreamOptions {
     }
 }
 
-/// Bytes queued for the socket above which the task stops taking packages from senders.
-const WRITE_HIGH_WATER: usize = 256 * 1024;
+/// Bytes queued for the socket above which the task stops taking packages from senders (and
+/// stops reading a peer that does not read).
+pub const WRITE_HIGH_WATER: usize = 256 * 1024;
 /// How often a connection whose peer stopped reading checks whether its owner dropped it.
 const STALL_RECHECK: Duration = Duration::from_millis(500);
 /// `IOGracefulShutdownTimeout`: how long a local close may spend flushing.
-const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(5);
-/// Socket read size.
+pub(crate) const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(5);
+/// Socket read size: the largest TLS record, so one read takes a whole record.
 const READ_CHUNK: usize = 16 * 1024;
 
+thread_local! {
+    /// The socket read buffer of every connection task polled on this thread: a read fills
+    /// it and its bytes are consumed (framed, decrypted, decoded) before the task next
+    /// yields, so an idle connection holds no read buffer of its own.
+    static READ_SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice());
+}
+
+/// Reads once into this thread's [`READ_SCRATCH`]; resolves to the number of bytes read,
+/// which the caller must consume from the scratch before it awaits anything else.
+pub(crate) struct ReadScratch<'a, R> {
+    pub(crate) rd: &'a mut R,
+}
+
+impl<R: AsyncRead + Unpin> Future for ReadScratch<'_, R> {
+    type Output = std::io::Result<usize>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let rd = &mut *self.get_mut().rd;
+        READ_SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let mut buf = ReadBuf::new(&mut scratch[..]);
+            match Pin::new(rd).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) => Poll::Ready(Ok(buf.filled().len())),
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+    }
+}
+
+/// The first `n` bytes of this thread's read scratch, for `f`.
+pub(crate) fn with_scratch<T>(n: usize, f: impl FnOnce(&[u8]) -> T) -> T {
+    READ_SCRATCH.with(|scratch| f(scratch.borrow().get(..n).unwrap_or_default()))
+}
+
+/// Items of the send queue. Packages are boxed: a tokio channel allocates its slots 32 at a
+/// time whatever its bound, so an idle connection's queue should hold pointers, not packages.
 enum Outgoing {
-    Package(Package),
+    Package(Box<Package>),
     Parts {
         package_type: u32,
         parts: Vec<Vec<u8>>,
@@ -232,7 +283,7 @@ impl PackageSender {
             .check_limits(&self.limits)
             .map_err(TransportError::Oversize)?;
         self.tx
-            .send(Outgoing::Package(package))
+            .send(Outgoing::Package(Box::new(package)))
             .await
             .map_err(|_| TransportError::Closed)
     }
@@ -243,7 +294,7 @@ impl PackageSender {
         package
             .check_limits(&self.limits)
             .map_err(TransportError::Oversize)?;
-        match self.tx.try_send(Outgoing::Package(package)) {
+        match self.tx.try_send(Outgoing::Package(Box::new(package))) {
             Ok(()) => Ok(true),
             Err(mpsc::error::TrySendError::Full(_)) => Ok(false),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(TransportError::Closed),
@@ -289,10 +340,13 @@ impl PackageSender {
     }
 }
 
+/// What the receive queue carries: boxed, like the send queue (see [`Outgoing`]).
+type Incoming = Result<Box<Package>, Box<TransportError>>;
+
 /// Receives packages from a connection. Heartbeats are consumed by the connection and never
 /// show up here.
 pub struct PackageReceiver {
-    rx: mpsc::Receiver<Result<Package, TransportError>>,
+    rx: mpsc::Receiver<Incoming>,
 }
 
 impl fmt::Debug for PackageReceiver {
@@ -305,7 +359,7 @@ impl PackageReceiver {
     /// The next package. `None` once the connection has ended cleanly (the peer closed it
     /// or it was closed locally); a failure is reported once as `Some(Err(..))`, then `None`.
     pub async fn recv(&mut self) -> Option<Result<Package, TransportError>> {
-        self.rx.recv().await
+        self.rx.recv().await.map(|r| r.map(|p| *p).map_err(|e| *e))
     }
 }
 
@@ -371,8 +425,9 @@ impl<S> Established<S>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    /// Spawns the connection task.
-    pub(crate) fn spawn(self, options: &StreamOptions) -> Connection {
+    /// The connection's state machine (record layer, codec, buffers) and what the
+    /// handshakes established.
+    fn core(self, options: &StreamOptions) -> (Driver, S, Arc<ConnectionInfo>) {
         let engine = self.layer.engine();
         let table = self.layer.routing_table().clone();
         let info = Arc::new(ConnectionInfo {
@@ -392,31 +447,43 @@ where
             peer_address: self.peer_address.clone(),
             peer_credentials: self.peer_credentials,
         });
-        let (out_tx, out_rx) = mpsc::channel(options.send_capacity.max(1));
-        let (in_tx, in_rx) = mpsc::channel(options.receive_capacity.max(1));
         let heartbeat = if info.peer_supports_heartbeat() {
             options.heartbeat_interval
         } else {
             None
         };
-        let task = Driver {
-            layer: self.layer,
+        let mut layer = self.layer;
+        if !sends_through_tls(&info.accepted_table) {
+            // LOW: both sides route every package plain, so the TLS session negotiated in the
+            // handshake is never used again: free it (about 12 KiB per connection).
+            layer.engine_mut().release();
+        }
+        let core = Driver {
+            layer,
             decoder: PackageDecoder::new(options.limits),
             pending: VecDeque::new(),
             wbuf: Vec::new(),
             wpos: 0,
-            app: Vec::new(),
             heartbeat,
+            limits: options.limits,
             peer: info.peer_address.to_string(),
             id: info.connection_id,
             local_uuid: info.local_connection_uuid,
             stamp_numeric_ids: info.role == Role::Server,
         };
-        tokio::spawn(task.run(self.stream, out_rx, in_tx));
+        (core, self.stream, info)
+    }
+
+    /// Spawns the connection task.
+    pub(crate) fn spawn(self, options: &StreamOptions) -> Connection {
+        let (task, stream, info) = self.core(options);
+        let (out_tx, out_rx) = mpsc::channel(options.send_capacity.max(1));
+        let (in_tx, in_rx) = mpsc::channel::<Incoming>(options.receive_capacity.max(1));
+        tokio::spawn(task.run(stream, out_rx, in_tx));
         Connection {
             sender: PackageSender {
                 tx: out_tx,
-                limits: options.limits,
+                limits: Limits::protocol(),
             },
             receiver: PackageReceiver { rx: in_rx },
             info,
@@ -424,20 +491,31 @@ where
     }
 }
 
-struct Driver {
-    layer: RecordLayer<OpenSslEngine>,
-    decoder: PackageDecoder,
+impl Established<Box<dyn crate::inline::Io>> {
+    /// The connection without a task of its own: its owner drives it.
+    pub(crate) fn inline(self, options: &StreamOptions) -> crate::inline::InlineConnection {
+        let (core, stream, info) = self.core(options);
+        crate::inline::InlineConnection::new(core, stream, info)
+    }
+}
+
+/// A connection's state machine: the record layer, the package codec and the buffers, driven
+/// by its own task ([`Driver::run`], behind a [`Connection`]) or by its owner's
+/// ([`crate::InlineConnection`]).
+pub(crate) struct Driver {
+    pub(crate) layer: RecordLayer<OpenSslEngine>,
+    pub(crate) decoder: PackageDecoder,
     /// Decoded packages not yet handed to the receiver (the socket is not read meanwhile).
-    pending: VecDeque<Package>,
-    /// Bytes to write; `wpos` is how far they are written.
-    wbuf: Vec<u8>,
-    wpos: usize,
-    /// Application bytes out of the record layer, before the package decoder.
-    app: Vec<u8>,
-    heartbeat: Option<Duration>,
-    peer: String,
+    pub(crate) pending: VecDeque<Package>,
+    /// Bytes to write; `wpos` is how far they are written. Released once written.
+    pub(crate) wbuf: Vec<u8>,
+    pub(crate) wpos: usize,
+    pub(crate) heartbeat: Option<Duration>,
+    /// Checked on every package sent.
+    pub(crate) limits: Limits,
+    pub(crate) peer: String,
     /// [`ConnectionInfo::connection_id`], for logs.
-    id: u64,
+    pub(crate) id: u64,
     local_uuid: Uuid,
     /// Server role: stamp [`next_numeric_id`] on packages that carry none.
     stamp_numeric_ids: bool,
@@ -466,10 +544,9 @@ impl Driver {
         mut self,
         stream: S,
         mut out_rx: mpsc::Receiver<Outgoing>,
-        in_tx: mpsc::Sender<Result<Package, TransportError>>,
+        in_tx: mpsc::Sender<Incoming>,
     ) {
         let (mut rd, mut wr) = tokio::io::split(stream);
-        let mut rbuf = vec![0u8; READ_CHUNK];
         let period = self.heartbeat.unwrap_or(Duration::from_secs(3600));
         let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -507,18 +584,29 @@ impl Driver {
                     match permit {
                         Ok(permit) => {
                             if let Some(p) = self.pending.pop_front() {
-                                permit.send(Ok(p));
+                                permit.send(Ok(Box::new(p)));
+                            }
+                            // Hand over whatever else fits now, without another round.
+                            while !self.pending.is_empty() {
+                                let Ok(permit) = in_tx.try_reserve() else { break };
+                                if let Some(p) = self.pending.pop_front() {
+                                    permit.send(Ok(Box::new(p)));
+                                }
+                            }
+                            if self.pending.is_empty() && self.pending.capacity() > 8 {
+                                self.pending = VecDeque::new();
                             }
                         }
                         // Nobody listens: drop what was received.
-                        Err(_) => self.pending.clear(),
+                        Err(_) => self.pending = VecDeque::new(),
                     }
                 }
-                n = rd.read(&mut rbuf), if can_read => {
+                n = ReadScratch { rd: &mut rd }, if can_read => {
                     match n {
                         Ok(0) => end = Some(End::PeerClosed),
                         Ok(n) => {
-                            if let Err(e) = self.on_bytes(rbuf.get(..n).unwrap_or_default()) {
+                            // Consumed before anything else runs on this thread.
+                            if let Err(e) = with_scratch(n, |bytes| self.on_bytes(bytes)) {
                                 end = Some(End::Failed(e));
                             }
                         }
@@ -534,11 +622,9 @@ impl Driver {
                         Ok(n) => {
                             self.wpos += n;
                             if self.wpos >= self.wbuf.len() {
-                                self.wbuf.clear();
+                                // Written: an idle connection keeps no write buffer.
+                                self.wbuf = Vec::new();
                                 self.wpos = 0;
-                                if self.wbuf.capacity() > WRITE_HIGH_WATER {
-                                    self.wbuf.shrink_to(READ_CHUNK);
-                                }
                             }
                         }
                         Err(e) => end = Some(End::Failed(TransportError::io(Stage::Established, e))),
@@ -546,22 +632,25 @@ impl Driver {
                 }
                 msg = out_rx.recv(), if take_out => {
                     match msg {
-                        Some(Outgoing::Package(mut p)) => {
-                            self.fill_ids(&mut p);
-                            if let Err(e) = self.encode(&p) {
-                                end = Some(End::Failed(e));
-                            }
-                        }
-                        Some(Outgoing::Parts { package_type, parts }) => {
-                            for part in &parts {
-                                if let Err(e) = self.layer.send_for_type(package_type, part, &mut self.wbuf) {
-                                    end = Some(End::Failed(TransportError::Record(e)));
+                        Some(first) => {
+                            // This and whatever else is queued now, up to the high-water mark,
+                            // encoded into one write.
+                            let mut next = Some(first);
+                            while let Some(msg) = next.take() {
+                                match self.take(msg) {
+                                    Ok(true) => closing = true,
+                                    Ok(false) => {}
+                                    Err(e) => {
+                                        end = Some(End::Failed(e));
+                                        break;
+                                    }
+                                }
+                                if closing || self.wbuf.len() - self.wpos >= WRITE_HIGH_WATER {
                                     break;
                                 }
+                                next = out_rx.try_recv().ok();
                             }
                         }
-                        Some(Outgoing::RawWire(bytes)) => self.wbuf.extend_from_slice(&bytes),
-                        Some(Outgoing::Close) => closing = true,
                         None => senders_gone = true,
                     }
                 }
@@ -599,16 +688,39 @@ impl Driver {
             Some(End::Failed(e)) => {
                 tracing::debug!(conn = self.id, peer = %self.peer, error = %e, kind = e.kind(), "connection failed");
                 self.deliver_pending(&in_tx).await;
-                let _ = in_tx.send(Err(e)).await;
+                let _ = in_tx.send(Err(Box::new(e))).await;
             }
             None => {}
         }
     }
 
+    /// One item of the send queue into the write buffer; `Ok(true)` for a close request.
+    fn take(&mut self, msg: Outgoing) -> Result<bool, TransportError> {
+        match msg {
+            Outgoing::Package(mut p) => {
+                self.fill_ids(&mut p);
+                self.encode(&p)?;
+            }
+            Outgoing::Parts {
+                package_type,
+                parts,
+            } => {
+                for part in &parts {
+                    self.layer
+                        .send_for_type(package_type, part, &mut self.wbuf)
+                        .map_err(TransportError::Record)?;
+                }
+            }
+            Outgoing::RawWire(bytes) => self.wbuf.extend_from_slice(&bytes),
+            Outgoing::Close => return Ok(true),
+        }
+        Ok(false)
+    }
+
     /// Hands the packages received before the end to the receiver.
-    async fn deliver_pending(&mut self, in_tx: &mpsc::Sender<Result<Package, TransportError>>) {
+    async fn deliver_pending(&mut self, in_tx: &mpsc::Sender<Incoming>) {
         while let Some(p) = self.pending.pop_front() {
-            if in_tx.send(Ok(p)).await.is_err() {
+            if in_tx.send(Ok(Box::new(p))).await.is_err() {
                 break;
             }
         }
@@ -619,7 +731,7 @@ impl Driver {
     /// server also numbers every package it sends whose `numericId` is 0 from one
     /// process-wide counter (`SocketServerPrivate::sendPackage` -> `generateNumericId`); the
     /// SDK takes event ids from it.
-    fn fill_ids(&self, package: &mut Package) {
+    pub(crate) fn fill_ids(&self, package: &mut Package) {
         if self.stamp_numeric_ids && package.header.numeric_id == 0 {
             package.header.numeric_id = next_numeric_id();
         }
@@ -631,20 +743,22 @@ impl Driver {
         }
     }
 
-    fn encode(&mut self, package: &Package) -> Result<(), TransportError> {
+    pub(crate) fn encode(&mut self, package: &Package) -> Result<(), TransportError> {
         // One write per part, as the real sender (header, descriptors, each buffer).
         self.layer
             .send_package(package, &mut self.wbuf)
             .map_err(TransportError::Record)
     }
 
-    fn on_bytes(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
-        let received = self.layer.receive(bytes, &mut self.app);
+    pub(crate) fn on_bytes(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
+        // Application bytes out of the record layer, before the package decoder (a
+        // temporary: an idle connection keeps none).
+        let mut app = Vec::new();
+        let received = self.layer.receive(bytes, &mut app);
         // Whatever the engine answers (alerts) goes out.
         self.layer.take_outgoing(&mut self.wbuf);
-        if !self.app.is_empty() {
-            self.decoder.push(&self.app);
-            self.app.clear();
+        if !app.is_empty() {
+            self.decoder.push(&app);
         }
         // Packages decoded before a bad record still count.
         while let Some(p) = self

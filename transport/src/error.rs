@@ -110,7 +110,7 @@ pub enum TransportError {
     /// The package stream from the peer is malformed (bad CRC, over the limits).
     #[error("package stream: {0}")]
     Package(#[source] PackageError),
-    /// A package to send is over the connection's limits.
+    /// A package to send is over what the IO protocol accepts (1 GiB, 1024 buffers).
     #[error("package not sent: {0}")]
     Oversize(#[source] PackageError),
     /// The connection is closed (by either side).

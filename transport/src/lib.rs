@@ -23,15 +23,17 @@
 pub mod client;
 pub mod connection;
 pub mod error;
+pub mod inline;
 pub mod server;
 pub mod tls;
 
-pub use client::{connect, connect_stream, ClientConfig, Endpoint};
+pub use client::{connect, connect_inline, connect_stream, ClientConfig, Endpoint};
 pub use connection::{
     security_level_of, Connection, ConnectionInfo, PackageReceiver, PackageSender, PeerAddress,
-    PeerCredentials, Role, StreamOptions,
+    PeerCredentials, Role, StreamOptions, WRITE_HIGH_WATER,
 };
 pub use error::{Stage, TransportError};
+pub use inline::{Event, InlineConnection};
 pub use server::{
     accept, accept_tcp, accept_unix, AcceptAll, AcceptPolicy, Admission, Peer, ServerConfig,
 };

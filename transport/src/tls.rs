@@ -103,6 +103,10 @@ pub enum TlsError {
     /// Application data was written or read before the handshake completed.
     #[error("tls application data before the handshake completed")]
     NotEstablished,
+    /// A TLS record arrived (or was to be sent) after the session was released: the accepted
+    /// routing table sends nothing through TLS (security level LOW).
+    #[error("tls record on a connection whose routing table sends nothing through tls")]
+    Released,
 }
 
 impl TlsError {
@@ -117,6 +121,7 @@ impl TlsError {
             TlsError::Record(_) => "tls_record",
             TlsError::Closed => "tls_closed",
             TlsError::NotEstablished => "tls_not_established",
+            TlsError::Released => "tls_released",
         }
     }
 }
@@ -387,7 +392,8 @@ impl Read for MemIo {
         buf[..n].copy_from_slice(&available[..n]);
         self.pos += n;
         if self.pos == self.inb.len() {
-            self.inb.clear();
+            // All taken: an idle connection keeps no input buffer.
+            self.inb = Vec::new();
             self.pos = 0;
         }
         Ok(n)
@@ -417,9 +423,22 @@ impl MemIo {
 
 /// One connection's OpenSSL session, driven entirely in memory.
 pub struct OpenSslEngine {
-    stream: SslStream<MemIo>,
+    /// `None` once released ([`OpenSslEngine::release`]).
+    stream: Option<SslStream<MemIo>>,
     config: TlsConfig,
     established: bool,
+    /// What the handshake negotiated, kept when the session is released.
+    facts: Facts,
+}
+
+/// The negotiated parameters of a released session.
+#[derive(Debug, Clone, Default)]
+struct Facts {
+    cipher: Option<&'static str>,
+    cipher_standard: Option<&'static str>,
+    version: &'static str,
+    key_exchange: Option<KeyExchange>,
+    peer_cn: Option<String>,
 }
 
 impl fmt::Debug for OpenSslEngine {
@@ -441,9 +460,10 @@ impl OpenSslEngine {
         }
         let stream = SslStream::new(ssl, MemIo::default()).map_err(TlsError::Setup)?;
         Ok(OpenSslEngine {
-            stream,
+            stream: Some(stream),
             config,
             established: false,
+            facts: Facts::default(),
         })
     }
 
@@ -457,26 +477,62 @@ impl OpenSslEngine {
         self.established
     }
 
+    /// Frees the OpenSSL session (its `SSL` object, cipher contexts, session and keys: about
+    /// 12 KiB) while keeping what it negotiated: for a connection whose routing table sends
+    /// nothing through TLS (security level LOW), where the session is never used again. A TLS
+    /// record arriving afterwards is an error ([`TlsError::Released`]).
+    pub fn release(&mut self) {
+        if self.stream.is_none() {
+            return;
+        }
+        self.facts = Facts {
+            cipher: self.cipher_name(),
+            cipher_standard: self.cipher_standard_name(),
+            version: self.tls_version(),
+            key_exchange: self.key_exchange(),
+            peer_cn: self.peer_common_name(),
+        };
+        self.stream = None;
+    }
+
+    /// Whether the session was released.
+    pub fn is_released(&self) -> bool {
+        self.stream.is_none()
+    }
+
+    fn ssl(&self) -> Option<&openssl::ssl::SslRef> {
+        self.stream.as_ref().map(|s| s.ssl())
+    }
+
     /// The OpenSSL name of the negotiated cipher, e.g. `ADH-AES256-GCM-SHA384`.
     pub fn cipher_name(&self) -> Option<&'static str> {
-        self.stream.ssl().current_cipher().map(|c| c.name())
+        match self.ssl() {
+            Some(ssl) => ssl.current_cipher().map(|c| c.name()),
+            None => self.facts.cipher,
+        }
     }
 
     /// The IANA name of the negotiated cipher, e.g. `TLS_DH_anon_WITH_AES_256_GCM_SHA384`.
     pub fn cipher_standard_name(&self) -> Option<&'static str> {
-        self.stream
-            .ssl()
-            .current_cipher()
-            .and_then(|c| c.standard_name())
+        match self.ssl() {
+            Some(ssl) => ssl.current_cipher().and_then(|c| c.standard_name()),
+            None => self.facts.cipher_standard,
+        }
     }
 
     /// The negotiated protocol version, e.g. `TLSv1.2`.
     pub fn tls_version(&self) -> &'static str {
-        self.stream.ssl().version_str()
+        match self.ssl() {
+            Some(ssl) => ssl.version_str(),
+            None => self.facts.version,
+        }
     }
 
     /// The key exchange of the negotiated suite, once established.
     pub fn key_exchange(&self) -> Option<KeyExchange> {
+        if self.ssl().is_none() {
+            return self.facts.key_exchange;
+        }
         match self.kx_field()?.as_str() {
             "DH" => Some(KeyExchange::Dh),
             "RSA" => Some(KeyExchange::Rsa),
@@ -487,7 +543,7 @@ impl OpenSslEngine {
     /// The `Kx=` field of `SSL_CIPHER_description`, split as `SSLHelper::GetConnectionChipher`
     /// does (whitespace simplified, third field, text after `=`).
     fn kx_field(&self) -> Option<String> {
-        let description = self.stream.ssl().current_cipher()?.description();
+        let description = self.ssl()?.current_cipher()?.description();
         let kx = description.split_whitespace().nth(2)?;
         if description.split_whitespace().count() < 5 {
             return None;
@@ -497,8 +553,13 @@ impl OpenSslEngine {
 
     /// The common name of the peer certificate, if the peer presented one.
     pub fn peer_common_name(&self) -> Option<String> {
-        let cert = self.stream.ssl().peer_certificate()?;
-        subject_cn(&cert).map(|cn| String::from_utf8_lossy(&cn).into_owned())
+        match self.ssl() {
+            Some(ssl) => {
+                let cert = ssl.peer_certificate()?;
+                subject_cn(&cert).map(|cn| String::from_utf8_lossy(&cn).into_owned())
+            }
+            None => self.facts.peer_cn.clone(),
+        }
     }
 
     /// `SSLHelper::postHandshakeCheck`.
@@ -511,9 +572,12 @@ impl OpenSslEngine {
                 let local = self.config.inner.local_cn.as_deref().ok_or_else(|| {
                     TlsError::PeerCertificate("rsa suite without a local certificate".into())
                 })?;
-                let peer = self.stream.ssl().peer_certificate().ok_or_else(|| {
-                    TlsError::PeerCertificate("peer presented no certificate".into())
-                })?;
+                let peer = self
+                    .ssl()
+                    .and_then(|ssl| ssl.peer_certificate())
+                    .ok_or_else(|| {
+                        TlsError::PeerCertificate("peer presented no certificate".into())
+                    })?;
                 let peer_cn = subject_cn(&peer).ok_or_else(|| {
                     TlsError::PeerCertificate("peer certificate has no common name".into())
                 })?;
@@ -536,14 +600,20 @@ impl TlsEngine for OpenSslEngine {
     type Error = TlsError;
 
     fn feed(&mut self, records: &[u8]) {
-        self.stream.get_mut().push(records);
+        // Released: nothing is kept; `read_app` reports the record.
+        if let Some(stream) = &mut self.stream {
+            stream.get_mut().push(records);
+        }
     }
 
     fn handshake(&mut self) -> Result<bool, TlsError> {
         if self.established {
             return Ok(true);
         }
-        match self.stream.do_handshake() {
+        let Some(stream) = &mut self.stream else {
+            return Err(TlsError::Released);
+        };
+        match stream.do_handshake() {
             Ok(()) => {
                 self.post_handshake_check()?;
                 self.established = true;
@@ -558,10 +628,13 @@ impl TlsEngine for OpenSslEngine {
         if !self.established {
             return Err(TlsError::NotEstablished);
         }
+        let Some(stream) = &mut self.stream else {
+            return Err(TlsError::Released);
+        };
         for chunk in data.chunks(MAX_PLAINTEXT_PER_RECORD) {
             let mut rest = chunk;
             while !rest.is_empty() {
-                match self.stream.ssl_write(rest) {
+                match stream.ssl_write(rest) {
                     Ok(n) => rest = rest.get(n..).unwrap_or_default(),
                     Err(e) => return Err(TlsError::Record(describe(&e))),
                 }
@@ -574,9 +647,12 @@ impl TlsEngine for OpenSslEngine {
         if !self.established {
             return Err(TlsError::NotEstablished);
         }
+        let Some(stream) = &mut self.stream else {
+            return Err(TlsError::Released);
+        };
         let mut chunk = [0u8; READ_CHUNK];
         loop {
-            match self.stream.ssl_read(&mut chunk) {
+            match stream.ssl_read(&mut chunk) {
                 Ok(0) => return Ok(()),
                 Ok(n) => out.extend_from_slice(chunk.get(..n).unwrap_or_default()),
                 Err(e) if e.code() == ErrorCode::WANT_READ => return Ok(()),
@@ -587,11 +663,15 @@ impl TlsEngine for OpenSslEngine {
     }
 
     fn take_outgoing(&mut self, out: &mut Vec<u8>) {
-        let buffered = &mut self.stream.get_mut().out;
+        let Some(stream) = &mut self.stream else {
+            return;
+        };
+        // The engine keeps no output buffer between calls (an idle connection holds none).
+        let buffered = std::mem::take(&mut stream.get_mut().out);
         if out.is_empty() {
-            std::mem::swap(out, buffered);
+            *out = buffered;
         } else {
-            out.append(buffered);
+            out.extend_from_slice(&buffered);
         }
     }
 }
@@ -681,7 +761,7 @@ mod tests {
             assert_eq!(e.key_exchange(), Some(KeyExchange::Dh));
             assert_eq!(e.peer_common_name(), None);
         }
-        assert_eq!(c.stream.ssl().peer_tmp_key().unwrap().bits(), 2048);
+        assert_eq!(c.ssl().unwrap().peer_tmp_key().unwrap().bits(), 2048);
         assert_eq!(transfer(&mut c, &mut s, b"hello service"), b"hello service");
         assert_eq!(transfer(&mut s, &mut c, b"hello client"), b"hello client");
     }
@@ -794,11 +874,33 @@ mod tests {
     }
 
     #[test]
+    fn a_released_session_keeps_its_facts_and_refuses_tls_records() {
+        let (mut c, mut s) = pair(&TlsConfig::client().unwrap(), &TlsConfig::server().unwrap());
+        handshake(&mut c, &mut s).unwrap();
+        c.release();
+        assert!(c.is_released());
+        assert_eq!(c.cipher_name(), Some("ADH-AES256-GCM-SHA384"));
+        assert_eq!(c.tls_version(), "TLSv1.2");
+        assert_eq!(c.key_exchange(), Some(KeyExchange::Dh));
+        assert_eq!(c.write_app(b"x").unwrap_err().kind(), "tls_released");
+        let mut wire = Vec::new();
+        c.take_outgoing(&mut wire);
+        assert!(wire.is_empty());
+        s.write_app(b"late").unwrap();
+        s.take_outgoing(&mut wire);
+        c.feed(&wire);
+        assert_eq!(
+            c.read_app(&mut Vec::new()).unwrap_err().kind(),
+            "tls_released"
+        );
+    }
+
+    #[test]
     fn close_notify_from_the_peer_is_reported() {
         let (mut c, mut s) = pair(&TlsConfig::client().unwrap(), &TlsConfig::server().unwrap());
         handshake(&mut c, &mut s).unwrap();
         // Our engines never send close_notify; a foreign peer might.
-        let _ = c.stream.shutdown();
+        let _ = c.stream.as_mut().unwrap().shutdown();
         let mut wire = Vec::new();
         c.take_outgoing(&mut wire);
         assert!(!wire.is_empty());

@@ -213,8 +213,10 @@ async fn heartbeats_flow_but_are_never_delivered() {
     .await
     .unwrap();
     let mut s = accepted.recv().await.unwrap().unwrap();
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    assert!(seen.load(Ordering::SeqCst) >= 3, "heartbeats on the wire");
+    wait_until("three heartbeats on the wire", || {
+        seen.load(Ordering::SeqCst) >= 3
+    })
+    .await;
     let req = request(cmd::USER_PING, "after heartbeats");
     c.send(req.clone()).await.unwrap();
     assert_eq!(s.recv().await.unwrap().unwrap(), req);
@@ -468,8 +470,9 @@ async fn broken_streams_are_reported_once() {
     assert_eq!(e.kind(), "package");
     assert!(e.to_string().contains("crc mismatch"), "{e}");
     assert!(c.recv().await.is_none());
-    // Sending on the dead connection fails.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Sending on the dead connection fails, once its task has ended.
+    let sender = c.sender();
+    wait_until("the connection's task ended", || sender.is_closed()).await;
     assert_eq!(
         c.send(request(cmd::USER_PING, ""))
             .await
@@ -567,4 +570,16 @@ async fn a_server_numbers_what_it_sends_like_the_real_io_server() {
     preset.header.numeric_id = 7;
     s2.send(preset).await.unwrap();
     assert_eq!(c2.recv().await.unwrap().unwrap().header.numeric_id, 7);
+}
+
+/// Waits (bounded: 10 s, polling every 5 ms) until `cond` holds; panics naming `what` after.
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let t0 = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

@@ -1,7 +1,7 @@
 //! `cargo xtask demo`: the first thing a new user runs.
 //!
-//! Runs `cargo xtask setup` (installs only what is missing), builds the npm package, starts `prl-sim` (demo users) and `prl-proxy` on localhost, lets the
-//! proxy serve the login page of `web/` and the package at `/pkg/`, and prints the URL and the
+//! Runs `cargo xtask setup` (installs only what is missing), builds the npm package, starts `prl-sim` (demo users, its default VM inventory) and `prl-proxy` on localhost, lets the
+//! proxy serve the console of `web/` and the package at `/pkg/`, and prints the URL and the
 //! demo credentials. Ctrl-C stops it all (the children share the terminal's process group, and
 //! whichever of them ends first takes the other down with it).
 
@@ -120,6 +120,9 @@ pub fn run(root: &Path) -> Result<()> {
     // Every session starts a simulated task (2 minutes, a progress event a second), so a lost
     // session leaves one to re-attach.
     sim_cmd.args(["--task-on-login", "120:1000"]);
+    // The simulator's default inventory (four VMs); a power operation takes a second, so the
+    // console shows it under way (the tests' default is 50 ms).
+    sim_cmd.args(["--transition-ms", "all=1000"]);
     for (user, password) in DEMO_USERS {
         sim_cmd.arg("--user").arg(format!("{user}:{password}"));
     }
@@ -169,6 +172,8 @@ pub fn run(root: &Path) -> Result<()> {
         DEMO_RESUME_WINDOW_MS / 1000
     );
     println!("  the console logs in again with the previous session and lists the task to attach.");
+    println!("  the VM list is the simulator's inventory: start and stop VMs; their state follows");
+    println!("  the service's events, in every console logged in (open a second tab).");
     println!("  Ctrl-C stops everything.");
 
     // Whichever ends first (Ctrl-C reaches both through the process group) stops the other.

@@ -7,8 +7,10 @@
 //! `real-sdk` runs the real SDK client's test programs against prl-sim (also a `test` step).
 //! `dist` builds and checks the relay's release tarball; `container` builds and checks the
 //! container image with podman.
+//! `abuse` attacks the release binaries from outside and writes `docs/RELIABILITY.md`.
 #![forbid(unsafe_code)]
 
+mod abuse;
 mod bench;
 mod container;
 mod demo;
@@ -54,10 +56,11 @@ enum Cmd {
         /// Case-name filters (substrings).
         cases: Vec<String>,
     },
-    /// Run the benchmarks (`cargo bench -p prl-bench`) and print their ratios to the same-run
-    /// baselines; arguments go to criterion (a filter, `--measurement-time 10`).
+    /// Run the benchmarks (criterion suite, load runs, peers, page) and write bench/RESULTS.md;
+    /// `bench PART` runs one part (peers, build, suite, memory, page, report); other arguments
+    /// go to criterion (a filter, `--measurement-time 10`).
     Bench {
-        /// Passed to criterion.
+        /// A part and its arguments, or criterion's arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -76,6 +79,29 @@ enum Cmd {
     /// Debian 12 base: no registry needed) and check it: config, user, /readyz, health check,
     /// a login. Podman's storage is temporary.
     Container,
+    /// Attack the release prl-proxy and prl-sim from outside (loopback only, in a private
+    /// network namespace), fuzz briefly, check the supply chain; write docs/RELIABILITY.md.
+    Abuse {
+        /// Longer floods, the 5 s and 90 s network drops, a minute per fuzz target.
+        #[arg(long)]
+        full: bool,
+        /// Where to write the report (default docs/RELIABILITY.md).
+        #[arg(long, conflicts_with = "ci")]
+        out: Option<PathBuf>,
+        /// CI's run: the report goes to <target>/abuse/RELIABILITY.md, not into docs/.
+        #[arg(long)]
+        ci: bool,
+    },
+    /// The network part of `abuse`, run by it inside the namespace it makes.
+    #[command(hide = true)]
+    AbuseInner {
+        #[arg(long)]
+        work: PathBuf,
+        #[arg(long)]
+        bin: PathBuf,
+        #[arg(long)]
+        full: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -90,6 +116,12 @@ fn main() -> ExitCode {
         Cmd::Bench { args } => bench::run(&root, &args),
         Cmd::Dist { target, no_check } => dist::run(&root, target, !no_check),
         Cmd::Container => container::run(&root),
+        Cmd::Abuse { full, out, ci } => {
+            let out =
+                out.or_else(|| ci.then(|| wasm::target_dir(&root).join("abuse/RELIABILITY.md")));
+            abuse::run(&root, full, out)
+        }
+        Cmd::AbuseInner { work, bin, full } => abuse::inner(&root, &work, &bin, full),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

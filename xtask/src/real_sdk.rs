@@ -100,6 +100,8 @@ struct Case {
     expect: &'static str,
     /// More `PRL_TEST_*` variables, overriding the defaults.
     env: &'static [(&'static str, &'static str)],
+    /// An inventory file of [`PROGRAM_DIR`] the simulator serves (`--vms`); none: its default.
+    vms: Option<&'static str>,
     outcome: Outcome,
 }
 
@@ -112,6 +114,7 @@ const fn case(name: &'static str, program: &'static str) -> Case {
         login: Login::Remote,
         expect: "PRL_ERR_SUCCESS",
         env: &[],
+        vms: None,
         outcome: Outcome::Pass,
     }
 }
@@ -123,6 +126,8 @@ const WRONG_PASSWORD: &[(&str, &str)] = &[("PRL_TEST_PASSWORD", "wonder:lanD")];
 const TASK_TO_FINISH: &str = "30:100";
 /// A task per session long enough to be cancelled (10 s).
 const TASK_TO_CANCEL: &str = "100:100";
+/// The inventory the VM programs expect (`tests/real-sdk/vms.toml`).
+const VMS: Option<&str> = Some("vms.toml");
 
 /// Every case, in order. To check a new operation: add `tests/real-sdk/<op>.c` (see its
 /// README) and a passing case and a control case for it here.
@@ -238,6 +243,52 @@ const CASES: &[Case] = &[
         sim: &["--min-security", "high", "--task-on-login", TASK_TO_CANCEL],
         ..case("cancel", "cancel")
     },
+    // Host configuration, VM list and a VM's power cycle with its state events, at every level
+    // (and over the unix socket), and with the reply before the event.
+    Case {
+        vms: VMS,
+        ..case("vm-ops-low", "vm_ops")
+    },
+    Case {
+        security: 1,
+        sim: NORMAL_SIM,
+        vms: VMS,
+        ..case("vm-ops-normal", "vm_ops")
+    },
+    Case {
+        security: 2,
+        sim: HIGH_SIM,
+        vms: VMS,
+        ..case("vm-ops-high", "vm_ops")
+    },
+    Case {
+        security: 2,
+        sim: HIGH_SIM,
+        login: Login::Local,
+        vms: VMS,
+        ..case("vm-ops-local-high", "vm_ops")
+    },
+    Case {
+        sim: &["--reply-before-event"],
+        vms: VMS,
+        ..case("vm-ops-reply-before-event", "vm_ops")
+    },
+    // The refused transitions and their codes.
+    Case {
+        security: 1,
+        sim: NORMAL_SIM,
+        vms: VMS,
+        expect: "PRL_ERR_FAILURE",
+        ..case("vm-refused", "vm_refused")
+    },
+    // PrlJob_Cancel on a VM start.
+    Case {
+        security: 2,
+        sim: &["--min-security", "high", "--transition-ms", "start=3000"],
+        vms: VMS,
+        expect: "PRL_ERR_TASK_NOT_FOUND",
+        ..case("vm-cancel", "vm_cancel")
+    },
     // Controls: each program fails against a simulator configured wrongly for it.
     Case {
         sim: HIGH_SIM,
@@ -272,6 +323,22 @@ const CASES: &[Case] = &[
         sim: &["--task-on-login", "1:1"],
         outcome: Outcome::Fail,
         ..case("control-cancel-finished-early", "cancel")
+    },
+    // The simulator's default inventory: other VMs, and db-01 runs.
+    Case {
+        outcome: Outcome::Fail,
+        ..case("control-vm-ops-default-inventory", "vm_ops")
+    },
+    Case {
+        expect: "PRL_ERR_FAILURE",
+        outcome: Outcome::Fail,
+        ..case("control-vm-refused-default-inventory", "vm_refused")
+    },
+    Case {
+        sim: &["--transition-ms", "start=3000"],
+        expect: "PRL_ERR_TASK_NOT_FOUND",
+        outcome: Outcome::Fail,
+        ..case("control-vm-cancel-default-inventory", "vm_cancel")
     },
 ];
 
@@ -334,7 +401,7 @@ pub fn run(root: &Path, filters: &[String]) -> Result<()> {
         let dir = scratch.0.join(i.to_string());
         fs::create_dir_all(&dir)?;
         let t = Instant::now();
-        let result = run_case(case, &sim, &bin, &dir, &ids, uid);
+        let result = run_case(root, case, &sim, &bin, &dir, &ids, uid);
         let took = fmt_duration(t.elapsed());
         match result {
             Ok(note) => println!("real-sdk: {:<34} ok   {took:>6}  {note}", case.name),
@@ -598,6 +665,7 @@ fn run_bounded(cmd: &mut Command, limit: Duration) -> Result<ExitStatus> {
 }
 
 fn run_case(
+    root: &Path,
     case: &Case,
     sim_bin: &Path,
     bin: &Path,
@@ -614,6 +682,9 @@ fn run_case(
         .arg("--user")
         .arg(format!("{USER}:{PASSWORD}"))
         .args(case.sim);
+    if let Some(vms) = case.vms {
+        sim_cmd.arg("--vms").arg(root.join(PROGRAM_DIR).join(vms));
+    }
     if case.login != Login::Remote {
         sim_cmd.arg("--unix").arg(socket_dir.join(SDK_SOCKET_NAME));
     }
@@ -737,6 +808,21 @@ mod tests {
                 c.name,
                 c.program
             );
+        }
+    }
+
+    #[test]
+    fn inventory_files_exist() {
+        for c in CASES {
+            if let Some(vms) = c.vms {
+                let path = crate::workspace_root().join(PROGRAM_DIR).join(vms);
+                assert!(
+                    path.is_file(),
+                    "case {} names a missing {}",
+                    c.name,
+                    path.display()
+                );
+            }
         }
     }
 

@@ -39,6 +39,8 @@ const APT_PACKAGES: &[&str] = &[
     "caddy",
     "redis-server",
     "haproxy",
+    // `cargo xtask abuse` brings up the loopback of its private network namespace with `ip`.
+    "iproute2",
 ];
 
 /// Packages whose Debian install starts a system service (on ports 80 / 443) where systemd
@@ -78,6 +80,27 @@ pub fn run(root: &Path) -> Result<()> {
     for dir in NPM_PROJECT_DIRS {
         step(&format!("npm {dir}"), npm_ci(root, dir))?;
     }
+    // `cargo xtask abuse`: the fuzz targets need nightly and cargo-fuzz; the supply-chain
+    // check needs cargo-deny.
+    use crate::abuse::tools;
+    let outcome = |r: Result<(bool, String)>| {
+        r.map(|(installed, what)| {
+            if installed {
+                Outcome::Installed(what)
+            } else {
+                Outcome::Ok(what)
+            }
+        })
+    };
+    step("nightly", outcome(tools::setup_nightly()))?;
+    step(
+        "cargo-fuzz",
+        outcome(tools::setup_cargo_tool("cargo-fuzz", "fuzz")),
+    )?;
+    step(
+        "cargo-deny",
+        outcome(tools::setup_cargo_tool("cargo-deny", "deny")),
+    )?;
     Ok(())
 }
 

@@ -156,6 +156,19 @@ const STEPS: &[Step] = &[
         args: &["run", "--quiet", "--locked", "-p", "xtask", "--", "dist"],
         env: &[],
     },
+    // The release binaries attacked from outside (loopback only, a private network namespace),
+    // every fuzz target built and run briefly, cargo deny and npm audit: `cargo xtask abuse`,
+    // short; its report goes to <target>/abuse/RELIABILITY.md.
+    Step {
+        name: "abuse",
+        only_if: None,
+        dir: ".",
+        program: CARGO,
+        args: &[
+            "run", "--quiet", "--locked", "-p", "xtask", "--", "abuse", "--ci",
+        ],
+        env: &[],
+    },
     // Browser end-to-end tests (Node test runner driving Chromium).
     Step {
         name: "e2e",

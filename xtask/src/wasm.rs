@@ -4,12 +4,17 @@
 //!    (opt-level z, lto, panic abort: see the root Cargo.toml);
 //! 2. `wasm-bindgen --target web` (the CLI must equal Cargo.lock's wasm-bindgen: `cargo xtask
 //!    setup` installs it);
-//! 3. `wasm-opt -Oz` from the npm package `binaryen` (a devDependency of `tests/e2e`) when it is
-//!    installed; never Debian's binaryen, whose output breaks in Chromium;
+//! 3. `wasm-opt -Oz --converge` from the npm package `binaryen` (a devDependency of
+//!    `tests/e2e`) when it is installed; never Debian's binaryen, whose output breaks in
+//!    Chromium;
 //! 4. the curated sources of `client-wasm/npm/` (package.json, index.d.ts, init.js, README.md,
 //!    CHANGELOG.md), the licences from the workspace root, and a generated `index.js` that
 //!    re-exports the glue, `init` and the `ParallelsError` class;
-//! 5. raw and gzipped sizes of the `.wasm` and the JavaScript, failing above the budget.
+//! 5. raw and gzipped sizes of the `.wasm` and the JavaScript, failing above the budget;
+//! 6. pre-compressed `.br` (brotli 11) and `.gz` (gzip 9) beside the `.wasm` and the top-level
+//!    JavaScript, which prl-proxy serves by `Accept-Encoding` (compressed once here, at the
+//!    best levels, instead of by the proxy at start-up or per request). They are not part of the
+//!    npm package (its `files` names the originals only).
 
 use std::fs;
 use std::io::Write as _;
@@ -52,11 +57,43 @@ pub struct Size {
     pub gzip: u64,
 }
 
-/// Gzip -9 size of `data`.
-pub fn gzip_len(data: &[u8]) -> Result<u64> {
+/// Gzip -9 of `data`.
+pub fn gzip(data: &[u8]) -> Result<Vec<u8>> {
     let mut enc = GzEncoder::new(Vec::new(), Compression::best());
     enc.write_all(data)?;
-    Ok(enc.finish()?.len() as u64)
+    Ok(enc.finish()?)
+}
+
+/// Gzip -9 size of `data`.
+pub fn gzip_len(data: &[u8]) -> Result<u64> {
+    Ok(gzip(data)?.len() as u64)
+}
+
+/// Brotli at quality 11 (window 2^22) of `data`.
+pub fn brotli(data: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let params = brotli::enc::BrotliEncoderParams {
+        quality: 11,
+        lgwin: 22,
+        ..Default::default()
+    };
+    brotli::BrotliCompress(&mut std::io::Cursor::new(data), &mut out, &params)?;
+    Ok(out)
+}
+
+/// Writes `file.br` and `file.gz` beside `file`; returns (raw, gzip, brotli) sizes.
+fn precompress(file: &Path) -> Result<(u64, u64, u64)> {
+    let data = fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let gz = gzip(&data)?;
+    let br = brotli(&data)?;
+    let beside = |suffix: &str| {
+        let mut name = file.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    fs::write(beside(".gz"), &gz)?;
+    fs::write(beside(".br"), &br)?;
+    Ok((data.len() as u64, gz.len() as u64, br.len() as u64))
 }
 
 fn size_of(path: &Path) -> Result<Size> {
@@ -145,10 +182,31 @@ fn find_error_snippet(out: &Path) -> Result<String> {
     }
 }
 
+/// The `Server` methods that return a promise: after `free()` each rejects with
+/// `invalid_state` instead of calling into the freed object.
+pub const PROMISE_METHODS: &[&str] = &[
+    "login",
+    "loginLocal",
+    "logoff",
+    "attachToLostTask",
+    "getHostInfo",
+    "getVmList",
+    "getVmState",
+    "startVm",
+    "stopVm",
+    "pauseVm",
+    "resumeVm",
+    "suspendVm",
+    "resetVm",
+    "restartVm",
+    "request",
+];
+
 /// The entry's `Server`: the glue's class, kept safe to touch after `free()` (the glue's own
 /// methods throw a bare "null pointer passed to rust" once the WebAssembly object is gone).
 /// `__wbg_ptr` is the glue's handle field (wasm-bindgen is pinned in Cargo.lock; the package
-/// end-to-end tests exercise this).
+/// end-to-end tests exercise this). The promise methods ([`PROMISE_METHODS`]) are wrapped in a
+/// loop after the class.
 const SERVER_WRAPPER: &str = r#"
 const freed = () => new ParallelsError('the client was freed', 0x80000251,
   'PRL_ERR_NOT_CONNECTED_TO_DISPATCHER', 'invalid_state');
@@ -158,12 +216,6 @@ export class Server extends WasmServer {
   get #gone() { return this.__wbg_ptr === 0; }
   get state() { return this.#gone ? 'closed' : super.state; }
   get sessionId() { return this.#gone ? undefined : super.sessionId; }
-  login(opts) { return this.#gone ? Promise.reject(freed()) : super.login(opts); }
-  loginLocal(opts) { return this.#gone ? Promise.reject(freed()) : super.loginLocal(opts); }
-  logoff() { return this.#gone ? Promise.reject(freed()) : super.logoff(); }
-  attachToLostTask(taskId, opts) {
-    return this.#gone ? Promise.reject(freed()) : super.attachToLostTask(taskId, opts);
-  }
   addEventListener(type, listener, options) {
     if (!this.#gone) super.addEventListener(type, listener, options);
   }
@@ -184,8 +236,20 @@ pub fn index_js(error_snippet: &str) -> String {
          import {{ ParallelsError }} from './{error_snippet}';\n\
          export {{ default }} from './init.js';\n\
          export {{ initSync, SecurityLevel, errorKinds }} from './{LIB}.js';\n\
-         export {{ ParallelsError }};\n{SERVER_WRAPPER}"
+         export {{ ParallelsError }};\n{SERVER_WRAPPER}\n\
+         for (const name of {methods}) {{\n\
+         \x20 const method = WasmServer.prototype[name];\n\
+         \x20 Object.defineProperty(Server.prototype, name, {{ configurable: true, writable: true,\n\
+         \x20   value(...args) {{ return this.__wbg_ptr === 0 ? Promise.reject(freed()) : method.apply(this, args); }} }});\n\
+         }}\n",
+        methods = js_string_array(PROMISE_METHODS),
     )
+}
+
+/// `['a', 'b']`.
+fn js_string_array(items: &[&str]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| format!("'{i}'")).collect();
+    format!("[{}]", quoted.join(", "))
 }
 
 fn package_json(root: &Path) -> Result<String> {
@@ -243,14 +307,14 @@ pub fn build(root: &Path) -> Result<PathBuf> {
     if wasm_opt.is_file() {
         exec(
             Command::new(&wasm_opt)
-                .arg("-Oz")
+                .args(["-Oz", "--converge"])
                 .arg(&bg)
                 .arg("-o")
                 .arg(&bg),
         )?;
         let after = size_of(&bg)?;
         println!(
-            "build-wasm: wasm-opt -Oz: {} -> {}",
+            "build-wasm: wasm-opt -Oz --converge: {} -> {}",
             kb(before.raw),
             kb(after.raw)
         );
@@ -270,6 +334,27 @@ pub fn build(root: &Path) -> Result<PathBuf> {
     // wasm-bindgen writes a .gitignore of its own that would hide files from `npm pack`.
     let _ = fs::remove_file(out.join(".gitignore"));
     report_sizes(&out, &snippet)?;
+    let (mut raw, mut gz, mut br) = (0, 0, 0);
+    for name in [
+        format!("{LIB}_bg.wasm"),
+        format!("{LIB}.js"),
+        "index.js".into(),
+    ] {
+        let (r, g, b) = precompress(&out.join(&name))?;
+        println!(
+            "build-wasm: {name:<24} {:>10} raw {:>10} .gz {:>10} .br",
+            kb(r),
+            kb(g),
+            kb(b)
+        );
+        (raw, gz, br) = (raw + r, gz + g, br + b);
+    }
+    println!(
+        "build-wasm: pre-compressed {} -> {} gzip, {} brotli (served by Accept-Encoding)",
+        kb(raw),
+        kb(gz),
+        kb(br)
+    );
     Ok(out)
 }
 
@@ -342,6 +427,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pre_compressed_files_decode_to_the_original() {
+        let dir = std::env::temp_dir().join(format!("xtask-precompress-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap_or_default();
+        let file = dir.join("glue.js");
+        let data = "export function f() { return 1; }\n".repeat(200);
+        fs::write(&file, &data).unwrap_or_default();
+        let (raw, gz, br) = precompress(&file).unwrap_or((0, 0, 0));
+        assert_eq!(raw, data.len() as u64);
+        assert!(br > 0 && br < gz && gz < raw, "{raw} {gz} {br}");
+        let mut plain = Vec::new();
+        let br_bytes = fs::read(dir.join("glue.js.br")).unwrap_or_default();
+        brotli::BrotliDecompress(&mut std::io::Cursor::new(br_bytes), &mut plain)
+            .unwrap_or_default();
+        assert_eq!(plain, data.as_bytes());
+        let gz_bytes = fs::read(dir.join("glue.js.gz")).unwrap_or_default();
+        let mut plain = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz_bytes[..]), &mut plain)
+            .unwrap_or_default();
+        assert_eq!(plain, data);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn kilobytes_round_to_tenths() {
         assert_eq!(kb(0), "0.0 KB");
         assert_eq!(kb(1024), "1.0 KB");
@@ -377,6 +485,9 @@ mod tests {
         assert!(js.contains("export { ParallelsError };"));
         assert!(js.contains("export { default } from './init.js'"));
         assert!(js.contains("export class Server extends WasmServer"));
+        for method in ["'login'", "'getVmList'", "'startVm'", "'request'"] {
+            assert!(js.contains(method), "{method} is not guarded after free()");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 use criterion::{Criterion, SamplingMode};
 use prl_bench::summary::Paired;
 use prl_bench::{
-    cluster_config, proxy_config, proxy_login_cycle, start_proxy_with, start_sim, ProxyEndpoint,
+    cluster_config, proxy_config, proxy_login_cycle, run_proxy, start_sim, ProxyEndpoint,
     SIM_TARGET,
 };
 use prl_protocol::handshake::SecurityLevel;
@@ -32,11 +32,11 @@ pub fn benches(c: &mut Criterion, run: &mut crate::Run) {
     let (sim, single, cluster) = rt.block_on(async {
         let sim = start_sim().await.expect("simulator");
         let targets = [(SIM_TARGET, sim.tcp_addr().expect("tcp listener"))];
-        let single = start_proxy_with(proxy_config(&targets, false).expect("config"))
+        let single = run_proxy(proxy_config(&targets, false).expect("config"))
             .await
             .expect("proxy");
         let config = cluster_config(&targets, &redis.url(), &secret).expect("cluster config");
-        let cluster = start_proxy_with(config).await.expect("cluster proxy");
+        let cluster = run_proxy(config).await.expect("cluster proxy");
         (sim, single, cluster)
     });
     let endpoints = [

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, SamplingMode};
 use prl_bench::summary::Paired;
-use prl_bench::{direct_login_cycle, proxy_login_cycle};
+use prl_bench::{direct_login_cycle, proxy_login_cycle, tunnel_login_cycle};
 use prl_protocol::handshake::SecurityLevel;
 
 use crate::{PATHS, ROUNDS};
@@ -16,12 +16,14 @@ use crate::{PATHS, ROUNDS};
 pub fn benches(c: &mut Criterion, run: &mut crate::Run) {
     let rt = crate::runtime();
     let rig = crate::Rig::start(&rt);
-    let (sim_addr, endpoints) = (rig.sim_addr, &rig.endpoints);
-    // One whole cycle on path `i` of PATHS.
+    let (sim_addr, endpoints, peers) = (rig.sim_addr, &rig.endpoints, &rig.peers);
+    let paths = rig.paths();
+    // One whole cycle on path `i` of the rig's paths (PATHS, then the peers).
     let cycle = |i: usize, level| async move {
-        match endpoints.get(i.wrapping_sub(1)) {
-            None => direct_login_cycle(sim_addr, level).await,
-            Some(proxy) => proxy_login_cycle(proxy, level).await,
+        match i {
+            0 => direct_login_cycle(sim_addr, level).await,
+            1 | 2 => proxy_login_cycle(&endpoints[i - 1], level).await,
+            _ => tunnel_login_cycle(&peers[i - 3], level).await,
         }
         .expect("login cycle")
     };
@@ -49,19 +51,21 @@ pub fn benches(c: &mut Criterion, run: &mut crate::Run) {
 
     if run.measured("connection_setup") {
         for (level, name) in [(SecurityLevel::Low, "LOW"), (SecurityLevel::High, "HIGH")] {
+            let n = paths.len();
             let ratios = rt.block_on(async {
-                let mut ratios = [Vec::with_capacity(ROUNDS), Vec::with_capacity(ROUNDS)];
+                let mut ratios = vec![Vec::with_capacity(ROUNDS); n - 1];
                 for round in 0..ROUNDS {
-                    let mut times = [Duration::ZERO; 3];
-                    for i in crate::order(round) {
+                    let mut times = vec![Duration::ZERO; n];
+                    for i in crate::order(round, n) {
                         times[i] = cycle(i, level).await;
                     }
-                    ratios[0].push(crate::ratio(times[0], times[1]));
-                    ratios[1].push(crate::ratio(times[0], times[2]));
+                    for (j, r) in ratios.iter_mut().enumerate() {
+                        r.push(crate::ratio(times[0], times[j + 1]));
+                    }
                 }
                 ratios
             });
-            for (path, ratios) in PATHS[1..].iter().zip(ratios) {
+            for (path, ratios) in paths[1..].iter().zip(ratios) {
                 run.paired.push(Paired {
                     id: format!("connection_setup/{name}: {path} / {}", PATHS[0]),
                     ratios,

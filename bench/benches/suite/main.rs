@@ -4,13 +4,15 @@
 //! to `prl-bench-summary.md` in criterion's output directory).
 //!
 //! Measurement times are short on purpose (a shared 2-core machine): the whole suite runs in
-//! about a minute and a half. Criterion's own flags change them, e.g.
+//! about three minutes (the 1000-VM list of `vm_list` alone takes about a minute). Criterion's own flags change them, e.g.
 //! `cargo bench -p prl-bench -- --measurement-time 10 connection_setup`.
 
 mod cluster;
 mod codec;
 mod connection;
 mod relay;
+mod round_trip;
+mod vm_list;
 // The proxy tests' redis-server (started as the current user on a loopback port, stopped when
 // dropped): one helper for both.
 #[allow(clippy::unwrap_used)]
@@ -21,20 +23,22 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use criterion::Criterion;
-use prl_bench::summary::{self, Paired};
+use prl_bench::peers::{Peer, PeerKind};
+use prl_bench::summary::{self, Latency, LoadSampler, Paired};
 
 /// Rounds of the paired connection-setup comparison.
 const ROUNDS: usize = 100;
 
-/// The paths compared in `connection_setup` and `relay_throughput`: the baseline (prl-transport
-/// straight to the service), then a browser through prl-proxy over `ws://` and over `wss://`.
+/// The paths measured with criterion in `connection_setup` and `relay_throughput`: the
+/// baseline (prl-transport straight to the service), then a browser through prl-proxy over
+/// `ws://` and over `wss://`. The peers (websockify, wstunnel), when installed, follow in the
+/// paired rounds only ([`Rig::paths`]).
 const PATHS: [&str; 3] = ["baseline_direct", "proxy_ws", "proxy_wss"];
 
-/// The order of PATHS in paired round `round`: rotated each round, so that each path runs
-/// first, second and third equally often.
-fn order(round: usize) -> [usize; 3] {
-    let r = round % 3;
-    [r, (r + 1) % 3, (r + 2) % 3]
+/// The order of `n` paths in paired round `round`: rotated each round, so that each path runs
+/// in each position equally often.
+fn order(round: usize, n: usize) -> impl Iterator<Item = usize> {
+    (0..n).map(move |i| (round + i) % n)
 }
 
 /// This run: where criterion writes, since when, and the paired comparisons made.
@@ -42,6 +46,7 @@ struct Run {
     started: SystemTime,
     home: PathBuf,
     paired: Vec<Paired>,
+    latency: Vec<Latency>,
 }
 
 impl Run {
@@ -77,8 +82,8 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-/// The simulator and the two proxies (`ws://`, `wss://`) in front of it, as every benchmark of
-/// a path uses them; [`Rig::stop`] ends them.
+/// The simulator, the two proxies (`ws://`, `wss://`) and the installed peers in front of it,
+/// as every benchmark of a path uses them; [`Rig::stop`] ends them.
 struct Rig {
     sim: prl_sim::Simulator,
     ws: prl_proxy::ProxyHandle,
@@ -86,17 +91,26 @@ struct Rig {
     sim_addr: std::net::SocketAddr,
     /// `ws` then `wss`: paths 1 and 2 of [`PATHS`].
     endpoints: [prl_bench::ProxyEndpoint; 2],
+    /// The peers installed for this run (paths 3, 4, ... of [`Rig::paths`]).
+    peers: Vec<Peer>,
 }
 
 impl Rig {
     fn start(rt: &tokio::runtime::Runtime) -> Rig {
         use prl_bench::{start_proxy, start_sim, ProxyEndpoint, SIM_TARGET};
-        let (sim, ws, wss) = rt.block_on(async {
+        let (sim, ws, wss, peers) = rt.block_on(async {
             let sim = start_sim().await.expect("simulator");
-            let targets = [(SIM_TARGET, sim.tcp_addr().expect("tcp listener"))];
+            let sim_addr = sim.tcp_addr().expect("tcp listener");
+            let targets = [(SIM_TARGET, sim_addr)];
             let ws = start_proxy(&targets, false).await.expect("proxy");
             let wss = start_proxy(&targets, true).await.expect("proxy with wss");
-            (sim, ws, wss)
+            let mut peers = Vec::new();
+            for kind in PeerKind::ALL {
+                if let Some(program) = kind.program() {
+                    peers.push(Peer::start(kind, &program, sim_addr).await.expect("peer"));
+                }
+            }
+            (sim, ws, wss, peers)
         });
         let sim_addr = sim.tcp_addr().expect("tcp listener");
         let endpoints = [
@@ -109,12 +123,27 @@ impl Rig {
             wss,
             sim_addr,
             endpoints,
+            peers,
         }
+    }
+
+    /// Every path of the paired rounds: [`PATHS`], then `peer_websockify`, `peer_wstunnel`.
+    fn paths(&self) -> Vec<String> {
+        PATHS
+            .iter()
+            .map(|p| p.to_string())
+            .chain(
+                self.peers
+                    .iter()
+                    .map(|p| format!("peer_{}", p.kind().name())),
+            )
+            .collect()
     }
 
     fn stop(self) {
         self.ws.shutdown();
         self.wss.shutdown();
+        drop(self.peers);
         drop(self.sim);
     }
 }
@@ -127,13 +156,18 @@ fn main() {
         started: SystemTime::now() - Duration::from_secs(1),
         home: summary::criterion_home(&exe),
         paired: Vec::new(),
+        latency: Vec::new(),
     };
+    let load = LoadSampler::start(Duration::from_secs(5));
     let mut c = config();
     codec::benches(&mut c);
     connection::benches(&mut c, &mut run);
     relay::benches(&mut c, &mut run);
+    round_trip::benches(&mut c, &mut run);
+    vm_list::benches(&mut c, &mut run);
     cluster::benches(&mut c, &mut run);
     c.final_summary();
+    let load = load.stop();
 
     // `--list`, `--test` (`cargo test --benches`) and filters that match nothing leave no
     // results: then there is nothing to summarise.
@@ -141,6 +175,7 @@ fn main() {
         started,
         home,
         paired,
+        latency,
     } = run;
     let rows = match summary::collect(&home, started) {
         Ok(rows) if !rows.is_empty() => rows,
@@ -151,18 +186,39 @@ fn main() {
         }
     };
     let mut text = format!(
-        "# prl-bench summary\n\n{}; {}.\n\nRatio = median time / the median time of the group's \
-         baseline (same group and parameter), measured in this run.\n\n{}",
+        "# prl-bench summary\n\n{}; {}; 1-minute load average during the run {}.\n\nRatio = \
+         median time / the median time of the group's baseline (same group and parameter), \
+         measured in this run.\n\n{}",
         summary::fmt_utc(SystemTime::now()),
         summary::machine_facts(),
+        load.describe(),
         summary::render(&rows)
     );
     if !paired.is_empty() {
         text.push_str(&format!(
-            "\nPaired: rounds of the compared paths back to back (the order rotating each round), \
+            "\nPaired: rounds of the paths back to back (the order rotating each round), \
              one ratio (measured / baseline) per round.\n\n{}",
             summary::render_paired(&paired)
         ));
+    }
+    if !latency.is_empty() {
+        text.push_str(&format!(
+            "\nRound trip after login: every sample of the paired rounds, per path.\n\n{}",
+            summary::render_latency(&latency)
+        ));
+    }
+    let data = summary::SuiteData {
+        rows,
+        paired,
+        latency,
+        load: load.samples,
+    };
+    let json = home.join(summary::SUITE_DATA_FILE);
+    if let Err(e) = std::fs::write(
+        &json,
+        serde_json::to_string_pretty(&data).unwrap_or_default(),
+    ) {
+        eprintln!("prl-bench: cannot write {}: {e}", json.display());
     }
     println!("\n{text}");
     let file = home.join(summary::SUMMARY_FILE);

@@ -359,7 +359,10 @@ async fn pump(
                     if let Some(conn) = state.conn.as_mut() {
                         conn.received = conn.received.saturating_add(1);
                     }
-                    match Package::decode(&bytes, &Limits::default()) {
+                    // The proxy bounds what it forwards (`limits.max_package_bytes`); the
+                    // message is already in memory, so the client takes what the real IO
+                    // layer takes (a VM list is ~20 KB per VM: 1000 VMs are ~20 MB).
+                    match Package::decode(&bytes, &Limits::protocol()) {
                         Ok(package) => {
                             // A reply that does not parse fails its job (FAILURE) inside the
                             // session; nothing else to do here.
@@ -379,13 +382,17 @@ async fn pump(
                     return;
                 }
             }
-            WsEvent::Text(text) => {
-                if let Ok(ProxyMessage::Error(e)) = relay_json::decode(&text) {
+            WsEvent::Text(text) => match relay_json::decode(&text) {
+                // A request the relay's command scope refused: its job fails, the connection
+                // stays.
+                Ok(ProxyMessage::Error(e)) if !e.kind.is_fatal() => refused(&client, e),
+                Ok(ProxyMessage::Error(e)) => {
                     if let Some(conn) = client.borrow_mut().conn.as_mut() {
                         conn.relay_error = Some(e);
                     }
                 }
-            }
+                _ => {}
+            },
             WsEvent::Open | WsEvent::Error => {}
             WsEvent::Close { code, reason } => {
                 let relay = client
@@ -405,6 +412,23 @@ async fn pump(
             }
         }
     }
+}
+
+/// The relay refused the request it names (`command_refused`): that job fails with the relay's
+/// error; the core session forgets it (a reply cannot come: the request never reached the
+/// service).
+fn refused(client: &Client, e: RelayError) {
+    let Some(job) = e.refused_request() else {
+        return;
+    };
+    client.with(|state| {
+        let code = ErrorCode(e.code.unwrap_or(ErrorCode::ACCESS_DENIED.0));
+        if let Some(pending) = state.jobs.remove(&job) {
+            let _ = pending.waiter.send(Err(relay_error(Op::Connect, e)));
+        }
+        let _ = state.session.refused_by_relay(job, code);
+        state.drain();
+    });
 }
 
 /// A login on a new connection (by `login` / `loginLocal` and by restore).

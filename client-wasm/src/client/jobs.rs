@@ -3,27 +3,41 @@
 //! Every request to the service is a job of the core session (its package uuid). [`start`]
 //! queues it and sends it at once; [`Job::outcome`] awaits its reply, sends the SDK's cancel
 //! (2053) when the caller's `AbortSignal` fires, and maps a failure to its typed error. An
-//! operation after login is one call of [`request`] with the core session's builder for it:
+//! operation after login is one call of [`request`] with the core session's builder for it
+//! (the host and VM operations describe their command as a `RequestSpec`):
 //!
 //! ```text
 //! let reply = jobs::request(&client, Op::GetVmList, None, abort, |session, job| {
-//!     session.get_vm_list(job, &mut new_id)
+//!     session.request(job, &vm_list_request(0), &mut new_id)
 //! })
 //! .await?;
 //! ```
+//!
+//! Abort after login: the cancel (2053) is a job of its own, and the operation's promise
+//! rejects with `canceled` once the service answered it (or [`CANCEL_ANSWER_MS`] passed, or
+//! the connection went), saying whether the service confirmed the cancel. The operation's own
+//! job ends at the abort: its late reply (and a real service's duplicate of a forked failure)
+//! is dropped by the core session. A login's abort does not wait: its connection is closed
+//! right after, which ends the login on the service whatever it answers.
 
 use std::pin::pin;
 
 use futures_channel::oneshot;
 use futures_util::future::{select, Either};
+use gloo_timers::future::TimeoutFuture;
 use js_sys::Function;
-use prl_protocol::commands::{LoginResponse, Reply};
+use prl_protocol::commands::{param, LoginResponse, Reply};
 use prl_protocol::session::{ClientSession, JobResult, SessionError};
 use prl_protocol::{ErrorCode, Uuid};
 
 use super::state::{new_id, Client, ClientState, PendingJob, Phase};
 use crate::abort::{wait_opt, AbortWatch};
 use crate::error::{ClientError, Op};
+
+/// How long an aborted operation waits for the service's answer to its cancel (2053) before
+/// it rejects without one. The real service answers a cancel at once (`cancelOperation` runs
+/// on the dispatcher's thread); this bounds a service or relay that does not.
+pub(super) const CANCEL_ANSWER_MS: u32 = 10_000;
 
 /// A request on its way: its job uuid, the operation it serves, and where its outcome lands.
 #[derive(Debug)]
@@ -99,7 +113,7 @@ pub(super) fn start(
 
 impl Job {
     /// Awaits the reply. When `abort` fires first, the SDK's cancel (2053) goes out and the
-    /// job fails as `canceled`; a failure reply becomes its typed error.
+    /// job fails as `canceled` (see the module docs); a failure reply becomes its typed error.
     pub(super) async fn outcome(
         self,
         client: &Client,
@@ -109,22 +123,71 @@ impl Job {
         let result = match select(reply, pin!(wait_opt(abort))).await {
             Either::Left((Ok(result), _)) => result.map_err(|e| e.with_op(op))?,
             Either::Left((Err(_), _)) => return Err(ClientError::closed(op, "connection closed")),
-            Either::Right(_) => {
-                client.with(|state| {
-                    let _ = state.session.cancel(id, new_id(), &mut new_id);
-                    state.drain();
-                });
-                return Err(ClientError::canceled(op));
-            }
+            Either::Right(((), _)) => return Err(cancel(client, id, op).await),
         };
         match result {
             JobResult::LoggedIn(response) => Ok(Success::LoggedIn(response)),
             JobResult::Done(reply) => Ok(Success::Done(reply)),
             JobResult::Failed { code, .. } if code == ErrorCode::OPERATION_WAS_CANCELED => {
-                Err(ClientError::canceled(op))
+                Err(ClientError::Canceled {
+                    op,
+                    confirmed: true,
+                    cancel_code: None,
+                })
             }
-            JobResult::Failed { code, .. } => Err(ClientError::Service { op, code }),
+            JobResult::Failed { code, error } => Err(ClientError::service(
+                op,
+                code,
+                error.and_then(|e| e.string(param::DETAILS).map(str::to_owned)),
+            )),
         }
+    }
+}
+
+/// Sends the SDK's cancel (2053) for job `id` of `op` (the job ends at once, canceled) and,
+/// after login, waits for the service's answer to it: the `canceled` error says what the
+/// service made of it.
+async fn cancel(client: &Client, id: Uuid, op: Op) -> ClientError {
+    let cancel_id = new_id();
+    let (waiter, answer) = oneshot::channel();
+    let wait = !matches!(op, Op::Login | Op::LoginLocal);
+    let sent = client.with(|state| {
+        let sent = state.session.cancel(id, cancel_id, &mut new_id).is_ok();
+        if sent && wait {
+            state.jobs.insert(
+                cancel_id,
+                PendingJob {
+                    waiter,
+                    on_progress: None,
+                },
+            );
+        }
+        state.drain();
+        sent
+    });
+    if !(sent && wait) {
+        return ClientError::canceled(op);
+    }
+    let timer = TimeoutFuture::new(CANCEL_ANSWER_MS);
+    let cancel_code = match select(answer, timer).await {
+        Either::Left((Ok(Ok(JobResult::Done(reply))), _)) => Some(reply.code),
+        Either::Left((Ok(Ok(JobResult::Failed { code, .. })), _)) => Some(code),
+        // The connection went (the cancel is lost with it), or an unexpected answer.
+        Either::Left(_) => None,
+        Either::Right(_) => {
+            // No answer: stop waiting for it, here and in the core session.
+            client.with(|state| {
+                state.jobs.remove(&cancel_id);
+                let _ = state.session.fail_job(cancel_id, ErrorCode::TIMEOUT);
+                state.drain();
+            });
+            None
+        }
+    };
+    ClientError::Canceled {
+        op,
+        confirmed: cancel_code.is_some_and(|c| !c.is_error()),
+        cancel_code,
     }
 }
 

@@ -6,22 +6,24 @@
 //! - `connection`: the relay exchange, installing a connection and its reader, `establish`
 //!   (open + login) and the one connect clock;
 //! - `jobs`: the one request path (submit → await → cancel → map the result);
+//! - `ops`: the host and VM operations after login, each one `jobs::request`;
 //! - `restore`: a lost connection, automatic restore and when it gives up.
 //!
-//! Layering (no cycles): `state` ← `jobs` ← `connection` ← `restore` ← this module. A
-//! connection reports its end through the `OnLost` function it was installed with, so
-//! `connection` does not know `restore`.
+//! Layering (no cycles): `state` ← `jobs` ← `connection` ← `restore` ← this module, and
+//! `jobs` ← `ops` ← this module. A connection reports its end through the `OnLost` function
+//! it was installed with, so `connection` does not know `restore`.
 
 mod connection;
 mod jobs;
+mod ops;
 mod restore;
 mod state;
 
-use js_sys::Function;
 use prl_protocol::commands::LoginResponse;
 use prl_protocol::ErrorCode;
 
 use self::connection::{establish, LoginPlan};
+pub use self::ops::{call, Answer, Call, Watch};
 use self::state::new_id;
 pub use self::state::{
     Client, ClientState, ConnectParams, Credentials, Options, Phase, TicketSource,
@@ -80,6 +82,7 @@ pub async fn login(
                     params,
                     credentials: state.opts.auto_restore.then_some(credentials),
                     session_uuid: response.session_uuid.clone(),
+                    product_version: response.product_version.clone(),
                 });
                 state.keep_proof(&response.session_uuid);
                 state.set_phase(Phase::Connected);
@@ -142,43 +145,6 @@ pub async fn logoff(client: Client) -> Result<(), ClientError> {
         // on disconnect), so the logoff is done either way.
         _ => Ok(()),
     }
-}
-
-/// The result of an attached task.
-#[derive(Debug)]
-pub struct TaskOutcome {
-    /// The type of the request the final reply answers.
-    pub opcode: u32,
-    /// Its code (success).
-    pub code: ErrorCode,
-    /// Standard string params of the reply.
-    pub params: Vec<String>,
-}
-
-/// `attachToLostTask`.
-pub async fn attach_to_lost_task(
-    client: Client,
-    task_id: String,
-    on_progress: Option<Function>,
-    abort: Option<AbortWatch>,
-) -> Result<TaskOutcome, ClientError> {
-    let reply = jobs::request(
-        &client,
-        Op::AttachToLostTask,
-        on_progress,
-        abort,
-        |session, job| session.attach_to_lost_task(job, &task_id, &mut new_id),
-    )
-    .await?;
-    Ok(TaskOutcome {
-        opcode: reply.opcode,
-        code: reply.code,
-        params: reply
-            .standard_params()
-            .into_iter()
-            .map(str::to_owned)
-            .collect(),
-    })
 }
 
 /// `free()`: end everything now.

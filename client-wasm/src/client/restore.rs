@@ -368,6 +368,7 @@ async fn run(client: Client) {
                     }
                     if let Some(login) = state.login.as_mut() {
                         login.session_uuid = response.session_uuid.clone();
+                        login.product_version = response.product_version.clone();
                     }
                     state.keep_proof(&response.session_uuid);
                     state.set_phase(Phase::Connected);
@@ -413,10 +414,7 @@ mod tests {
     use prl_protocol::ErrorCode;
 
     fn auth_failed() -> ClientError {
-        ClientError::Service {
-            op: Op::Connect,
-            code: ErrorCode::AUTHENTICATION_FAILED,
-        }
+        ClientError::service(Op::Connect, ErrorCode::AUTHENTICATION_FAILED, None)
     }
 
     fn unreachable() -> ClientError {

@@ -22,8 +22,8 @@ use web_sys::EventTarget;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::{ClientError, Op};
-use crate::js;
 use crate::ws::Socket;
+use crate::{js, js_ops};
 
 /// The wall clock in ms (`Date.now()`: a test's virtual clock replaces it).
 pub(super) fn now_ms() -> f64 {
@@ -154,6 +154,8 @@ pub(super) struct LoginInfo {
     /// Held only while `autoRestore` is on; `None` otherwise.
     pub(super) credentials: Option<Credentials>,
     pub(super) session_uuid: String,
+    /// The service's product version (the login reply's), for `getHostInfo`.
+    pub(super) product_version: String,
 }
 
 /// A secret string held in WASM memory and zeroized on drop (resume tokens).
@@ -248,7 +250,7 @@ impl<T> JobMap<T> {
         self.0.iter().find(|(j, _)| j == job).map(|(_, v)| v)
     }
 
-    fn remove(&mut self, job: &Uuid) -> Option<T> {
+    pub(super) fn remove(&mut self, job: &Uuid) -> Option<T> {
         let i = self.0.iter().position(|(j, _)| j == job)?;
         Some(self.0.swap_remove(i).1)
     }
@@ -377,6 +379,10 @@ impl ClientState {
                     package_type,
                     event,
                 } => {
+                    // A VM event is also its own `Server` event (`vmstatechange`, ...).
+                    if let Some((kind, detail)) = event.as_ref().and_then(js_ops::vm_event) {
+                        self.notes.push(Note::Event(kind, detail));
+                    }
                     self.notes.push(Note::Event(
                         "event",
                         js::service_event_detail(package_type, event.as_ref()),

@@ -1,6 +1,6 @@
 //! Why a package is not the command or reply it should be.
 
-use super::{param, MAX_ENCODED_PASSWORD_LENGTH};
+use super::{param, DocumentError, MAX_ENCODED_PASSWORD_LENGTH};
 use crate::codes::ErrorCode;
 use crate::event::{EventError, ParamType};
 use crate::package::PackageError;
@@ -57,6 +57,10 @@ pub enum CommandError {
     /// The login reply has no session uuid.
     #[error("login reply lacks {}", param::SESSION_UUID)]
     NoSessionUuid,
+    /// A document the reply or event carries (a VM configuration, host info, VM info) does
+    /// not read.
+    #[error(transparent)]
+    Document(#[from] DocumentError),
     /// The package codec failed.
     #[error(transparent)]
     Package(#[from] PackageError),
@@ -75,6 +79,7 @@ impl CommandError {
             Self::NotAReply(_) => "not_a_reply",
             Self::MissingEvent(_) => "missing_event",
             Self::NoSessionUuid => "no_session_uuid",
+            Self::Document(_) => "bad_document",
             Self::Package(_) => "package",
         }
     }

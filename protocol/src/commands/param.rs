@@ -57,3 +57,35 @@ pub const SUPPORTED_OSES_LIST: &str = "prl_supported_oses_list";
 pub const FEATURES_MATRIX: &str = "prl_features_matrix";
 /// Progress events: percent done (UnsignedInt).
 pub const PROGRESS_CHANGED: &str = "progress_changed";
+/// VM commands (`CProtoBasicVmCommand`): the VM's uuid, `{...}` as its configuration holds it.
+pub const BASIC_VM_CMD_VM_UUID: &str = "basic_vm_cmd_vm_uuid";
+/// Pause (and stop, for old services): use ACPI (Boolean "0"/"1").
+pub const VM_CMD_WITH_ACPI_SIGN: &str = "vm_cmd_with_acpi_sign_is_use_acpi";
+/// Stop: the stop mode (`PSM_*`, UnsignedInt).
+pub const VM_CMD_STOP_MODE: &str = "vm_cmd_vm_stop_mode";
+/// StartEx: the start mode (`PSM_VM_START*`, UnsignedInt).
+pub const VM_START_EX_MODE: &str = "vm_start_ex_cmd_start_mode";
+/// StartEx: the reserved parameter (`PNSF_*` flags, UnsignedInt).
+pub const VM_START_EX_RESERVED: &str = "vm_start_ex_cmd_reserved_parameter";
+/// 5001 of 2051: the host hardware info XML.
+pub const WS_RESPONSE_HOST_HW_INFO: &str = "ws_response_cmd_host_hardware_info";
+/// 5001 of 2062: the VM info event's XML.
+pub const WS_RESPONSE_VM_EVENT: &str = "ws_response_cmd_vm_event";
+/// An error event's message (`EVT_PARAM_DETAIL_DESCRIPTION`, `Error::Simple`).
+pub const DETAILS: &str = "Details";
+/// VM info: `PRL_FAILED` of the access check (Integer 0/1).
+pub const VMINFO_IS_INVALID: &str = "vminfo_vm_is_invalid";
+/// VM info: the access check's result (Integer, a signed `PRL_RESULT`).
+pub const VMINFO_VALID_RC: &str = "vminfo_vm_valid_rc";
+/// VM info and state events: the `VIRTUAL_MACHINE_STATE` (Integer, signed decimal).
+pub const VMINFO_STATE: &str = "vminfo_vm_state";
+/// VM info: the `<Security>` XML of the VM for this session (String).
+pub const VMINFO_SECURITY: &str = "vminfo_vm_security";
+/// VM info: a VNC server runs for the VM (UnsignedInt 0/1).
+pub const VMINFO_VNC_SERVER_STARTED: &str = "vminfo_vm_is_vnc_server_started";
+/// VM info and addition-state events: `VIRTUAL_MACHINE_ADDITION_STATE`.
+pub const VMINFO_ADDITION_STATE: &str = "vminfo_vm_addition_state";
+/// VM info: the VM waits for an answer to a question (UnsignedInt 0/1).
+pub const VMINFO_WAITING_FOR_ANSWER: &str = "vminfo_is_vm_waiting_for_answer";
+/// VM added event: the generated name, when the service made one up (String).
+pub const VM_GENERATED_NAME: &str = "vm_generated_name";

@@ -3,7 +3,7 @@
 
 use uuid::Uuid;
 
-use super::request::{command_event, optional_uint, package_event};
+use super::request::{command_event, fresh_event, optional_uint, package_event};
 use super::{param, CommandError, LoginResponse};
 use crate::codes::{cmd, ErrorCode};
 use crate::event::Event;
@@ -45,6 +45,49 @@ pub fn error_response(
     let mut event = ws_response_event(request.header.package_type, ErrorCode(error.code), ids);
     event.add_string(param::WS_RESPONSE_ERROR, error.to_xml());
     response_package(request, sender, reply_uuid, &event)
+}
+
+/// The error event of `Error::Simple(code, details)` (libprlcommon `ErrorSimple.h`,
+/// `convertToEvent`): a fresh `CVmEvent` with the code and one String parameter `Details`
+/// (which may be empty). The VM manager sends its failures with it.
+pub fn details_error(code: ErrorCode, details: &str, ids: &mut dyn FnMut() -> Uuid) -> Event {
+    let mut event = fresh_event(ids);
+    event.code = code.0;
+    event.add_string(param::DETAILS, details);
+    event
+}
+
+/// A direct 5001 error reply whose error event is [`details_error`] (`sendResponseError` of an
+/// `Error::Simple`).
+pub fn error_with_details(
+    request: &Package,
+    sender: Uuid,
+    reply_uuid: Uuid,
+    code: ErrorCode,
+    details: &str,
+    ids: &mut dyn FnMut() -> Uuid,
+) -> Package {
+    let error = details_error(code, details, ids);
+    error_response(request, sender, reply_uuid, &error, ids)
+}
+
+/// The two replies of a forked VM operation that fails synchronously
+/// (`CDspVmManager.cpp`, `Slip::react` then `Fork::Gear` and `Body::run`): first the real error
+/// with its `Details`, then a second reply to the same request with `PRL_ERR_FAILURE` and empty
+/// `Details`. The SDK keeps the first and ignores the second (its job is gone); so must every
+/// client.
+pub fn forked_failure_replies(
+    request: &Package,
+    sender: Uuid,
+    reply_uuids: [Uuid; 2],
+    code: ErrorCode,
+    details: &str,
+    ids: &mut dyn FnMut() -> Uuid,
+) -> [Package; 2] {
+    [
+        error_with_details(request, sender, reply_uuids[0], code, details, ids),
+        error_with_details(request, sender, reply_uuids[1], ErrorCode::FAILURE, "", ids),
+    ]
 }
 
 pub(super) fn response_package(
@@ -126,6 +169,17 @@ impl Reply {
         self.response
             .string(param::WS_RESPONSE_ERROR)
             .and_then(|xml| Event::from_xml(xml).ok())
+    }
+
+    /// The `Details` message of the reply's error event, if it carries one.
+    pub fn error_details(&self) -> Option<String> {
+        self.error_event()
+            .and_then(|e| e.string(param::DETAILS).map(str::to_owned))
+    }
+
+    /// The first parameter of this name as text (e.g. `ws_response_cmd_vm_event`).
+    pub fn string_param(&self, name: &str) -> Option<&str> {
+        self.response.string(name)
     }
 
     /// The login response of a successful login reply.

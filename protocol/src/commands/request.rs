@@ -3,7 +3,7 @@
 
 use uuid::Uuid;
 
-use super::{param, CommandError, LoginLocalRequest, LoginRequest};
+use super::{param, CommandError, LoginLocalRequest, LoginRequest, VmRequest};
 use crate::codes::cmd;
 use crate::event::{Event, ParamType};
 use crate::package::{text_buffer, Package};
@@ -35,6 +35,23 @@ pub enum Command {
         /// The task id, `{...}`.
         task_id: String,
     },
+    /// 2051 (`PrlSrv_GetSrvConfig`).
+    GetHostInfo {
+        /// `proto_command_flags`.
+        flags: u32,
+    },
+    /// 2029 (`PrlSrv_GetVmList`).
+    GetVmList {
+        /// `proto_command_flags` (`PGVLF_*`).
+        flags: u32,
+    },
+    /// 2062 (`PrlVm_GetState`).
+    GetVmInfo {
+        /// The VM's uuid as sent.
+        vm_uuid: String,
+    },
+    /// A VM power operation (1001, 1002, 1006, 1007, 1008, 1009, 1036, 1039).
+    Vm(VmRequest),
     /// Any other package type.
     Other(u32),
 }
@@ -160,9 +177,44 @@ impl Command {
                 )?
                 .to_owned(),
             },
+            cmd::USER_GET_HOST_HW_INFO => Command::GetHostInfo {
+                flags: command_flags(t, &package_event(package)?)?,
+            },
+            cmd::DIR_GET_VM_LIST => Command::GetVmList {
+                flags: command_flags(t, &package_event(package)?)?,
+            },
+            cmd::GET_VM_INFO => Command::GetVmInfo {
+                vm_uuid: super::vm::parse_vm_info_request(&package_event(package)?)?,
+            },
+            other if cmd::is_vm_command(other) => {
+                match VmRequest::from_event(other, &package_event(package)?)? {
+                    Some(request) => Command::Vm(request),
+                    None => Command::Other(other),
+                }
+            }
             other => Command::Other(other),
         })
     }
+}
+
+/// The two common parameters as `CProtoCommandBase::ParsePackage` and
+/// `CProtoCommandWithoutParams::IsValid` see them: a missing one is added (0), one of another
+/// type than UnsignedInt makes the command invalid. Returns the flags, read like
+/// `QString::toUInt()` (0 for text that is not a number).
+pub(super) fn command_flags(package_type: u32, event: &Event) -> Result<u32, CommandError> {
+    for name in [param::FORCE_QUESTIONS_SIGN, param::COMMAND_FLAGS] {
+        match event.param(name) {
+            Some(p) if p.param_type != ParamType::UNSIGNED_INT => {
+                return Err(CommandError::MissingParam {
+                    package_type,
+                    name,
+                    expected: ParamType::UNSIGNED_INT,
+                })
+            }
+            _ => {}
+        }
+    }
+    Ok(event.uint(param::COMMAND_FLAGS).unwrap_or(0))
 }
 
 pub(super) fn required<'a>(

@@ -40,7 +40,7 @@
 //! accepted 5001 capture has them empty too); use [`Event::with_ids`] to set them like the SDK.
 
 mod binary;
-mod xml;
+pub(crate) mod xml;
 
 use std::fmt;
 
@@ -476,7 +476,14 @@ impl Event {
 
     /// The XML text `CBaseNode::toString()` produces (no prolog, indent 1, final newline).
     pub fn to_xml(&self) -> String {
-        xml::write(self)
+        xml::write(self, 0)
+    }
+
+    /// The XML of this event as an element at `depth` of a larger document, the way QDom
+    /// indents it there (one space per level): each line indented by `depth` more spaces, with
+    /// the final newline. A VM configuration nests its `InternalVmInfo` event this way.
+    pub fn to_xml_nested(&self, depth: usize) -> String {
+        xml::write(self, depth)
     }
 
     /// Overwrite every parameter value with zeros, then empty it: for events that carried a
@@ -689,7 +696,7 @@ impl EventError {
 }
 
 /// The first `max` characters of `s` (for error messages).
-fn clip(s: &str, max: usize) -> String {
+pub(crate) fn clip(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
 

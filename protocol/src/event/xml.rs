@@ -65,21 +65,20 @@
 //! * the root `id` attribute (default -1) goes to [`Event::item_id`], the attribute order to
 //!   [`Event::attr_order`]; parameter ids and `dyn_lists` values are ignored.
 
-use std::borrow::Cow;
-
 use base64::Engine as _;
-use quick_xml::events::{BytesStart, Event as XmlEvent};
-use quick_xml::Reader;
 
 use super::{
     clip, qt_parse_i32, qt_parse_i64, qt_parse_u64, AttrOrder, Event, EventError, EventParam,
     ParamType, ParamValue,
 };
+use crate::dom::{self, Element};
 
 /// The root tag the writer uses.
 pub(super) const ROOT_TAG: &str = "ParallelsEvent";
 /// The other root tag readers accept.
-const LEGACY_ROOT_TAG: &str = "VirtuozzoEvent";
+pub(crate) const LEGACY_ROOT_TAG: &str = "VirtuozzoEvent";
+/// The root tags an event reader accepts.
+pub(crate) const ROOT_TAGS: [&str; 2] = [ROOT_TAG, LEGACY_ROOT_TAG];
 
 /// `QByteArray::toBase64()` / lenient `fromBase64()`.
 const B64_WRITE: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -94,22 +93,27 @@ const B64_READ: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose:
 // Writer
 
 /// QDom text-node escaping (`encodeText(.., encodeQuotes=false, performAVN=false, encodeEOLs=true)`).
-fn push_text(out: &mut String, text: &str) {
-    let mut prev2 = '\0';
-    let mut prev1 = '\0';
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '&' => out.push_str("&amp;"),
-            '>' if prev1 == ']' && prev2 == ']' => out.push_str("&gt;"),
-            '\r' => out.push_str("&#xd;"),
+pub(crate) fn push_text(out: &mut String, text: &str) {
+    // Byte-wise: every character escaped is ASCII, and ASCII bytes never occur inside a
+    // multi-byte UTF-8 sequence, so the runs between them are copied whole (VM lists carry
+    // megabytes of escaped XML).
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let replacement = match b {
+            b'<' => "&lt;",
+            b'&' => "&amp;",
+            b'>' if i >= 2 && bytes.get(i - 2..i) == Some(b"]]") => "&gt;",
+            b'\r' => "&#xd;",
             // CBaseNode::toString() patches NULs into spaces after saving.
-            '\0' => out.push(' '),
-            _ => out.push(c),
-        }
-        prev2 = prev1;
-        prev1 = c;
+            0 => " ",
+            _ => continue,
+        };
+        out.push_str(text.get(start..i).unwrap_or_default());
+        out.push_str(replacement);
+        start = i + 1;
     }
+    out.push_str(text.get(start..).unwrap_or_default());
 }
 
 /// QDom attribute escaping (`encodeText(.., encodeQuotes=true, performAVN=true)`).
@@ -183,26 +187,32 @@ fn signed(v: u32) -> String {
     (v as i32).to_string()
 }
 
-fn push_param(out: &mut String, p: &EventParam, id: usize, order: AttrOrder) {
+fn push_param(out: &mut String, p: &EventParam, id: usize, order: AttrOrder, base: usize) {
     let id = id.to_string();
-    push_open(out, 2, "EventParameter", &ordered(order, "", &id), false);
+    push_open(
+        out,
+        base + 2,
+        "EventParameter",
+        &ordered(order, "", &id),
+        false,
+    );
     let is_list = matches!(p.value, ParamValue::List(_));
     if is_list {
-        push_leaf(out, 3, "IsList", "1");
+        push_leaf(out, base + 3, "IsList", "1");
     }
-    push_leaf(out, 3, "Name", &p.name);
-    push_leaf(out, 3, "Type", &signed(p.param_type.0));
+    push_leaf(out, base + 3, "Name", &p.name);
+    push_leaf(out, base + 3, "Type", &signed(p.param_type.0));
     match &p.value {
-        ParamValue::Plain(s) => push_leaf(out, 3, "Value", s),
-        ParamValue::CData(_) | ParamValue::Binary(_) => push_leaf(out, 3, "Value", ""),
+        ParamValue::Plain(s) => push_leaf(out, base + 3, "Value", s),
+        ParamValue::CData(_) | ParamValue::Binary(_) => push_leaf(out, base + 3, "Value", ""),
         ParamValue::List(items) => {
             let attrs = [("dyn_lists", "ListItem")];
-            push_open(out, 3, "Value", &attrs, items.is_empty());
+            push_open(out, base + 3, "Value", &attrs, items.is_empty());
             if !items.is_empty() {
                 for item in items {
-                    push_leaf(out, 4, "ListItem", item);
+                    push_leaf(out, base + 4, "ListItem", item);
                 }
-                push_close(out, 3, "Value");
+                push_close(out, base + 3, "Value");
             }
         }
     }
@@ -211,12 +221,12 @@ fn push_param(out: &mut String, p: &EventParam, id: usize, order: AttrOrder) {
             ParamValue::CData(b) => B64_WRITE.encode(b),
             _ => String::new(),
         };
-        push_leaf(out, 3, "Data", &data);
+        push_leaf(out, base + 3, "Data", &data);
     }
-    push_close(out, 2, "EventParameter");
+    push_close(out, base + 2, "EventParameter");
 }
 
-pub(super) fn write(e: &Event) -> String {
+pub(super) fn write(e: &Event, base: usize) -> String {
     let mut out = String::with_capacity(
         600 + e
             .params
@@ -235,284 +245,60 @@ pub(super) fn write(e: &Event) -> String {
     let item_id = e.item_id.to_string();
     push_open(
         &mut out,
-        0,
+        base,
         ROOT_TAG,
         &ordered(e.attr_order, "", &item_id),
         false,
     );
-    push_leaf(&mut out, 1, "EventType", &signed(e.event_type));
-    push_leaf(&mut out, 1, "EventLevel", &signed(e.level));
-    push_leaf(&mut out, 1, "EventCode", &signed(e.code));
-    push_leaf(&mut out, 1, "EventNeedResponse", &signed(e.need_response));
-    push_leaf(&mut out, 1, "EventIssuerType", &signed(e.issuer_type));
-    push_leaf(&mut out, 1, "EventIssuerId", &e.issuer_id);
-    push_leaf(&mut out, 1, "EventSource", &e.source);
-    push_leaf(&mut out, 1, "EventInitialRequestId", &e.initial_request_id);
+    push_leaf(&mut out, base + 1, "EventType", &signed(e.event_type));
+    push_leaf(&mut out, base + 1, "EventLevel", &signed(e.level));
+    push_leaf(&mut out, base + 1, "EventCode", &signed(e.code));
+    push_leaf(
+        &mut out,
+        base + 1,
+        "EventNeedResponse",
+        &signed(e.need_response),
+    );
+    push_leaf(
+        &mut out,
+        base + 1,
+        "EventIssuerType",
+        &signed(e.issuer_type),
+    );
+    push_leaf(&mut out, base + 1, "EventIssuerId", &e.issuer_id);
+    push_leaf(&mut out, base + 1, "EventSource", &e.source);
+    push_leaf(
+        &mut out,
+        base + 1,
+        "EventInitialRequestId",
+        &e.initial_request_id,
+    );
     let dyn_lists = format!("EventParameter {}", e.params.len());
     let attrs = [("dyn_lists", dyn_lists.as_str())];
-    push_open(&mut out, 1, "EventParameters", &attrs, e.params.is_empty());
+    push_open(
+        &mut out,
+        base + 1,
+        "EventParameters",
+        &attrs,
+        e.params.is_empty(),
+    );
     if !e.params.is_empty() {
         for (i, p) in e.params.iter().enumerate() {
-            push_param(&mut out, p, i, e.attr_order);
+            push_param(&mut out, p, i, e.attr_order, base);
         }
-        push_close(&mut out, 1, "EventParameters");
+        push_close(&mut out, base + 1, "EventParameters");
     }
-    push_leaf(&mut out, 1, "EventId", &e.event_id.to_string());
-    push_close(&mut out, 0, ROOT_TAG);
+    push_leaf(&mut out, base + 1, "EventId", &e.event_id.to_string());
+    push_close(&mut out, base, ROOT_TAG);
     out
 }
 
 // ------------------------------------------------------------------------------------------------
-// Reader: a small QDom-like tree, kept only as deep as the event model reaches.
+// Reader: the event model read from the crate's QDom-like tree (`crate::dom`).
 
 /// Elements deeper than this (root = 1) are checked for well-formedness but not kept:
 /// root > EventParameters > EventParameter > Value > ListItem.
-const KEPT_DEPTH: usize = 5;
-
-#[derive(Debug)]
-enum Node {
-    Element(Element),
-    /// A text run (entity and character references resolved).
-    Text(String),
-    /// A CDATA section.
-    CData(String),
-    /// A comment or processing instruction.
-    Other,
-}
-
-#[derive(Debug, Default)]
-struct Element {
-    name: String,
-    /// Root only: attribute names and values in document order.
-    attrs: Vec<(String, String)>,
-    children: Vec<Node>,
-}
-
-impl Element {
-    fn elements(&self) -> impl Iterator<Item = &Element> {
-        self.children.iter().filter_map(|n| match n {
-            Node::Element(e) => Some(e),
-            _ => None,
-        })
-    }
-
-    /// `element.firstChild().toText().data()`.
-    fn text(&self) -> &str {
-        match self.children.first() {
-            Some(Node::Text(s) | Node::CData(s)) => s,
-            _ => "",
-        }
-    }
-}
-
-fn syntax(position: u64, message: impl Into<String>) -> EventError {
-    EventError::XmlSyntax {
-        position,
-        message: message.into(),
-    }
-}
-
-/// XML end-of-line handling: CRLF and lone CR become LF.
-fn normalize_eol(raw: &str) -> Cow<'_, str> {
-    if raw.contains('\r') {
-        Cow::Owned(raw.replace("\r\n", "\n").replace('\r', "\n"))
-    } else {
-        Cow::Borrowed(raw)
-    }
-}
-
-/// Fixed messages keep quick-xml's `Display` machinery out of the WASM bundle.
-fn escape_error(e: &quick_xml::escape::EscapeError) -> &'static str {
-    use quick_xml::escape::EscapeError as E;
-    match e {
-        E::UnrecognizedEntity(..) => "unknown entity reference",
-        E::UnterminatedEntity(_) => "unterminated entity reference",
-        E::InvalidCharRef(_) => "invalid character reference",
-    }
-}
-
-fn reader_error(e: &quick_xml::Error) -> &'static str {
-    use quick_xml::errors::{IllFormedError as I, SyntaxError as S};
-    match e {
-        quick_xml::Error::Syntax(s) => match s {
-            S::InvalidBangMarkup => "unknown <! markup",
-            S::UnclosedPIOrXmlDecl => "unclosed processing instruction or xml declaration",
-            S::UnclosedComment => "unclosed comment",
-            S::UnclosedDoctype => "unclosed doctype",
-            S::UnclosedCData => "unclosed cdata section",
-            S::UnclosedTag => "unclosed tag",
-        },
-        quick_xml::Error::IllFormed(i) => match i {
-            I::MissingDeclVersion(_) => "xml declaration without version",
-            I::MissingDoctypeName => "doctype without name",
-            I::MissingEndTag(_) => "missing end tag",
-            I::UnmatchedEndTag(_) => "end tag without start tag",
-            I::MismatchedEndTag { .. } => "mismatched end tag",
-            I::DoubleHyphenInComment => "-- inside a comment",
-        },
-        quick_xml::Error::InvalidAttr(_) => "malformed attribute",
-        quick_xml::Error::Escape(e) => escape_error(e),
-        _ => "malformed xml",
-    }
-}
-
-fn unescape(raw: &str, position: u64) -> Result<String, EventError> {
-    let normalized = normalize_eol(raw);
-    quick_xml::escape::unescape(&normalized)
-        .map(Cow::into_owned)
-        .map_err(|e| syntax(position, escape_error(&e)))
-}
-
-fn utf8(bytes: &[u8], position: u64) -> Result<&str, EventError> {
-    // The reader works on a &str, so this only fails if quick-xml splits inside a character.
-    std::str::from_utf8(bytes).map_err(|_| syntax(position, "invalid utf-8 in markup"))
-}
-
-/// Checks every attribute of a start tag (as a DOM parser would) and returns them.
-fn attributes(start: &BytesStart<'_>, position: u64) -> Result<Vec<(String, String)>, EventError> {
-    let mut out = Vec::new();
-    for attr in start.attributes() {
-        let attr = attr.map_err(|_| syntax(position, "malformed attribute"))?;
-        let key = utf8(attr.key.as_ref(), position)?.to_owned();
-        let raw = normalize_eol(utf8(&attr.value, position)?).replace(['\n', '\t'], " ");
-        let value = quick_xml::escape::unescape(&raw)
-            .map_err(|e| syntax(position, escape_error(&e)))?
-            .into_owned();
-        out.push((key, value));
-    }
-    Ok(out)
-}
-
-/// Drops the whitespace-only text runs QDom never creates.
-fn finish(mut e: Element) -> Element {
-    e.children
-        .retain(|n| !matches!(n, Node::Text(s) if s.chars().all(char::is_whitespace)));
-    e
-}
-
-fn parse_tree(input: &str) -> Result<Element, EventError> {
-    let input = input.strip_prefix('\u{feff}').unwrap_or(input);
-    let mut reader = Reader::from_str(input);
-    {
-        let config = reader.config_mut();
-        config.trim_text(false);
-        config.check_end_names = true;
-        config.check_comments = true;
-        config.expand_empty_elements = false;
-    }
-    // Kept open elements; `skipped` counts open elements below KEPT_DEPTH.
-    let mut stack: Vec<Element> = Vec::new();
-    let mut skipped: usize = 0;
-    let mut root: Option<Element> = None;
-
-    loop {
-        let position = reader.buffer_position();
-        let event = reader
-            .read_event()
-            .map_err(|e| syntax(reader.error_position(), reader_error(&e)))?;
-        match event {
-            XmlEvent::Start(ref s) | XmlEvent::Empty(ref s) => {
-                let is_empty = matches!(event, XmlEvent::Empty(_));
-                let attrs = attributes(s, position)?;
-                let qname = s.name();
-                let name = utf8(qname.as_ref(), position)?;
-                if stack.is_empty() {
-                    if root.is_some() {
-                        return Err(syntax(position, "more than one root element"));
-                    }
-                    if name != ROOT_TAG && name != LEGACY_ROOT_TAG {
-                        return Err(EventError::UnexpectedRoot {
-                            found: clip(name, 64),
-                        });
-                    }
-                }
-                if skipped > 0 || stack.len() >= KEPT_DEPTH {
-                    if !is_empty {
-                        skipped += 1;
-                    }
-                    continue;
-                }
-                let element = Element {
-                    name: name.to_owned(),
-                    attrs: if stack.is_empty() { attrs } else { Vec::new() },
-                    children: Vec::new(),
-                };
-                if is_empty {
-                    close(&mut stack, &mut root, element);
-                } else {
-                    stack.push(element);
-                }
-            }
-            XmlEvent::End(_) => {
-                if skipped > 0 {
-                    skipped -= 1;
-                } else if let Some(element) = stack.pop() {
-                    close(&mut stack, &mut root, element);
-                } else {
-                    return Err(syntax(position, "end tag without start tag"));
-                }
-            }
-            XmlEvent::Text(t) => {
-                let text = unescape(utf8(&t, position)?, position)?;
-                if skipped > 0 {
-                    continue;
-                }
-                match stack.last_mut() {
-                    Some(parent) => match parent.children.last_mut() {
-                        Some(Node::Text(run)) => run.push_str(&text),
-                        _ => parent.children.push(Node::Text(text)),
-                    },
-                    None if text.chars().all(char::is_whitespace) => {}
-                    None => return Err(syntax(position, "text outside the root element")),
-                }
-            }
-            XmlEvent::CData(c) => {
-                let text = normalize_eol(utf8(&c, position)?).into_owned();
-                if skipped > 0 {
-                    continue;
-                }
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(Node::CData(text)),
-                    None => return Err(syntax(position, "cdata outside the root element")),
-                }
-            }
-            XmlEvent::Comment(_) | XmlEvent::PI(_) => {
-                if skipped == 0 {
-                    if let Some(parent) = stack.last_mut() {
-                        parent.children.push(Node::Other);
-                    }
-                }
-            }
-            XmlEvent::Decl(_) => {
-                if root.is_some() || !stack.is_empty() {
-                    return Err(syntax(position, "xml declaration inside the document"));
-                }
-            }
-            XmlEvent::DocType(_) => {
-                if root.is_some() || !stack.is_empty() {
-                    return Err(syntax(position, "doctype inside the document"));
-                }
-            }
-            XmlEvent::Eof => {
-                if !stack.is_empty() || skipped > 0 {
-                    return Err(syntax(
-                        position,
-                        "unexpected end of document inside an element",
-                    ));
-                }
-                return root.ok_or_else(|| syntax(position, "no root element"));
-            }
-        }
-    }
-}
-
-fn close(stack: &mut [Element], root: &mut Option<Element>, element: Element) {
-    let element = finish(element);
-    match stack.last_mut() {
-        Some(parent) => parent.children.push(Node::Element(element)),
-        None => *root = Some(element),
-    }
-}
+pub(crate) const KEPT_DEPTH: usize = 5;
 
 /// A 32-bit field read with `toLongLong()` and cast to the C++ enum / `int`.
 fn number32(field: &'static str, text: &str) -> Result<u32, EventError> {
@@ -537,7 +323,12 @@ struct Seen {
 }
 
 pub(super) fn read(input: &str) -> Result<Event, EventError> {
-    let root = parse_tree(input)?;
+    read_element(&dom::parse(input, &ROOT_TAGS, KEPT_DEPTH, dom::keep_all)?)
+}
+
+/// The event an element of a parsed document holds (the root of an event document, or an
+/// event nested in a larger document such as a VM configuration's `InternalVmInfo`).
+pub(crate) fn read_element(root: &Element) -> Result<Event, EventError> {
     let mut e = Event::default();
 
     let mut id_pos = None;

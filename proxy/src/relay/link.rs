@@ -13,11 +13,12 @@ use futures_util::stream::SplitStream;
 use futures_util::StreamExt;
 use prl_protocol::handshake::SecurityLevel;
 use prl_protocol::package::Package;
-use prl_protocol::relay::{RelayError, RelayErrorKind};
+use prl_protocol::relay::{ProxyMessage, RelayError, RelayErrorKind};
 use prl_protocol::Uuid;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
@@ -29,11 +30,13 @@ use crate::registry::TokenKeys;
 use crate::shared_state::{Lease, ProofFacts};
 use crate::state::{ConnSlots, ProxyState, Slot};
 use crate::util::Token;
+use prl_transport::{Event as ConnEvent, InlineConnection, TransportError};
 
+use super::open::{transport_error, During};
 use super::ring::ReplayRing;
 use super::rules::{Event, Expired, RelayRules, Verdict};
 use super::serve::ws_read_error;
-use super::writer::{FromService, Out, ToService, UpstreamTasks, Writer, CLOSE_GRACE};
+use super::writer::{Out, Writer};
 use super::{err, RelayHub};
 
 pub(super) type WsRead<S> = SplitStream<WebSocketStream<S>>;
@@ -69,10 +72,13 @@ pub(crate) struct ServiceLink {
     pub(super) conn_uuid: Uuid,
     pub(super) conn_uuid_text: String,
     pub(super) facts: Facts,
-    pub(super) up_tx: ToService,
-    pub(super) up_rx: FromService,
-    pub(super) upstream: UpstreamTasks,
+    /// The upstream connection, driven by whichever task holds the link (the browser's, or
+    /// the detached one). Dropping it writes what is queued (a logoff) within the close grace,
+    /// then closes it.
+    pub(super) conn: InlineConnection,
+    /// Counts the bytes queued toward the service (`queued_to_service` of them now).
     pub(super) to_service: Arc<ByteBudget>,
+    pub(super) queued_to_service: usize,
     pub(super) ring: ReplayRing,
     /// The highest sequence number handed to the current (or last) WebSocket.
     pub(super) sent_mark: u64,
@@ -174,8 +180,27 @@ impl ServiceLink {
                     self.lease = None;
                     self.hold_proof();
                 }
+                Event::CommandRefused(package_type) => {
+                    m.reject("command_refused");
+                    tracing::info!(
+                        lineage = self.lineage,
+                        package_type,
+                        "command outside the connection's scope refused"
+                    );
+                }
             }
         }
+    }
+
+    /// Brings the `queued_bytes` count of what waits for the service up to date.
+    fn count_to_service(&mut self) {
+        let now = self.conn.backlog();
+        match now.cmp(&self.queued_to_service) {
+            std::cmp::Ordering::Greater => self.to_service.add(now - self.queued_to_service),
+            std::cmp::Ordering::Less => self.to_service.sub(self.queued_to_service - now),
+            std::cmp::Ordering::Equal => {}
+        }
+        self.queued_to_service = now;
     }
 
     /// A package from the service: the rules' bookkeeping, the replay ring; the bytes to send.
@@ -189,6 +214,9 @@ impl ServiceLink {
 
 impl Drop for ServiceLink {
     fn drop(&mut self) {
+        // The connection writes what is queued after this, for at most the close grace.
+        self.to_service
+            .sub(std::mem::take(&mut self.queued_to_service));
         if self.rules.logged_in() {
             // The browser's last resume token now proves ownership of the dead session. Kept
             // before the upstream connection ends (in memory at once; a cluster's Redis
@@ -204,8 +232,6 @@ impl Drop for ServiceLink {
                 rt.spawn(keep);
             }
         }
-        self.upstream
-            .end(Duration::from_millis(self.limits.write_stall_ms).min(CLOSE_GRACE));
         tracing::info!(lineage = self.lineage, "upstream connection closed");
     }
 }
@@ -221,7 +247,42 @@ pub(super) enum End {
     BrowserGone,
 }
 
+/// Most packages relayed toward the browser per wake-up before the loop looks at its other
+/// work (pings, timers, the browser).
+const SERVICE_BATCH: usize = 64;
+
+/// What the upstream connection reported, for the attached loop.
+fn from_service(r: Option<Result<ConnEvent, TransportError>>) -> Result<ConnEvent, End> {
+    match r {
+        Some(Ok(event)) => Ok(event),
+        Some(Err(e)) => Err(End::Failed(transport_error(&e, During::Established))),
+        None => Err(End::Failed(err(
+            RelayErrorKind::Closed,
+            "the service closed the connection",
+        ))),
+    }
+}
+
+impl ServiceLink {
+    /// Relay one package from the service to the browser through a reserved queue slot.
+    fn relay_to_browser(
+        &mut self,
+        writer: &Writer,
+        permit: tokio::sync::mpsc::OwnedPermit<Box<Out>>,
+        p: &Package,
+    ) {
+        let data = self.service_package(p);
+        let n = data.len();
+        writer.budget.add(n);
+        permit.send(Box::new(Out::Binary(data)));
+        self.sent_mark = self.ring.last_seq();
+        self.state.metrics.relayed("to_browser", n);
+    }
+}
+
 /// Relay between the browser WebSocket and the service until one side ends or a rule does.
+/// One task does it all: the upstream connection is driven here (its reads, writes and
+/// heartbeats), the browser is read here, and packages toward the browser go to its writer.
 pub(super) async fn attached<S>(s: &mut ServiceLink, stream: &mut WsRead<S>, writer: &Writer) -> End
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -231,11 +292,12 @@ where
     let mut last_seen = Instant::now();
     loop {
         let timeout_at = s.rules.poll_timeout();
-        let to_service = Arc::clone(&s.to_service);
-        let up_tx = s.up_tx.clone();
+        // Room toward the browser for one more package (its queue and the byte budgets).
+        let room = writer.budget.has_room() && writer.tx.capacity() > 0;
+        // The service takes bytes: read the browser.
+        let can_send = s.conn.can_send();
         let out_budget = Arc::clone(&writer.budget);
         let out_tx = writer.tx.clone();
-        let up_rx = &mut s.up_rx;
         tokio::select! {
             _ = sleep_until(timeout_at) => {
                 if let Some(expired) = s.rules.handle_timeout(now()) {
@@ -250,7 +312,7 @@ where
                 return End::BrowserGone;
             }
             _ = ping.tick() => {
-                if s.to_service.is_full() || s.up_tx.capacity() == 0 {
+                if !s.conn.can_send() {
                     // Backpressure from the service: the browser is not being read, so its
                     // pongs cannot be seen; do not count this interval against it.
                     last_seen = Instant::now();
@@ -260,16 +322,8 @@ where
                 }
                 writer.ping.notify_one();
             }
-            r = async {
-                to_service.room().await;
-                let permit = up_tx.reserve_owned().await;
-                (permit, stream.next().await)
-            } => {
+            message = stream.next(), if can_send => {
                 last_seen = Instant::now();
-                let (permit, message) = r;
-                let Ok(permit) = permit else {
-                    return End::Failed(err(RelayErrorKind::Closed, "service connection closed"));
-                };
                 match message {
                     Some(Ok(Message::Binary(data))) => {
                         // A package after `resumed`: the browser has the current token.
@@ -288,14 +342,22 @@ where
                         match verdict {
                             Ok(Verdict::Forward(p)) => {
                                 let n = p.encoded_len();
-                                s.to_service.add(n);
-                                permit.send(p);
+                                if let Err(e) = s.conn.send(*p) {
+                                    return End::Failed(transport_error(&e, During::Established));
+                                }
+                                s.count_to_service();
                                 s.state.metrics.relayed("to_service", n);
                             }
                             Ok(Verdict::Login(..)) => {
                                 return End::Failed(err(RelayErrorKind::Internal, "login not checked"));
                             }
                             Ok(Verdict::Ignore) => {}
+                            Ok(Verdict::Refuse(e)) => {
+                                // The session stays up: the browser hears why and goes on.
+                                if !writer.text(&ProxyMessage::Error(e)).await {
+                                    return End::BrowserGone;
+                                }
+                            }
                             Err(e) => {
                                 if e.kind == RelayErrorKind::ProtocolViolation {
                                     s.state.metrics.reject("protocol_violation");
@@ -319,29 +381,48 @@ where
                         s.state.metrics.reject("limit_reached");
                         return End::Failed(ws_read_error(&e, &s.limits));
                     }
+                    Some(Err(WsError::Protocol(p)))
+                        if !matches!(p, ProtocolError::ResetWithoutClosingHandshake) =>
+                    {
+                        // A frame no browser sends (bad framing, opcode, masking): counted
+                        // like one in the first message, then handled as a browser gone. A
+                        // connection that merely ended without a close frame is a lost
+                        // browser, not a violation.
+                        s.state.metrics.reject("protocol_violation");
+                        return End::BrowserGone;
+                    }
                     Some(Err(_)) | None => return End::BrowserGone,
                 }
             }
-            r = async {
-                out_budget.room().await;
-                let permit = out_tx.reserve_owned().await;
-                (permit, up_rx.recv().await)
-            } => {
-                let (permit, package) = r;
-                let Ok(permit) = permit else { return End::BrowserGone };
-                match package {
-                    Some(Ok(p)) => {
-                        let data = s.service_package(&p);
-                        let n = data.len();
-                        writer.budget.add(n);
-                        permit.send(Out::Binary(data));
-                        s.sent_mark = s.ring.last_seq();
-                        s.state.metrics.relayed("to_browser", n);
+            // The service: packages while the browser's queue has room; queued writes and
+            // heartbeats always.
+            event = s.conn.next(room) => {
+                let event = match from_service(event) {
+                    Ok(event) => event,
+                    Err(end) => return end,
+                };
+                s.count_to_service();
+                if let ConnEvent::Package(p) = event {
+                    let Ok(permit) = writer.tx.clone().try_reserve_owned() else {
+                        return End::BrowserGone;
+                    };
+                    s.relay_to_browser(writer, permit, &p);
+                    // Whatever else arrived with it, while the queue takes it.
+                    for _ in 1..SERVICE_BATCH {
+                        if !writer.budget.has_room() {
+                            break;
+                        }
+                        let Ok(permit) = writer.tx.clone().try_reserve_owned() else { break };
+                        let Some(p) = s.conn.take_ready() else { break };
+                        s.relay_to_browser(writer, permit, &p);
                     }
-                    Some(Err(e)) => return End::Failed(e),
-                    None => return End::Failed(err(RelayErrorKind::Closed, "the service closed the connection")),
                 }
             }
+            // No room toward the browser: wait for it (the writer frees it as it writes).
+            _ = async {
+                out_budget.room().await;
+                let _ = out_tx.reserve().await;
+            }, if !room => {}
         }
     }
 }
@@ -396,7 +477,6 @@ async fn detached(
     let outcome = loop {
         let accept = link.ring.can_accept_detached(link.sent_mark);
         let timeout_at = link.rules.poll_timeout();
-        let up_rx = &mut link.up_rx;
         tokio::select! {
             _ = sleep_until(timeout_at) => {
                 if let Some(expired) = link.rules.handle_timeout(now()) {
@@ -412,12 +492,17 @@ async fn detached(
                 }
                 Err(_) => break "claim dropped",
             },
-            r = async { if accept { up_rx.recv().await } else { std::future::pending().await } } => match r {
-                Some(Ok(p)) => {
-                    let _ = link.service_package(&p);
+            // Queued writes and heartbeats always; packages while the ring has room.
+            r = link.conn.next(accept) => {
+                link.count_to_service();
+                match r {
+                    Some(Ok(ConnEvent::Package(p))) => {
+                        let _ = link.service_package(&p);
+                    }
+                    Some(Ok(ConnEvent::Writable)) => {}
+                    Some(Err(_)) | None => break "service connection closed",
                 }
-                Some(Err(_)) | None => break "service connection closed",
-            },
+            }
         }
     };
     // Not claimed: the link still holds the tokens it was parked under.

@@ -23,8 +23,14 @@ use crate::util::{random_uuid, Token};
 use super::link::{now, Facts, ServiceLink};
 use super::ring::{ReplayError, ReplayRing};
 use super::rules::{RelayRules, Restore, RulesConfig};
-use super::writer::spawn_upstream;
+use super::writer::CLOSE_GRACE;
 use super::{err, Context};
+
+/// Bytes waiting to be written to the service beyond which the browser is not read (or
+/// `limits.queue_bytes` if smaller). The service's socket buffer takes what a browser sends
+/// at once, so this binds only when the service stops reading: then a few packages wait here
+/// and the browser waits too, as it always did with the proxy's small queue toward the service.
+const SERVICE_BACKLOG: usize = 8 * 1024;
 
 /// When a transport error happened.
 #[derive(Debug, Clone, Copy)]
@@ -302,15 +308,18 @@ pub(super) async fn open(
         max_package_len: limits.max_package_bytes,
         max_buffers: MAX_BUFFERS,
     };
-    config.stream.receive_capacity = 4;
-    config.stream.send_capacity = 4;
     let during = During::Connect {
         budget_ms,
         unix: matches!(endpoint, Endpoint::Unix(_)),
     };
-    let conn = prl_transport::connect(&endpoint, &config)
+    // Driven by the session's own task: no task, queue or buffer of its own while idle.
+    let mut conn = prl_transport::connect_inline(&endpoint, &config)
         .await
         .map_err(|e| transport_error(&e, during))?;
+    // The browser is not read while this much waits to be written to the service.
+    conn.set_send_limit(limits.queue_bytes.min(SERVICE_BACKLOG));
+    // A link that ends may still write what is queued (a logoff) this long.
+    conn.set_close_grace(Duration::from_millis(limits.write_stall_ms).min(CLOSE_GRACE));
     let metrics = &ctx.state.metrics;
     metrics
         .connect_seconds
@@ -325,7 +334,6 @@ pub(super) async fn open(
         tls_version: info.tls_version.clone(),
     };
     let to_service = ByteBudget::new(limits.queue_bytes, Some(metrics.queued_bytes.clone()), None);
-    let (up_tx, up_rx, upstream) = spawn_upstream(conn, Arc::clone(&to_service));
     let mut lineage_bytes = [0u8; 8];
     crate::util::fill_random(&mut lineage_bytes);
     let lineage = u64::from_le_bytes(lineage_bytes);
@@ -337,6 +345,11 @@ pub(super) async fn open(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "upstream connection opened"
     );
+    // The narrower of the policy's scope and the ticket's.
+    let scope = claims
+        .as_ref()
+        .and_then(|c| c.scope)
+        .map_or(policy.scope, |s| s.narrower(policy.scope));
     let subject = claims.and_then(|c| c.sub);
     let restore = match &req.restore {
         None => Restore::Absent,
@@ -349,13 +362,16 @@ pub(super) async fn open(
     };
     let resume = active.config.resume.clone();
     let rules = RelayRules::new(
-        RulesConfig::from_limits(
-            &limits,
-            conn_uuid,
-            ctx.client.ip,
-            policy.local_login,
-            restore,
-        ),
+        RulesConfig {
+            scope,
+            ..RulesConfig::from_limits(
+                &limits,
+                conn_uuid,
+                ctx.client.ip,
+                policy.local_login,
+                restore,
+            )
+        },
         now(),
     );
     Ok(Box::new(ServiceLink {
@@ -364,10 +380,9 @@ pub(super) async fn open(
         conn_uuid,
         conn_uuid_text: uuid_string(&conn_uuid),
         facts,
-        up_tx,
-        up_rx,
-        upstream,
+        conn,
         to_service,
+        queued_to_service: 0,
         ring: ReplayRing::new(resume.buffer_packages, resume.buffer_bytes),
         sent_mark: 0,
         token: Token::generate(),

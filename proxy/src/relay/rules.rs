@@ -5,7 +5,9 @@
 //! it.
 //!
 //! What the rules decide:
-//! - a package from the browser: well-formed, from this connection (its sender UUID), not a
+//! - a package from the browser: well-formed, from this connection (its sender UUID), a command
+//!   inside the connection's command scope (`[policy] scope` narrowed by the ticket's: a
+//!   command outside it is refused with `command_refused` and the connection goes on), not a
 //!   refused local login, and for a login the proxy's own checks (user name length, throttles,
 //!   the previous-session rule; see [`RelayRules::handle_browser_package`]). The throttles'
 //!   buckets are shared state (in memory, or a cluster's Redis): a login comes back as a
@@ -27,6 +29,7 @@ use prl_protocol::codes::cmd;
 use prl_protocol::commands::{package_event, LoginLocalRequest, LoginRequest};
 use prl_protocol::package::{Limits, Package, MAX_BUFFERS, MNG_HEARTBEAT};
 use prl_protocol::relay::{RelayError, RelayErrorKind};
+use prl_protocol::scope::CommandScope;
 use prl_protocol::{parse_uuid, Uuid};
 
 use crate::config::LimitsConfig;
@@ -76,6 +79,8 @@ pub(crate) struct RulesConfig {
     pub(crate) login_deadline: Duration,
     /// What the open proved.
     pub(crate) restore: Restore,
+    /// What the browser may send (the narrower of `[policy] scope` and the ticket's).
+    pub(crate) scope: CommandScope,
 }
 
 impl RulesConfig {
@@ -95,6 +100,7 @@ impl RulesConfig {
             max_lifetime: Duration::from_millis(limits.max_lifetime_ms),
             login_deadline: Duration::from_millis(limits.login_deadline_ms),
             restore,
+            scope: CommandScope::All,
         }
     }
 }
@@ -106,6 +112,9 @@ pub(crate) enum Verdict {
     Forward(Box<Package>),
     /// Drop it (a browser heartbeat: the proxy sends the service its own).
     Ignore,
+    /// Do not forward it: send the browser this `command_refused` error and go on (the
+    /// connection and the session stay up).
+    Refuse(RelayError),
     /// A login: send it once the throttles admit it (drive the gate, then
     /// [`RelayRules::finish_login`]).
     Login(Box<Package>, LoginGate),
@@ -214,6 +223,8 @@ pub(crate) enum Event {
     },
     /// The first successful login on this connection.
     LoggedIn,
+    /// A command outside the connection's scope was refused (its package type).
+    CommandRefused(u32),
 }
 
 /// The rules of one upstream connection.
@@ -349,6 +360,16 @@ impl RelayRules {
                 RelayErrorKind::ProtocolViolation,
                 "package sender is not this connection's uuid",
             ));
+        }
+        if !self.config.scope.allows(t) {
+            // Refused before it reaches the service; the browser may go on.
+            self.last_activity = now;
+            self.events.push_back(Event::CommandRefused(t));
+            return Ok(Verdict::Refuse(RelayError::command_refused(
+                t,
+                p.header.uuid,
+                self.config.scope,
+            )));
         }
         match t {
             cmd::USER_EASY_LOGIN_LOCAL | cmd::USER_LOGIN_LOCAL | cmd::USER_LOGIN_LOCAL_STAGE2

@@ -4,6 +4,7 @@ use super::*;
 use crate::shared_state::LoginThrottles;
 use prl_protocol::codes::ErrorCode;
 use prl_protocol::commands::{self, LoginLocalRequest, LoginRequest, Password, ServerInfo};
+use prl_protocol::scope::CommandScope;
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -491,4 +492,102 @@ fn a_login_the_throttles_cannot_check_is_refused_and_not_forwarded() {
         RelayErrorKind::StateUnavailable
     );
     assert!(r.pending_logins.is_empty());
+}
+
+fn vm_start(sender: Uuid) -> Package {
+    prl_protocol::commands::VmRequest::start("{00000000-0000-4000-8000-000000000001}").to_package(
+        Uuid::new_v4(),
+        sender,
+        &mut Uuid::new_v4,
+    )
+}
+
+fn with_scope(scope: CommandScope, t0: Instant) -> RelayRules {
+    let mut r = rules(t0);
+    r.config.scope = scope;
+    r
+}
+
+#[test]
+fn a_command_outside_the_scope_is_refused_and_the_connection_goes_on() {
+    let t0 = Instant::now();
+    let t = throttles();
+    let mut r = with_scope(CommandScope::Read, t0);
+    log_in(&mut r, t0, MS);
+    events(&mut r);
+    let me = r.config.conn_uuid;
+    let start = vm_start(me);
+    let verdict = browser(&mut r, t0 + 100 * MS, &start, &t).unwrap();
+    let Verdict::Refuse(e) = verdict else {
+        panic!("{verdict:?}")
+    };
+    assert_eq!(e.kind, RelayErrorKind::CommandRefused);
+    assert_eq!(e.refused_request(), Some(start.header.uuid));
+    assert_eq!(events(&mut r), vec![Event::CommandRefused(1001)]);
+    // A refused package is browser activity: the idle deadline moves.
+    assert_eq!(r.poll_timeout(), Some(t0 + 1100 * MS));
+    // What the read scope allows is forwarded: ping, the VM list, a cancel, a heartbeat.
+    assert!(matches!(
+        browser(&mut r, t0 + 200 * MS, &ping(me), &t),
+        Ok(Verdict::Forward(_))
+    ));
+    let list = prl_protocol::commands::vm_list_request(0)
+        .to_package(Uuid::new_v4(), me, &mut Uuid::new_v4)
+        .unwrap();
+    assert!(matches!(
+        browser(&mut r, t0 + 300 * MS, &list, &t),
+        Ok(Verdict::Forward(_))
+    ));
+    let cancel = commands::one_str_command(
+        cmd::USER_CANCEL_OPERATION,
+        "{x}",
+        Uuid::new_v4(),
+        me,
+        &mut Uuid::new_v4,
+    );
+    assert!(matches!(
+        browser(&mut r, t0 + 400 * MS, &cancel, &t),
+        Ok(Verdict::Forward(_))
+    ));
+    assert!(matches!(
+        browser(&mut r, t0 + 500 * MS, &Package::heartbeat(), &t),
+        Ok(Verdict::Ignore)
+    ));
+    assert!(events(&mut r).is_empty());
+    // A package of another connection is still a violation, scope or not.
+    let e = browser(&mut r, t0 + 600 * MS, &vm_start(Uuid::new_v4()), &t).unwrap_err();
+    assert_eq!(e.kind, RelayErrorKind::ProtocolViolation);
+}
+
+#[test]
+fn each_scope_allows_its_commands() {
+    let t0 = Instant::now();
+    let t = throttles();
+    let cases = [
+        (CommandScope::Read, 1001, false),
+        (CommandScope::Operate, 1001, true),
+        (CommandScope::Operate, 1002, true),
+        (CommandScope::Operate, 2125, false),
+        (CommandScope::Operate, 9001, false),
+        (CommandScope::All, 9001, true),
+        (CommandScope::All, 1003, true),
+    ];
+    for (scope, package_type, forwarded) in cases {
+        let mut r = with_scope(scope, t0);
+        let me = r.config.conn_uuid;
+        let p = commands::simple_command(package_type, Uuid::new_v4(), me, &mut Uuid::new_v4);
+        let verdict = browser(&mut r, t0, &p, &t).unwrap();
+        assert_eq!(
+            matches!(verdict, Verdict::Forward(_)),
+            forwarded,
+            "{scope} {package_type}"
+        );
+    }
+    // Logins pass every scope (and get the proxy's own login checks).
+    let mut r = with_scope(CommandScope::Read, t0);
+    let p = login(&r, "alice", "");
+    assert!(matches!(
+        browser(&mut r, t0, &p, &t),
+        Ok(Verdict::Forward(_))
+    ));
 }

@@ -84,11 +84,13 @@ where
             return;
         }
     };
+    // Boxed: the connect's state (resolve, TCP, handshake, TLS) is large and lives only
+    // until `opened`; inline it would stay in every session's task for its whole life.
     let opened = match message {
-        ClientMessage::Open(req) => open::open(&ctx, &active, req)
+        ClientMessage::Open(req) => Box::pin(open::open(&ctx, &active, req))
             .await
             .map(|link| (link, Vec::new(), false)),
-        ClientMessage::Resume(req) => open::resume(&ctx, req)
+        ClientMessage::Resume(req) => Box::pin(open::resume(&ctx, req))
             .await
             .map(|(link, replay)| (link, replay, true)),
     };

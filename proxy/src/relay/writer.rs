@@ -1,7 +1,7 @@
-//! The writers: the browser-side writer task (a bounded queue drained into the WebSocket) and
-//! the bridge between a link and its transport connection (a bounded queue toward the
-//! service, a reader task from it). Every queue is counted in a [`ByteBudget`], and whatever
-//! way a writer task ends, its queued bytes go back to the budget.
+//! The writer: the browser-side writer task (a bounded queue drained into the WebSocket).
+//! Its queue is counted in a [`ByteBudget`], and whatever way the task ends, its queued bytes
+//! go back to the budget. (Toward the service the link hands packages straight to the
+//! transport connection's own bounded queue, counted the same way: see `open`.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +9,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::stream::SplitSink;
 use futures_util::SinkExt;
-use prl_protocol::package::Package;
 use prl_protocol::relay::{ProxyMessage, RelayError, RelayErrorKind};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, Notify};
@@ -22,12 +21,11 @@ use tokio_tungstenite::WebSocketStream;
 use crate::budget::ByteBudget;
 use crate::config::LimitsConfig;
 
-use super::open::{transport_error, During};
-
 /// How long a close waits for the error and close frame to be written.
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// Outgoing frames of the writer task.
+/// Outgoing frames of the writer task (queued boxed: a tokio channel allocates its slots 32
+/// at a time whatever its bound, so an idle session's queue should hold pointers).
 #[derive(Debug)]
 pub(crate) enum Out {
     Binary(Bytes),
@@ -45,7 +43,7 @@ pub(crate) enum Out {
 /// reading cannot pin a session, its socket or its queued bytes.
 #[derive(Debug)]
 pub(crate) struct Writer {
-    pub(crate) tx: mpsc::Sender<Out>,
+    pub(crate) tx: mpsc::Sender<Box<Out>>,
     pub(crate) ping: Arc<Notify>,
     pub(crate) budget: Arc<ByteBudget>,
     task: tokio::task::JoinHandle<()>,
@@ -79,7 +77,7 @@ impl Writer {
     /// Queue a message, waiting at most the stall limit for room.
     async fn send(&self, out: Out) -> bool {
         matches!(
-            tokio::time::timeout(self.stall, self.tx.send(out)).await,
+            tokio::time::timeout(self.stall, self.tx.send(Box::new(out))).await,
             Ok(Ok(()))
         )
     }
@@ -92,7 +90,7 @@ impl Writer {
     pub(crate) async fn package(&self, data: Bytes) -> bool {
         let n = data.len();
         self.budget.add(n);
-        match tokio::time::timeout(self.stall, self.tx.send(Out::Binary(data))).await {
+        match tokio::time::timeout(self.stall, self.tx.send(Box::new(Out::Binary(data)))).await {
             Ok(Ok(())) => true,
             _ => {
                 self.budget.sub(n);
@@ -121,7 +119,7 @@ impl Writer {
         let _ = tokio::time::timeout_at(
             deadline,
             self.tx
-                .send(Out::Text(ProxyMessage::Error(error).to_json())),
+                .send(Box::new(Out::Text(ProxyMessage::Error(error).to_json()))),
         )
         .await;
         self.finish(code, deadline).await;
@@ -135,10 +133,10 @@ impl Writer {
     /// Queue the close frame and let the task write what it can until `deadline`; then
     /// abort it (its queue's bytes return to the budget when the task is dropped).
     async fn finish(mut self, code: CloseCode, deadline: Instant) {
-        let frame = Out::Close(CloseFrame {
+        let frame = Box::new(Out::Close(CloseFrame {
             code,
             reason: "".into(),
-        });
+        }));
         let _ = tokio::time::timeout_at(deadline, self.tx.send(frame)).await;
         drop(self.tx);
         if tokio::time::timeout_at(deadline, &mut self.task)
@@ -156,18 +154,12 @@ pub(crate) trait Weight {
     fn weight(&self) -> usize;
 }
 
-impl Weight for Out {
+impl Weight for Box<Out> {
     fn weight(&self) -> usize {
-        match self {
+        match &**self {
             Out::Binary(d) => d.len(),
             Out::Text(_) | Out::Close(_) => 0,
         }
-    }
-}
-
-impl Weight for Box<Package> {
-    fn weight(&self) -> usize {
-        self.encoded_len()
     }
 }
 
@@ -205,16 +197,19 @@ impl<T: Weight> Drop for BudgetedQueue<T> {
     }
 }
 
+/// Most bytes of queued packages written as one batch (one flush, one socket write).
+const BATCH_BYTES: usize = crate::batch::BATCH_BYTES;
+
 async fn write_loop<S>(
     mut sink: SplitSink<WebSocketStream<S>, Message>,
-    mut queue: BudgetedQueue<Out>,
+    mut queue: BudgetedQueue<Box<Out>>,
     ping: Arc<Notify>,
     stall: Duration,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    loop {
-        let out = tokio::select! {
+    'run: loop {
+        let first = tokio::select! {
             biased;
             _ = ping.notified() => {
                 if !matches!(tokio::time::timeout(stall, sink.send(Message::Ping(Bytes::new()))).await, Ok(Ok(()))) {
@@ -227,23 +222,40 @@ async fn write_loop<S>(
                 None => break,
             },
         };
-        let result = match out {
-            Out::Binary(data) => {
-                let n = data.len();
-                queue.in_flight = n;
-                let r = tokio::time::timeout(stall, sink.send(Message::Binary(data))).await;
-                queue.in_flight = 0;
-                queue.budget.sub(n);
-                r
+        // This message and whatever else is queued now, up to a batch, then one flush: the
+        // whole batch must make progress within the stall limit.
+        let mut closing = false;
+        let result = tokio::time::timeout(stall, async {
+            let mut next = Some(first);
+            let mut batch = 0;
+            while let Some(out) = next.take() {
+                let message = match *out {
+                    Out::Binary(data) => {
+                        let n = data.len();
+                        queue.in_flight += n;
+                        batch += n;
+                        Message::Binary(data)
+                    }
+                    Out::Text(t) => Message::Text(t.into()),
+                    Out::Close(frame) => {
+                        closing = true;
+                        Message::Close(Some(frame))
+                    }
+                };
+                sink.feed(message).await?;
+                if closing || batch >= BATCH_BYTES {
+                    break;
+                }
+                next = queue.rx.try_recv().ok();
             }
-            Out::Text(t) => tokio::time::timeout(stall, sink.send(Message::Text(t.into()))).await,
-            Out::Close(frame) => {
-                let _ = tokio::time::timeout(stall, sink.send(Message::Close(Some(frame)))).await;
-                break;
-            }
-        };
+            sink.flush().await
+        })
+        .await;
+        let written = std::mem::take(&mut queue.in_flight);
+        queue.budget.sub(written);
         match result {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) if !closing => {}
+            Ok(Ok(())) => break 'run,
             Ok(Err(_)) => break,
             Err(_) => {
                 tracing::info!(
@@ -258,85 +270,4 @@ async fn write_loop<S>(
     // socket a bounded chance to close cleanly.
     drop(queue);
     let _ = tokio::time::timeout(stall.min(CLOSE_GRACE), sink.close()).await;
-}
-
-/// Packages toward the service (boxed: a tokio channel allocates slots for 32 values whatever
-/// its bound, and a package is large, so idle sessions should not pay for that).
-pub(crate) type ToService = mpsc::Sender<Box<Package>>;
-/// Packages (or the failure) from the service.
-pub(crate) type FromService = mpsc::Receiver<Result<Box<Package>, RelayError>>;
-
-/// Bridge the transport connection to two bounded channels owned by the link.
-pub(crate) fn spawn_upstream(
-    conn: prl_transport::Connection,
-    budget: Arc<ByteBudget>,
-) -> (ToService, FromService, UpstreamTasks) {
-    let (sender, mut receiver, _info) = conn.split();
-    let (to_tx, to_rx) = mpsc::channel::<Box<Package>>(4);
-    let (from_tx, from_rx) = mpsc::channel::<Result<Box<Package>, RelayError>>(4);
-    let mut queue = BudgetedQueue::new(to_rx, budget);
-    let writer = tokio::spawn(async move {
-        while let Some(p) = queue.rx.recv().await {
-            let n = p.encoded_len();
-            queue.in_flight = n;
-            let r = sender.send(*p).await;
-            queue.in_flight = 0;
-            queue.budget.sub(n);
-            if r.is_err() {
-                break;
-            }
-        }
-        drop(queue);
-        let _ = sender.close().await;
-    });
-    let reader = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = from_tx.closed() => break,
-                r = receiver.recv() => match r {
-                    Some(Ok(p)) => {
-                        if from_tx.send(Ok(Box::new(p))).await.is_err() {
-                            break;
-                        }
-                    }
-                    Some(Err(e)) => {
-                        let _ = from_tx.send(Err(transport_error(&e, During::Established))).await;
-                        break;
-                    }
-                    None => break,
-                },
-            }
-        }
-    });
-    let tasks = UpstreamTasks {
-        writer: writer.abort_handle(),
-        reader: reader.abort_handle(),
-    };
-    (to_tx, from_rx, tasks)
-}
-
-/// The two tasks bridging a link to its transport connection.
-#[derive(Debug)]
-pub(crate) struct UpstreamTasks {
-    writer: tokio::task::AbortHandle,
-    reader: tokio::task::AbortHandle,
-}
-
-impl UpstreamTasks {
-    /// The link is gone: the reader stops now; the writer may flush what is queued
-    /// (a logoff, say) for at most `grace`, then it is aborted (a service that does not
-    /// read cannot keep the task and its queued packages).
-    pub(crate) fn end(&self, grace: Duration) {
-        self.reader.abort();
-        let writer = self.writer.clone();
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn(async move {
-                    tokio::time::sleep(grace).await;
-                    writer.abort();
-                });
-            }
-            Err(_) => writer.abort(),
-        }
-    }
 }

@@ -143,3 +143,21 @@ pub(super) async fn send_to_session(
         let _ = sender.send(make(local)).await;
     }
 }
+
+/// Sends a reply to the connection of a session, with that connection's reply faults: how a
+/// VM operation that runs on its own (a fork of `CDspVmManager`) answers through the session's
+/// `CDspClient`. Lost if the connection is gone.
+pub(super) async fn reply_to_session(
+    service: &SimService,
+    session: &UserSession,
+    make: impl FnOnce(Uuid) -> Package,
+) {
+    let link = service
+        .registry()
+        .link_of(&session.handle)
+        .map(|l| (l.sender.clone(), l.local_uuid, l.faults.clone(), l.id));
+    match link {
+        Some((sender, local, faults, id)) => deliver(&sender, &faults, id, make(local)).await,
+        None => tracing::debug!("the session's connection is gone: reply lost"),
+    }
+}

@@ -166,6 +166,11 @@ impl ConnectionHandler {
             cmd::USER_CANCEL_OPERATION => self.cancel(p, session).await,
             cmd::ATTACH_TO_LOST_TASK => self.attach(p, session).await,
             SIM_CMD_START_LONG_TASK => self.start_task(p, session).await,
+            cmd::USER_GET_HOST_HW_INFO => self.host_info(p, session).await,
+            cmd::DIR_GET_VM_LIST => self.vm_list(p, session).await,
+            cmd::GET_VM_INFO => self.vm_info(p, session).await,
+            // `CDspRouter` routes the VM command range to the VM manager.
+            t if cmd::is_vm_command(t) => self.vm_command(p, session).await,
             // Not handled by the dispatcher's switch and not routable: `PRL_ERR_UNIMPLEMENTED`
             // (this includes DspCmdUserPing, which the service never implemented).
             _ => self.simple(p, ErrorCode::UNIMPLEMENTED).await,

@@ -12,17 +12,23 @@
 //!   each package to its handler;
 //! - `login`: login, local login, logoff, the login reply;
 //! - `tasks`: the sim task (9001), cancel, attach, lost tasks;
+//! - `vms`: host info, the VM list, VM info, the VM power operations (on tasks of their own,
+//!   serialised per VM) and the VM events; `power`: the outcome table of a power operation
+//!   (pure: state in, plan out);
 //! - `delivery`: how answers reach a connection (the one that asked, or the session's), with
 //!   the reply faults.
 //!
-//! Imports go one way: `state` ← `delivery` ← `tasks` ← `login` ← `dispatch`; the handlers are
-//! methods of `ConnectionHandler` in the module of their concern.
+//! Imports go one way: `state` ← `delivery` ← `tasks` ← `login` ← `dispatch`, and `state`,
+//! `delivery`, `power` ← `vms` ← `dispatch`; the handlers are methods of `ConnectionHandler` in
+//! the module of their concern.
 
 mod delivery;
 mod dispatch;
 mod login;
+mod power;
 mod state;
 mod tasks;
+mod vms;
 
 pub(crate) use dispatch::{serve, FaultPolicy};
 pub(crate) use state::SimService;

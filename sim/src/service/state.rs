@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use prl_protocol::codes::VmState;
 use prl_protocol::commands::ServerInfo;
 use prl_protocol::matrices::ServerMatrices;
 use prl_protocol::package::Package;
@@ -18,6 +19,7 @@ use tokio::sync::Notify;
 
 use crate::config::SimConfig;
 use crate::faults::Faults;
+use crate::inventory::VmSpec;
 use crate::users::UserDb;
 
 /// The simulated service: what every connection of a simulator shares.
@@ -27,6 +29,8 @@ pub(crate) struct SimService {
     pub(super) info: ServerInfo,
     /// The guest OS and features matrices of binary login replies.
     pub(super) matrices: ServerMatrices,
+    /// The host hardware info document 2051 answers with (it does not change).
+    pub(super) host_xml: String,
     registry: Mutex<ServiceRegistry>,
     faults: Mutex<Faults>,
     connection_faults: Mutex<HashMap<Uuid, Faults>>,
@@ -44,6 +48,60 @@ pub(super) struct ServiceRegistry {
     pub(super) logons: HashSet<Uuid>,
     /// `CDspTaskManager::m_tasks`.
     pub(super) tasks: HashMap<Uuid, Arc<SimTask>>,
+    /// The VMs, in list order.
+    pub(super) vms: Vec<SimVm>,
+    /// VM operations in flight (queued or running), all VMs together.
+    pub(super) vm_ops_in_flight: usize,
+}
+
+/// A VM as the service keeps it: its configuration, its state (the last one notified, what
+/// `getVmState` reports), and the lock that serialises its operations (the exclusive-operation
+/// locks of `registerExclusiveVmOperation`).
+pub(super) struct SimVm {
+    pub(super) spec: VmSpec,
+    /// The uuid as the service writes it, `{lower-case}` (looked up as given).
+    pub(super) uuid_text: String,
+    pub(super) state: VmState,
+    /// Held by the operation that runs; the others wait on it, in order.
+    pub(super) ops: Arc<tokio::sync::Mutex<()>>,
+    /// Operations queued or running on this VM.
+    pub(super) queued: usize,
+}
+
+impl SimVm {
+    pub(super) fn new(spec: VmSpec) -> SimVm {
+        SimVm {
+            uuid_text: spec.uuid_text(),
+            state: spec.state,
+            spec,
+            ops: Arc::new(tokio::sync::Mutex::new(())),
+            queued: 0,
+        }
+    }
+}
+
+impl ServiceRegistry {
+    /// The VM the service finds under `uuid`: the exact `{lower-case}` text only, as the
+    /// service looks a VM up by the string it is given.
+    pub(super) fn vm(&self, uuid: &str) -> Option<&SimVm> {
+        self.vms.iter().find(|v| v.uuid_text == uuid)
+    }
+
+    pub(super) fn vm_mut(&mut self, uuid: &str) -> Option<&mut SimVm> {
+        self.vms.iter_mut().find(|v| v.uuid_text == uuid)
+    }
+
+    /// The live sessions, each once (a session taken over from another connection is
+    /// registered under both).
+    pub(super) fn distinct_sessions(&self) -> Vec<Arc<UserSession>> {
+        let mut out: Vec<Arc<UserSession>> = Vec::new();
+        for s in self.sessions.values() {
+            if !out.iter().any(|o| Arc::ptr_eq(o, s)) {
+                out.push(s.clone());
+            }
+        }
+        out
+    }
 }
 
 /// A login session (`CDspClient`). Its handle is the UUID of the connection that created it.
@@ -170,12 +228,24 @@ impl SimService {
         // A Linux service with the default configuration; the application mode picks the
         // default guest OS versions (`CGuestOsesHelper::GetDefaultOsVersion`).
         let matrices = ServerMatrices::linux_service(info.app_execute_mode);
+        let host_xml = config.inventory.host.host_info().to_xml();
+        let registry = ServiceRegistry {
+            vms: config
+                .inventory
+                .vms
+                .iter()
+                .cloned()
+                .map(SimVm::new)
+                .collect(),
+            ..ServiceRegistry::default()
+        };
         SimService {
             faults: Mutex::new(config.faults.clone()),
             config,
             info,
             matrices,
-            registry: Mutex::new(ServiceRegistry::default()),
+            host_xml,
+            registry: Mutex::new(registry),
             connection_faults: Mutex::new(HashMap::new()),
         }
     }

@@ -206,6 +206,8 @@ pub struct Tap {
     pub addr: std::net::SocketAddr,
     pub client_to_server: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
     pub server_to_client: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    /// Directions relayed to their end (0, 1 or 2).
+    ended: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Tap {
@@ -216,6 +218,8 @@ impl Tap {
         let c2s = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let s2c = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let (c2s2, s2c2) = (c2s.clone(), s2c.clone());
+        let ended = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (ended_a, ended_b) = (ended.clone(), ended.clone());
         tokio::spawn(async move {
             let (down, _) = listener.accept().await.unwrap();
             let up = tokio::net::TcpStream::connect(target).await.unwrap();
@@ -233,6 +237,7 @@ impl Tap {
                     }
                 }
                 let _ = uw.shutdown().await;
+                ended_a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             });
             let b = tokio::spawn(async move {
                 let mut buf = [0u8; 8192];
@@ -246,6 +251,7 @@ impl Tap {
                     }
                 }
                 let _ = dw.shutdown().await;
+                ended_b.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             });
             let _ = tokio::join!(a, b);
         });
@@ -253,7 +259,13 @@ impl Tap {
             addr,
             client_to_server: c2s,
             server_to_client: s2c,
+            ended,
         }
+    }
+
+    /// Whether both directions were relayed to their end (everything recorded).
+    pub fn finished(&self) -> bool {
+        self.ended.load(std::sync::atomic::Ordering::SeqCst) == 2
     }
 }
 
@@ -332,4 +344,18 @@ pub fn ready_tcp_addr(child: &mut std::process::Child) -> std::net::SocketAddr {
         .unwrap()
         .parse()
         .unwrap()
+}
+
+/// Waits (bounded: 10 s, polling every 5 ms) until `cond` holds; panics naming `what` after.
+/// For state another task changes (a session ending with its connection, a task finishing):
+/// never sleep a fixed time and then assert.
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let t0 = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
