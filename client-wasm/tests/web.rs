@@ -567,7 +567,7 @@ mod relay_json {
     fn encode_applies_the_core_checks() {
         let mut m = open("h", None, SecurityLevel::Low);
         if let ClientMessage::Open(o) = &mut m {
-            o.version = 2;
+            o.version = RELAY_VERSION + 1;
         }
         assert_eq!(encode(&m).unwrap_err().kind(), "unsupported_version");
         let long = open(&"x".repeat(MAX_CONTROL_LEN), None, SecurityLevel::Low);
@@ -720,7 +720,7 @@ mod relay_json {
                 "malformed",
             ),
             (
-                opened.replace("\"version\":1", "\"version\":2"),
+                opened.replace("\"version\":1", "\"version\":3"),
                 "unsupported_version",
             ),
             (
