@@ -683,8 +683,9 @@ export class Server {
  * `resume_elsewhere` (handled inside the client: a resume reached an instance that does not
  * hold the connection). Client side: `closed`, `canceled`,
  * `proxy_unreachable` (the WebSocket could not be opened: also a proxy that refused the
- * page's Origin, or a `proxyUrl` the page's Content-Security-Policy `connect-src` does not
- * allow), `invalid_argument`, `invalid_state`.
+ * page's Origin, a `proxyUrl` the page's Content-Security-Policy `connect-src` does not
+ * allow, or a proxy on a private or loopback address that Chromium's Local Network Access
+ * check kept a public page from reaching: see the README), `invalid_argument`, `invalid_state`.
  */
 export type ErrorKind =
   | 'authentication'

@@ -224,12 +224,19 @@ fn default_ports() -> Vec<u16> {
     vec![prl_protocol_default_port()]
 }
 
-/// `[tickets]`
+/// `[tickets]`: signed tickets (compact JWS, `docs/tickets.md`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TicketsConfig {
-    /// File holding the HMAC key (at least 32 bytes; raw or base64url text).
-    pub key_file: PathBuf,
+    /// Shorthand for one HS256 key without a `kid`: the shared secret's file (at least 32
+    /// bytes; base64url / base64 text or raw bytes).
+    pub key_file: Option<PathBuf>,
+    /// The keys tickets may be signed with (`[[tickets.keys]]`), each with one algorithm.
+    #[serde(default)]
+    pub keys: Vec<TicketKeyConfig>,
+    /// The `aud` every ticket must name (a string, or an array holding it).
+    #[serde(default = "default_audience")]
+    pub audience: String,
     /// Refuse connections without a valid ticket.
     #[serde(default = "yes")]
     pub required: bool,
@@ -241,6 +248,36 @@ pub struct TicketsConfig {
     pub replay_cache_size: usize,
 }
 
+/// `[[tickets.keys]]`: one verification key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketKeyConfig {
+    /// The `kid` tickets name this key by; at most one key may have none (tickets without a
+    /// `kid` use it).
+    pub kid: Option<String>,
+    /// The one algorithm this key accepts.
+    pub alg: TicketAlg,
+    /// HS256: the shared secret's file. EdDSA: the Ed25519 public key (PEM or JWK).
+    pub file: PathBuf,
+}
+
+/// A ticket key's algorithm, spelt as in the JOSE header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum TicketAlg {
+    /// HMAC-SHA-256 with a shared secret.
+    #[serde(rename = "HS256")]
+    Hs256,
+    /// Ed25519; the proxy holds the public key only.
+    #[serde(rename = "EdDSA")]
+    EdDsa,
+}
+
+/// The default `tickets.audience`.
+pub const DEFAULT_AUDIENCE: &str = "prl-proxy";
+
+fn default_audience() -> String {
+    DEFAULT_AUDIENCE.to_string()
+}
 fn yes() -> bool {
     true
 }
@@ -249,6 +286,50 @@ fn default_ticket_ttl() -> u64 {
 }
 fn default_replay_cache() -> usize {
     100_000
+}
+
+impl TicketsConfig {
+    /// The audience and the key list's shape (the key files are read by
+    /// `ticket::Tickets::load`, with the rest of what start-up and reload load).
+    fn validate_keys(&self) -> Result<(), ConfigError> {
+        let a = &self.audience;
+        if a.is_empty() || a.len() > 256 || a.chars().any(char::is_control) {
+            return Err(ConfigError::invalid(
+                "tickets.audience",
+                "must be 1 to 256 characters, no control characters",
+            ));
+        }
+        if self.key_file.is_none() && self.keys.is_empty() {
+            return Err(ConfigError::invalid(
+                "tickets.keys",
+                "no key: set tickets.key_file or at least one [[tickets.keys]]",
+            ));
+        }
+        let mut without_kid = self.key_file.is_some();
+        for (i, k) in self.keys.iter().enumerate() {
+            let key = format!("tickets.keys[{i}].kid");
+            match &k.kid {
+                None if without_kid => {
+                    return Err(ConfigError::invalid(
+                        key,
+                        "missing: only one key (tickets.key_file counts) may be without a kid",
+                    ))
+                }
+                None => without_kid = true,
+                Some(kid) if !crate::jws::valid_kid(kid) => {
+                    return Err(ConfigError::invalid(
+                        key,
+                        "must be 1 to 64 visible ASCII characters",
+                    ))
+                }
+                Some(kid) if self.keys[..i].iter().any(|o| o.kid.as_ref() == Some(kid)) => {
+                    return Err(ConfigError::invalid(key, "used by another key"))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `[limits]`
@@ -278,13 +359,16 @@ pub struct LimitsConfig {
     pub connect_timeout_ms: u64,
     /// All connections (HTTP, WebSocket, detached sessions).
     pub max_connections: usize,
-    /// Connections that have not completed `open` / `resume` yet (beyond it, new
-    /// connections get HTTP 503 with `Retry-After`).
+    /// Connections that have not completed `open` / `resume` yet. Full, a newcomer from an
+    /// address holding none of them, or at least two fewer than the address holding the
+    /// most, takes that address's oldest (fair-share eviction, `crate::fairpool`); any other
+    /// gets HTTP 503 with `Retry-After`.
     pub max_preauth_connections: usize,
     /// One client address's share of `max_preauth_connections` (IPv6 per /64).
     pub max_preauth_per_ip: usize,
     /// Upstream connections opened but not yet logged in, all clients together (kept well
-    /// below what the service can hold; beyond it an `open` is refused with `limit_reached`).
+    /// below what the service can hold). Full, it evicts like `max_preauth_connections`; an
+    /// `open` it cannot make room for is refused with `limit_reached`.
     pub max_unauthenticated_upstreams: usize,
     /// One client address's share of `max_unauthenticated_upstreams` (IPv6 per /64).
     pub max_unauthenticated_upstreams_per_ip: usize,
@@ -522,7 +606,10 @@ impl Config {
             fix(&mut m.dir);
         }
         if let Some(t) = &mut self.tickets {
-            fix(&mut t.key_file);
+            t.key_file.as_mut().map(fix);
+            for k in &mut t.keys {
+                fix(&mut k.file);
+            }
         }
         if let Some(c) = &mut self.cluster {
             fix(&mut c.secret_file);
@@ -616,6 +703,7 @@ impl Config {
                     "must be > 0",
                 ));
             }
+            t.validate_keys()?;
         }
         let l = &self.limits;
         let positive: [(&str, u64); 14] = [

@@ -16,8 +16,10 @@
 mod batch;
 mod budget;
 pub mod config;
+mod fairpool;
 mod firstcap;
 pub mod forwarded;
+pub mod jws;
 pub mod limits;
 pub mod login;
 pub mod metrics;
@@ -30,6 +32,7 @@ pub mod shared_state;
 pub mod state;
 pub mod static_files;
 pub mod ticket;
+pub mod ticket_keys;
 pub mod tls;
 pub mod util;
 

@@ -1,9 +1,9 @@
-//! Connection caps and login throttling.
+//! Client keys and login throttling (the connection caps: `crate::fairpool`).
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -32,74 +32,6 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
         IpAddr::V6(v6) => {
             let s = v6.segments();
             IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-        }
-    }
-}
-
-/// Counts concurrent connections per client key.
-#[derive(Debug)]
-pub struct PerIpCounter {
-    max: usize,
-    counts: Mutex<HashMap<IpAddr, usize>>,
-}
-
-/// Held while a connection from that client is open.
-#[derive(Debug)]
-pub struct IpGuard {
-    counter: Arc<PerIpCounter>,
-    key: IpAddr,
-}
-
-impl PerIpCounter {
-    /// At most `max` connections per client key.
-    pub fn new(max: usize) -> Arc<PerIpCounter> {
-        Arc::new(PerIpCounter {
-            max,
-            counts: Mutex::new(HashMap::new()),
-        })
-    }
-
-    /// Count one more connection, or `None` if that client is at its cap.
-    pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<IpGuard> {
-        let key = client_key(ip);
-        let mut g = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let n = g.entry(key).or_insert(0);
-        if *n >= self.max {
-            return None;
-        }
-        *n += 1;
-        Some(IpGuard {
-            counter: Arc::clone(self),
-            key,
-        })
-    }
-
-    /// Current count for an address.
-    pub fn count(&self, ip: IpAddr) -> usize {
-        let g = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        g.get(&client_key(ip)).copied().unwrap_or(0)
-    }
-}
-
-impl IpGuard {
-    /// The client key it counts for.
-    pub fn key(&self) -> IpAddr {
-        self.key
-    }
-}
-
-impl Drop for IpGuard {
-    fn drop(&mut self) {
-        let mut g = self
-            .counter
-            .counts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = g.get_mut(&self.key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                g.remove(&self.key);
-            }
         }
     }
 }
@@ -188,25 +120,6 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
 mod tests {
     use super::*;
     use std::time::Duration;
-
-    #[test]
-    fn per_ip_cap_and_release() {
-        let c = PerIpCounter::new(2);
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let a = c.try_acquire(ip).unwrap();
-        let _b = c.try_acquire(ip).unwrap();
-        assert!(c.try_acquire(ip).is_none());
-        assert!(c.try_acquire("10.0.0.2".parse().unwrap()).is_some());
-        drop(a);
-        assert!(c.try_acquire(ip).is_some());
-        // Same /64 counts together; a mapped v4 counts as the v4.
-        let v6a: IpAddr = "2001:db8::1".parse().unwrap();
-        let v6b: IpAddr = "2001:db8::2".parse().unwrap();
-        let _x = c.try_acquire(v6a).unwrap();
-        let _y = c.try_acquire(v6b).unwrap();
-        assert!(c.try_acquire(v6a).is_none());
-        assert_eq!(c.count("::ffff:10.0.0.2".parse().unwrap()), 0);
-    }
 
     #[test]
     fn token_bucket() {

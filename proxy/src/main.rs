@@ -1,6 +1,9 @@
 //! `prl-proxy --config FILE [--listen ADDR]`: run the relay (under systemd, `Type=notify`).
-//! `prl-proxy ticket --config FILE --target HOST[:PORT]|@local --origin ORIGIN [--scope S]`:
-//! issue a ticket.
+//! `prl-proxy ticket --config FILE --target HOST[:PORT]|@local --origin ORIGIN [--scope S]
+//! [--subject S] [--ttl SECS] [--kid KID] [--private-key FILE]`: issue a ticket (a JWT, HS256
+//! with a configured secret, or EdDSA with the private key given).
+//! `prl-proxy keygen ed25519 --private-key FILE --public-key FILE` / `keygen hs256 --out FILE`:
+//! write a fresh ticket key.
 //! `prl-proxy check-config FILE`: check a configuration as start-up and reload do; exit 0 / 2.
 #![forbid(unsafe_code)]
 
@@ -9,10 +12,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use prl_protocol::scope::CommandScope;
 use prl_proxy::config::LogFormat;
-use prl_proxy::ticket::{TicketKey, TicketOptions, LOCAL_TARGET};
+use prl_proxy::ticket::{TicketOptions, Tickets, LOCAL_TARGET};
+use prl_proxy::ticket_keys;
 use prl_proxy::{Config, Proxy, StartError};
 use sd_notify::NotifyState;
 use tracing_subscriber::EnvFilter;
@@ -40,7 +44,9 @@ enum Command {
         /// The configuration file.
         file: PathBuf,
     },
-    /// Print a signed ticket for one connection (needs [tickets] in the config).
+    /// Print a signed ticket (a JWT) for one connection (needs [tickets] in the config): HS256
+    /// with a configured secret, or EdDSA with --private-key. The ticket is checked against
+    /// the config before it is printed.
     Ticket {
         /// Target as the browser will name it: HOST or HOST:PORT (port 0/absent = 64000), or
         /// `@local` for a local-mode open (`"mode":"local"`).
@@ -59,7 +65,40 @@ enum Command {
         /// narrower of this and `[policy] scope` applies).
         #[arg(long, value_name = "read|operate|all")]
         scope: Option<String>,
+        /// The key to sign with, by its `kid` (default: the only HS256 key, or the HS256 key
+        /// without a kid; with --private-key, the EdDSA key holding its public half).
+        #[arg(long)]
+        kid: Option<String>,
+        /// Sign with EdDSA and this Ed25519 private key (PKCS#8 PEM or JWK); its public key
+        /// must be one of the config's EdDSA keys.
+        #[arg(long, value_name = "FILE")]
+        private_key: Option<PathBuf>,
     },
+    /// Write a fresh ticket key: an Ed25519 pair (the private key for whoever mints tickets,
+    /// the public key for [[tickets.keys]] alg = "EdDSA"), or an HS256 secret. Existing files
+    /// are never overwritten; private files are created with mode 0600.
+    Keygen {
+        /// Which key.
+        #[arg(value_enum)]
+        alg: KeygenAlg,
+        /// ed25519: where to write the private key (PKCS#8 PEM).
+        #[arg(long, value_name = "FILE", required_if_eq("alg", "ed25519"))]
+        private_key: Option<PathBuf>,
+        /// ed25519: where to write the public key (SubjectPublicKeyInfo PEM).
+        #[arg(long, value_name = "FILE", required_if_eq("alg", "ed25519"))]
+        public_key: Option<PathBuf>,
+        /// hs256: where to write the secret (32 random bytes as base64url text).
+        #[arg(long, value_name = "FILE", required_if_eq("alg", "hs256"))]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum KeygenAlg {
+    /// An Ed25519 key pair (EdDSA tickets).
+    Ed25519,
+    /// A 32-byte shared secret (HS256 tickets).
+    Hs256,
 }
 
 fn init_logging(config: &Config) {
@@ -81,6 +120,26 @@ fn main() -> ExitCode {
     if let Some(Command::CheckConfig { file }) = &cli.command {
         return check_config(file);
     }
+    if let Some(Command::Keygen {
+        alg,
+        private_key,
+        public_key,
+        out,
+    }) = &cli.command
+    {
+        return match keygen(
+            *alg,
+            private_key.as_deref(),
+            public_key.as_deref(),
+            out.as_deref(),
+        ) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("prl-proxy: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let Some(path) = cli.config.clone() else {
         eprintln!("prl-proxy: --config FILE is required");
         return ExitCode::from(2);
@@ -98,6 +157,8 @@ fn main() -> ExitCode {
         ttl,
         subject,
         scope,
+        kid,
+        private_key,
     }) = &cli.command
     {
         let scope = match scope.as_deref().map(CommandScope::parse) {
@@ -112,7 +173,20 @@ fn main() -> ExitCode {
             sub: subject.clone(),
             scope,
         };
-        return issue_ticket(&config, target, origin, *ttl, options);
+        let key = Signing {
+            kid: kid.as_deref(),
+            private_key: private_key.as_deref(),
+        };
+        return match issue_ticket(&config, target, origin, *ttl, options, key) {
+            Ok(ticket) => {
+                println!("{ticket}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("prl-proxy: {e}");
+                ExitCode::from(2)
+            }
+        };
     }
     if let Some(listen) = cli.listen {
         config.server.listen = listen;
@@ -211,53 +285,116 @@ async fn wait_for_stop() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// Which key `prl-proxy ticket` signs with.
+struct Signing<'a> {
+    kid: Option<&'a str>,
+    private_key: Option<&'a std::path::Path>,
+}
+
 fn issue_ticket(
     config: &Config,
     target: &str,
     origin: &str,
     ttl: u64,
     options: TicketOptions,
-) -> ExitCode {
-    let Some(tickets) = &config.tickets else {
-        eprintln!("prl-proxy: the config has no [tickets] section");
-        return ExitCode::from(2);
+    key: Signing<'_>,
+) -> Result<String, String> {
+    let Some(section) = &config.tickets else {
+        return Err("the config has no [tickets] section".into());
     };
-    let key = match TicketKey::load(&tickets.key_file) {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!("prl-proxy: invalid config key `tickets.key_file`: {e}");
-            return ExitCode::from(2);
-        }
+    let tickets = Tickets::load(section).map_err(|e| e.to_string())?;
+    let private_key = match key.private_key {
+        Some(path) => Some(
+            ticket_keys::load_ed25519_private(path).map_err(|e| format!("--private-key: {e}"))?,
+        ),
+        None => None,
     };
+    let issuer = tickets.issuer(key.kid, private_key)?;
     if ttl == 0 || ttl > tickets.max_ttl_secs {
-        eprintln!(
-            "prl-proxy: --ttl must be between 1 and tickets.max_ttl_secs ({})",
+        return Err(format!(
+            "--ttl must be between 1 and tickets.max_ttl_secs ({})",
             tickets.max_ttl_secs
-        );
-        return ExitCode::from(2);
+        ));
     }
     let now = prl_proxy::util::unix_now();
     if prl_proxy::origin::normalize_origin(origin).is_none() {
-        eprintln!("prl-proxy: --origin is not an origin (scheme://host[:port])");
-        return ExitCode::from(2);
+        return Err("--origin is not an origin (scheme://host[:port])".into());
     }
-    if target == LOCAL_TARGET {
-        println!("{}", key.issue_local_with(origin, now, ttl, options));
-        return ExitCode::SUCCESS;
-    }
-    let (host, port) = match target.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') || h.starts_with('[') => match p.parse::<u16>() {
-            Ok(p) => (h.to_string(), p),
-            Err(_) => {
-                eprintln!("prl-proxy: --target port is not a number");
-                return ExitCode::from(2);
-            }
-        },
-        _ => (target.to_string(), 0),
+    let ticket = if target == LOCAL_TARGET {
+        issuer.local(origin, now, ttl, options)
+    } else {
+        let (host, port) = match target.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') || h.starts_with('[') => match p.parse::<u16>() {
+                Ok(p) => (h, p),
+                Err(_) => return Err("--target port is not a number".into()),
+            },
+            _ => (target, 0),
+        };
+        issuer.remote(host, port, origin, now, ttl, options)
     };
-    println!(
-        "{}",
-        key.issue_for_with(&host, port, origin, now, ttl, options)
-    );
-    ExitCode::SUCCESS
+    // What the proxy would say of it (a ticket the config refuses is never printed).
+    tickets
+        .verify(&ticket, origin, now)
+        .map_err(|e| format!("the minted ticket does not verify: {e}"))?;
+    Ok(ticket)
+}
+
+/// `prl-proxy keygen`.
+fn keygen(
+    alg: KeygenAlg,
+    private_key: Option<&std::path::Path>,
+    public_key: Option<&std::path::Path>,
+    out: Option<&std::path::Path>,
+) -> Result<(), String> {
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    prl_proxy::util::fill_random(&mut seed[..]);
+    match (alg, private_key, public_key, out) {
+        (KeygenAlg::Ed25519, Some(private), Some(public), None) => {
+            let pk = ticket_keys::ed25519_public_of(&seed).ok_or("cannot derive the public key")?;
+            create(
+                private,
+                ticket_keys::ed25519_private_pem(&seed).as_bytes(),
+                true,
+            )?;
+            create(
+                public,
+                ticket_keys::ed25519_public_pem(&pk).as_bytes(),
+                false,
+            )?;
+            println!("{}", ticket_keys::ed25519_public_jwk(&pk));
+            Ok(())
+        }
+        (KeygenAlg::Hs256, None, None, Some(out)) => {
+            use base64::Engine as _;
+            let text = zeroize::Zeroizing::new(format!(
+                "{}\n",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&seed[..])
+            ));
+            create(out, text.as_bytes(), true)
+        }
+        (KeygenAlg::Ed25519, ..) => {
+            Err("keygen ed25519 takes --private-key and --public-key".into())
+        }
+        (KeygenAlg::Hs256, ..) => Err("keygen hs256 takes --out".into()),
+    }
+}
+
+/// Write a new file (never over an existing one); `secret`: readable by the owner only.
+fn create(path: &std::path::Path, contents: &[u8], secret: bool) -> Result<(), String> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = secret;
+    let mut file = options
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    file.write_all(contents)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

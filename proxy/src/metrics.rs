@@ -30,6 +30,8 @@ pub struct Metrics {
     pub bytes: Family<Label1, Counter>,
     /// Refusals by reason.
     pub rejections: Family<Label1, Counter>,
+    /// Refused tickets by reason (`crate::ticket::TicketError::kind`).
+    pub ticket_rejections: Family<Label1, Counter>,
     /// How the client address of requests was decided (`crate::forwarded::Outcome::label`).
     pub forwarded: Family<Label1, Counter>,
     /// Bytes currently queued inside the proxy (both directions, all sessions).
@@ -67,6 +69,7 @@ impl Metrics {
         let login_seconds = Histogram::new(buckets);
         let bytes = Family::<Label1, Counter>::default();
         let rejections = Family::<Label1, Counter>::default();
+        let ticket_rejections = Family::<Label1, Counter>::default();
         let forwarded = Family::<Label1, Counter>::default();
         let queued_bytes = Gauge::default();
         let connections = Gauge::default();
@@ -112,6 +115,11 @@ impl Metrics {
             rejections.clone(),
         );
         registry.register(
+            "ticket_rejections",
+            "Refused tickets by reason",
+            ticket_rejections.clone(),
+        );
+        registry.register(
             "forwarded",
             "Requests by how their client address was decided (trusted proxies)",
             forwarded.clone(),
@@ -152,6 +160,7 @@ impl Metrics {
             login_seconds,
             bytes,
             rejections,
+            ticket_rejections,
             forwarded,
             queued_bytes,
             connections,
@@ -164,6 +173,13 @@ impl Metrics {
     /// Count a refusal.
     pub fn reject(&self, reason: &'static str) {
         self.rejections.get_or_create(&[("reason", reason)]).inc();
+    }
+
+    /// Count a refused ticket (`reason`: a `TicketError::kind`).
+    pub fn ticket_refused(&self, reason: &'static str) {
+        self.ticket_rejections
+            .get_or_create(&[("reason", reason)])
+            .inc();
     }
 
     /// Count how a request's client address was decided.
@@ -200,6 +216,7 @@ mod tests {
     fn renders_every_family() {
         let m = Metrics::new();
         m.reject("origin_denied");
+        m.ticket_refused("expired");
         m.login("success");
         m.relayed("to_browser", 10);
         m.connect_seconds.observe(0.2);
@@ -208,6 +225,7 @@ mod tests {
             "prl_proxy_sessions_active",
             "prl_proxy_rejections_total{reason=\"origin_denied\"} 1",
             "prl_proxy_logins_total{outcome=\"success\"} 1",
+            "prl_proxy_ticket_rejections_total{reason=\"expired\"} 1",
             "prl_proxy_bytes_total{direction=\"to_browser\"} 10",
             "prl_proxy_connect_seconds_bucket",
         ] {

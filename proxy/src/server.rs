@@ -347,13 +347,23 @@ async fn handle_connection(
     let _ = tcp.set_nodelay(true);
     let limits = state.active().config.limits.clone();
     let deadline = Duration::from_millis(limits.handshake_timeout_ms);
-    match &state.tls {
-        Some(tls) => match tokio::time::timeout(deadline, tls.acceptor.accept(tcp)).await {
-            Ok(Ok(stream)) => serve_http(state, hub, stream, peer, slots, &limits).await,
-            Ok(Err(_)) => state.metrics.reject("tls_handshake"),
-            Err(_) => state.metrics.reject("handshake_timeout"),
-        },
-        None => serve_http(state, hub, tcp, peer, slots, &limits).await,
+    let conn = Arc::clone(&slots);
+    let serve = async move {
+        match &state.tls {
+            Some(tls) => match tokio::time::timeout(deadline, tls.acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => serve_http(state, hub, stream, peer, slots, &limits).await,
+                Ok(Err(_)) => state.metrics.reject("tls_handshake"),
+                Err(_) => state.metrics.reject("handshake_timeout"),
+            },
+            None => serve_http(state, hub, tcp, peer, slots, &limits).await,
+        }
+    };
+    // A full pre-auth pool may give this connection's slot to another client before its
+    // upgrade (TLS handshake, request head): it is closed (counted when evicted). After the
+    // upgrade the relay watches for it and answers with a relay error.
+    tokio::select! {
+        () = serve => {}
+        () = conn.preauth_evicted() => {}
     }
 }
 
@@ -514,7 +524,10 @@ async fn route(
     if path == active.config.server.ws_path {
         // A keep-alive connection that served plain requests gave its pre-auth slot back,
         // and a trusted proxy's connection has no client share yet: an upgrade needs both.
-        if let Err(reason) = state.caps.reacquire_preauth(&slots, client.ip) {
+        if let Err(reason) = state
+            .caps
+            .reacquire_preauth(&slots, client.ip, &state.metrics)
+        {
             state.metrics.reject(reason);
             let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
             r.headers_mut().insert(
@@ -748,6 +761,7 @@ async fn websocket(
                     );
                 }
                 Err(e) => {
+                    state.metrics.ticket_refused(e.kind());
                     tracing::info!(client = %client, reason = e.kind(), "ticket refused");
                     return reject("ticket_invalid", StatusCode::FORBIDDEN, "ticket invalid\n");
                 }

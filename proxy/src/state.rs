@@ -12,18 +12,18 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::config::{Config, ConfigError, LimitsConfig};
+use crate::fairpool::{FairPool, Refusal, SlotId};
 use crate::forwarded::TrustedProxies;
-use crate::limits::{client_key, IpGuard, PerIpCounter};
 use crate::metrics::Metrics;
 use crate::origin::OriginPolicy;
 use crate::policy::TargetPolicy;
 use crate::shared_state::SharedState;
 use crate::static_files::StaticFiles;
-use crate::ticket::{TicketKey, Tickets};
+use crate::ticket::{TicketKeyError, Tickets};
 use crate::tls::{TlsError, TlsState};
 
 /// Failure to start or reload the proxy.
@@ -35,9 +35,9 @@ pub enum StartError {
     /// Certificate or key problem.
     #[error(transparent)]
     Tls(#[from] TlsError),
-    /// Ticket key unreadable or too short.
-    #[error("invalid config key `tickets.key_file`: {0}")]
-    TicketKey(String),
+    /// A ticket key file unreadable or not a key of its algorithm.
+    #[error(transparent)]
+    TicketKey(#[from] TicketKeyError),
     /// The cluster's shared state cannot be set up (secret, password, CA, URL).
     #[error("invalid config section `cluster`: {0}")]
     Cluster(String),
@@ -102,11 +102,7 @@ impl ActiveConfig {
             tls,
         );
         let tickets = match &config.tickets {
-            Some(t) => Some(Tickets {
-                key: TicketKey::load(&t.key_file).map_err(StartError::TicketKey)?,
-                required: t.required,
-                max_ttl_secs: t.max_ttl_secs,
-            }),
+            Some(t) => Some(Tickets::load(t)?),
             None => None,
         };
         let static_files = StaticFiles::new(&config.static_files)?;
@@ -201,6 +197,13 @@ impl ProxyState {
 /// not yet logged in (`max_unauthenticated_upstreams`,
 /// `max_unauthenticated_upstreams_per_ip`).
 ///
+/// A share alone cannot keep many addresses from filling a pool, so the two pools of
+/// connections that have not authenticated evict fairly when full ([`crate::fairpool`]): a
+/// newcomer whose client holds none, or two fewer than the biggest holder, takes that
+/// holder's oldest slot, whose connection is told through its [`Eviction`] and closed with
+/// `limit_reached` (`rejections_total` `preauth_evicted` / `unauthenticated_evicted`). The
+/// pool of all connections, authenticated sessions included, never evicts.
+///
 /// The client of a share is the request's client address ([`crate::forwarded`]). A
 /// connection from a trusted proxy carries requests of other clients, whose address is
 /// known only once a request head has been read: at accept it takes a slot of each pool's
@@ -214,59 +217,112 @@ pub(crate) struct ConnCaps {
     unauthenticated: Pool,
 }
 
-/// A pool of slots with a per-client share.
-#[derive(Debug)]
-struct Pool {
-    all: Arc<Semaphore>,
-    per_ip: Arc<PerIpCounter>,
+/// Tells a connection that a pool took its slot back (fair-share eviction); one per
+/// connection for its pre-auth slot (whichever it holds), one per unauthenticated upstream.
+#[derive(Debug, Clone)]
+pub(crate) struct Eviction(Arc<watch::Sender<bool>>);
+
+impl Eviction {
+    pub(crate) fn new() -> Eviction {
+        Eviction(Arc::new(watch::channel(false).0))
+    }
+
+    fn evict(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Resolves once evicted (at once if it already was).
+    pub(crate) async fn evicted(&self) {
+        let mut rx = self.0.subscribe();
+        // The sender lives in `self`: this only returns once the flag is set.
+        let _ = rx.wait_for(|evicted| *evicted).await;
+    }
 }
 
-/// A slot of a [`Pool`]: given back when dropped. `share` is the client's share (none for a
-/// trusted proxy's connection before a request has named its client).
-#[derive(Debug)]
+type Shared = Arc<Mutex<FairPool<Eviction>>>;
+
+fn lock(pool: &Shared) -> std::sync::MutexGuard<'_, FairPool<Eviction>> {
+    pool.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A pool of slots with a per-client share; `evicted` is the `rejections_total` label of an
+/// eviction, for a pool that evicts.
+struct Pool {
+    slots: Shared,
+    evicted: Option<&'static str>,
+}
+
+/// A slot of a [`Pool`]: given back when dropped (if the pool has not taken it back).
 pub(crate) struct Slot {
-    _all: OwnedSemaphorePermit,
-    share: Option<IpGuard>,
+    pool: Shared,
+    id: SlotId,
+    eviction: Eviction,
+}
+
+impl Slot {
+    /// Resolves once the pool took this slot back.
+    pub(crate) async fn evicted(&self) {
+        self.eviction.evicted().await
+    }
+}
+
+impl std::fmt::Debug for Slot {
+    /// The slot, not its whole pool.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot").field("id", &self.id).finish()
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        lock(&self.pool).release(self.id);
+    }
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("held", &lock(&self.slots).len())
+            .field("evicted", &self.evicted)
+            .finish()
+    }
 }
 
 impl Pool {
-    fn new(all: usize, per_ip: usize) -> Pool {
+    fn new(all: usize, per_ip: usize, evicted: Option<&'static str>) -> Pool {
         Pool {
-            all: Arc::new(Semaphore::new(all)),
-            per_ip: PerIpCounter::new(per_ip.max(1)),
+            slots: Arc::new(Mutex::new(FairPool::new(all, per_ip, evicted.is_some()))),
+            evicted,
         }
     }
 
-    /// A slot, with `client`'s share if given, or which limit refused it (`Err(true)`: the
-    /// client's share).
-    fn take(&self, client: Option<IpAddr>) -> Result<Slot, bool> {
-        let share = match client {
-            Some(ip) => Some(self.per_ip.try_acquire(ip).ok_or(true)?),
-            None => None,
-        };
-        let all = Arc::clone(&self.all)
-            .try_acquire_owned()
-            .map_err(|_| false)?;
-        Ok(Slot { _all: all, share })
-    }
-
-    /// Make `slot` count against `client`'s share (taking it before giving up the old one);
-    /// `false` if that client is at its cap (the slot is unchanged).
-    fn rebind(&self, slot: &mut Slot, client: IpAddr) -> bool {
-        if slot
-            .share
-            .as_ref()
-            .is_some_and(|g| g.key() == client_key(client))
-        {
-            return true;
-        }
-        match self.per_ip.try_acquire(client) {
-            Some(g) => {
-                slot.share = Some(g);
-                true
+    /// A slot counted against `client`'s share if given (else the pool's only), whose
+    /// holder hears of an eviction through `eviction`; or why not. A slot this one takes
+    /// the place of is told, and counted.
+    fn take(
+        &self,
+        client: Option<IpAddr>,
+        eviction: Eviction,
+        metrics: &Metrics,
+    ) -> Result<Slot, Refusal> {
+        let taken = lock(&self.slots).take(client, eviction.clone())?;
+        if let Some(victim) = taken.evicted {
+            victim.evict();
+            if let Some(reason) = self.evicted {
+                metrics.reject(reason);
             }
-            None => false,
         }
+        Ok(Slot {
+            pool: Arc::clone(&self.slots),
+            id: taken.id,
+            eviction,
+        })
+    }
+
+    /// Make `slot` count against `client`'s share; `false` if that client is at its cap
+    /// (the slot is unchanged).
+    fn rebind(&self, slot: &Slot, client: IpAddr) -> bool {
+        lock(&self.slots).rebind(slot.id, client)
     }
 }
 
@@ -287,11 +343,16 @@ pub(crate) enum Admission {
 impl ConnCaps {
     fn new(l: &LimitsConfig) -> ConnCaps {
         ConnCaps {
-            total: Pool::new(l.max_connections, l.max_connections_per_ip),
-            preauth: Pool::new(l.max_preauth_connections, l.max_preauth_per_ip),
+            total: Pool::new(l.max_connections, l.max_connections_per_ip, None),
+            preauth: Pool::new(
+                l.max_preauth_connections,
+                l.max_preauth_per_ip,
+                Some("preauth_evicted"),
+            ),
             unauthenticated: Pool::new(
                 l.max_unauthenticated_upstreams,
                 l.max_unauthenticated_upstreams_per_ip,
+                Some("unauthenticated_evicted"),
             ),
         }
     }
@@ -307,15 +368,18 @@ impl ConnCaps {
         metrics: &Metrics,
     ) -> Result<Admission, &'static str> {
         let client = (!trusted).then_some(peer);
-        let total = self.total.take(client).map_err(|own_share| {
-            if own_share {
-                "per_ip_connections"
-            } else {
-                "max_connections"
-            }
-        })?;
+        // The pool of all connections never evicts: its slot shares the connection's
+        // eviction with the pre-auth slot, never to be told.
+        let eviction = Eviction::new();
+        let total = self
+            .total
+            .take(client, eviction.clone(), metrics)
+            .map_err(|refusal| match refusal {
+                Refusal::OwnShare => "per_ip_connections",
+                Refusal::Full => "max_connections",
+            })?;
         metrics.connections.inc();
-        let (preauth, busy) = match self.preauth(client) {
+        let (preauth, busy) = match self.preauth(client, &eviction, metrics) {
             Ok(slot) => (Some(slot), None),
             Err(reason) => (None, Some(reason)),
         };
@@ -323,6 +387,7 @@ impl ConnCaps {
             total: Mutex::new(total),
             _gauge: GaugeGuard(metrics.connections.clone()),
             preauth: Mutex::new(preauth),
+            eviction,
         });
         Ok(match busy {
             None => Admission::Ready(slots),
@@ -330,14 +395,18 @@ impl ConnCaps {
         })
     }
 
-    fn preauth(&self, client: Option<IpAddr>) -> Result<Slot, &'static str> {
-        self.preauth.take(client).map_err(|own_share| {
-            if own_share {
-                "preauth_per_ip"
-            } else {
-                "preauth_connections"
-            }
-        })
+    fn preauth(
+        &self,
+        client: Option<IpAddr>,
+        eviction: &Eviction,
+        metrics: &Metrics,
+    ) -> Result<Slot, &'static str> {
+        self.preauth
+            .take(client, eviction.clone(), metrics)
+            .map_err(|refusal| match refusal {
+                Refusal::OwnShare => "preauth_per_ip",
+                Refusal::Full => "preauth_connections",
+            })
     }
 
     /// Count `slots` against the share of `client`, the client of its latest request (a
@@ -348,8 +417,8 @@ impl ConnCaps {
         slots: &ConnSlots,
         client: IpAddr,
     ) -> Result<(), &'static str> {
-        let mut total = slots.total.lock().unwrap_or_else(|p| p.into_inner());
-        if self.total.rebind(&mut total, client) {
+        let total = slots.total.lock().unwrap_or_else(|p| p.into_inner());
+        if self.total.rebind(&total, client) {
             Ok(())
         } else {
             Err("per_ip_connections")
@@ -363,10 +432,11 @@ impl ConnCaps {
         &self,
         slots: &ConnSlots,
         client: IpAddr,
+        metrics: &Metrics,
     ) -> Result<(), &'static str> {
         let mut pre = slots.preauth.lock().unwrap_or_else(|p| p.into_inner());
         match pre.as_mut() {
-            None => *pre = Some(self.preauth(Some(client))?),
+            None => *pre = Some(self.preauth(Some(client), &slots.eviction, metrics)?),
             Some(slot) => {
                 if !self.preauth.rebind(slot, client) {
                     return Err("preauth_per_ip");
@@ -377,16 +447,18 @@ impl ConnCaps {
     }
 
     /// A slot for an upstream connection that has not logged in yet, or the
-    /// `rejections_total` label if `client` or everyone is at the cap.
-    pub(crate) fn unauthenticated(&self, client: IpAddr) -> Result<Slot, &'static str> {
+    /// `rejections_total` label if `client` is at its share, or the pool is full and no
+    /// client holds more than `client`.
+    pub(crate) fn unauthenticated(
+        &self,
+        client: IpAddr,
+        metrics: &Metrics,
+    ) -> Result<Slot, &'static str> {
         self.unauthenticated
-            .take(Some(client))
-            .map_err(|own_share| {
-                if own_share {
-                    "unauthenticated_upstreams_per_ip"
-                } else {
-                    "unauthenticated_upstreams"
-                }
+            .take(Some(client), Eviction::new(), metrics)
+            .map_err(|refusal| match refusal {
+                Refusal::OwnShare => "unauthenticated_upstreams_per_ip",
+                Refusal::Full => "unauthenticated_upstreams",
             })
     }
 }
@@ -400,6 +472,8 @@ pub(crate) struct ConnSlots {
     /// Held until the connection is no longer waiting to authenticate (it served a plain
     /// HTTP request, or the relay opened or resumed).
     preauth: Mutex<Option<Slot>>,
+    /// Told when the pre-auth pool takes back the slot this connection holds.
+    eviction: Eviction,
 }
 
 impl ConnSlots {
@@ -411,6 +485,12 @@ impl ConnSlots {
                 .unwrap_or_else(|p| p.into_inner())
                 .take(),
         );
+    }
+
+    /// Resolves once the pre-auth pool took this connection's slot back (fair-share
+    /// eviction): the connection must close.
+    pub(crate) async fn preauth_evicted(&self) {
+        self.eviction.evicted().await
     }
 }
 

@@ -28,6 +28,15 @@ host = "127.0.0.1"
 port = 64000
 [tickets]
 key_file = "ticket.key"
+audience = "https://proxy.example.com"
+[[tickets.keys]]
+kid = "ed-1"
+alg = "EdDSA"
+file = "ed.pub.pem"
+[[tickets.keys]]
+kid = "hs-2"
+alg = "HS256"
+file = "ticket.key"
 "#;
 
 /// Broken configurations (listen is an ephemeral loopback port wherever the case allows, so
@@ -60,6 +69,31 @@ const BROKEN: &[(&str, &str, &str)] = &[
         "tickets.key_file",
     ),
     (
+        "a private key where the EdDSA public key belongs",
+        "[server]\nlisten = \"127.0.0.1:0\"\n[tickets]\n[[tickets.keys]]\nalg = \"EdDSA\"\nfile = \"ed.pem\"\n",
+        "tickets.keys[0].file",
+    ),
+    (
+        "an HS256 key file that is an Ed25519 public key (too short)",
+        "[server]\nlisten = \"127.0.0.1:0\"\n[tickets]\n[[tickets.keys]]\nalg = \"HS256\"\nfile = \"short.key\"\n",
+        "tickets.keys[0].file",
+    ),
+    (
+        "two ticket keys with one kid",
+        "[server]\nlisten = \"127.0.0.1:0\"\n[tickets]\n[[tickets.keys]]\nkid = \"a\"\nalg = \"HS256\"\nfile = \"ticket.key\"\n[[tickets.keys]]\nkid = \"a\"\nalg = \"EdDSA\"\nfile = \"ed.pub.pem\"\n",
+        "tickets.keys[1].kid",
+    ),
+    (
+        "no ticket key",
+        "[server]\nlisten = \"127.0.0.1:0\"\n[tickets]\nrequired = true\n",
+        "tickets.keys",
+    ),
+    (
+        "ticket algorithm none",
+        "[server]\nlisten = \"127.0.0.1:0\"\n[tickets]\n[[tickets.keys]]\nalg = \"none\"\nfile = \"ticket.key\"\n",
+        "alg",
+    ),
+    (
         "missing static directory",
         "[server]\nlisten = \"127.0.0.1:0\"\n[static]\nroot = \"no-such-dir\"\n",
         "no-such-dir",
@@ -90,6 +124,18 @@ fn workdir() -> tempfile::TempDir {
     std::fs::create_dir(dir.path().join("www")).unwrap();
     std::fs::write(dir.path().join("ticket.key"), [7u8; 32]).unwrap();
     std::fs::write(dir.path().join("short.key"), b"short").unwrap();
+    let seed = [3u8; 32];
+    let public = prl_proxy::ticket_keys::ed25519_public_of(&seed).unwrap();
+    std::fs::write(
+        dir.path().join("ed.pub.pem"),
+        prl_proxy::ticket_keys::ed25519_public_pem(&public),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("ed.pem"),
+        prl_proxy::ticket_keys::ed25519_private_pem(&seed).as_bytes(),
+    )
+    .unwrap();
     dir
 }
 

@@ -129,8 +129,20 @@ async fn a_ticket_used_on_one_instance_is_refused_on_another() {
     let redis = RedisServer::start();
     let sim = sim().await;
     let c = cluster(&redis, &sim, "").await;
-    let key = prl_proxy::ticket::TicketKey::load(&c.ticket_key).unwrap();
-    let ticket = key.issue_for("sim", 0, APP, prl_proxy::util::unix_now(), 60, None);
+    let key = prl_proxy::ticket::TicketIssuer::hs256_file(
+        &c.ticket_key,
+        None,
+        prl_proxy::config::DEFAULT_AUDIENCE,
+    )
+    .unwrap();
+    let ticket = key.remote(
+        "sim",
+        0,
+        APP,
+        prl_proxy::util::unix_now(),
+        60,
+        Default::default(),
+    );
     let mut req = open_req();
     req.ticket = Some(Secret(ticket.clone()));
     let mut b = open(&c.a, req.clone()).await.unwrap();

@@ -103,7 +103,7 @@ async fn the_preauth_share_applies_per_client_behind_a_trusted_proxy() {
     .await;
     // Silent WebSockets (no first message) from client A through the front end.
     let a = [(XFF, "198.51.100.1")];
-    let _a1 = upgrade(&h, FRONT, &a).await.unwrap();
+    let mut a1 = upgrade(&h, FRONT, &a).await.unwrap();
     let _a2 = upgrade(&h, FRONT, &a).await.unwrap();
     assert_eq!(upgrade(&h, FRONT, &a).await.err(), Some(503));
     assert_eq!(rejected(&h, "preauth_per_ip"), 1.0);
@@ -115,10 +115,16 @@ async fn the_preauth_share_applies_per_client_behind_a_trusted_proxy() {
     let _b2 = upgrade(&h, FRONT, &b).await.unwrap();
     // A direct peer claiming to be B through a spoofed header counts as itself.
     let _c = upgrade(&h, "127.0.0.3", &b).await.unwrap();
-    // The pool is full now (5): a sixth connection gets 503 at accept, trusted or not.
+    // The pool is full now (5): a sixth connection from a client holding fewer slots than
+    // the biggest holder takes that holder's oldest slot, and the holder is a client behind
+    // the front end (A), not the front end.
     let (status, _, _) = get(h.local_addr(), "/healthz").await;
-    assert_eq!(status, 503);
-    assert_eq!(rejected(&h, "preauth_connections"), 1.0);
+    assert_eq!(status, 200);
+    assert_eq!(rejected(&h, "preauth_evicted"), 1.0);
+    let e = next_relay_error(&mut a1).await;
+    assert_eq!(e.kind, RelayErrorKind::LimitReached, "{e:?}");
+    assert!(e.message.starts_with("evicted"), "{}", e.message);
+    assert_eq!(rejected(&h, "preauth_connections"), 0.0);
     assert_eq!(rejected(&h, "preauth_per_ip"), 1.0);
 }
 

@@ -16,6 +16,8 @@ use prl_protocol::commands::{self, LoginLocalRequest};
 use prl_protocol::handshake::SecurityLevel;
 use prl_protocol::relay::{ClientMessage, ConnectMode, RelayErrorKind, Secret};
 use prl_protocol::{ErrorCode, Uuid};
+use prl_proxy::config::DEFAULT_AUDIENCE;
+use prl_proxy::ticket::TicketIssuer;
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
@@ -234,7 +236,7 @@ async fn tickets_in_the_open_message() {
     let dir = tempfile::tempdir().unwrap();
     let key_path = dir.path().join("k");
     std::fs::write(&key_path, [9u8; 48]).unwrap();
-    let key = prl_proxy::ticket::TicketKey::load(&key_path).unwrap();
+    let key = TicketIssuer::hs256_file(&key_path, None, DEFAULT_AUDIENCE).unwrap();
     let toml = format!(
         "{}[tickets]\nkey_file = {:?}\nmax_ttl_secs = 60\n",
         sim_target(&sim),
@@ -254,28 +256,56 @@ async fn tickets_in_the_open_message() {
         r.ticket = Some(Secret(t));
         r
     };
-    let good = key.issue_for("sim", 0, &origin, now, 30, None);
+    let good = key.remote("sim", 0, &origin, now, 30, Default::default());
     assert!(Browser::open(&h, with(good.clone())).await.is_ok());
-    // Replayed, expired, other target, bad signature.
+    // Replayed, expired, other target, bad signature, another mode: the message starts with
+    // the reason (docs/tickets.md, "Refusals").
     let bad = [
-        good,
-        key.issue_for("sim", 0, &origin, now - 120, 30, None),
-        key.issue_for("other", 0, &origin, now, 30, None),
-        prl_proxy::ticket::TicketKey::new(vec![1; 32])
-            .unwrap()
-            .issue_for("sim", 0, &origin, now, 30, None),
+        (good, "replayed: "),
+        (
+            key.remote("sim", 0, &origin, now - 120, 30, Default::default()),
+            "expired: ",
+        ),
+        (
+            key.remote("other", 0, &origin, now, 30, Default::default()),
+            "target_mismatch: ",
+        ),
+        (
+            TicketIssuer::hs256(&[1; 32], None, DEFAULT_AUDIENCE).remote(
+                "sim",
+                0,
+                &origin,
+                now,
+                30,
+                Default::default(),
+            ),
+            "bad_signature: ",
+        ),
+        (
+            key.local(&origin, now, 30, Default::default()),
+            "mode_mismatch: ",
+        ),
+        ("a.b".to_string(), "malformed: "),
     ];
-    for t in bad {
+    for (t, reason) in bad {
         let e = Browser::open(&h, with(t)).await.err().unwrap();
         assert_eq!(e.kind, RelayErrorKind::TicketInvalid, "{e:?}");
+        assert!(e.message.starts_with(reason), "{reason}: {}", e.message);
         assert!(
             !e.message.contains('.'),
             "no ticket text in the message: {}",
             e.message
         );
     }
+    assert_eq!(
+        metric(
+            &h.metrics_text(),
+            "prl_proxy_ticket_rejections_total{reason=\"missing\"}"
+        ),
+        1.0
+    );
     // A header ticket is bound to its target too.
-    let t = key.issue_for("other", 0, &origin, now, 30, None);
+    let t = key.remote("other", 0, &origin, now, 30, Default::default());
     let (mut ws, _) = ws_connect(
         h.local_addr(),
         Some(&origin),
@@ -307,7 +337,7 @@ async fn tickets_bind_the_connection_mode() {
     let dir = tempfile::tempdir().unwrap();
     let key_path = dir.path().join("k");
     std::fs::write(&key_path, [9u8; 48]).unwrap();
-    let key = prl_proxy::ticket::TicketKey::load(&key_path).unwrap();
+    let key = TicketIssuer::hs256_file(&key_path, None, DEFAULT_AUDIENCE).unwrap();
     let tcp = sim.tcp_addr().unwrap();
     let h = start(&format!(
         "{}[policy]\nlocal_login = true\nlocal_target = \"{tcp}\"\n[tickets]\nkey_file = {:?}\nmax_ttl_secs = 60\n",
@@ -328,24 +358,31 @@ async fn tickets_bind_the_connection_mode() {
         open(
             "sim",
             ConnectMode::Local,
-            key.issue_for("sim", 0, &origin, now, 30, None),
+            key.remote("sim", 0, &origin, now, 30, Default::default()),
         ),
         // A ticket for any name at all, with the same name in the local open.
         open(
             "nonexistent.invalid",
             ConnectMode::Local,
-            key.issue_for("nonexistent.invalid", 0, &origin, now, 30, None),
+            key.remote(
+                "nonexistent.invalid",
+                0,
+                &origin,
+                now,
+                30,
+                Default::default(),
+            ),
         ),
         // A local ticket never opens a remote target, not even one spelled like the key.
         open(
             "sim",
             ConnectMode::Remote,
-            key.issue_local(&origin, now, 30, None),
+            key.local(&origin, now, 30, Default::default()),
         ),
         open(
             prl_proxy::ticket::LOCAL_TARGET,
             ConnectMode::Remote,
-            key.issue_local(&origin, now, 30, None),
+            key.local(&origin, now, 30, Default::default()),
         ),
     ];
     for req in refused {
@@ -358,7 +395,7 @@ async fn tickets_bind_the_connection_mode() {
         open(
             "sim",
             ConnectMode::Local,
-            key.issue_local(&origin, now, 30, None),
+            key.local(&origin, now, 30, Default::default()),
         ),
     )
     .await
@@ -368,13 +405,13 @@ async fn tickets_bind_the_connection_mode() {
         open(
             "sim",
             ConnectMode::Remote,
-            key.issue_for("sim", 0, &origin, now, 30, None),
+            key.remote("sim", 0, &origin, now, 30, Default::default()),
         ),
     )
     .await
     .unwrap();
     // The subprotocol header ticket is bound the same way.
-    let t = key.issue_for("sim", 0, &origin, now, 30, None);
+    let t = key.remote("sim", 0, &origin, now, 30, Default::default());
     let (mut ws, _) = ws_connect(
         h.local_addr(),
         Some(&origin),
@@ -784,26 +821,33 @@ async fn opens_that_never_log_in_cannot_take_every_service_connection() {
     let a2 = Browser::open_via(&h, "127.0.0.2").await.unwrap();
     refused(Browser::open_via(&h, "127.0.0.2").await.err().unwrap());
     assert_eq!(reason("unauthenticated_upstreams_per_ip"), 1.0);
-    // All addresses together: the pool.
+    // A connection that ends gives its slot back.
+    drop(a2);
+    metric_becomes(&h, "prl_proxy_connections", 1.0).await;
+    // All addresses together: the pool. Full, an open from a client holding as many slots
+    // as anyone is refused (one holding fewer takes the oldest slot of the biggest holder:
+    // tests/flood.rs).
     let _b1 = Browser::open_via(&h, "127.0.0.3").await.unwrap();
-    refused(Browser::open_via(&h, "127.0.0.4").await.err().unwrap());
+    let c1 = Browser::open_via(&h, "127.0.0.4").await.unwrap();
+    refused(Browser::open_via(&h, "127.0.0.2").await.err().unwrap());
     assert_eq!(reason("unauthenticated_upstreams"), 1.0);
     assert_eq!(
         metric(&h.metrics_text(), "prl_proxy_sessions_opened_total"),
-        3.0,
+        4.0,
         "the refused opens never reached the service"
     );
     // A successful login gives the slot back...
     a1.login_ok("").await;
-    let _c1 = Browser::open_via(&h, "127.0.0.4").await.unwrap();
+    let _d1 = Browser::open_via(&h, "127.0.0.5").await.unwrap();
+    refused(Browser::open_via(&h, "127.0.0.3").await.err().unwrap());
+    assert_eq!(reason("unauthenticated_upstreams"), 2.0);
     // ...and so does a connection that ends.
-    refused(Browser::open_via(&h, "127.0.0.5").await.err().unwrap());
-    // a1, a2, b1, c1 (the refused connections are closed).
-    metric_becomes(&h, "prl_proxy_connections", 4.0).await;
-    drop(a2);
+    drop(c1);
+    // a1, b1, d1 (the refused connections are closed).
     metric_becomes(&h, "prl_proxy_connections", 3.0).await;
-    let _c2 = Browser::open_via(&h, "127.0.0.5").await.unwrap();
+    let _b2 = Browser::open_via(&h, "127.0.0.3").await.unwrap();
     a1.ping().await.unwrap();
+    assert_eq!(reason("unauthenticated_evicted"), 0.0);
 }
 
 fn progress(p: &prl_protocol::package::Package, job: Uuid) -> Option<u32> {

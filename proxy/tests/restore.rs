@@ -16,6 +16,8 @@ use prl_protocol::commands::{self, Reply};
 use prl_protocol::handshake::SecurityLevel;
 use prl_protocol::relay::{OpenRequest, RelayErrorKind, Secret};
 use prl_protocol::{ErrorCode, Uuid};
+use prl_proxy::config::DEFAULT_AUDIENCE;
+use prl_proxy::ticket::{TicketIssuer, TicketOptions};
 use prl_proxy::ProxyHandle;
 use prl_sim::Simulator;
 
@@ -265,7 +267,7 @@ async fn a_proof_is_bound_to_the_ticket_subject() {
     let dir = tempfile::tempdir().unwrap();
     let key_path = dir.path().join("k");
     std::fs::write(&key_path, [7u8; 48]).unwrap();
-    let key = prl_proxy::ticket::TicketKey::load(&key_path).unwrap();
+    let key = TicketIssuer::hs256_file(&key_path, None, DEFAULT_AUDIENCE).unwrap();
     let h = start(&config(
         &sim,
         &format!(
@@ -278,14 +280,11 @@ async fn a_proof_is_bound_to_the_ticket_subject() {
     let ticketed = |sub: &str, restore: Option<&str>| {
         let mut r = open_req(restore);
         let now = prl_proxy::util::unix_now();
-        r.ticket = Some(Secret(key.issue_for(
-            "sim",
-            0,
-            &origin,
-            now,
-            60,
-            Some(sub.into()),
-        )));
+        let options = TicketOptions {
+            sub: Some(sub.into()),
+            scope: None,
+        };
+        r.ticket = Some(Secret(key.remote("sim", 0, &origin, now, 60, options)));
         r
     };
     let mut a = Browser::open(&h, ticketed("user-1", None)).await.unwrap();

@@ -15,7 +15,8 @@ use prl_protocol::handshake::SecurityLevel;
 use prl_protocol::relay::{RelayErrorKind, Secret};
 use prl_protocol::scope::CommandScope;
 use prl_protocol::{ErrorCode, Uuid};
-use prl_proxy::ticket::{TicketKey, TicketOptions};
+use prl_proxy::config::DEFAULT_AUDIENCE;
+use prl_proxy::ticket::{TicketIssuer, TicketOptions, Tickets};
 
 /// The stopped VM of the simulator's default inventory.
 fn stopped_vm(sim: &prl_sim::Simulator) -> (Uuid, String) {
@@ -126,7 +127,7 @@ async fn a_ticket_narrows_the_policy_scope_and_never_widens_it() {
     let dir = tempfile::tempdir().unwrap();
     let key_path = dir.path().join("k");
     std::fs::write(&key_path, [7u8; 48]).unwrap();
-    let key = TicketKey::load(&key_path).unwrap();
+    let key = TicketIssuer::hs256_file(&key_path, None, DEFAULT_AUDIENCE).unwrap();
     let toml = |scope: &str| {
         format!(
             "{}[policy]\nscope = \"{scope}\"\n[tickets]\nkey_file = {:?}\nmax_ttl_secs = 60\n[limits]\nlogin_burst_per_user = 20\n",
@@ -148,7 +149,7 @@ async fn a_ticket_narrows_the_policy_scope_and_never_widens_it() {
             sub: None,
             scope: ticket,
         };
-        let t = key.issue_for_with("sim", 0, &origin, prl_proxy::util::unix_now(), 30, options);
+        let t = key.remote("sim", 0, &origin, prl_proxy::util::unix_now(), 30, options);
         let mut req = open_request("sim", SecurityLevel::Low);
         req.ticket = Some(Secret(t));
         let mut b = Browser::open(&h, req).await.unwrap();
@@ -205,13 +206,13 @@ fn the_ticket_command_issues_a_scope_claim() {
         String::from_utf8_lossy(&out.stderr)
     );
     let ticket = String::from_utf8(out.stdout).unwrap();
-    let key = TicketKey::load(&key_path).unwrap();
-    let claims = key
+    let c = prl_proxy::Config::load(&config).unwrap();
+    let tickets = Tickets::load(c.tickets.as_ref().unwrap()).unwrap();
+    let claims = tickets
         .verify(
             ticket.trim(),
             "https://console.example",
             prl_proxy::util::unix_now(),
-            60,
         )
         .unwrap();
     assert_eq!(claims.scope, Some(CommandScope::Operate));

@@ -1,6 +1,6 @@
 // Shared paths and process helpers for the end-to-end tests.
 import { spawn } from 'node:child_process';
-import { createWriteStream, existsSync } from 'node:fs';
+import { createWriteStream, existsSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -251,6 +251,37 @@ export function proxyConfig({ listen, staticRoot, pkgDir, ports, resumeWindowMs 
     '',
     extra,
   ].join('\n');
+}
+
+/**
+ * The console's stack as the demo runs it: prl-sim (`simArgs` after its address), prl-proxy
+ * serving the console of `web/` and the package, and a forwarder in front of the proxy (the
+ * page is loaded through it, so a test can cut the connection; its origin is allowed). Config
+ * files go to `work`. Stop it with stopStack.
+ */
+export async function startConsoleStack(work, { simArgs = [], simEnv, resumeWindowMs }) {
+  const simPort = await freePort();
+  const sim = await startProcess(SIM, ['--listen', `127.0.0.1:${simPort}`, ...simArgs], /prl-sim listening/,
+    { env: simEnv });
+  const proxyPort = await freePort();
+  const forwarder = await startForwarder(proxyPort);
+  writeFileSync(join(work, 'proxy.toml'), proxyConfig({
+    listen: `127.0.0.1:${proxyPort}`,
+    staticRoot: join(ROOT, 'web'),
+    pkgDir: PKG_DIR,
+    ports: [simPort],
+    resumeWindowMs,
+    origins: [`http://127.0.0.1:${forwarder.port}`],
+  }));
+  const proxy = await startProcess(PROXY, ['--config', join(work, 'proxy.toml')], /prl-proxy listening/);
+  return { sim, simPort, proxy, forwarder, url: `http://127.0.0.1:${forwarder.port}/` };
+}
+
+/** Stops what startConsoleStack started. */
+export async function stopStack(stack) {
+  await stack?.forwarder?.close();
+  await stopProcess(stack?.proxy);
+  await stopProcess(stack?.sim);
 }
 
 /** A free loopback TCP port (on `host`, 127.0.0.1 by default). */

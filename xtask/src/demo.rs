@@ -1,19 +1,23 @@
 //! `cargo xtask demo`: the first thing a new user runs.
 //!
-//! Runs `cargo xtask setup` (installs only what is missing), builds the npm package, starts `prl-sim` (demo users, its default VM inventory) and `prl-proxy` on localhost, lets the
+//! Runs `cargo xtask setup` (installs only what is missing), builds the npm package, starts
+//! `prl-sim` (demo users, its default VM inventory) and `prl-proxy` on localhost, lets the
 //! proxy serve the console of `web/` and the package at `/pkg/`, and prints the URL and the
-//! demo credentials. Ctrl-C stops it all (the children share the terminal's process group, and
-//! whichever of them ends first takes the other down with it).
-
+//! demo credentials. It stops, and stops both children, on Ctrl-C, SIGTERM or SIGHUP (a
+//! `kill`, a closed terminal, a service manager), and when either child ends. Only SIGKILL of
+//! the recipe itself leaves them running (nothing can catch it; `kill -9` the two then too).
+//! `--no-build` skips setup and the builds (the release binaries and `dist/npm` must exist).
+//!
+//! [`Demo`] (start the two, stop them on drop) is also what `cargo xtask screenshots` runs.
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write as _};
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
@@ -98,8 +102,9 @@ fn start(mut cmd: Command, prefix: &'static str, tag: &'static str) -> Result<(C
     }
 }
 
-/// `cargo xtask demo`.
-pub fn run(root: &Path) -> Result<()> {
+/// Setup and the builds the demo runs from: the npm package (returned) and the release
+/// prl-sim and prl-proxy.
+pub fn build(root: &Path) -> Result<PathBuf> {
     setup::run(root)?;
     let pkg = wasm::build(root)?;
     exec(Command::new(cargo()).current_dir(root).args([
@@ -111,56 +116,176 @@ pub fn run(root: &Path) -> Result<()> {
         "-p",
         "prl-proxy",
     ]))?;
-    let bin = wasm::target_dir(root).join("release");
+    Ok(pkg)
+}
 
-    let sim_addr = free_addr(SIM_ADDR)?;
-    let mut sim_cmd = Command::new(bin.join("prl-sim"));
-    sim_cmd.arg("--listen").arg(sim_addr.to_string());
-    sim_cmd.args(["--product-version", "prl-sim demo"]);
-    // Every session starts a simulated task (2 minutes, a progress event a second), so a lost
-    // session leaves one to re-attach.
-    sim_cmd.args(["--task-on-login", "120:1000"]);
-    // The simulator's default inventory (four VMs); a power operation takes a second, so the
-    // console shows it under way (the tests' default is 50 ms).
-    sim_cmd.args(["--transition-ms", "all=1000"]);
-    for (user, password) in DEMO_USERS {
-        sim_cmd.arg("--user").arg(format!("{user}:{password}"));
-    }
-    let (mut sim, sim_line) = start(sim_cmd, "prl-sim listening on ", "prl-sim")?;
+/// The running demo: prl-sim and prl-proxy. Dropping it stops both.
+pub struct Demo {
+    children: Vec<(&'static str, Child)>,
+    /// What prl-sim printed after "listening on".
+    pub sim_line: String,
+    /// What prl-proxy printed after "listening on".
+    pub proxy_line: String,
+    /// The console's URL, with the simulator and the first demo user in its query string.
+    pub url: String,
+}
 
-    let proxy_addr = free_addr(PROXY_ADDR)?;
-    let dir = wasm::target_dir(root).join("demo");
-    fs::create_dir_all(&dir)?;
-    let config = dir.join("prl-proxy.toml");
-    fs::write(
-        &config,
-        proxy_config(proxy_addr, sim_addr, &root.join("web"), &pkg),
-    )?;
-    let mut proxy_cmd = Command::new(bin.join("prl-proxy"));
-    proxy_cmd.arg("--config").arg(&config);
-    let (proxy, proxy_line) = match start(proxy_cmd, "prl-proxy listening on ", "prl-proxy") {
-        Ok(p) => p,
-        Err(e) => {
-            let _ = sim.kill();
-            let _ = sim.wait();
-            return Err(e);
+impl Demo {
+    /// Starts prl-sim with the demo users and inventory, and prl-proxy serving `web/` and the
+    /// package `pkg` (from the release binaries of this workspace's target directory).
+    pub fn start(root: &Path, pkg: &Path) -> Result<Demo> {
+        let bin = wasm::target_dir(root).join("release");
+        for name in ["prl-sim", "prl-proxy"] {
+            if !bin.join(name).is_file() {
+                bail!(
+                    "no {}: build it (`cargo build --release -p {name}`) or run without --no-build",
+                    bin.join(name).display()
+                );
+            }
         }
+        if !pkg.join("index.js").is_file() {
+            bail!(
+                "no {}: run `cargo xtask build-wasm` or run without --no-build",
+                pkg.join("index.js").display()
+            );
+        }
+        let sim_addr = free_addr(SIM_ADDR)?;
+        let mut sim_cmd = Command::new(bin.join("prl-sim"));
+        sim_cmd.arg("--listen").arg(sim_addr.to_string());
+        sim_cmd.args(["--product-version", "prl-sim demo"]);
+        // Every session starts a simulated task (2 minutes, a progress event a second), so a
+        // lost session leaves one to re-attach.
+        sim_cmd.args(["--task-on-login", "120:1000"]);
+        // The simulator's default inventory (four VMs); a power operation takes a second, so
+        // the console shows it under way (the tests' default is 50 ms).
+        sim_cmd.args(["--transition-ms", "all=1000"]);
+        for (user, password) in DEMO_USERS {
+            sim_cmd.arg("--user").arg(format!("{user}:{password}"));
+        }
+        let (sim, sim_line) = start(sim_cmd, "prl-sim listening on ", "prl-sim")?;
+        let mut demo = Demo {
+            children: vec![("prl-sim", sim)],
+            sim_line,
+            proxy_line: String::new(),
+            url: String::new(),
+        };
+        let proxy_addr = free_addr(PROXY_ADDR)?;
+        let dir = wasm::target_dir(root).join("demo");
+        fs::create_dir_all(&dir)?;
+        let config = dir.join("prl-proxy.toml");
+        fs::write(
+            &config,
+            proxy_config(proxy_addr, sim_addr, &root.join("web"), pkg),
+        )?;
+        let mut proxy_cmd = Command::new(bin.join("prl-proxy"));
+        proxy_cmd.arg("--config").arg(&config);
+        // On failure `demo` is dropped: the simulator stops.
+        let (proxy, proxy_line) = start(proxy_cmd, "prl-proxy listening on ", "prl-proxy")?;
+        demo.children.push(("prl-proxy", proxy));
+        let http = proxy_line
+            .replacen("wss://", "https://", 1)
+            .replacen("ws://", "http://", 1);
+        demo.url = format!(
+            "{}/?host={}&port={}&user={}",
+            http.trim_end_matches('/'),
+            sim_addr.ip(),
+            sim_addr.port(),
+            DEMO_USERS[0].0
+        );
+        demo.proxy_line = proxy_line;
+        Ok(demo)
+    }
+
+    /// The process ids of prl-sim and prl-proxy.
+    pub fn pids(&self) -> Vec<(&'static str, u32)> {
+        self.children.iter().map(|(n, c)| (*n, c.id())).collect()
+    }
+
+    /// The first child that has ended, and how.
+    fn ended(&mut self) -> Result<Option<(&'static str, ExitStatus)>> {
+        for (name, child) in &mut self.children {
+            if let Some(status) = child.try_wait()? {
+                return Ok(Some((*name, status)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Stops both: SIGTERM (they close their listeners and sessions), SIGKILL after 5 s.
+    pub fn stop(&mut self) {
+        for (_, child) in &mut self.children {
+            if matches!(child.try_wait(), Ok(None)) {
+                // `kill(1)`: std has no SIGTERM, and this crate has no unsafe code.
+                let _ = Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for (_, child) in &mut self.children {
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.children.clear();
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A channel that receives the name of the first SIGINT, SIGTERM or SIGHUP this process gets
+/// from now on: those no longer end it, so it can stop its children first.
+fn stop_signals() -> Result<mpsc::Receiver<&'static str>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // Registered here, before the children start: no window in which a signal kills us alone.
+    let (mut int, mut term, mut hup) = rt.block_on(async {
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::hangup())?,
+        ))
+    })?;
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let name = rt.block_on(async {
+            tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+                _ = hup.recv() => "SIGHUP",
+            }
+        });
+        let _ = tx.send(name);
+    });
+    Ok(rx)
+}
+
+/// `cargo xtask demo [--no-build]`.
+pub fn run(root: &Path, build_first: bool) -> Result<()> {
+    let signals = stop_signals()?;
+    let pkg = if build_first {
+        build(root)?
+    } else {
+        root.join(wasm::OUT_DIR)
     };
-    let http = proxy_line
-        .replacen("wss://", "https://", 1)
-        .replacen("ws://", "http://", 1);
+    let mut demo = Demo::start(root, &pkg)?;
+    let pids = demo.pids();
     println!();
     println!("prl-web demo is running");
-    println!("  simulator: {sim_line}");
-    println!("  proxy:     {proxy_line}");
+    println!("  simulator: {} (pid {})", demo.sim_line, pids[0].1);
+    println!("  proxy:     {} (pid {})", demo.proxy_line, pids[1].1);
     println!();
-    println!(
-        "  open  {}/?host={}&port={}&user={}",
-        http.trim_end_matches('/'),
-        sim_addr.ip(),
-        sim_addr.port(),
-        DEMO_USERS[0].0
-    );
+    println!("  open  {}", demo.url);
     println!();
     println!("  demo users (user / password):");
     for (user, password) in DEMO_USERS {
@@ -174,26 +299,28 @@ pub fn run(root: &Path) -> Result<()> {
     println!("  the console logs in again with the previous session and lists the task to attach.");
     println!("  the VM list is the simulator's inventory: start and stop VMs; their state follows");
     println!("  the service's events, in every console logged in (open a second tab).");
-    println!("  Ctrl-C stops everything.");
+    println!("  Ctrl-C (or SIGTERM, SIGHUP) stops everything.");
+    let _ = std::io::stdout().flush();
 
-    // Whichever ends first (Ctrl-C reaches both through the process group) stops the other.
-    let mut children = [("prl-sim", sim), ("prl-proxy", proxy)];
+    // A stop signal, or whichever child ends first, stops the other.
     loop {
-        for i in 0..children.len() {
-            let Some(status) = children[i].1.try_wait()? else {
-                continue;
-            };
-            for (_, other) in children.iter_mut() {
-                let _ = other.kill();
-                let _ = other.wait();
+        match signals.recv_timeout(Duration::from_millis(200)) {
+            Ok(name) => {
+                demo.stop();
+                println!("prl-web demo stopped ({name})");
+                return Ok(());
             }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => bail!("the signal watcher ended"),
+        }
+        if let Some((name, status)) = demo.ended()? {
+            demo.stop();
             if stopped_on_request(&status) {
                 println!("prl-web demo stopped");
                 return Ok(());
             }
-            bail!("{} exited ({status}); the demo stopped", children[i].0);
+            bail!("{name} exited ({status}); the demo stopped");
         }
-        thread::sleep(Duration::from_millis(200));
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! `setup` installs what a fresh machine (rustup stable, Node 20, apt, root) lacks, idempotently.
 //! `test` runs `setup`, then every check CI runs, failing fast; `ci` is the same thing.
-//! `build-wasm` builds the npm package; `demo` runs `setup`, builds, and serves the login page.
+//! `build-wasm` builds the npm package; `demo` runs `setup`, builds, and serves the console;
+//! `screenshots` runs the demo and saves the console's screenshots to `docs/screenshots/`.
 //! `real-sdk` runs the real SDK client's test programs against prl-sim (also a `test` step).
 //! `dist` builds and checks the relay's release tarball; `container` builds and checks the
 //! container image with podman.
@@ -16,6 +17,7 @@ mod container;
 mod demo;
 mod dist;
 mod real_sdk;
+mod screenshots;
 mod setup;
 mod test;
 mod wasm;
@@ -48,8 +50,20 @@ enum Cmd {
     Test,
     /// Build the npm package `@prl-web/client` into dist/npm (wasm-bindgen, wasm-opt, size budget).
     BuildWasm,
-    /// Run `setup`, build the package, start prl-sim and prl-proxy on localhost, serve the login page.
-    Demo,
+    /// Run `setup`, build the package, start prl-sim and prl-proxy on localhost, serve the
+    /// console; Ctrl-C, SIGTERM or SIGHUP stops all of it.
+    Demo {
+        /// Skip setup and the builds (the release binaries and dist/npm must exist).
+        #[arg(long)]
+        no_build: bool,
+    },
+    /// Run the demo and save screenshots of the console (login, VM list, an error, a 375 px
+    /// phone) to docs/screenshots/, driving headless Chromium (tests/e2e/screenshots.mjs).
+    Screenshots {
+        /// Skip setup and the builds (the release binaries and dist/npm must exist).
+        #[arg(long)]
+        no_build: bool,
+    },
     /// Run the real SDK client's C programs (tests/real-sdk) against prl-sim: install the SDK,
     /// compile, run every case (or those whose names contain a CASE filter).
     RealSdk {
@@ -91,6 +105,10 @@ enum Cmd {
         /// CI's run: the report goes to <target>/abuse/RELIABILITY.md, not into docs/.
         #[arg(long)]
         ci: bool,
+        /// Only the floods (no other section, fuzzing or supply chain); the report goes to
+        /// <target>/abuse/FLOODS.md unless --out names a file.
+        #[arg(long)]
+        floods_only: bool,
     },
     /// The network part of `abuse`, run by it inside the namespace it makes.
     #[command(hide = true)]
@@ -101,6 +119,8 @@ enum Cmd {
         bin: PathBuf,
         #[arg(long)]
         full: bool,
+        #[arg(long)]
+        floods_only: bool,
     },
 }
 
@@ -111,17 +131,33 @@ fn main() -> ExitCode {
         Cmd::Setup => setup::run(&root),
         Cmd::Test => test::run(&root),
         Cmd::BuildWasm => wasm::run(&root),
-        Cmd::Demo => demo::run(&root),
+        Cmd::Demo { no_build } => demo::run(&root, !no_build),
+        Cmd::Screenshots { no_build } => screenshots::run(&root, !no_build),
         Cmd::RealSdk { cases } => real_sdk::run(&root, &cases),
         Cmd::Bench { args } => bench::run(&root, &args),
         Cmd::Dist { target, no_check } => dist::run(&root, target, !no_check),
         Cmd::Container => container::run(&root),
-        Cmd::Abuse { full, out, ci } => {
-            let out =
-                out.or_else(|| ci.then(|| wasm::target_dir(&root).join("abuse/RELIABILITY.md")));
-            abuse::run(&root, full, out)
+        Cmd::Abuse {
+            full,
+            out,
+            ci,
+            floods_only,
+        } => {
+            let own = if floods_only {
+                Some("abuse/FLOODS.md")
+            } else {
+                ci.then_some("abuse/RELIABILITY.md")
+            };
+            let out = out.or_else(|| own.map(|f| wasm::target_dir(&root).join(f)));
+            let plan = abuse::Plan { full, floods_only };
+            abuse::run(&root, plan, out)
         }
-        Cmd::AbuseInner { work, bin, full } => abuse::inner(&root, &work, &bin, full),
+        Cmd::AbuseInner {
+            work,
+            bin,
+            full,
+            floods_only,
+        } => abuse::inner(&root, &work, &bin, abuse::Plan { full, floods_only }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

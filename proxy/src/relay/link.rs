@@ -37,7 +37,7 @@ use super::ring::ReplayRing;
 use super::rules::{Event, Expired, RelayRules, Verdict};
 use super::serve::ws_read_error;
 use super::writer::{Out, Writer};
-use super::{err, RelayHub};
+use super::{err, evicted, Pool, RelayHub};
 
 pub(super) type WsRead<S> = SplitStream<WebSocketStream<S>>;
 
@@ -50,6 +50,14 @@ pub(super) fn now() -> std::time::Instant {
 async fn sleep_until(at: Option<std::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves once the unauthenticated pool took `slot` back (never without a slot).
+async fn unauthenticated_evicted(slot: Option<&Slot>) {
+    match slot {
+        Some(slot) => slot.evicted().await,
         None => std::future::pending().await,
     }
 }
@@ -310,6 +318,10 @@ where
             _ = writer.tx.closed() => {
                 // The writer ended: the browser's socket failed or stalled past the limit.
                 return End::BrowserGone;
+            }
+            () = unauthenticated_evicted(s.unauthenticated.as_ref()) => {
+                // A full unauthenticated pool gave this slot to another client.
+                return End::Failed(evicted(Pool::Unauthenticated));
             }
             _ = ping.tick() => {
                 if !s.conn.can_send() {

@@ -76,3 +76,28 @@ pub(crate) struct Context {
 fn err(kind: RelayErrorKind, message: impl Into<String>) -> RelayError {
     RelayError::new(kind, message)
 }
+
+/// The pools of connections that have not authenticated ([`crate::state::ConnCaps`]).
+#[derive(Debug, Clone, Copy)]
+enum Pool {
+    /// Waiting for the first message (and its `open`).
+    Preauth,
+    /// Opened, not logged in yet.
+    Unauthenticated,
+}
+
+/// The error of a connection whose slot a full pool gave to another client (counted as
+/// `preauth_evicted` / `unauthenticated_evicted` when evicted).
+fn evicted(pool: Pool) -> RelayError {
+    let what = match pool {
+        Pool::Preauth => "connections waiting for their first message",
+        Pool::Unauthenticated => "connections waiting for a login",
+    };
+    err(
+        RelayErrorKind::LimitReached,
+        format!(
+            "evicted: the proxy is full of {what}, and this one was the oldest of the client \
+             holding the most; try again later"
+        ),
+    )
+}

@@ -126,14 +126,21 @@ pub(crate) fn transport_error(e: &TransportError, during: During) -> RelayError 
     error
 }
 
-fn ticket_error(e: TicketError) -> RelayError {
-    match e {
-        TicketError::CacheFull => err(RelayErrorKind::LimitReached, "ticket replay cache full"),
+/// The browser's view of a refused ticket: `ticket_invalid` (or `limit_reached` for a full
+/// replay cache, `state_unavailable` when a cluster's replay cache cannot be reached) with a
+/// message that starts with the reason (`expired: ticket expired`), counted in
+/// `ticket_rejections_total{reason}`.
+fn ticket_error(ctx: &Context, e: TicketError) -> RelayError {
+    ctx.state.metrics.ticket_refused(e.kind());
+    tracing::info!(client = %ctx.client, reason = e.kind(), "ticket refused");
+    let kind = match e {
+        TicketError::CacheFull => RelayErrorKind::LimitReached,
         TicketError::Unavailable => {
-            unavailable("the ticket cannot be checked against the replay cache")
+            return unavailable("the ticket cannot be checked against the replay cache")
         }
-        other => err(RelayErrorKind::TicketInvalid, other.to_string()),
-    }
+        _ => RelayErrorKind::TicketInvalid,
+    };
+    err(kind, format!("{}: {e}", e.kind()))
 }
 
 /// The refusal of something only the shared state could prove (a cluster's Redis is down):
@@ -161,9 +168,9 @@ async fn authorise(
             "tickets are not enabled on this proxy",
         )),
         (None, _, None) => Ok(None),
-        (Some(_), Some(_), Some(_)) => Err(ticket_error(TicketError::Conflict)),
+        (Some(_), Some(_), Some(_)) => Err(ticket_error(ctx, TicketError::Conflict)),
         (Some(_), Some(claims), None) => {
-            bind(claims).map_err(ticket_error)?;
+            bind(claims).map_err(|e| ticket_error(ctx, e))?;
             Ok(Some(claims.clone()))
         }
         (Some(tickets), None, Some(ticket)) => check_ticket(
@@ -176,10 +183,10 @@ async fn authorise(
         )
         .await
         .map(Some)
-        .map_err(ticket_error),
+        .map_err(|e| ticket_error(ctx, e)),
         (Some(tickets), None, None) => {
             if tickets.required {
-                Err(ticket_error(TicketError::Missing))
+                Err(ticket_error(ctx, TicketError::Missing))
             } else {
                 Ok(None)
             }
@@ -271,7 +278,7 @@ pub(super) async fn open(
     let unauthenticated = ctx
         .state
         .caps
-        .unauthenticated(ctx.client.ip)
+        .unauthenticated(ctx.client.ip, &ctx.state.metrics)
         .map_err(|reason| Refused {
             error: err(
                 RelayErrorKind::LimitReached,

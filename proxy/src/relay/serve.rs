@@ -19,7 +19,7 @@ use crate::config::LimitsConfig;
 
 use super::link::{attached, detach_or_close, End, ServiceLink, WsRead};
 use super::writer::Writer;
-use super::{err, open, Context};
+use super::{err, evicted, open, Context, Pool};
 
 /// Serve one browser WebSocket.
 pub(crate) async fn serve<S>(ws: WebSocketStream<S>, ctx: Context)
@@ -37,11 +37,17 @@ where
     let writer = Writer::spawn(sink, &limits, budget);
     // A browser sends its first message as soon as the socket is open: a connection that
     // does not holds a pre-auth slot for at most this long.
-    let first = tokio::time::timeout(
-        Duration::from_millis(limits.first_message_timeout_ms),
-        next_data(&mut stream),
-    )
-    .await;
+    // A full pre-auth pool may give this connection's slot to another client meanwhile.
+    let first = tokio::select! {
+        first = tokio::time::timeout(
+            Duration::from_millis(limits.first_message_timeout_ms),
+            next_data(&mut stream),
+        ) => first,
+        () = ctx.slots.preauth_evicted() => {
+            writer.fail(evicted(Pool::Preauth)).await;
+            return;
+        }
+    };
     let message = match first {
         Err(_) => {
             ctx.state.metrics.reject("first_message_timeout");
@@ -87,9 +93,17 @@ where
     // Boxed: the connect's state (resolve, TCP, handshake, TLS) is large and lives only
     // until `opened`; inline it would stay in every session's task for its whole life.
     let opened = match message {
-        ClientMessage::Open(req) => Box::pin(open::open(&ctx, &active, req))
-            .await
-            .map(|link| (link, Vec::new(), false)),
+        // Until `opened`, the connection still holds its pre-auth slot: an eviction cancels
+        // the open (and its upstream connection, if any).
+        ClientMessage::Open(req) => tokio::select! {
+            opened = Box::pin(open::open(&ctx, &active, req)) => {
+                opened.map(|link| (link, Vec::new(), false))
+            }
+            () = ctx.slots.preauth_evicted() => {
+                writer.fail(evicted(Pool::Preauth)).await;
+                return;
+            }
+        },
         ClientMessage::Resume(req) => Box::pin(open::resume(&ctx, req))
             .await
             .map(|(link, replay)| (link, replay, true)),

@@ -349,6 +349,14 @@ pub async fn logged_in(h: &ProxyHandle, level: SecurityLevel) -> (Browser, Strin
     (b, session)
 }
 
+/// The relay error the proxy sends next on `ws`.
+pub async fn next_relay_error(ws: &mut Ws) -> RelayError {
+    match next_control(ws).await {
+        ProxyMessage::Error(e) => e,
+        other => panic!("expected a relay error, got {other:?}"),
+    }
+}
+
 pub async fn next_control(ws: &mut Ws) -> ProxyMessage {
     loop {
         let m = tokio::time::timeout(Duration::from_secs(10), ws.next())

@@ -1,5 +1,7 @@
-//! `cargo xtask abuse [--full] [--out FILE]`: the project attacked from outside, and
-//! `docs/RELIABILITY.md` written from what happened.
+//! `cargo xtask abuse [--full] [--out FILE] [--floods-only]`: the project attacked from
+//! outside, and `docs/RELIABILITY.md` written from what happened. `--floods-only` runs the
+//! floods alone (no other section, no fuzzing or supply chain) into
+//! `<target>/abuse/FLOODS.md`.
 //!
 //! 1. builds the release prl-sim and prl-proxy (and the npm package when missing);
 //! 2. re-runs itself (`abuse-inner`) inside a private network and mount namespace
@@ -39,19 +41,19 @@ use anyhow::{bail, Context, Result};
 use crate::{cargo, describe, exec, fmt_duration, stdout_of, wasm};
 use report::Report;
 
-/// Short (CI) or full.
+/// Short (CI) or full; everything or the floods only (`--floods-only`).
 #[derive(Debug, Clone, Copy)]
 pub struct Plan {
     pub full: bool,
+    pub floods_only: bool,
 }
 
 /// The inner run's result file, in the work directory.
 const INNER_JSON: &str = "inner.json";
 
 /// `cargo xtask abuse`.
-pub fn run(root: &Path, full: bool, out: Option<PathBuf>) -> Result<()> {
+pub fn run(root: &Path, plan: Plan, out: Option<PathBuf>) -> Result<()> {
     let started = Instant::now();
-    let plan = Plan { full };
     let target = wasm::target_dir(root);
     let bin = target.join("release");
     exec(Command::new(cargo()).current_dir(root).args([
@@ -63,7 +65,7 @@ pub fn run(root: &Path, full: bool, out: Option<PathBuf>) -> Result<()> {
         "-p",
         "prl-proxy",
     ]))?;
-    if !root.join("dist/npm/index.js").exists() {
+    if !plan.floods_only && !root.join("dist/npm/index.js").exists() {
         wasm::build(root)?;
     }
     let work = target.join("abuse").join("run");
@@ -89,8 +91,11 @@ pub fn run(root: &Path, full: bool, out: Option<PathBuf>) -> Result<()> {
         .arg(&work)
         .arg("--bin")
         .arg(&bin);
-    if full {
+    if plan.full {
         inner.arg("--full");
+    }
+    if plan.floods_only {
+        inner.arg("--floods-only");
     }
     inner.current_dir(root);
     println!("abuse: {}", describe(&inner));
@@ -107,20 +112,18 @@ pub fn run(root: &Path, full: bool, out: Option<PathBuf>) -> Result<()> {
 
     // Outside: fuzzing and the supply chain (they need no network namespace; cargo deny and
     // npm audit need the registries).
-    let t = Instant::now();
-    tools::fuzz(root, &target, plan, &mut report);
-    let fuzz_time = t.elapsed();
-    let t = Instant::now();
-    tools::supply_chain(root, &target, &mut report);
-    let supply_time = t.elapsed();
+    let mut times = vec![("network part (namespace)", network_time)];
+    if !plan.floods_only {
+        let t = Instant::now();
+        tools::fuzz(root, &target, plan, &mut report);
+        times.push(("fuzzing", t.elapsed()));
+        let t = Instant::now();
+        tools::supply_chain(root, &target, &mut report);
+        times.push(("supply chain", t.elapsed()));
+    }
+    times.push(("total", started.elapsed()));
 
     let out = out.unwrap_or_else(|| root.join("docs/RELIABILITY.md"));
-    let times = [
-        ("network part (namespace)", network_time),
-        ("fuzzing", fuzz_time),
-        ("supply chain", supply_time),
-        ("total", started.elapsed()),
-    ];
     let text = render(root, plan, &report, &times);
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
@@ -150,7 +153,7 @@ fn is_root() -> bool {
 }
 
 /// `abuse-inner`: runs inside the namespace made by [`run`].
-pub fn inner(root: &Path, work: &Path, bin: &Path, full: bool) -> Result<()> {
+pub fn inner(root: &Path, work: &Path, bin: &Path, plan: Plan) -> Result<()> {
     let mut report = Report::default();
     let result = prepare_namespace(work).and_then(|()| {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -163,7 +166,7 @@ pub fn inner(root: &Path, work: &Path, bin: &Path, full: bool) -> Result<()> {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             tokio::select! {
-                r = network(root, work, bin, Plan { full }, &mut report) => r,
+                r = network(root, work, bin, plan, &mut report) => r,
                 _ = term.recv() => Err(anyhow::anyhow!("stopped by SIGTERM")),
                 _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("stopped by Ctrl-C")),
             }
@@ -219,6 +222,11 @@ async fn network(
     report: &mut Report,
 ) -> Result<()> {
     let mut ctx = suite::start(plan, root, bin, work).await?;
+    if plan.floods_only {
+        let r = suite::floods(&mut ctx).await;
+        report.merge(std::mem::take(&mut ctx.report));
+        return r;
+    }
     let mut timings = Vec::new();
     macro_rules! timed {
         ($name:expr, $e:expr) => {{
@@ -464,10 +472,11 @@ fn render(root: &Path, plan: Plan, report: &Report, times: &[(&str, Duration)]) 
     let rustc = stdout_of(Command::new("rustc").arg("--version"))
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
-    let command = if plan.full {
-        "cargo xtask abuse --full"
-    } else {
-        "cargo xtask abuse"
+    let command = match (plan.full, plan.floods_only) {
+        (true, false) => "cargo xtask abuse --full",
+        (false, false) => "cargo xtask abuse",
+        (true, true) => "cargo xtask abuse --full --floods-only",
+        (false, true) => "cargo xtask abuse --floods-only",
     };
     let mut s = String::new();
     let _ = writeln!(s, "# Reliability under abuse\n");

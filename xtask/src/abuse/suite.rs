@@ -1134,6 +1134,14 @@ pub async fn floods(ctx: &mut Ctx) -> Result<()> {
             per_address: 9,
         },
         FloodSpec {
+            // 80 x 8 is more than the pre-auth pool (512): its per-address share alone
+            // cannot keep it from filling.
+            name: "pre-auth flood, 80 addresses",
+            kind: Flood::Preauth,
+            addresses: 80,
+            per_address: 9,
+        },
+        FloodSpec {
             name: "open without login, 1 address",
             kind: Flood::OpenNoLogin,
             addresses: 1,
@@ -1253,25 +1261,26 @@ pub async fn floods(ctx: &mut Ctx) -> Result<()> {
             &format!("flood {}: legit logins ok", spec.name),
             format!("{ok}/{tries}, p99 {p99} ms"),
         );
-        if ok < tries {
-            if spec.kind == Flood::OpenNoLogin && spec.addresses * 8 > 256 {
-                // Known and documented: opens that never log in from more than
-                // max_unauthenticated_upstreams / _per_ip (256 / 8 = 32) addresses fill the
-                // global pool that protects the service; new opens are refused meanwhile.
-                ctx.report.note(format!(
-                    "flood {}: {} of {tries} legitimate logins refused (open: limit_reached): \
-                     the unauthenticated-upstream pool (256 in all, 8 per address) is filled by \
-                     32 or more addresses; not yet fixed",
-                    spec.name,
-                    tries - ok
-                ));
-            } else {
-                ctx.report.fail(format!(
-                    "flood {}: {} of {tries} legitimate logins failed: {fails}",
-                    spec.name,
-                    tries - ok
-                ));
-            }
+        // An open whose upstream connect ran out of its budget while the flood's own opens
+        // load the service's handshakes (anonymous DH, CPU-bound: up to
+        // max_unauthenticated_upstreams at once) measures the service's capacity, not the
+        // proxy's admission: noted. Any other failure, every refusal above all, fails.
+        let slow = match spec.kind {
+            Flood::OpenNoLogin => failures.get("open: timeout").copied().unwrap_or(0),
+            _ => 0,
+        };
+        let failed = (tries - ok) as u64;
+        if failed > slow {
+            ctx.report.fail(format!(
+                "flood {}: {failed} of {tries} legitimate logins failed: {fails}",
+                spec.name
+            ));
+        } else if slow > 0 {
+            ctx.report.note(format!(
+                "flood {}: {slow} of {tries} legitimate opens ran out of their connect budget \
+                 in the upstream handshake while the flood's opens loaded the service",
+                spec.name
+            ));
         }
         if !ctx.healthy().await {
             ctx.report.fail(format!(
