@@ -288,7 +288,7 @@ test('a ticket used on one instance is refused when replayed on another', async 
   for (const n of ['b', 'c']) {
     const again = await loginOnce(publicUrl(n), { ticket });
     assert.equal(again.err?.kind, 'ticket_invalid', JSON.stringify(again));
-    assert.match(again.err.message, /already used/);
+    assert.match(again.err.message, /replayed: ticket already used/);
   }
 });
 
