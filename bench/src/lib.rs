@@ -177,6 +177,11 @@ pub async fn start_sim() -> Result<Simulator, BenchError> {
 /// address) and, with `wss`, a self-signed certificate. Everything else is the proxy's
 /// default, the resume ring included.
 pub fn proxy_config(targets: &[(&str, SocketAddr)], wss: bool) -> Result<Config, BenchError> {
+    Ok(Config::from_toml_str(&proxy_toml(targets, wss))?)
+}
+
+/// [`proxy_config`] as TOML text.
+fn proxy_toml(targets: &[(&str, SocketAddr)], wss: bool) -> String {
     let mut toml = String::from(
         "[server]\nlisten = \"127.0.0.1:0\"\n\
          [limits]\nlogin_burst_per_ip = 1000000\nlogin_per_minute_per_ip = 1000000\n\
@@ -192,6 +197,22 @@ pub fn proxy_config(targets: &[(&str, SocketAddr)], wss: bool) -> Result<Config,
             addr.port()
         ));
     }
+    toml
+}
+
+/// [`proxy_config`] (`ws://`) plus `[cluster]`: one instance of a cluster whose shared state
+/// is the Redis at `redis_url`, keyed by the secret in `secret_file`.
+pub fn cluster_config(
+    targets: &[(&str, SocketAddr)],
+    redis_url: &str,
+    secret_file: &std::path::Path,
+) -> Result<Config, BenchError> {
+    let mut toml = proxy_toml(targets, false);
+    toml.push_str(&format!(
+        "[cluster]\nredis_url = \"{redis_url}\"\ninstance_id = \"bench\"\n\
+         public_url = \"ws://127.0.0.1/ws\"\nsecret_file = {:?}\n",
+        secret_file.display().to_string()
+    ));
     Ok(Config::from_toml_str(&toml)?)
 }
 
@@ -204,11 +225,18 @@ pub async fn start_proxy(
     run_proxy(proxy_config(targets, wss)?).await
 }
 
-/// Binds prl-proxy with `config` and runs it on the current runtime.
+/// Binds prl-proxy with `config` and runs it on the current runtime; with `[cluster]`, returns
+/// once it reaches its Redis (or [`BenchError::Timeout`] after [`WAIT`]).
 pub async fn run_proxy(config: Config) -> Result<ProxyHandle, BenchError> {
     let proxy = Proxy::bind(config, None).await?;
     let handle = proxy.handle();
     tokio::spawn(proxy.run());
+    bounded("the shared state", async {
+        while !handle.shared_state_available() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await?;
     Ok(handle)
 }
 

@@ -5,7 +5,8 @@
 //! these numbers; for a goal not met, the measured profile and the reason follow.
 //!
 //! The data directory holds (each optional; a missing part is reported as not run):
-//! `run.json` ([`RunInfo`]), `criterion/prl-bench-suite.json` ([`SuiteData`]), `memory.json`
+//! `run.json` ([`RunInfo`]), `criterion/prl-bench-suite.json` ([`SuiteData`]),
+//! `cluster/prl-bench-suite.json` (the cluster-mode comparison, a [`SuiteData`]), `memory.json`
 //! and `memory-before.json` ([`MemoryRun`]s), `peers-memory.json`, `slow-consumer.json`
 //! ([`SlowConsumer`]), `page.json` (bench/page/page.mjs), `peers.json` (install status),
 //! `profile.json` ([`Profile`]).
@@ -68,6 +69,7 @@ pub struct Data {
     run: RunInfo,
     steps: Vec<Step>,
     suite: Option<SuiteData>,
+    cluster: Option<SuiteData>,
     memory: Vec<MemoryRun>,
     memory_before: Vec<MemoryRun>,
     peers_memory: Vec<MemoryRun>,
@@ -91,6 +93,7 @@ impl Data {
             run: read(&dir.join("run.json")).unwrap_or_default(),
             steps: read(&dir.join("steps.json")).unwrap_or_default(),
             suite: read(&dir.join("criterion").join(summary::SUITE_DATA_FILE)),
+            cluster: read(&dir.join("cluster").join(summary::SUITE_DATA_FILE)),
             memory: read(&dir.join("memory.json")).unwrap_or_default(),
             memory_before: read(&dir.join("memory-before.json")).unwrap_or_default(),
             peers_memory: peers_memory
@@ -392,6 +395,7 @@ pub fn render(data: &Data) -> String {
     out.push('\n');
     render_memory(&mut out, data);
     render_suite(&mut out, data);
+    render_cluster(&mut out, data);
     render_slow(&mut out, data);
     render_page(&mut out, data);
     render_peers(&mut out, data);
@@ -466,6 +470,38 @@ fn render_memory(out: &mut String, data: &Data) {
         }
         out.push('\n');
     }
+}
+
+fn render_cluster(out: &mut String, data: &Data) {
+    out.push_str(
+        "## Login latency of cluster mode
+
+`cargo xtask bench cluster`: the login cycle of \
+         `connection_setup` (WebSocket upgrade, `open`, login, logoff; `ws://`, LOW) through a \
+         prl-proxy with `[cluster]`, its shared state in a `redis-server` on loopback, against \
+         the same cycle through a single proxy (`baseline_single`, everything in memory), both \
+         in one process in front of one simulator. What cluster mode adds to a login: the \
+         cluster-wide lease of an upstream waiting for its login, the address's and the user's \
+         throttle buckets (Lua scripts in Redis), and the restore-proof record (in the \
+         background).",
+    );
+    let Some(s) = &data.cluster else {
+        out.push_str(" Not run.\n\n");
+        return;
+    };
+    let load = summary::LoadSamples {
+        samples: s.load.clone(),
+    };
+    let _ = writeln!(
+        out,
+        " Load average during the part: {}.\n\nPaired (the number to read; ratio = time through \
+         the cluster instance / time through the single proxy, the two back to back, alternating \
+         which goes first):\n\n{}\nCriterion's own medians:\n\n{}",
+        load.describe(),
+        summary::render_paired(&s.paired),
+        summary::render(&s.rows)
+    );
+    out.push('\n');
 }
 
 fn render_suite(out: &mut String, data: &Data) {
@@ -773,5 +809,29 @@ mod tests {
         let text = render(&data);
         assert!(text.contains("| memory per idle session ≤ 32 KiB at 9000 sessions (prl-proxy wss, HIGH) | **not met** | 40.0 KiB |"), "{text}");
         assert!(text.contains("## Goals not met: profile and reason"));
+    }
+
+    #[test]
+    fn the_cluster_part_has_its_own_section() {
+        let text = render(&Data::default());
+        assert!(
+            text.contains("## Login latency of cluster mode\n\n") && text.contains(" Not run.\n"),
+            "{text}"
+        );
+        let data = Data {
+            cluster: Some(SuiteData {
+                paired: vec![Paired {
+                    id: "cluster_login/LOW: cluster_redis / baseline_single".into(),
+                    ratios: vec![1.1, 1.2, 1.3],
+                }],
+                ..SuiteData::default()
+            }),
+            ..Data::default()
+        };
+        let text = render(&data);
+        assert!(
+            text.contains("| cluster_login/LOW: cluster_redis / baseline_single | 3 | 1.20 |"),
+            "{text}"
+        );
     }
 }

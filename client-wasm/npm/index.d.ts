@@ -89,7 +89,14 @@ export interface ServerOptions {
    * through the proxy (same session, nothing lost), otherwise log in again with the previous
    * session UUID. While on, the user name and password are kept in WebAssembly memory (never
    * in JavaScript objects) and zeroized on {@link Server.logoff} and {@link Server.free}.
-   * Restore gives up after 8 attempts (jittered backoff, about 15 to 30 s), or at once when
+   * Behind a cluster of proxies (the proxy's `docs/scaling.md`) the resume goes through
+   * `proxyUrl` first; an instance that does not hold the connection names the one that does
+   * (`resume_elsewhere`), and the client resumes there, once, and only at the instance URL the
+   * proxy gave for this connection when it was opened or last resumed. When `proxyUrl` does
+   * not answer, that instance is asked directly; when the instance is gone, the client logs in
+   * again through `proxyUrl` with its restore proof. The page's Content-Security-Policy
+   * `connect-src` must allow the instances' URLs (the scaling guide puts them all on the
+   * balancer's origin). Restore gives up after 8 attempts (jittered backoff, about 15 to 30 s), or at once when
    * another attempt cannot help (e.g. `authentication` after a password change): the state
    * becomes `'disconnected'` with the error in {@link StateChangeDetail.error}, and the
    * credentials are zeroized.
@@ -669,9 +676,12 @@ export class Server {
  * `service` (any other `PRL_ERR_*` from the service). Proxy (relay) failures: `policy_denied`,
  * `origin_denied`, `ticket_invalid`, `dns_failed`, `connection_refused`, `timeout`,
  * `handshake_failed`, `wrong_protocol_version`, `tls_failed`, `protocol_violation`,
- * `limit_reached`, `resume_failed`, `internal`, and `command_refused` (the proxy's command
+ * `limit_reached`, `resume_failed`, `internal`, `command_refused` (the proxy's command
  * scope does not allow this request: it was not sent to the service, the session stays up;
- * code 0x80000005 `PRL_ERR_ACCESS_DENIED`). Client side: `closed`, `canceled`,
+ * code 0x80000005 `PRL_ERR_ACCESS_DENIED`), `state_unavailable` (a proxy of a cluster
+ * cannot reach the state the cluster shares, and what was asked needs it: try again later),
+ * `resume_elsewhere` (handled inside the client: a resume reached an instance that does not
+ * hold the connection). Client side: `closed`, `canceled`,
  * `proxy_unreachable` (the WebSocket could not be opened: also a proxy that refused the
  * page's Origin, a `proxyUrl` the page's Content-Security-Policy `connect-src` does not
  * allow, or a proxy on a private or loopback address that Chromium's Local Network Access
@@ -694,6 +704,8 @@ export type ErrorKind =
   | 'restore_refused'
   | 'resume_failed'
   | 'internal'
+  | 'state_unavailable'
+  | 'resume_elsewhere'
   | 'closed'
   | 'canceled'
   | 'command_refused'

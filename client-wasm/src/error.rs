@@ -192,6 +192,8 @@ pub const ERROR_KINDS: &[&str] = &[
     "restore_refused",
     "resume_failed",
     "internal",
+    "state_unavailable",
+    "resume_elsewhere",
     "closed",
     "canceled",
     "command_refused",

@@ -462,16 +462,44 @@ mod relay_json {
                 tls_version: "TLSv1.2".into(),
                 resume_token: Secret("r3sum3_-".into()),
                 resume_window_ms: 60000,
+                instance: None,
             }),
             ProxyMessage::Resumed(Resumed {
                 version: 1,
                 resume_token: Secret("next".into()),
                 replayed: 3,
+                instance: None,
             }),
             ProxyMessage::Error(RelayError {
                 kind: RelayErrorKind::PolicyDenied,
                 code: None,
                 message: "no code".into(),
+                instance: None,
+            }),
+            // Version 2: the instance of a cluster that holds the connection.
+            ProxyMessage::Opened(Opened {
+                version: 2,
+                connection_uuid: "{11111111-2222-3333-4444-555555555555}".into(),
+                service_protocol: "6.10".into(),
+                service_build: "b".into(),
+                security_level: SecurityLevel::Normal,
+                cipher: "ADH-AES256-GCM-SHA384".into(),
+                tls_version: "TLSv1.2".into(),
+                resume_token: Secret("r".into()),
+                resume_window_ms: 60000,
+                instance: Some("wss://relay-b.example.com/ws".into()),
+            }),
+            ProxyMessage::Resumed(Resumed {
+                version: 2,
+                resume_token: Secret("next".into()),
+                replayed: 0,
+                instance: Some("wss://relay-b.example.com/ws".into()),
+            }),
+            ProxyMessage::Error(RelayError {
+                kind: RelayErrorKind::ResumeElsewhere,
+                code: None,
+                message: "held by another instance".into(),
+                instance: Some("wss://relay-b.example.com/ws".into()),
             }),
         ];
         for kind in RelayErrorKind::ALL {
@@ -539,7 +567,7 @@ mod relay_json {
     fn encode_applies_the_core_checks() {
         let mut m = open("h", None, SecurityLevel::Low);
         if let ClientMessage::Open(o) = &mut m {
-            o.version = 2;
+            o.version = RELAY_VERSION + 1;
         }
         assert_eq!(encode(&m).unwrap_err().kind(), "unsupported_version");
         let long = open(&"x".repeat(MAX_CONTROL_LEN), None, SecurityLevel::Low);
@@ -573,7 +601,8 @@ mod relay_json {
             ProxyMessage::Error(RelayError {
                 kind: RelayErrorKind::Closed,
                 code: None,
-                message: "m".into()
+                message: "m".into(),
+                instance: None,
             })
         );
     }
@@ -691,7 +720,7 @@ mod relay_json {
                 "malformed",
             ),
             (
-                opened.replace("\"version\":1", "\"version\":2"),
+                opened.replace("\"version\":1", "\"version\":3"),
                 "unsupported_version",
             ),
             (

@@ -1,4 +1,4 @@
-//! Messages between the browser client and prl-proxy (the relay protocol, version 1).
+//! Messages between the browser client and prl-proxy (the relay protocol, versions 1 and 2).
 //!
 //! The WebSocket carries two kinds of messages (see `docs/relay-protocol.md`):
 //! - text messages: one JSON control message each ([`ClientMessage`], [`ProxyMessage`]);
@@ -10,6 +10,13 @@
 //!
 //! Secrets (password-free by design, but tickets and resume tokens are bearer secrets) are
 //! redacted from `Debug` output.
+//!
+//! Versions: the browser offers the subprotocols of the versions it speaks, newest first
+//! ([`SUBPROTOCOL`], [`SUBPROTOCOL_V1`]); the proxy selects the newest it speaks too. Version 2
+//! is version 1 plus what a cluster of proxies needs: the optional `instance` of `opened`,
+//! `resumed` and of a `resume_elsewhere` error, and the error kinds `resume_elsewhere` and
+//! `state_unavailable`. The proxy never sends a version-2 field or kind on a version-1
+//! connection ([`ProxyMessage::for_version`]), so a version-1 client keeps working unchanged.
 
 use std::fmt;
 
@@ -19,10 +26,33 @@ use crate::codes::ErrorCode;
 use crate::handshake::SecurityLevel;
 use crate::scope::CommandScope;
 
-/// The relay protocol version this crate speaks.
-pub const RELAY_VERSION: u32 = 1;
-/// The WebSocket subprotocol name of this version.
-pub const SUBPROTOCOL: &str = "prl-relay.v1";
+/// The newest relay protocol version this crate speaks.
+pub const RELAY_VERSION: u32 = 2;
+/// The oldest relay protocol version this crate still speaks.
+pub const MIN_RELAY_VERSION: u32 = 1;
+/// The WebSocket subprotocol name of [`RELAY_VERSION`].
+pub const SUBPROTOCOL: &str = "prl-relay.v2";
+/// The WebSocket subprotocol name of version 1.
+pub const SUBPROTOCOL_V1: &str = "prl-relay.v1";
+
+/// The relay version a subprotocol name stands for (`None`: not a relay subprotocol this crate
+/// speaks).
+pub fn subprotocol_version(name: &str) -> Option<u32> {
+    match name {
+        SUBPROTOCOL => Some(RELAY_VERSION),
+        SUBPROTOCOL_V1 => Some(1),
+        _ => None,
+    }
+}
+
+/// The subprotocol name of a relay version this crate speaks (the newest for any other value).
+pub fn subprotocol_name(version: u32) -> &'static str {
+    if version == 1 {
+        SUBPROTOCOL_V1
+    } else {
+        SUBPROTOCOL
+    }
+}
 /// Prefix of a `Sec-WebSocket-Protocol` entry that carries a ticket (`prl-ticket.<ticket>`).
 pub const TICKET_SUBPROTOCOL_PREFIX: &str = "prl-ticket.";
 /// Largest control message accepted, in bytes.
@@ -86,7 +116,8 @@ pub enum ConnectMode {
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OpenRequest {
-    /// Must be [`RELAY_VERSION`].
+    /// The relay version of the connection (the negotiated subprotocol's), at most
+    /// [`RELAY_VERSION`].
     pub version: u32,
     /// Target service (ignored for `mode = local`, which uses the configured local service).
     pub target: Target,
@@ -128,7 +159,7 @@ impl fmt::Debug for OpenRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResumeRequest {
-    /// Must be [`RELAY_VERSION`].
+    /// The relay version of the connection, at most [`RELAY_VERSION`].
     pub version: u32,
     /// The resume token of the last `opened` / `resumed` reply.
     pub token: Secret,
@@ -170,6 +201,10 @@ pub struct Opened {
     pub resume_token: Secret,
     /// How long the proxy keeps the upstream connection after a drop, in ms.
     pub resume_window_ms: u32,
+    /// Version 2, proxies in a cluster: the public URL of the proxy instance that holds this
+    /// upstream connection (where a resume must end up). Absent from a single proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 impl fmt::Debug for Opened {
@@ -184,6 +219,7 @@ impl fmt::Debug for Opened {
             .field("tls_version", &self.tls_version)
             .field("resume_token", &self.resume_token)
             .field("resume_window_ms", &self.resume_window_ms)
+            .field("instance", &self.instance)
             .finish()
     }
 }
@@ -198,6 +234,10 @@ pub struct Resumed {
     pub resume_token: Secret,
     /// Number of packages replayed right after this message.
     pub replayed: u64,
+    /// Version 2, proxies in a cluster: the public URL of the instance that holds the
+    /// connection (the one that answered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 /// Why the proxy could not open, resume or keep a connection. Stable snake_case names.
@@ -235,6 +275,14 @@ pub enum RelayErrorKind {
     Closed,
     /// The proxy failed internally.
     Internal,
+    /// Version 2: another instance of a proxy cluster holds the upstream connection this
+    /// `resume` names; the error's `instance` is its public URL (from the proxies'
+    /// configuration, never from the browser). The client resumes there, once.
+    ResumeElsewhere,
+    /// Version 2: the state the proxies of a cluster share (Redis) cannot be reached, and
+    /// what was asked needs it (a ticket, a restore proof, a login throttle): refused, not
+    /// guessed. Transient: a later attempt may succeed.
+    StateUnavailable,
     /// A package the browser sent is a command outside this connection's command scope
     /// (`[policy] scope` and the ticket's `scope`): it was not forwarded. Unlike every other
     /// kind this one does not end the connection: the session stays up and the browser may
@@ -244,7 +292,7 @@ pub enum RelayErrorKind {
 
 impl RelayErrorKind {
     /// Every kind, for tables and tests.
-    pub const ALL: [RelayErrorKind; 16] = [
+    pub const ALL: [RelayErrorKind; 18] = [
         Self::PolicyDenied,
         Self::OriginDenied,
         Self::TicketInvalid,
@@ -260,6 +308,8 @@ impl RelayErrorKind {
         Self::ResumeFailed,
         Self::Closed,
         Self::Internal,
+        Self::ResumeElsewhere,
+        Self::StateUnavailable,
         Self::CommandRefused,
     ];
 
@@ -282,6 +332,16 @@ impl RelayErrorKind {
             Self::Closed => "closed",
             Self::Internal => "internal",
             Self::CommandRefused => "command_refused",
+            Self::ResumeElsewhere => "resume_elsewhere",
+            Self::StateUnavailable => "state_unavailable",
+        }
+    }
+
+    /// The first relay version that has this kind.
+    pub fn since_version(self) -> u32 {
+        match self {
+            Self::ResumeElsewhere | Self::StateUnavailable => 2,
+            _ => 1,
         }
     }
 
@@ -304,7 +364,9 @@ impl RelayErrorKind {
             | Self::ProtocolViolation
             | Self::LimitReached
             | Self::RestoreRefused
-            | Self::Internal => None,
+            | Self::Internal
+            | Self::ResumeElsewhere
+            | Self::StateUnavailable => None,
         }
     }
 
@@ -332,6 +394,10 @@ pub struct RelayError {
     pub code: Option<u32>,
     /// Lower-case human message; never contains secrets.
     pub message: String,
+    /// Version 2, `resume_elsewhere` only: the public URL of the instance that holds the
+    /// connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 impl RelayError {
@@ -341,7 +407,28 @@ impl RelayError {
             kind,
             code: kind.prl_code().map(|c| c.0),
             message: message.into(),
+            instance: None,
         }
+    }
+
+    /// This error as a peer of relay `version` may see it: a kind newer than that version
+    /// becomes the version-1 kind that means the same to such a peer (`resume_elsewhere` ->
+    /// `resume_failed`: it cannot follow; `state_unavailable` -> `internal`), and the version-2
+    /// `instance` is left out.
+    pub fn for_version(mut self, version: u32) -> RelayError {
+        if version >= 2 {
+            return self;
+        }
+        self.instance = None;
+        if self.kind.since_version() > version {
+            let kind = match self.kind {
+                RelayErrorKind::ResumeElsewhere => RelayErrorKind::ResumeFailed,
+                _ => RelayErrorKind::Internal,
+            };
+            self.kind = kind;
+            self.code = kind.prl_code().map(|c| c.0);
+        }
+        self
     }
 
     /// The `command_refused` error of the request package `request` (its uuid: the job it
@@ -382,6 +469,31 @@ pub enum ProxyMessage {
     Error(RelayError),
 }
 
+impl ProxyMessage {
+    /// This message as a peer of relay `version` may see it: version-2 fields and kinds are
+    /// never sent on a version-1 connection (see [`RelayError::for_version`]).
+    pub fn for_version(self, version: u32) -> ProxyMessage {
+        let version = version.clamp(MIN_RELAY_VERSION, RELAY_VERSION);
+        match self {
+            ProxyMessage::Opened(mut o) => {
+                o.version = version;
+                if version < 2 {
+                    o.instance = None;
+                }
+                ProxyMessage::Opened(o)
+            }
+            ProxyMessage::Resumed(mut r) => {
+                r.version = version;
+                if version < 2 {
+                    r.instance = None;
+                }
+                ProxyMessage::Resumed(r)
+            }
+            ProxyMessage::Error(e) => ProxyMessage::Error(e.for_version(version)),
+        }
+    }
+}
+
 /// Decoding failure of a control message.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayMessageError {
@@ -403,7 +515,9 @@ pub enum RelayMessageError {
         column: usize,
     },
     /// A version this crate does not speak.
-    #[error("unsupported relay protocol version {0}, expected {RELAY_VERSION}")]
+    #[error(
+        "unsupported relay protocol version {0}, expected {MIN_RELAY_VERSION} to {RELAY_VERSION}"
+    )]
     UnsupportedVersion(u32),
 }
 
@@ -449,7 +563,7 @@ fn encode<T: Serialize>(message: &T) -> String {
 }
 
 fn check_version(version: u32) -> Result<(), RelayMessageError> {
-    if version == RELAY_VERSION {
+    if (MIN_RELAY_VERSION..=RELAY_VERSION).contains(&version) {
         Ok(())
     } else {
         Err(RelayMessageError::UnsupportedVersion(version))
@@ -462,6 +576,22 @@ fn check_version(version: u32) -> Result<(), RelayMessageError> {
 // definition, two JSON engines.
 
 impl ClientMessage {
+    /// The relay version the message says it speaks.
+    pub fn version(&self) -> u32 {
+        match self {
+            ClientMessage::Open(o) => o.version,
+            ClientMessage::Resume(r) => r.version,
+        }
+    }
+
+    /// Set the relay version (the connection's negotiated one).
+    pub fn set_version(&mut self, version: u32) {
+        match self {
+            ClientMessage::Open(o) => o.version = version,
+            ClientMessage::Resume(r) => r.version = version,
+        }
+    }
+
     /// Checks what the types cannot: the protocol version.
     pub fn validate(&self) -> Result<(), RelayMessageError> {
         check_version(match self {
@@ -516,7 +646,7 @@ mod tests {
 
     fn open() -> ClientMessage {
         ClientMessage::Open(OpenRequest {
-            version: RELAY_VERSION,
+            version: 1,
             target: Target {
                 host: "127.0.0.1".into(),
                 port: 0,
@@ -572,6 +702,7 @@ mod tests {
             tls_version: "TLSv1.2".into(),
             resume_token: Secret("r3sum3".into()),
             resume_window_ms: 60000,
+            instance: None,
         };
         let text = format!("{opened:?}");
         assert!(
@@ -638,7 +769,11 @@ mod tests {
                 "malformed",
             ),
             (
-                r#"{"type":"open","version":2,"target":{"host":"h"},"securityLevel":"low"}"#,
+                r#"{"type":"open","version":3,"target":{"host":"h"},"securityLevel":"low"}"#,
+                "unsupported_version",
+            ),
+            (
+                r#"{"type":"open","version":0,"target":{"host":"h"},"securityLevel":"low"}"#,
                 "unsupported_version",
             ),
             (
@@ -658,6 +793,138 @@ mod tests {
             ClientMessage::from_json(&long).unwrap_err().kind(),
             "too_long"
         );
+    }
+
+    fn opened(instance: Option<&str>) -> Opened {
+        Opened {
+            version: RELAY_VERSION,
+            connection_uuid: "{11111111-2222-3333-4444-555555555555}".into(),
+            service_protocol: "6.10".into(),
+            service_build: "b".into(),
+            security_level: SecurityLevel::Normal,
+            cipher: "ADH-AES256-GCM-SHA384".into(),
+            tls_version: "TLSv1.2".into(),
+            resume_token: Secret("t".into()),
+            resume_window_ms: 60000,
+            instance: instance.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn subprotocols_name_their_versions() {
+        assert_eq!(subprotocol_version("prl-relay.v2"), Some(2));
+        assert_eq!(subprotocol_version("prl-relay.v1"), Some(1));
+        for other in [
+            "prl-relay.v3",
+            "prl-relay.v0",
+            "PRL-RELAY.V1",
+            "",
+            "prl-ticket.x",
+        ] {
+            assert_eq!(subprotocol_version(other), None, "{other}");
+        }
+        assert_eq!(subprotocol_name(1), SUBPROTOCOL_V1);
+        assert_eq!(subprotocol_name(2), SUBPROTOCOL);
+        assert_eq!(
+            subprotocol_version(subprotocol_name(RELAY_VERSION)),
+            Some(RELAY_VERSION)
+        );
+    }
+
+    #[test]
+    fn version_2_fields_have_a_stable_json_form_and_are_optional() {
+        let url = "wss://relay-b.example.com/ws";
+        let json = ProxyMessage::Opened(opened(Some(url))).to_json();
+        assert!(
+            json.ends_with(r#""resumeWindowMs":60000,"instance":"wss://relay-b.example.com/ws"}"#),
+            "{json}"
+        );
+        // A single proxy leaves it out: the version-1 form.
+        let plain = ProxyMessage::Opened(opened(None)).to_json();
+        assert!(!plain.contains("instance"), "{plain}");
+        assert_eq!(
+            ProxyMessage::from_json(&json).unwrap(),
+            ProxyMessage::Opened(opened(Some(url)))
+        );
+        let resumed = ProxyMessage::Resumed(Resumed {
+            version: 2,
+            resume_token: Secret("t".into()),
+            replayed: 0,
+            instance: Some(url.into()),
+        });
+        assert_eq!(
+            resumed.to_json(),
+            r#"{"type":"resumed","version":2,"resumeToken":"t","replayed":0,"instance":"wss://relay-b.example.com/ws"}"#
+        );
+        let mut e = RelayError::new(RelayErrorKind::ResumeElsewhere, "held by another instance");
+        e.instance = Some(url.into());
+        let json = ProxyMessage::Error(e.clone()).to_json();
+        assert_eq!(
+            json,
+            r#"{"type":"error","kind":"resume_elsewhere","message":"held by another instance","instance":"wss://relay-b.example.com/ws"}"#
+        );
+        assert_eq!(
+            ProxyMessage::from_json(&json).unwrap(),
+            ProxyMessage::Error(e)
+        );
+        let e = RelayError::new(RelayErrorKind::StateUnavailable, "shared state unavailable");
+        assert_eq!(
+            ProxyMessage::Error(e).to_json(),
+            r#"{"type":"error","kind":"state_unavailable","message":"shared state unavailable"}"#
+        );
+    }
+
+    #[test]
+    fn a_version_1_peer_never_sees_version_2_fields_or_kinds() {
+        let url = "wss://relay-b.example.com/ws";
+        let ProxyMessage::Opened(o) = ProxyMessage::Opened(opened(Some(url))).for_version(1) else {
+            panic!("not opened")
+        };
+        assert_eq!((o.version, o.instance), (1, None));
+        let ProxyMessage::Opened(o) = ProxyMessage::Opened(opened(Some(url))).for_version(2) else {
+            panic!("not opened")
+        };
+        assert_eq!((o.version, o.instance.as_deref()), (2, Some(url)));
+        for kind in RelayErrorKind::ALL {
+            let mut e = RelayError::new(kind, "m");
+            e.instance = Some(url.into());
+            let ProxyMessage::Error(v1) = ProxyMessage::Error(e.clone()).for_version(1) else {
+                panic!("not an error")
+            };
+            assert_eq!(v1.instance, None);
+            assert_eq!(v1.kind.since_version(), 1, "{kind}");
+            assert_eq!(v1.code, v1.kind.prl_code().map(|c| c.0));
+            if kind.since_version() == 1 {
+                assert_eq!(v1.kind, kind);
+            }
+            assert_eq!(v1.message, "m");
+            // The JSON a version-1 decoder (exactly the version-1 shape) accepts.
+            let json = ProxyMessage::Error(v1).to_json();
+            assert!(!json.contains("instance"), "{json}");
+            let ProxyMessage::Error(v2) = ProxyMessage::Error(e.clone()).for_version(2) else {
+                panic!("not an error")
+            };
+            assert_eq!(v2, e);
+        }
+        let ProxyMessage::Error(e) =
+            ProxyMessage::Error(RelayError::new(RelayErrorKind::ResumeElsewhere, "m"))
+                .for_version(1)
+        else {
+            panic!("not an error")
+        };
+        assert_eq!(e.kind, RelayErrorKind::ResumeFailed);
+        assert_eq!(e.code, Some(0x8000_0246));
+    }
+
+    #[test]
+    fn both_versions_are_accepted_and_the_client_sets_its_own() {
+        for v in [1, 2] {
+            let text = format!(r#"{{"type":"resume","version":{v},"token":"x","received":0}}"#);
+            let mut m = ClientMessage::from_json(&text).unwrap();
+            assert_eq!(m.version(), v);
+            m.set_version(3 - v);
+            assert_eq!(m.version(), 3 - v);
+        }
     }
 
     #[test]

@@ -75,6 +75,9 @@ pub struct Config {
     pub log: LogConfig,
     /// Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// Several proxies as one relay, their shared state in Redis (absent = a single proxy,
+    /// everything in memory). Applied at start only.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// `[server]`
@@ -464,6 +467,58 @@ impl Default for ResumeConfig {
     }
 }
 
+/// `[cluster]`: this proxy is one instance of several behind a load balancer; what must hold
+/// across them lives in Redis (see `docs/scaling.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `redis://host[:port][/db]` or `rediss://...` (TLS). No password in the URL: use
+    /// `password_file`.
+    pub redis_url: String,
+    /// Redis ACL user name (optional; with `password_file`).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// File holding the Redis password (`AUTH`); trailing whitespace is ignored.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// PEM trust anchors for `rediss://` (default: the system's).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// This instance's id: letters, digits, `-`, `_`, `.`; at most 64 bytes; unique in the
+    /// cluster.
+    pub instance_id: String,
+    /// The `ws://` / `wss://` URL of this instance's relay endpoint as browsers reach it
+    /// directly (a resume is sent here).
+    pub public_url: String,
+    /// The other instances: id -> public URL. A resume is redirected only to these URLs.
+    #[serde(default)]
+    pub peers: std::collections::BTreeMap<String, String>,
+    /// File holding the cluster secret (at least 32 bytes, the same on every instance): keys
+    /// every identifier stored in Redis (HMAC-SHA256).
+    pub secret_file: PathBuf,
+    /// Prefix of every Redis key (several clusters can share one Redis).
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// How often this instance renews its registration (which expires after three periods)
+    /// and probes Redis.
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    /// Longest wait for one Redis operation; beyond it the operation counts as failed (fail
+    /// closed).
+    #[serde(default = "default_op_timeout_ms")]
+    pub op_timeout_ms: u64,
+}
+
+fn default_key_prefix() -> String {
+    "prl:".into()
+}
+fn default_heartbeat_ms() -> u64 {
+    1_000
+}
+fn default_op_timeout_ms() -> u64 {
+    500
+}
+
 /// `[log]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -555,6 +610,11 @@ impl Config {
             for k in &mut t.keys {
                 fix(&mut k.file);
             }
+        }
+        if let Some(c) = &mut self.cluster {
+            fix(&mut c.secret_file);
+            c.password_file.as_mut().map(fix);
+            c.ca_file.as_mut().map(fix);
         }
     }
 
@@ -750,8 +810,153 @@ impl Config {
                 "buffer_packages and buffer_bytes must be > 0 when resume.window_ms > 0",
             ));
         }
+        if let Some(c) = &self.cluster {
+            c.validate()?;
+        }
         Ok(())
     }
+}
+
+impl ClusterConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_redis_url(&self.redis_url)?;
+        if let Some(u) = &self.username {
+            if u.is_empty()
+                || u.len() > 256
+                || u.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(ConfigError::invalid(
+                    "cluster.username",
+                    "must be 1-256 characters, no spaces",
+                ));
+            }
+            if self.password_file.is_none() {
+                return Err(ConfigError::invalid(
+                    "cluster.username",
+                    "needs cluster.password_file",
+                ));
+            }
+        }
+        if self.ca_file.is_some() && !self.redis_url.starts_with("rediss://") {
+            return Err(ConfigError::invalid(
+                "cluster.ca_file",
+                "only used with a rediss:// url",
+            ));
+        }
+        check_instance_id("cluster.instance_id", &self.instance_id)?;
+        check_public_url("cluster.public_url", &self.public_url)?;
+        let mut urls = std::collections::BTreeSet::new();
+        urls.insert(self.public_url.as_str());
+        for (id, url) in &self.peers {
+            check_instance_id(&format!("cluster.peers.{id}"), id)?;
+            if *id == self.instance_id {
+                return Err(ConfigError::invalid(
+                    format!("cluster.peers.{id}"),
+                    "is this instance's own id",
+                ));
+            }
+            check_public_url(&format!("cluster.peers.{id}"), url)?;
+            if !urls.insert(url.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("cluster.peers.{id}"),
+                    "another instance has the same public url",
+                ));
+            }
+        }
+        if self.key_prefix.len() > 64 || self.key_prefix.chars().any(|c| !c.is_ascii_graphic()) {
+            return Err(ConfigError::invalid(
+                "cluster.key_prefix",
+                "at most 64 printable ascii characters, no spaces",
+            ));
+        }
+        if !(100..=60_000).contains(&self.heartbeat_ms) {
+            return Err(ConfigError::invalid(
+                "cluster.heartbeat_ms",
+                "must be between 100 and 60000",
+            ));
+        }
+        if !(10..=10_000).contains(&self.op_timeout_ms) {
+            return Err(ConfigError::invalid(
+                "cluster.op_timeout_ms",
+                "must be between 10 and 10000",
+            ));
+        }
+        Ok(())
+    }
+
+    /// How long this instance's registration lives without a renewal.
+    pub fn registration_ttl_ms(&self) -> u64 {
+        self.heartbeat_ms.saturating_mul(3)
+    }
+}
+
+/// `redis://` or `rediss://`, a host, no password, no query or fragment.
+fn check_redis_url(url: &str) -> Result<(), ConfigError> {
+    let bad = |reason: &str| ConfigError::invalid("cluster.redis_url", reason);
+    let rest = url
+        .strip_prefix("redis://")
+        .or_else(|| url.strip_prefix("rediss://"))
+        .ok_or_else(|| bad("must start with redis:// or rediss://"))?;
+    if rest.contains(['?', '#']) || rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("no query, fragment or spaces"));
+    }
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(bad(
+            "no user or password in the url: use cluster.username and cluster.password_file",
+        ));
+    }
+    if authority.is_empty() || authority.starts_with(':') {
+        return Err(bad("names no host"));
+    }
+    let db = rest.split_once('/').map(|(_, db)| db).unwrap_or_default();
+    if !db.is_empty() && db.parse::<u16>().is_err() {
+        return Err(bad("the path must be a database number"));
+    }
+    Ok(())
+}
+
+fn check_instance_id(key: &str, id: &str) -> Result<(), ConfigError> {
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(ConfigError::invalid(
+            key,
+            "an instance id is 1-64 letters, digits, '-', '_' or '.'",
+        ));
+    }
+    Ok(())
+}
+
+/// A browser-facing relay URL: `ws://` or `wss://`, a host, a path, nothing else.
+fn check_public_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    let bad = |reason: &str| ConfigError::invalid(key, reason);
+    let rest = url
+        .strip_prefix("wss://")
+        .or_else(|| url.strip_prefix("ws://"))
+        .ok_or_else(|| bad("must start with ws:// or wss://"))?;
+    if url.len() > 512 {
+        return Err(bad("longer than 512 bytes"));
+    }
+    if rest.contains(['?', '#', '@', '\\']) || rest.chars().any(|c| !c.is_ascii_graphic()) {
+        return Err(bad("no query, fragment, user info, spaces or non-ascii"));
+    }
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    if authority.is_empty() || authority.starts_with(':') {
+        return Err(bad("names no host"));
+    }
+    if !path.starts_with('/') {
+        return Err(bad(
+            "needs the relay path, e.g. wss://relay-a.example.com/ws",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -915,5 +1120,23 @@ mod tests {
         let c = Config::load(&path).unwrap();
         assert!(!c.policy.target.is_empty());
         assert!(!c.policy.local_login);
+        assert!(c.cluster.is_none(), "a single proxy by default");
+    }
+
+    #[test]
+    fn the_examples_cluster_block_is_valid_once_uncommented() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("prl-proxy.example.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let start = text.find("\n# [cluster]").expect("a [cluster] example");
+        let block = text[start..]
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = Config::from_toml_str(&block).unwrap();
+        let cluster = c.cluster.expect("[cluster]");
+        assert_eq!(cluster.instance_id, "a");
+        assert_eq!(cluster.peers.len(), 2);
+        assert_eq!(cluster.registration_ttl_ms(), 3000);
     }
 }

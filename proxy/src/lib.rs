@@ -28,6 +28,7 @@ pub mod policy;
 pub mod registry;
 pub(crate) mod relay;
 pub mod server;
+pub mod shared_state;
 pub mod state;
 pub mod static_files;
 pub mod ticket;

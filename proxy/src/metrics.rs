@@ -38,6 +38,13 @@ pub struct Metrics {
     pub queued_bytes: Gauge,
     /// Open TCP connections to the proxy.
     pub connections: Gauge,
+    /// 1 while the shared state answers (always for a single proxy), 0 while a cluster's
+    /// Redis does not (the relay then fails closed).
+    pub shared_state_up: Gauge,
+    /// Failed or late operations on the shared state, by operation.
+    pub shared_state_errors: Family<Label1, Counter>,
+    /// Resumes answered `resume_elsewhere` (another instance holds the link).
+    pub resume_redirects: Counter,
 }
 
 impl Default for Metrics {
@@ -66,6 +73,10 @@ impl Metrics {
         let forwarded = Family::<Label1, Counter>::default();
         let queued_bytes = Gauge::default();
         let connections = Gauge::default();
+        let shared_state_up = Gauge::default();
+        shared_state_up.set(1);
+        let shared_state_errors = Family::<Label1, Counter>::default();
+        let resume_redirects = Counter::default();
         registry.register(
             "sessions_active",
             "Relay sessions with a browser attached",
@@ -123,6 +134,21 @@ impl Metrics {
             "Open client TCP connections",
             connections.clone(),
         );
+        registry.register(
+            "shared_state_up",
+            "Whether the shared state (a cluster's Redis) answers",
+            shared_state_up.clone(),
+        );
+        registry.register(
+            "shared_state_errors",
+            "Failed or late shared-state operations by operation",
+            shared_state_errors.clone(),
+        );
+        registry.register(
+            "resume_redirects",
+            "Resumes sent to the instance that holds the connection",
+            resume_redirects.clone(),
+        );
         Metrics {
             registry,
             sessions_active,
@@ -138,6 +164,9 @@ impl Metrics {
             forwarded,
             queued_bytes,
             connections,
+            shared_state_up,
+            shared_state_errors,
+            resume_redirects,
         }
     }
 

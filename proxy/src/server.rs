@@ -28,14 +28,15 @@ use crate::config::{Config, LimitsConfig};
 use crate::forwarded::{ClientAddr, Outcome};
 use crate::origin::normalize_origin;
 use crate::relay::RelayHub;
+use crate::shared_state::{MemoryState, RedisState, SharedState};
 use crate::state::{ActiveConfig, Admission, ConnSlots, ProxyState};
 use crate::static_files::{StaticFile, StaticResult, SECURITY_HEADERS};
-use crate::ticket::{check_ticket, Claims, ReplayCache};
+use crate::ticket::{check_ticket, Claims};
 use crate::tls::TlsState;
 use crate::util::unix_now;
 
 pub use crate::state::StartError;
-pub use prl_protocol::relay::{SUBPROTOCOL, TICKET_SUBPROTOCOL_PREFIX};
+pub use prl_protocol::relay::{SUBPROTOCOL, SUBPROTOCOL_V1, TICKET_SUBPROTOCOL_PREFIX};
 
 /// A running proxy's control handle.
 #[derive(Debug, Clone)]
@@ -69,6 +70,12 @@ impl ProxyHandle {
         self.state.metrics.render()
     }
 
+    /// Whether the shared state answers (always for a single proxy; a cluster's Redis may
+    /// not: then `/readyz` says `degraded`).
+    pub fn shared_state_available(&self) -> bool {
+        self.state.shared.available()
+    }
+
     /// PEM of the self-signed certificate, if one was generated.
     pub fn self_signed_pem(&self) -> Option<String> {
         self.state
@@ -95,6 +102,9 @@ impl ProxyHandle {
         if config.server.listen != old.config.server.listen {
             tracing::warn!("server.listen changed: applied at the next start only");
         }
+        if format!("{:?}", config.cluster) != format!("{:?}", old.config.cluster) {
+            tracing::warn!("[cluster] changed: applied at the next start only");
+        }
         // Build and check everything first; swap only when all of it is good, so a bad
         // reload leaves the certificate and the configuration as they were.
         let cert = match (&self.state.tls, &config.tls) {
@@ -115,7 +125,8 @@ impl ProxyHandle {
         Ok(())
     }
 
-    /// Stop accepting; readiness turns false.
+    /// Stop accepting; readiness turns false. A cluster instance withdraws its registration
+    /// (resumes of its links are no longer sent here) once the listener has stopped.
     pub fn shutdown(&self) {
         self.state.ready.store(false, Ordering::SeqCst);
         let _ = self.state.shutdown.send(true);
@@ -180,14 +191,20 @@ impl Proxy {
             .map(|t| t.replay_cache_size)
             .unwrap_or(100_000);
         let hub = RelayHub::new(&config.limits);
+        let metrics = crate::metrics::Metrics::new();
+        let shared: Arc<dyn SharedState> = match &config.cluster {
+            None => Arc::new(MemoryState::new(&config.limits, replay_size, unix_now())),
+            Some(cluster) => RedisState::start(cluster, &config.limits, &config.resume, &metrics)
+                .map_err(StartError::Cluster)?,
+        };
         let active = ActiveConfig::build(config, local_addr, tls.is_some())?;
-        let replay = ReplayCache::new(replay_size, unix_now());
         let state = Arc::new(ProxyState::new(
             active,
             tls,
             local_addr,
             config_path,
-            replay,
+            metrics,
+            shared,
         ));
         Ok(Proxy {
             state,
@@ -238,6 +255,7 @@ impl Proxy {
             }
         }
         state.ready.store(false, Ordering::SeqCst);
+        state.shared.shutdown().await;
     }
 }
 
@@ -253,6 +271,9 @@ impl Proxy {
             Some(t) => Some(TlsState::new(t, listen.ip())?),
             None => None,
         };
+        if let Some(cluster) = &config.cluster {
+            RedisState::check(cluster).map_err(StartError::Cluster)?;
+        }
         ActiveConfig::build(config, listen, tls.is_some()).map(drop)
     }
 }
@@ -520,7 +541,7 @@ async fn route(
             }
             return r;
         }
-        return websocket(state, hub, active, client, slots, req);
+        return websocket(state, hub, active, client, slots, req).await;
     }
     // A plain HTTP request (static file, health, metrics) is not a relay waiting to
     // authenticate: the connection stops counting against the pre-auth cap (it still counts
@@ -533,10 +554,17 @@ async fn route(
     let mut resp = match path.as_str() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => {
-            if state.ready.load(Ordering::SeqCst) {
-                text(StatusCode::OK, "ready\n")
-            } else {
+            if !state.ready.load(Ordering::SeqCst) {
                 text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+            } else if !state.shared.available() {
+                // A cluster instance that cannot reach Redis refuses new logins: a balancer
+                // should send them elsewhere. Attached sessions go on.
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "degraded: shared state unavailable\n",
+                )
+            } else {
+                text(StatusCode::OK, "ready\n")
             }
         }
         "/metrics" => {
@@ -618,9 +646,10 @@ fn has_token(h: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-/// The offered subprotocols: whether `prl-relay.v1` is among them, and the ticket entry.
-fn offered_protocols(h: &HeaderMap) -> Result<(bool, Option<String>), &'static str> {
-    let mut relay = false;
+/// The offered subprotocols: the newest relay version among them (if any), and the ticket
+/// entry.
+fn offered_protocols(h: &HeaderMap) -> Result<(Option<u32>, Option<String>), &'static str> {
+    let mut relay: Option<u32> = None;
     let mut ticket = None;
     for entry in h
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
@@ -629,8 +658,8 @@ fn offered_protocols(h: &HeaderMap) -> Result<(bool, Option<String>), &'static s
         .flat_map(|v| v.split(','))
     {
         let entry = entry.trim();
-        if entry == SUBPROTOCOL {
-            relay = true;
+        if let Some(v) = prl_protocol::relay::subprotocol_version(entry) {
+            relay = relay.max(Some(v));
         } else if let Some(t) = entry.strip_prefix(TICKET_SUBPROTOCOL_PREFIX) {
             if ticket.is_some() {
                 return Err("more than one ticket offered");
@@ -642,7 +671,7 @@ fn offered_protocols(h: &HeaderMap) -> Result<(bool, Option<String>), &'static s
 }
 
 /// Validate the upgrade request completely, then switch protocols.
-fn websocket(
+async fn websocket(
     state: Arc<ProxyState>,
     hub: Arc<RelayHub>,
     active: Arc<ActiveConfig>,
@@ -708,19 +737,29 @@ fn websocket(
             )
         }
     };
-    if !relay {
+    let Some(version) = relay else {
         return reject(
             "bad_subprotocol",
             StatusCode::BAD_REQUEST,
-            "subprotocol prl-relay.v1 required\n",
+            "subprotocol prl-relay.v2 or prl-relay.v1 required\n",
         );
-    }
+    };
     // A ticket in the header is verified and consumed now; its target binding is checked
     // when the open message names the target.
     let header_claims: Option<Claims> = match (ticket, &active.tickets) {
         (Some(t), Some(tickets)) => {
-            match check_ticket(tickets, &state.replay, &t, &origin, unix_now(), |_| Ok(())) {
+            let checked =
+                check_ticket(tickets, &*state.shared, &t, &origin, unix_now(), |_| Ok(())).await;
+            match checked {
                 Ok(c) => Some(c),
+                Err(crate::ticket::TicketError::Unavailable) => {
+                    tracing::info!(client = %client, "ticket not checked: shared state unavailable");
+                    return reject(
+                        "state_unavailable",
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "shared state unavailable; try again later\n",
+                    );
+                }
                 Err(e) => {
                     state.metrics.ticket_refused(e.kind());
                     tracing::info!(client = %client, reason = e.kind(), "ticket refused");
@@ -746,6 +785,7 @@ fn websocket(
         origin,
         header_claims,
         slots,
+        version,
     };
     tokio::spawn(async move {
         match on_upgrade.await {
@@ -773,7 +813,7 @@ fn websocket(
     }
     rh.insert(
         header::SEC_WEBSOCKET_PROTOCOL,
-        HeaderValue::from_static(SUBPROTOCOL),
+        HeaderValue::from_static(prl_protocol::relay::subprotocol_name(version)),
     );
     resp
 }

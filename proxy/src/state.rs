@@ -1,6 +1,7 @@
 //! State shared by every connection, below both the listener (`server`) and the relay
 //! (`relay`): the configuration in force, metrics, connection caps and what a connection
-//! holds of them, the ticket replay cache, and the start-up error type.
+//! holds of them, the shared state (ticket replay cache, throttles, restore proofs: in memory
+//! or a cluster's Redis), and the start-up error type.
 //!
 //! Nothing here knows the relay or the listener: both depend on this module, never the
 //! other way round.
@@ -20,8 +21,9 @@ use crate::forwarded::TrustedProxies;
 use crate::metrics::Metrics;
 use crate::origin::OriginPolicy;
 use crate::policy::TargetPolicy;
+use crate::shared_state::SharedState;
 use crate::static_files::StaticFiles;
-use crate::ticket::{ReplayCache, TicketKeyError, Tickets};
+use crate::ticket::{TicketKeyError, Tickets};
 use crate::tls::{TlsError, TlsState};
 
 /// Failure to start or reload the proxy.
@@ -36,6 +38,9 @@ pub enum StartError {
     /// A ticket key file unreadable or not a key of its algorithm.
     #[error(transparent)]
     TicketKey(#[from] TicketKeyError),
+    /// The cluster's shared state cannot be set up (secret, password, CA, URL).
+    #[error("invalid config section `cluster`: {0}")]
+    Cluster(String),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -56,6 +61,7 @@ impl StartError {
             StartError::Config(e) => e.kind(),
             StartError::Tls(e) => e.kind(),
             StartError::TicketKey(_) => "ticket_key",
+            StartError::Cluster(_) => "cluster",
             StartError::Bind { .. } => "bind",
             StartError::NoConfigFile => "no_config_file",
         }
@@ -137,8 +143,9 @@ pub struct ProxyState {
     /// Metrics.
     pub metrics: Metrics,
     pub(crate) caps: ConnCaps,
-    /// Used ticket ids (header tickets and tickets in the open message alike).
-    pub(crate) replay: ReplayCache,
+    /// What must hold across processes: used ticket ids (header tickets and tickets in the
+    /// open message alike), login throttles, restore proofs, parked-link locations.
+    pub(crate) shared: Arc<dyn SharedState>,
     pub(crate) tls: Option<TlsState>,
     pub(crate) local_addr: SocketAddr,
     pub(crate) ready: AtomicBool,
@@ -152,15 +159,16 @@ impl ProxyState {
         tls: Option<TlsState>,
         local_addr: SocketAddr,
         config_path: Option<PathBuf>,
-        replay: ReplayCache,
+        metrics: Metrics,
+        shared: Arc<dyn SharedState>,
     ) -> ProxyState {
         let (shutdown, _) = watch::channel(false);
         let caps = ConnCaps::new(&active.config.limits);
         ProxyState {
             active: RwLock::new(Arc::new(active)),
-            metrics: Metrics::new(),
+            metrics,
             caps,
-            replay,
+            shared,
             tls,
             local_addr,
             ready: AtomicBool::new(false),

@@ -6,13 +6,13 @@
 //!
 //! [`check_ticket`] is the one check: signature (and header), claims, audience, lifetime and
 //! origin ([`Tickets::verify`]), then the caller's binding (target and mode), then single use.
-//! A ticket is accepted once: its id (`jti`) goes into a bounded replay cache until it
-//! expires. A full cache refuses new tickets instead of forgetting used ones.
+//! A ticket is accepted once: its id (`jti`) and expiry go to the shared state's replay cache
+//! ([`crate::shared_state::SharedState::consume_ticket`]: in memory, or in Redis for a
+//! cluster) until it expires. A full cache refuses new tickets instead of forgetting used
+//! ones; a shared state that cannot be reached refuses them too.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::Ipv6Addr;
 use std::path::Path;
-use std::sync::Mutex;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -23,6 +23,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::config::{TicketAlg, TicketsConfig};
 use crate::jws::{JwsError, KeySet, Signer, VerifyingKey};
+use crate::shared_state::{SharedState, TicketUseError};
 use crate::ticket_keys;
 
 /// Longest ticket accepted, in bytes.
@@ -84,6 +85,10 @@ pub enum TicketError {
     /// tell whether the ticket was used before a restart.
     #[error("ticket issued before the proxy started")]
     BeforeStart,
+    /// The replay cache (a cluster's shared state) cannot be reached: the ticket cannot be
+    /// proven unused, so it is refused.
+    #[error("ticket replay cache unavailable")]
+    Unavailable,
 }
 
 impl TicketError {
@@ -105,11 +110,12 @@ impl TicketError {
             TicketError::CacheFull => "replay_cache_full",
             TicketError::Conflict => "conflict",
             TicketError::BeforeStart => "issued_before_start",
+            TicketError::Unavailable => "state_unavailable",
         }
     }
 
     /// Every kind, for documentation and tests.
-    pub const KINDS: [&'static str; 19] = [
+    pub const KINDS: [&'static str; 20] = [
         "missing",
         "too_large",
         "malformed",
@@ -129,6 +135,7 @@ impl TicketError {
         "replay_cache_full",
         "conflict",
         "issued_before_start",
+        "state_unavailable",
     ];
 }
 
@@ -596,10 +603,11 @@ impl TicketIssuer {
 /// The one check of a presented ticket: signature, claims, lifetime and origin (the token is
 /// verified here and nowhere else), then what the caller binds it to (`bind`: the open's
 /// target and mode, or nothing yet for a header ticket checked before the upgrade), then
-/// single use (the replay cache). A ticket refused by `bind` is not consumed.
-pub(crate) fn check_ticket(
+/// single use (the shared replay cache, keyed on the ticket id and expiry). A ticket refused
+/// by `bind` is not consumed.
+pub(crate) async fn check_ticket(
     tickets: &Tickets,
-    replay: &ReplayCache,
+    shared: &dyn SharedState,
     ticket: &str,
     origin: &str,
     now: u64,
@@ -607,78 +615,16 @@ pub(crate) fn check_ticket(
 ) -> Result<Claims, TicketError> {
     let claims = tickets.verify(ticket, origin, now)?;
     bind(&claims)?;
-    replay.consume(&claims, now)?;
+    shared
+        .consume_ticket(&claims.jti, claims.iat, claims.exp, now)
+        .await
+        .map_err(|e| match e {
+            TicketUseError::Replayed => TicketError::Replayed,
+            TicketUseError::BeforeStart => TicketError::BeforeStart,
+            TicketUseError::CacheFull => TicketError::CacheFull,
+            TicketUseError::Unavailable(_) => TicketError::Unavailable,
+        })?;
     Ok(claims)
-}
-
-/// Used ticket ids, remembered until they expire; bounded.
-#[derive(Debug)]
-pub struct ReplayCache {
-    inner: Mutex<ReplayInner>,
-    capacity: usize,
-    /// Unix seconds when this cache began: older tickets are refused (a restart empties the
-    /// cache, and a ticket used before it must not work again).
-    started: u64,
-}
-
-#[derive(Debug, Default)]
-struct ReplayInner {
-    seen: HashMap<String, u64>,
-    order: VecDeque<(u64, String)>,
-}
-
-impl ReplayCache {
-    /// A cache holding at most `capacity` unexpired ids, started at `started` (unix seconds):
-    /// tickets issued before then are refused.
-    pub fn new(capacity: usize, started: u64) -> ReplayCache {
-        ReplayCache {
-            inner: Mutex::new(ReplayInner::default()),
-            capacity: capacity.max(1),
-            started,
-        }
-    }
-
-    /// Record a ticket as used; `Replayed` if it was used before, `BeforeStart` if it was
-    /// issued before this cache began (it may have been used before a restart).
-    pub fn consume(&self, claims: &Claims, now: u64) -> Result<(), TicketError> {
-        if claims.iat < self.started {
-            return Err(TicketError::BeforeStart);
-        }
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        // Forget expired ids (ordered by insertion; expiry is bounded by the max TTL so a
-        // linear sweep of the front is enough in practice, and a full sweep when full).
-        while let Some((exp, _)) = g.order.front() {
-            if *exp > now {
-                break;
-            }
-            if let Some((_, id)) = g.order.pop_front() {
-                g.seen.remove(&id);
-            }
-        }
-        if g.seen.contains_key(&claims.jti) {
-            return Err(TicketError::Replayed);
-        }
-        if g.seen.len() >= self.capacity {
-            g.order.retain(|(exp, _)| *exp > now);
-            g.seen.retain(|_, exp| *exp > now);
-            if g.seen.len() >= self.capacity {
-                return Err(TicketError::CacheFull);
-            }
-        }
-        g.seen.insert(claims.jti.clone(), claims.exp);
-        g.order.push_back((claims.exp, claims.jti.clone()));
-        Ok(())
-    }
-
-    /// Number of remembered ids.
-    pub fn len(&self) -> usize {
-        self.inner.lock().map(|g| g.seen.len()).unwrap_or(0)
-    }
-
-    /// Whether empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]
@@ -1090,34 +1036,38 @@ mod tests {
         }
     }
 
-    #[test]
-    fn check_ticket_consumes_only_what_it_binds() {
+    #[tokio::test]
+    async fn check_ticket_consumes_only_what_it_binds() {
+        use crate::shared_state::MemoryState;
         let t = tickets(60);
-        let cache = ReplayCache::new(10, 1000);
+        let state = MemoryState::new(&crate::config::LimitsConfig::default(), 10, 1000);
         let r = issuer().remote("lab", 0, ORIGIN, 1000, 30, opts(None, None));
         let bind = |c: &Claims| c.check_open(ConnectMode::Remote, "lab", 0);
         // Refused by the binding: not consumed.
         assert_eq!(
-            check_ticket(&t, &cache, &r, ORIGIN, 1001, |c| c.check_open(
+            check_ticket(&t, &state, &r, ORIGIN, 1001, |c| c.check_open(
                 ConnectMode::Remote,
                 "other",
                 0
-            )),
+            ))
+            .await,
             Err(TicketError::TargetMismatch)
         );
         assert_eq!(
-            check_ticket(&t, &cache, &r, ORIGIN, 1001, |c| c.check_open(
+            check_ticket(&t, &state, &r, ORIGIN, 1001, |c| c.check_open(
                 ConnectMode::Local,
                 "",
                 0
-            )),
+            ))
+            .await,
             Err(TicketError::ModeMismatch)
         );
-        assert!(cache.is_empty());
-        let c = check_ticket(&t, &cache, &r, ORIGIN, 1001, bind).unwrap();
+        let c = check_ticket(&t, &state, &r, ORIGIN, 1001, bind)
+            .await
+            .unwrap();
         assert_eq!(c.target.as_deref(), Some("lab:64000"));
         assert_eq!(
-            check_ticket(&t, &cache, &r, ORIGIN, 1002, bind),
+            check_ticket(&t, &state, &r, ORIGIN, 1002, bind).await,
             Err(TicketError::Replayed)
         );
         // A bad signature never reaches the binding or the cache.
@@ -1130,62 +1080,19 @@ mod tests {
             opts(None, None),
         );
         assert_eq!(
-            check_ticket(&t, &cache, &forged, ORIGIN, 1001, |_| {
+            check_ticket(&t, &state, &forged, ORIGIN, 1001, |_| {
                 panic!("bound before the signature was checked")
-            }),
+            })
+            .await,
             Err(TicketError::Token(JwsError::BadSignature))
         );
-        assert_eq!(cache.len(), 1);
-    }
-
-    #[test]
-    fn single_use_and_bounded() {
-        let t = tickets(60);
-        let cache = ReplayCache::new(2, 1000);
-        let claims = |ttl| {
-            t.verify(
-                &issuer().remote("a", 0, ORIGIN, 1000, ttl, opts(None, None)),
-                ORIGIN,
-                1000,
-            )
-            .unwrap()
-        };
-        let (t1, t2, t3) = (claims(60), claims(10), claims(60));
-        cache.consume(&t1, 1000).unwrap();
-        assert_eq!(cache.consume(&t1, 1001), Err(TicketError::Replayed));
-        cache.consume(&t2, 1000).unwrap();
-        assert_eq!(cache.consume(&t3, 1001), Err(TicketError::CacheFull));
-        // t2 expired at 1010: room again, and t1 is still remembered.
-        cache.consume(&t3, 1011).unwrap();
-        assert_eq!(cache.consume(&t1, 1012), Err(TicketError::Replayed));
-        assert_eq!(cache.len(), 2);
-    }
-
-    #[test]
-    fn a_restarted_cache_refuses_tickets_issued_before_it() {
-        let t = tickets(60);
-        let c = t
-            .verify(
-                &issuer().remote("a", 0, ORIGIN, 1000, 60, opts(None, None)),
-                ORIGIN,
-                1005,
-            )
-            .unwrap();
-        // Used before the restart...
-        ReplayCache::new(10, 990).consume(&c, 1005).unwrap();
-        // ...and presented again to the restarted proxy, whose cache is empty.
-        let restarted = ReplayCache::new(10, 1001);
-        assert_eq!(restarted.consume(&c, 1006), Err(TicketError::BeforeStart));
+        // Issued before the cache began (a restart): refused.
+        let old = issuer().remote("lab", 0, ORIGIN, 999, 30, opts(None, None));
+        assert_eq!(
+            check_ticket(&t, &state, &old, ORIGIN, 1001, bind).await,
+            Err(TicketError::BeforeStart)
+        );
         assert_eq!(TicketError::BeforeStart.kind(), "issued_before_start");
-        // Issued in the second it started: accepted.
-        let fresh = t
-            .verify(
-                &issuer().remote("a", 0, ORIGIN, 1001, 60, opts(None, None)),
-                ORIGIN,
-                1002,
-            )
-            .unwrap();
-        restarted.consume(&fresh, 1002).unwrap();
     }
 
     #[test]
@@ -1210,6 +1117,7 @@ mod tests {
             TicketError::CacheFull,
             TicketError::Conflict,
             TicketError::BeforeStart,
+            TicketError::Unavailable,
         ];
         let kinds: Vec<&str> = errors.iter().map(TicketError::kind).collect();
         assert_eq!(kinds, TicketError::KINDS);

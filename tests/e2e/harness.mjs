@@ -206,10 +206,18 @@ export async function startSilentServer() {
 /**
  * The proxy configuration the tests run with. `origins`: page origins allowed besides the
  * proxy's own (pages served through a forwarder). Login throttles are raised: the tests log
- * the same user in many times a minute.
+ * the same user in many times a minute; `limits` overrides `[limits]` keys. `extra`: more
+ * TOML sections, appended.
  */
 export function proxyConfig({ listen, staticRoot, pkgDir, ports, resumeWindowMs = 60000, origins = [], logLevel = 'info',
-  trustedProxies = [], scope = 'all', maxPackageBytes = 16 << 20 }) {
+  trustedProxies = [], scope = 'all', maxPackageBytes = 16 << 20, limits = {}, extra = '' }) {
+  const login = {
+    login_burst_per_ip: 1000,
+    login_per_minute_per_ip: 1000,
+    login_burst_per_user: 1000,
+    login_per_minute_per_user: 1000,
+    ...limits,
+  };
   return [
     '[server]',
     `listen = "${listen}"`,
@@ -232,10 +240,7 @@ export function proxyConfig({ listen, staticRoot, pkgDir, ports, resumeWindowMs 
     `ports = [${ports.join(', ')}]`,
     '',
     '[limits]',
-    'login_burst_per_ip = 1000',
-    'login_per_minute_per_ip = 1000',
-    'login_burst_per_user = 1000',
-    'login_per_minute_per_user = 1000',
+    ...Object.entries(login).map(([k, v]) => `${k} = ${v}`),
     `max_package_bytes = ${maxPackageBytes}`,
     '',
     '[resume]',
@@ -244,6 +249,7 @@ export function proxyConfig({ listen, staticRoot, pkgDir, ports, resumeWindowMs 
     '[log]',
     `level = "${logLevel}"`,
     '',
+    extra,
   ].join('\n');
 }
 

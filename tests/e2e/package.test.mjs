@@ -113,7 +113,7 @@ test('the installed package imports and runs in Node', () => {
     kind: 'invalid_argument',
     code: 0x80000003,
     codeName: 'PRL_ERR_INVALID_ARG',
-    kinds: 22,
+    kinds: 24,
   });
 });
 

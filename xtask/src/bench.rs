@@ -7,10 +7,13 @@
 //!    which also writes its `.br` / `.gz` files);
 //! 3. `suite`: `cargo bench -p prl-bench --bench suite` (codec, login, event throughput,
 //!    round trip; the peers in the paired rounds), criterion's output in its own directory;
-//! 4. `memory`: `prl-load memory` (1k, 4k, 9k sessions; ws and wss; LOW and HIGH; idle CPU),
+//! 4. `cluster`: the same suite binary with `PRL_BENCH_CLUSTER` set: the login latency of
+//!    cluster mode against a single proxy (`cluster_login`; a `redis-server` on loopback),
+//!    criterion's output in `<target>/prl-bench/cluster/`;
+//! 5. `memory`: `prl-load memory` (1k, 4k, 9k sessions; ws and wss; LOW and HIGH; idle CPU),
 //!    then `prl-load profile` (heaptrack), `peers-memory` and `slow-consumer`;
-//! 5. `page`: `node bench/page/page.mjs` (headless Chromium);
-//! 6. `report`: `bench/RESULTS.md` from the data (`prl-load report`).
+//! 6. `page`: `node bench/page/page.mjs` (headless Chromium);
+//! 7. `report`: `bench/RESULTS.md` from the data (`prl-load report`).
 //!
 //! A part can be run alone (`cargo xtask bench memory --checkpoints 500`: the extra arguments
 //! go to `prl-load`; `cargo xtask bench report` re-renders). Arguments that name no part go to
@@ -34,10 +37,11 @@ const WSTUNNEL: &str = "wstunnel@1.4.0";
 
 /// The parts, in the order `all` runs them (`memory` is `memory-runs`, `profile`,
 /// `peers-memory` and `slow-consumer`; each of those can also run alone).
-const PARTS: [&str; 10] = [
+const PARTS: [&str; 11] = [
     "peers",
     "build",
     "suite",
+    "cluster",
     "memory",
     "memory-runs",
     "profile",
@@ -222,6 +226,16 @@ fn suite(root: &Path, target: &Path, args: &[String], peers: &Peers) -> Result<(
     exec(&mut bench_command(root, &home, args, peers))
 }
 
+/// The cluster-mode comparison (`args` to criterion) into `<data>/cluster`, emptied first.
+fn cluster(root: &Path, target: &Path, args: &[String]) -> Result<()> {
+    let home = data_dir(target).join("cluster");
+    if home.exists() {
+        std::fs::remove_dir_all(&home)
+            .with_context(|| format!("cannot empty {}", home.display()))?;
+    }
+    exec(bench_command(root, &home, args, &Peers::default()).env("PRL_BENCH_CLUSTER", "1"))
+}
+
 /// The load runs; `extra` goes to `prl-load memory` (and then only the memory runs are made).
 fn memory(target: &Path, peers: &Peers, extra: &[String]) -> Result<()> {
     load_part(target, peers, "memory-runs", extra)?;
@@ -367,6 +381,7 @@ fn all(root: &Path, target: &Path, rest: &[String], started: &str) -> Result<()>
         }
     };
     step("suite", suite(root, target, rest, &peers));
+    step("cluster", cluster(root, target, &[]));
     step("memory", memory(target, &peers, &[]));
     step("page", page(root, target));
     std::fs::write(
@@ -397,6 +412,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         "peers" => install_peers(&data).map(|_| ()),
         "build" => build(root),
         "suite" => suite(root, &target, rest, &installed_peers(&data)),
+        "cluster" => cluster(root, &target, rest),
         "memory" => memory(&target, &installed_peers(&data), rest),
         "memory-runs" | "profile" | "peers-memory" | "slow-consumer" => {
             load_part(&target, &installed_peers(&data), part, rest)

@@ -24,6 +24,9 @@ const WASM_TARGET: &str = "wasm32-unknown-unknown";
 /// `gcc` and `libc6-dev` give crates with C parts (openssl-sys, ring) a compiler and headers;
 /// rustup brings neither. nginx and Caddy are the TLS front ends the reverse-proxy e2e test runs
 /// (as the current user, from a temp dir), with a certificate made by the `openssl` CLI.
+/// `redis-server` holds the shared state of the cluster tests (the proxy's Redis store tests and
+/// the cluster e2e test) and HAProxy balances the cluster e2e test's three proxies; both are
+/// started by the tests as the current user, from a temp dir, on loopback ports.
 const APT_PACKAGES: &[&str] = &[
     "gcc",
     "libc6-dev",
@@ -34,13 +37,15 @@ const APT_PACKAGES: &[&str] = &[
     "openssl",
     "nginx",
     "caddy",
+    "redis-server",
+    "haproxy",
     // `cargo xtask abuse` brings up the loopback of its private network namespace with `ip`.
     "iproute2",
 ];
 
 /// Packages whose Debian install starts a system service (on ports 80 / 443) where systemd
 /// runs: setup stops and disables the ones it installed itself; the tests start their own.
-const SERVICE_PACKAGES: &[&str] = &["nginx", "caddy"];
+const SERVICE_PACKAGES: &[&str] = &["nginx", "caddy", "redis-server", "haproxy"];
 
 /// Directories (relative to the workspace root) that may hold an npm project with a lockfile.
 pub const NPM_PROJECT_DIRS: &[&str] = &["tests/e2e", "web", "client-wasm/npm"];

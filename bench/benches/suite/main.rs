@@ -6,12 +6,21 @@
 //! Measurement times are short on purpose (a shared 2-core machine): the whole suite runs in
 //! about three minutes (the 1000-VM list of `vm_list` alone takes about a minute). Criterion's own flags change them, e.g.
 //! `cargo bench -p prl-bench -- --measurement-time 10 connection_setup`.
+//!
+//! With `PRL_BENCH_CLUSTER` set (`cargo xtask bench cluster`) it runs only `cluster_login`: the
+//! login latency cluster mode adds (a redis-server on loopback; see `cluster.rs`).
 
+mod cluster;
 mod codec;
 mod connection;
 mod relay;
 mod round_trip;
 mod vm_list;
+// The proxy tests' redis-server (started as the current user on a loopback port, stopped when
+// dropped): one helper for both.
+#[allow(clippy::unwrap_used)]
+#[path = "../../../proxy/tests/common/redis.rs"]
+mod redis_server;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -19,6 +28,11 @@ use std::time::{Duration, SystemTime};
 use criterion::Criterion;
 use prl_bench::peers::{Peer, PeerKind};
 use prl_bench::summary::{self, Latency, LoadSampler, Paired};
+
+/// Set (to anything) by `cargo xtask bench cluster`: the suite then runs the cluster-mode
+/// comparison (`cluster_login`, which starts a redis-server) instead of everything else, into
+/// a criterion directory of its own.
+const CLUSTER_PART: &str = "PRL_BENCH_CLUSTER";
 
 /// Rounds of the paired connection-setup comparison.
 const ROUNDS: usize = 100;
@@ -154,11 +168,15 @@ fn main() {
     };
     let load = LoadSampler::start(Duration::from_secs(5));
     let mut c = config();
-    codec::benches(&mut c);
-    connection::benches(&mut c, &mut run);
-    relay::benches(&mut c, &mut run);
-    round_trip::benches(&mut c, &mut run);
-    vm_list::benches(&mut c, &mut run);
+    if std::env::var_os(CLUSTER_PART).is_some() {
+        cluster::benches(&mut c, &mut run);
+    } else {
+        codec::benches(&mut c);
+        connection::benches(&mut c, &mut run);
+        relay::benches(&mut c, &mut run);
+        round_trip::benches(&mut c, &mut run);
+        vm_list::benches(&mut c, &mut run);
+    }
     c.final_summary();
     let load = load.stop();
 

@@ -17,8 +17,8 @@ use prl_protocol::commands::{
 };
 use prl_protocol::package::{Limits, Package};
 use prl_protocol::relay::{
-    ClientMessage, OpenRequest, ProxyMessage, RelayError, RelayMessageError, Secret, Target,
-    RELAY_VERSION, SUBPROTOCOL,
+    subprotocol_version, ClientMessage, OpenRequest, ProxyMessage, RelayError, RelayMessageError,
+    Secret, Target, RELAY_VERSION, SUBPROTOCOL, SUBPROTOCOL_V1,
 };
 use prl_protocol::{parse_uuid, ErrorCode};
 use wasm_bindgen::{JsCast, JsValue};
@@ -223,14 +223,16 @@ pub(super) enum Bound {
     Fixed(u32),
 }
 
-/// Opens a WebSocket, sends `message`, and returns the socket, its events and the proxy's
-/// answer, unless `bound` ends first (`timeout`) or `abort` fires (`canceled`).
+/// Opens a WebSocket to `url` (the proxy's, unless another instance of a cluster is named),
+/// sends `message`, and returns the socket, its events and the proxy's answer, unless `bound`
+/// ends first (`timeout`) or `abort` fires (`canceled`).
 pub(super) async fn relay_exchange(
     client: &Client,
     message: ClientMessage,
     op: Op,
     bound: Bound,
     abort: &mut Option<AbortWatch>,
+    url: Option<&str>,
 ) -> Result<Exchange, ClientError> {
     let timer = async {
         match bound {
@@ -238,7 +240,7 @@ pub(super) async fn relay_exchange(
             Bound::Fixed(ms) => TimeoutFuture::new(ms).await,
         }
     };
-    match guarded(exchange(client, message, op), timer, abort).await {
+    match guarded(exchange(client, message, op, url), timer, abort).await {
         Ok(answered) => answered,
         Err(Interrupt::Aborted) => Err(ClientError::canceled(op)),
         Err(Interrupt::TimedOut) => Err(ClientError::Timeout {
@@ -253,9 +255,29 @@ pub(super) async fn relay_exchange(
 
 async fn exchange(
     client: &Client,
-    message: ClientMessage,
+    mut message: ClientMessage,
     op: Op,
+    url: Option<&str>,
 ) -> Result<Exchange, ClientError> {
+    let url = url.map_or_else(|| client.borrow().opts.proxy_url.clone(), str::to_owned);
+    // The URL was checked when the Server was made (another instance's came from the proxy):
+    // a throwing constructor means no usable WebSocket here (none in this runtime, or one the
+    // page's policy forbids). Both relay versions are offered, the newest first.
+    let (socket, mut rx) = Socket::connect(&url, &[SUBPROTOCOL, SUBPROTOCOL_V1]).map_err(|_| {
+        ClientError::ProxyUnreachable {
+            op,
+            url: url.clone(),
+        }
+    })?;
+    wait_open(&socket, &mut rx, op, &url).await?;
+    let protocol = socket.protocol();
+    let Some(version) = subprotocol_version(&protocol) else {
+        return Err(ClientError::protocol(
+            op,
+            format!("proxy selected subprotocol \"{protocol}\", expected \"{SUBPROTOCOL}\""),
+        ));
+    };
+    message.set_version(version);
     let encoded = relay_json::encode(&message);
     wipe(message);
     let json = encoded.map_err(|e| match e {
@@ -264,22 +286,6 @@ async fn exchange(
         ),
         e => ClientError::protocol(op, e.to_string()),
     })?;
-    let url = client.borrow().opts.proxy_url.clone();
-    // The URL was checked when the Server was made: a throwing constructor means no usable
-    // WebSocket here (none in this runtime, or one the page's policy forbids).
-    let (socket, mut rx) =
-        Socket::connect(&url, &[SUBPROTOCOL]).map_err(|_| ClientError::ProxyUnreachable {
-            op,
-            url: url.clone(),
-        })?;
-    wait_open(&socket, &mut rx, op, &url).await?;
-    let protocol = socket.protocol();
-    if protocol != SUBPROTOCOL {
-        return Err(ClientError::protocol(
-            op,
-            format!("proxy selected subprotocol \"{protocol}\", expected \"{SUBPROTOCOL}\""),
-        ));
-    }
     socket
         .send_text(&json)
         .map_err(|_| ClientError::closed(op, "websocket closed before the request was sent"))?;
@@ -298,6 +304,8 @@ pub(super) fn relay_error(op: Op, e: RelayError) -> ClientError {
 }
 
 /// Installs an answered connection and starts its reader; `on_lost` runs when it ends.
+/// `instance`: the public URL of the cluster instance that holds it, if the proxy said.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn install(
     client: &Client,
     socket: Socket,
@@ -305,6 +313,7 @@ pub(super) fn install(
     received: u64,
     resume_token: Token,
     resume_window_ms: u32,
+    instance: Option<String>,
     on_lost: OnLost,
 ) {
     let generation = {
@@ -317,6 +326,7 @@ pub(super) fn install(
             received,
             resume_token,
             resume_window_ms,
+            instance,
             relay_error: None,
         });
         generation
@@ -494,7 +504,7 @@ async fn open_and_log_in(
     drop(ticket);
     drop(proof);
     let (socket, rx, answer) =
-        relay_exchange(client, open, op, Bound::Connect(deadline), abort).await?;
+        relay_exchange(client, open, op, Bound::Connect(deadline), abort, None).await?;
     let mut opened = match answer {
         ProxyMessage::Opened(o) => o,
         ProxyMessage::Error(e) => return Err(relay_error(op, e)),
@@ -514,6 +524,7 @@ async fn open_and_log_in(
         0,
         take_token(&mut opened.resume_token),
         opened.resume_window_ms,
+        opened.instance.take(),
         on_lost,
     );
     let base64 = base64_password(&opened.service_protocol);

@@ -98,6 +98,7 @@ pub(super) fn connection_lost(client: &Client, generation: u64, err: ClientError
                 window_ms: conn.resume_window_ms,
                 received: conn.received,
                 lost_at_ms: now_ms(),
+                instance: conn.instance.clone(),
             });
             drop(conn);
             state.set_phase(Phase::Unstable);
@@ -116,9 +117,23 @@ pub(super) fn connection_lost(client: &Client, generation: u64, err: ClientError
     }
 }
 
-/// Tries to resume the kept upstream connection. `Ok(true)`: resumed; `Ok(false)`: the proxy
-/// no longer has it (fall back to a new login); `Err`: transient, try again later.
-async fn try_resume(client: &Client, resume: &ResumeInfo) -> Result<bool, ClientError> {
+/// What one resume exchange found.
+#[derive(Debug)]
+enum Resume {
+    /// Resumed and installed.
+    Done,
+    /// The connection is gone (the proxy's window ended, or it never had it).
+    Gone,
+    /// Another instance of a cluster holds it: its public URL.
+    Elsewhere(Option<String>),
+}
+
+/// One resume exchange at `url` (the proxy's URL when `None`).
+async fn resume_at(
+    client: &Client,
+    resume: &ResumeInfo,
+    url: Option<&str>,
+) -> Result<Resume, ClientError> {
     let op = Op::Connect;
     let message = ClientMessage::Resume(ResumeRequest {
         version: RELAY_VERSION,
@@ -126,7 +141,7 @@ async fn try_resume(client: &Client, resume: &ResumeInfo) -> Result<bool, Client
         received: resume.received,
     });
     let bound = Bound::Fixed(RESUME_ANSWER_MS);
-    let (socket, rx, answer) = relay_exchange(client, message, op, bound, &mut None).await?;
+    let (socket, rx, answer) = relay_exchange(client, message, op, bound, &mut None, url).await?;
     match answer {
         ProxyMessage::Resumed(mut r) => {
             let token = take_token(&mut r.resume_token);
@@ -148,9 +163,13 @@ async fn try_resume(client: &Client, resume: &ResumeInfo) -> Result<bool, Client
                 resume.received,
                 token,
                 resume.window_ms,
+                r.instance.take(),
                 connection_lost,
             );
-            Ok(true)
+            Ok(Resume::Done)
+        }
+        ProxyMessage::Error(e) if e.kind == RelayErrorKind::ResumeElsewhere => {
+            Ok(Resume::Elsewhere(e.instance))
         }
         ProxyMessage::Error(e)
             if matches!(
@@ -158,10 +177,98 @@ async fn try_resume(client: &Client, resume: &ResumeInfo) -> Result<bool, Client
                 RelayErrorKind::ResumeFailed | RelayErrorKind::Closed
             ) =>
         {
-            Ok(false)
+            Ok(Resume::Gone)
         }
         ProxyMessage::Error(e) => Err(relay_error(op, e)),
-        ProxyMessage::Opened(_) => Ok(false),
+        ProxyMessage::Opened(_) => Ok(Resume::Gone),
+    }
+}
+
+/// Where a resume is sent, sans-I/O: [`ResumeRoute::next`] turns the outcome of one exchange
+/// into the next step.
+///
+/// Through the proxy's URL first (in a cluster a balancer may send it to any instance). An
+/// instance that does not hold the connection names the one that does (`resume_elsewhere`);
+/// the client follows that once, directly, and only to the instance the connection itself
+/// named in `opened` / `resumed`; an unreachable holder is gone (its browsers restore through
+/// any instance). When the first attempt fails for a passing reason (the balancer, or the
+/// shared state the instance it chose needs, is unavailable), the holder is asked directly
+/// once too: it needs nothing shared to resume what it holds.
+#[derive(Debug)]
+struct ResumeRoute<'a> {
+    /// The instance that holds the connection, as `opened` / `resumed` named it.
+    holder: Option<&'a str>,
+    /// Whether the holder has been asked directly.
+    direct: bool,
+    /// Why the first attempt failed, when the holder is then asked directly.
+    failed: Option<ClientError>,
+}
+
+/// The next step of a [`ResumeRoute`].
+#[derive(Debug, PartialEq)]
+enum RouteStep<'a> {
+    /// Resume at this instance's URL.
+    Ask(&'a str),
+    /// Done: `Ok(true)` resumed, `Ok(false)` no proxy has the connection any more (restore
+    /// through any instance), `Err` transient (try again later).
+    Finish(Result<bool, ClientError>),
+}
+
+impl<'a> ResumeRoute<'a> {
+    /// A route whose first exchange goes to the proxy's URL.
+    fn new(holder: Option<&'a str>) -> Self {
+        Self {
+            holder,
+            direct: false,
+            failed: None,
+        }
+    }
+
+    fn next(&mut self, outcome: Result<Resume, ClientError>) -> RouteStep<'a> {
+        let step = match (outcome, self.holder) {
+            (Ok(Resume::Done), _) => RouteStep::Finish(Ok(true)),
+            (Ok(Resume::Gone), _) => RouteStep::Finish(Ok(false)),
+            (Ok(Resume::Elsewhere(url)), Some(holder))
+                if !self.direct && url.as_deref() == Some(holder) =>
+            {
+                RouteStep::Ask(holder)
+            }
+            // Redirected to anywhere the connection never named, or twice: not followed.
+            (Ok(Resume::Elsewhere(_)), _) => {
+                RouteStep::Finish(self.failed.take().map_or(Ok(false), Err))
+            }
+            (Err(e), Some(holder)) if !self.direct => {
+                self.failed = Some(e);
+                RouteStep::Ask(holder)
+            }
+            // Sent to the holder, which is out of reach: it is gone.
+            (Err(ClientError::ProxyUnreachable { .. }), _)
+                if self.direct && self.failed.is_none() =>
+            {
+                RouteStep::Finish(Ok(false))
+            }
+            // The first failure stands: try again later.
+            (Err(e), _) => RouteStep::Finish(Err(self.failed.take().unwrap_or(e))),
+        };
+        if matches!(step, RouteStep::Ask(_)) {
+            self.direct = true;
+        }
+        step
+    }
+}
+
+/// Tries to resume the kept upstream connection (see [`ResumeRoute`]). `Ok(true)`: resumed;
+/// `Ok(false)`: no proxy has it any more (fall back to a new login); `Err`: transient, try
+/// again later.
+async fn try_resume(client: &Client, resume: &ResumeInfo) -> Result<bool, ClientError> {
+    let mut route = ResumeRoute::new(resume.instance.as_deref());
+    let mut url = None;
+    loop {
+        let outcome = resume_at(client, resume, url).await;
+        match route.next(outcome) {
+            RouteStep::Ask(next) => url = Some(next),
+            RouteStep::Finish(result) => return result,
+        }
     }
 }
 
@@ -380,6 +487,85 @@ mod tests {
         attempts.failed(auth_failed());
         assert!(attempts.hopeless());
         assert_eq!(attempts.reason().kind(), "authentication");
+    }
+
+    const HOLDER: &str = "wss://relay-b.example.com/ws";
+
+    fn closed() -> ClientError {
+        ClientError::closed(Op::Connect, "x")
+    }
+
+    #[test]
+    fn a_resume_through_the_proxy_url_needs_no_second_exchange() {
+        for holder in [None, Some(HOLDER)] {
+            let mut route = ResumeRoute::new(holder);
+            assert_eq!(route.next(Ok(Resume::Done)), RouteStep::Finish(Ok(true)));
+            let mut route = ResumeRoute::new(holder);
+            assert_eq!(route.next(Ok(Resume::Gone)), RouteStep::Finish(Ok(false)));
+        }
+        // A single proxy: a failure is simply transient.
+        let mut route = ResumeRoute::new(None);
+        assert_eq!(route.next(Err(closed())), RouteStep::Finish(Err(closed())));
+    }
+
+    #[test]
+    fn a_redirect_to_the_holder_is_followed_once() {
+        let mut route = ResumeRoute::new(Some(HOLDER));
+        let elsewhere = || Ok(Resume::Elsewhere(Some(HOLDER.into())));
+        assert_eq!(route.next(elsewhere()), RouteStep::Ask(HOLDER));
+        assert_eq!(route.next(Ok(Resume::Done)), RouteStep::Finish(Ok(true)));
+        // Redirected again by the holder itself: not followed.
+        let mut route = ResumeRoute::new(Some(HOLDER));
+        assert_eq!(route.next(elsewhere()), RouteStep::Ask(HOLDER));
+        assert_eq!(route.next(elsewhere()), RouteStep::Finish(Ok(false)));
+    }
+
+    #[test]
+    fn a_redirect_anywhere_the_connection_never_named_is_not_followed() {
+        for holder in [None, Some(HOLDER)] {
+            for url in [None, Some("wss://evil.example.com/ws".to_string())] {
+                let mut route = ResumeRoute::new(holder);
+                assert_eq!(
+                    route.next(Ok(Resume::Elsewhere(url))),
+                    RouteStep::Finish(Ok(false))
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_unreachable_holder_is_gone_and_its_browsers_restore() {
+        let mut route = ResumeRoute::new(Some(HOLDER));
+        assert_eq!(
+            route.next(Ok(Resume::Elsewhere(Some(HOLDER.into())))),
+            RouteStep::Ask(HOLDER)
+        );
+        assert_eq!(route.next(Err(unreachable())), RouteStep::Finish(Ok(false)));
+    }
+
+    #[test]
+    fn a_passing_failure_asks_the_holder_directly_and_otherwise_stands() {
+        let mut route = ResumeRoute::new(Some(HOLDER));
+        assert_eq!(route.next(Err(closed())), RouteStep::Ask(HOLDER));
+        assert_eq!(route.next(Ok(Resume::Done)), RouteStep::Finish(Ok(true)));
+        // The holder cannot be reached either: the first failure is reported (try again),
+        // not a lost connection.
+        let mut route = ResumeRoute::new(Some(HOLDER));
+        assert_eq!(route.next(Err(closed())), RouteStep::Ask(HOLDER));
+        assert_eq!(
+            route.next(Err(unreachable())),
+            RouteStep::Finish(Err(closed()))
+        );
+        let mut route = ResumeRoute::new(Some(HOLDER));
+        assert_eq!(route.next(Err(closed())), RouteStep::Ask(HOLDER));
+        assert_eq!(
+            route.next(Ok(Resume::Elsewhere(Some(HOLDER.into())))),
+            RouteStep::Finish(Err(closed()))
+        );
+        // The holder says the connection is gone: it is.
+        let mut route = ResumeRoute::new(Some(HOLDER));
+        assert_eq!(route.next(Err(closed())), RouteStep::Ask(HOLDER));
+        assert_eq!(route.next(Ok(Resume::Gone)), RouteStep::Finish(Ok(false)));
     }
 
     #[test]

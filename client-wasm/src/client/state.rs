@@ -167,6 +167,8 @@ pub(super) struct ResumeInfo {
     pub(super) window_ms: u32,
     pub(super) received: u64,
     pub(super) lost_at_ms: f64,
+    /// The public URL of the cluster instance that holds the connection, if the proxy said.
+    pub(super) instance: Option<String>,
 }
 
 impl std::fmt::Debug for ResumeInfo {
@@ -175,6 +177,7 @@ impl std::fmt::Debug for ResumeInfo {
             .field("token", &"<redacted>")
             .field("window_ms", &self.window_ms)
             .field("received", &self.received)
+            .field("instance", &self.instance)
             .finish()
     }
 }
@@ -202,6 +205,8 @@ pub(super) struct Conn {
     pub(super) received: u64,
     pub(super) resume_token: Token,
     pub(super) resume_window_ms: u32,
+    /// The cluster instance that holds the upstream connection (`opened` / `resumed`).
+    pub(super) instance: Option<String>,
     /// The proxy's typed error, reported when the close follows.
     pub(super) relay_error: Option<RelayError>,
 }

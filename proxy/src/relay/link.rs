@@ -27,6 +27,7 @@ use crate::budget::ByteBudget;
 use crate::config::{LimitsConfig, ResumeConfig};
 use crate::login::LoginOutcome;
 use crate::registry::TokenKeys;
+use crate::shared_state::{Lease, ProofFacts};
 use crate::state::{ConnSlots, ProxyState, Slot};
 use crate::util::Token;
 use prl_transport::{Event as ConnEvent, InlineConnection, TransportError};
@@ -105,6 +106,8 @@ pub(crate) struct ServiceLink {
     pub(super) slots: Arc<ConnSlots>,
     /// A slot of the unauthenticated-upstream pool, held until the first successful login.
     pub(super) unauthenticated: Option<Slot>,
+    /// ... and its cluster-wide lease (nothing held for a single proxy).
+    pub(super) lease: Option<Lease>,
 }
 
 impl fmt::Debug for ServiceLink {
@@ -129,6 +132,26 @@ impl ServiceLink {
         }
     }
 
+    pub(super) fn proof_facts(&self) -> ProofFacts<'_> {
+        ProofFacts {
+            session: self.conn_uuid,
+            origin: &self.origin,
+            subject: self.subject.as_deref(),
+        }
+    }
+
+    /// The tokens now name this logged-in session: a cluster records the restore proof as
+    /// held here, so it outlives this instance (bookkeeping in the background).
+    pub(super) fn hold_proof(&self) {
+        if self.rules.logged_in() {
+            tokio::spawn(
+                self.state
+                    .shared
+                    .hold_restore_proof(self.token_keys(), self.proof_facts()),
+            );
+        }
+    }
+
     /// Count and log what the rules report.
     fn drain_events(&mut self) {
         while let Some(event) = self.rules.poll_event() {
@@ -136,6 +159,7 @@ impl ServiceLink {
             match event {
                 Event::LoginRefused => m.login("refused"),
                 Event::LoginThrottled => m.login("throttled"),
+                Event::LoginUnavailable => m.login("unavailable"),
                 Event::PreviousSessionRefused(why) => {
                     m.reject("previous_session");
                     tracing::warn!(
@@ -161,6 +185,8 @@ impl ServiceLink {
                 Event::LoggedIn => {
                     // Logged in: no longer counted against the unauthenticated pool.
                     self.unauthenticated = None;
+                    self.lease = None;
+                    self.hold_proof();
                 }
                 Event::CommandRefused(package_type) => {
                     m.reject("command_refused");
@@ -201,17 +227,18 @@ impl Drop for ServiceLink {
             .sub(std::mem::take(&mut self.queued_to_service));
         if self.rules.logged_in() {
             // The browser's last resume token now proves ownership of the dead session. Kept
-            // before the upstream connection ends, so the proof exists once the service sees
-            // the close.
-            let subject = self.subject.take();
-            self.hub.parked.keep_restore_proof(
+            // before the upstream connection ends (in memory at once; a cluster's Redis
+            // record turns from held to closed in the background), so the proof exists once
+            // the service sees the close.
+            let keep = self.state.shared.keep_restore_proof(
                 self.token_keys(),
-                self.conn_uuid,
-                &self.origin,
-                subject,
+                self.proof_facts(),
                 Duration::from_millis(self.resume.restore_ttl_ms),
                 self.resume.restore_max,
             );
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(keep);
+            }
         }
         tracing::info!(lineage = self.lineage, "upstream connection closed");
     }
@@ -312,8 +339,17 @@ where
                 match message {
                     Some(Ok(Message::Binary(data))) => {
                         // A package after `resumed`: the browser has the current token.
-                        s.prev_token = None;
-                        let verdict = s.rules.handle_browser_package(now(), &data, &s.hub.throttles);
+                        if let Some(presented) = s.prev_token.take() {
+                            tokio::spawn(s.state.shared.forget_token(&presented));
+                        }
+                        let mut verdict = s.rules.handle_browser_package(now(), &data);
+                        if let Ok(Verdict::Login(p, mut gate)) = verdict {
+                            // The buckets are shared state: asked in turn (fail closed).
+                            while let Some(key) = gate.next() {
+                                gate.record(s.state.shared.login_attempt(key, now()).await);
+                            }
+                            verdict = s.rules.finish_login(now(), gate).map(|()| Verdict::Forward(p));
+                        }
                         s.drain_events();
                         match verdict {
                             Ok(Verdict::Forward(p)) => {
@@ -323,6 +359,9 @@ where
                                 }
                                 s.count_to_service();
                                 s.state.metrics.relayed("to_service", n);
+                            }
+                            Ok(Verdict::Login(..)) => {
+                                return End::Failed(err(RelayErrorKind::Internal, "login not checked"));
                             }
                             Ok(Verdict::Ignore) => {}
                             Ok(Verdict::Refuse(e)) => {
@@ -424,6 +463,11 @@ pub(super) fn detach_or_close(link: Box<ServiceLink>) {
         return;
     }
     link.state.metrics.sessions_detached.inc();
+    // A resume that reaches another instance of a cluster is sent here.
+    tokio::spawn(link.state.shared.parked(
+        link.token_keys(),
+        Duration::from_millis(link.resume.window_ms),
+    ));
     tracing::info!(
         lineage = link.lineage,
         window_ms = link.resume.window_ms,
@@ -475,6 +519,7 @@ async fn detached(
     };
     // Not claimed: the link still holds the tokens it was parked under.
     hub.parked.unpark(link.token_keys());
+    tokio::spawn(state.shared.unparked(link.token_keys()));
     state.metrics.sessions_detached.dec();
     tracing::info!(
         lineage = link.lineage,

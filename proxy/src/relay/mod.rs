@@ -38,11 +38,11 @@ use crate::ticket::Claims;
 pub(crate) use link::ServiceLink;
 pub(crate) use serve::serve;
 
-/// What the relays of one proxy share: the login throttles, the budget of bytes queued
-/// toward all browsers, and the registry of parked links and restore proofs.
+/// What the relays of one proxy share: the budget of bytes queued toward all browsers and the
+/// registry of parked links. (What all instances of a cluster share, the login throttles and
+/// restore proofs included, is `ProxyState::shared`.)
 #[derive(Debug)]
 pub(crate) struct RelayHub {
-    pub(crate) throttles: rules::LoginThrottles,
     /// Bytes queued toward all browsers (`limits.max_queued_bytes_total`).
     pub(crate) to_browsers: Arc<ByteBudget>,
     pub(crate) parked: ResumeRegistry<Box<ServiceLink>>,
@@ -52,7 +52,6 @@ impl RelayHub {
     /// Sized from the limits in force at start (a reload does not change them).
     pub(crate) fn new(limits: &LimitsConfig) -> Arc<RelayHub> {
         Arc::new(RelayHub {
-            throttles: rules::LoginThrottles::new(limits),
             to_browsers: ByteBudget::new(limits.max_queued_bytes_total, None, None),
             parked: ResumeRegistry::new(),
         })
@@ -70,6 +69,8 @@ pub(crate) struct Context {
     /// A ticket offered in the subprotocol header, already verified and consumed.
     pub(crate) header_claims: Option<Claims>,
     pub(crate) slots: Arc<ConnSlots>,
+    /// The relay protocol version the subprotocol negotiated: nothing newer is sent.
+    pub(crate) version: u32,
 }
 
 fn err(kind: RelayErrorKind, message: impl Into<String>) -> RelayError {

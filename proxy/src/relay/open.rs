@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::budget::ByteBudget;
 use crate::policy::PolicyError;
+use crate::shared_state::{LeaseError, ProofRefusal, RestoreRefusal, Unavailable};
 use crate::state::ActiveConfig;
 use crate::ticket::{check_ticket, Claims, TicketError};
 use crate::util::{random_uuid, Token};
@@ -126,22 +127,35 @@ pub(crate) fn transport_error(e: &TransportError, during: During) -> RelayError 
 }
 
 /// The browser's view of a refused ticket: `ticket_invalid` (or `limit_reached` for a full
-/// replay cache) with a message that starts with the reason (`expired: ticket expired`),
-/// counted in `ticket_rejections_total{reason}`.
+/// replay cache, `state_unavailable` when a cluster's replay cache cannot be reached) with a
+/// message that starts with the reason (`expired: ticket expired`), counted in
+/// `ticket_rejections_total{reason}`.
 fn ticket_error(ctx: &Context, e: TicketError) -> RelayError {
     ctx.state.metrics.ticket_refused(e.kind());
     tracing::info!(client = %ctx.client, reason = e.kind(), "ticket refused");
     let kind = match e {
         TicketError::CacheFull => RelayErrorKind::LimitReached,
+        TicketError::Unavailable => {
+            return unavailable("the ticket cannot be checked against the replay cache")
+        }
         _ => RelayErrorKind::TicketInvalid,
     };
     err(kind, format!("{}: {e}", e.kind()))
 }
 
+/// The refusal of something only the shared state could prove (a cluster's Redis is down):
+/// the detail stays in the proxy's log and metrics.
+pub(super) fn unavailable(what: &str) -> RelayError {
+    err(
+        RelayErrorKind::StateUnavailable,
+        format!("{what} (the shared state is unavailable); try again later"),
+    )
+}
+
 /// The ticket claims that authorise this open (if tickets are configured). A header ticket
 /// was verified and consumed before the upgrade; a ticket in the message is checked here,
 /// once, bound to the open's mode and target.
-fn authorise(
+async fn authorise(
     ctx: &Context,
     active: &ActiveConfig,
     req: &OpenRequest,
@@ -161,12 +175,13 @@ fn authorise(
         }
         (Some(tickets), None, Some(ticket)) => check_ticket(
             tickets,
-            &ctx.state.replay,
+            &*ctx.state.shared,
             ticket.expose(),
             &ctx.origin,
             crate::util::unix_now(),
             bind,
         )
+        .await
         .map(Some)
         .map_err(|e| ticket_error(ctx, e)),
         (Some(tickets), None, None) => {
@@ -220,7 +235,7 @@ pub(super) async fn open(
     active: &ActiveConfig,
     req: OpenRequest,
 ) -> Result<Box<ServiceLink>, Refused> {
-    let claims = authorise(ctx, active, &req)?;
+    let claims = authorise(ctx, active, &req).await?;
     let limits = active.config.limits.clone();
     let ceiling = limits.connect_timeout_ms;
     let budget_ms = if req.timeout_ms == 0 {
@@ -271,6 +286,23 @@ pub(super) async fn open(
             ),
             reason,
         })?;
+    // In a cluster the same limit holds across every instance (the service is shared).
+    let lease = match ctx.state.shared.unauthenticated_lease(ctx.client.ip).await {
+        Ok(lease) => lease,
+        Err(LeaseError::Full(reason)) => {
+            return Err(Refused {
+                error: err(
+                    RelayErrorKind::LimitReached,
+                    "too many connections are waiting for a login; try again later",
+                ),
+                reason,
+            })
+        }
+        Err(LeaseError::Unavailable(e)) => {
+            tracing::debug!(error = %e, "unauthenticated lease refused");
+            return Err(unavailable("the connection cannot be counted").into());
+        }
+    };
     let conn_uuid = random_uuid();
     let remaining = deadline.saturating_duration_since(Instant::now());
     if remaining.is_zero() {
@@ -328,7 +360,12 @@ pub(super) async fn open(
     let subject = claims.and_then(|c| c.sub);
     let restore = match &req.restore {
         None => Restore::Absent,
-        Some(token) => restore_proof(ctx, token.expose(), subject.as_deref(), lineage).await,
+        Some(token) => restore_proof(ctx, token.expose(), subject.as_deref(), lineage, deadline)
+            .await
+            .map_err(|e| {
+                tracing::warn!(lineage, error = %e, "restore proof not checked");
+                unavailable("the restore proof cannot be checked")
+            })?,
     };
     let resume = active.config.resume.clone();
     let rules = RelayRules::new(
@@ -366,6 +403,7 @@ pub(super) async fn open(
         resume,
         slots: Arc::clone(&ctx.slots),
         unauthenticated: Some(unauthenticated),
+        lease: Some(lease),
     }))
 }
 
@@ -373,7 +411,49 @@ pub(super) async fn open(
 /// a failed connect does not spend it). A token that still names a parked link ends that link
 /// first (the browser gave up resuming it): closing it turns the token into its restore
 /// proof. The proof must match this browser's origin and ticket subject.
-async fn restore_proof(ctx: &Context, token: &str, subject: Option<&str>, lineage: u64) -> Restore {
+///
+/// In a cluster the proof may still be held by the instance whose link it names: this one
+/// (the link is closing: ask again), or another live one (its link may close, or the instance
+/// may have died and its registration is about to expire): asked again until
+/// `holder_grace` has passed or the connect budget's `deadline`, then refused. A shared state
+/// that cannot be reached fails the open (`Err`): a proof is never granted on a guess.
+async fn restore_proof(
+    ctx: &Context,
+    token: &str,
+    subject: Option<&str>,
+    lineage: u64,
+    deadline: Instant,
+) -> Result<Restore, Unavailable> {
+    let shared = &ctx.state.shared;
+    let give_up = deadline.min(Instant::now() + shared.holder_grace());
+    let refused = |r: RestoreRefusal| {
+        ctx.state.metrics.reject(r.kind());
+        tracing::warn!(lineage, reason = r.kind(), "restore proof refused");
+        Restore::Refused(r)
+    };
+    loop {
+        end_parked(ctx, token).await;
+        match shared.take_restore_proof(token, &ctx.origin, subject).await {
+            Ok(session) => {
+                tracing::info!(lineage, "restore proof accepted");
+                return Ok(Restore::Granted(session));
+            }
+            Err(ProofRefusal::Refused(r)) => return Ok(refused(r)),
+            Err(ProofRefusal::Unavailable(e)) => return Err(e),
+            Err(ProofRefusal::HeldHere | ProofRefusal::HeldElsewhere) => {
+                if Instant::now() >= give_up {
+                    // Still held by a live link (attached, or on an instance that keeps it).
+                    return Ok(refused(RestoreRefusal::Unknown));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// End the parked link `token` names in this process, if any (its restore proof is kept as it
+/// closes).
+async fn end_parked(ctx: &Context, token: &str) {
     if let Some(claim) = ctx.hub.parked.take(token) {
         let (tx, rx) = oneshot::channel();
         if claim.send(tx).is_ok() {
@@ -382,23 +462,9 @@ async fn restore_proof(ctx: &Context, token: &str, subject: Option<&str>, lineag
                     lineage = parked.lineage,
                     "parked upstream connection ended by a restore"
                 );
+                ctx.state.shared.unparked(parked.token_keys()).await;
                 drop(parked);
             }
-        }
-    }
-    match ctx
-        .hub
-        .parked
-        .take_restore_proof(token, &ctx.origin, subject)
-    {
-        Ok(session) => {
-            tracing::info!(lineage, "restore proof accepted");
-            Restore::Granted(session)
-        }
-        Err(r) => {
-            ctx.state.metrics.reject(r.kind());
-            tracing::warn!(lineage, reason = r.kind(), "restore proof refused");
-            Restore::Refused(r)
         }
     }
 }
@@ -414,7 +480,27 @@ pub(super) async fn resume(
             "unknown, used or expired resume token",
         )
     };
-    let claim = ctx.hub.parked.take(req.token.expose()).ok_or_else(gone)?;
+    let Some(claim) = ctx.hub.parked.take(req.token.expose()) else {
+        // Not parked here. In a cluster another live instance may hold it: send the browser
+        // there (a configured instance's URL, never anything the browser said).
+        return match ctx.state.shared.holder(req.token.expose()).await {
+            Ok(Some(url)) => {
+                ctx.state.metrics.resume_redirects.inc();
+                tracing::info!(client = %ctx.client, instance = %url, "resume sent to the instance that holds the connection");
+                let mut e = err(
+                    RelayErrorKind::ResumeElsewhere,
+                    "another instance holds this connection",
+                );
+                e.instance = Some(url);
+                Err(e.into())
+            }
+            Ok(None) => Err(gone().into()),
+            Err(e) => {
+                tracing::warn!(error = %e, "resume not located");
+                Err(unavailable("the connection cannot be located").into())
+            }
+        };
+    };
     let (tx, rx) = oneshot::channel();
     claim.send(tx).map_err(|_| gone())?;
     let mut link = rx.await.map_err(|_| gone())?;
@@ -443,11 +529,17 @@ pub(super) async fn resume(
             .into())
         }
     };
+    // No longer parked: a resume that reaches another instance is not sent here any more.
+    tokio::spawn(ctx.state.shared.unparked(link.token_keys()));
     // The browser holds the token it presented until `resumed` reaches it; if this
     // connection fails before it shows it did, that token still names the link.
     let presented = std::mem::replace(&mut link.token, Token::generate());
-    link.prev_token = Some(presented);
+    if let Some(older) = link.prev_token.replace(presented) {
+        // Resumed twice without a package between: the oldest token names nothing now.
+        tokio::spawn(ctx.state.shared.forget_token(&older));
+    }
     link.rules.handle_resumed(now());
+    link.hold_proof();
     ctx.state.metrics.sessions_resumed.inc();
     tracing::info!(client = %ctx.client, lineage = link.lineage, replayed = replay.len(), "session resumed");
     Ok((link, replay))

@@ -9,7 +9,10 @@
 //!   inside the connection's command scope (`[policy] scope` narrowed by the ticket's: a
 //!   command outside it is refused with `command_refused` and the connection goes on), not a
 //!   refused local login, and for a login the proxy's own checks (user name length, throttles,
-//!   the previous-session rule; see [`RelayRules::handle_browser_package`]);
+//!   the previous-session rule; see [`RelayRules::handle_browser_package`]). The throttles'
+//!   buckets are shared state (in memory, or a cluster's Redis): a login comes back as a
+//!   [`LoginGate`] that names the buckets to ask about in turn, and
+//!   [`RelayRules::finish_login`] decides from the answers;
 //! - a package from the service: login bookkeeping (a successful login reply marks the
 //!   connection logged in and spends a granted restore proof);
 //! - the timers: the maximum lifetime, the idle timeout (no IO package either way; heartbeats
@@ -30,32 +33,11 @@ use prl_protocol::scope::CommandScope;
 use prl_protocol::{parse_uuid, Uuid};
 
 use crate::config::LimitsConfig;
-use crate::limits::{client_key, user_key, RateLimiter, MAX_USER_NAME_BYTES};
+use crate::limits::{client_key, user_key, MAX_USER_NAME_BYTES};
 use crate::login::{login_outcome, LoginOutcome};
-use crate::registry::RestoreRefusal;
+use crate::shared_state::{RestoreRefusal, ThrottleKey, Unavailable};
 
 use super::err;
-
-/// The login throttles every connection shares: per client address (IPv6 per /64) and per
-/// user name. Time is passed in.
-#[derive(Debug)]
-pub(crate) struct LoginThrottles {
-    pub(crate) per_ip: RateLimiter<IpAddr>,
-    pub(crate) per_user: RateLimiter<[u8; 16]>,
-}
-
-impl LoginThrottles {
-    pub(crate) fn new(l: &LimitsConfig) -> LoginThrottles {
-        LoginThrottles {
-            per_ip: RateLimiter::new(l.login_burst_per_ip, l.login_per_minute_per_ip, 100_000),
-            per_user: RateLimiter::new(
-                l.login_burst_per_user,
-                l.login_per_minute_per_user,
-                100_000,
-            ),
-        }
-    }
-}
 
 /// What the `open` of this connection proved about earlier sessions (its `restore` field).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -133,6 +115,68 @@ pub(crate) enum Verdict {
     /// Do not forward it: send the browser this `command_refused` error and go on (the
     /// connection and the session stay up).
     Refuse(RelayError),
+    /// A login: send it once the throttles admit it (drive the gate, then
+    /// [`RelayRules::finish_login`]).
+    Login(Box<Package>, LoginGate),
+}
+
+/// A login the proxy's own checks passed so far, waiting for the login throttles. The order
+/// keeps the per-user throttle from becoming a lockout tool: the per-address bucket first
+/// (bounds probing from one address), then the previous-session rule (decided already), and
+/// only for a login that will reach the service, the per-user bucket. [`LoginGate::next`]
+/// names the bucket to take a token from; [`LoginGate::record`] takes the answer.
+#[derive(Debug)]
+pub(crate) struct LoginGate {
+    ip: IpAddr,
+    user: Option<[u8; 16]>,
+    previous: Result<(), &'static str>,
+    request: Uuid,
+    step: GateStep,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GateStep {
+    Ip,
+    User,
+    Done(GateOutcome),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GateOutcome {
+    Admitted,
+    ThrottledIp,
+    ThrottledUser,
+    PreviousRefused(&'static str),
+    Unavailable,
+}
+
+impl LoginGate {
+    /// The bucket to take a token from next, if any.
+    pub(crate) fn next(&self) -> Option<ThrottleKey> {
+        match self.step {
+            GateStep::Ip => Some(ThrottleKey::Ip(self.ip)),
+            GateStep::User => self.user.map(ThrottleKey::User),
+            GateStep::Done(_) => None,
+        }
+    }
+
+    /// The answer for the bucket [`LoginGate::next`] named: a token taken, none left, or the
+    /// shared state could not be asked (the login is refused: fail closed).
+    pub(crate) fn record(&mut self, answer: Result<bool, Unavailable>) {
+        let done = |o| GateStep::Done(o);
+        self.step = match (self.step, answer) {
+            (GateStep::Done(o), _) => done(o),
+            (_, Err(_)) => done(GateOutcome::Unavailable),
+            (GateStep::Ip, Ok(false)) => done(GateOutcome::ThrottledIp),
+            (GateStep::Ip, Ok(true)) => match (self.previous, self.user) {
+                (Err(why), _) => done(GateOutcome::PreviousRefused(why)),
+                (Ok(()), Some(_)) => GateStep::User,
+                (Ok(()), None) => done(GateOutcome::Admitted),
+            },
+            (GateStep::User, Ok(false)) => done(GateOutcome::ThrottledUser),
+            (GateStep::User, Ok(true)) => done(GateOutcome::Admitted),
+        };
+    }
 }
 
 /// A timer that ended the connection (or, while detached, its wait for a resume).
@@ -168,6 +212,8 @@ pub(crate) enum Event {
     LoginRefused,
     /// A login refused by a throttle.
     LoginThrottled,
+    /// A login refused because the throttles could not be asked (shared state unavailable).
+    LoginUnavailable,
     /// A login naming a previous session was refused (why; follows `LoginRefused`).
     PreviousSessionRefused(&'static str),
     /// The reply to a forwarded login arrived, `elapsed` after the request.
@@ -291,7 +337,6 @@ impl RelayRules {
         &mut self,
         now: Instant,
         data: &[u8],
-        throttles: &LoginThrottles,
     ) -> Result<Verdict, RelayError> {
         let limits = Limits {
             max_package_len: self.config.max_message_bytes,
@@ -336,24 +381,19 @@ impl RelayRules {
                     "local login is disabled on this proxy",
                 ));
             }
-            cmd::USER_LOGIN | cmd::USER_EASY_LOGIN_LOCAL => self.check_login(now, &p, throttles)?,
+            cmd::USER_LOGIN | cmd::USER_EASY_LOGIN_LOCAL => {
+                let gate = self.check_login(&p)?;
+                return Ok(Verdict::Login(Box::new(p), gate));
+            }
             _ => {}
         }
         self.last_activity = now;
         Ok(Verdict::Forward(Box::new(p)))
     }
 
-    /// The proxy's own checks of a login, in an order that keeps the per-user throttle from
-    /// becoming a lockout tool: refusals that need no throttle first (malformed, name too
-    /// long), then the per-IP bucket (bounds probing from one address), then the
-    /// previous-session rule, and only for a login that will reach the service, the per-user
-    /// bucket.
-    fn check_login(
-        &mut self,
-        now: Instant,
-        p: &Package,
-        throttles: &LoginThrottles,
-    ) -> Result<(), RelayError> {
+    /// The proxy's own checks of a login that need no throttle (malformed, name too long) and
+    /// the previous-session rule's answer, for the gate to apply in order.
+    fn check_login(&mut self, p: &Package) -> Result<LoginGate, RelayError> {
         let login = match read_login(p) {
             Ok(l) => l,
             Err(e) => {
@@ -361,47 +401,75 @@ impl RelayRules {
                 return Err(e);
             }
         };
-        if !throttles
-            .per_ip
-            .check(&client_key(self.config.client_ip), now)
-        {
-            self.events.push_back(Event::LoginThrottled);
-            return Err(err(
-                RelayErrorKind::LimitReached,
-                "too many login attempts from this address; try again later",
-            ));
-        }
-        if !login.prev_session.trim().is_empty() {
-            if let Err(why) = self.previous_session_allowed(&login.prev_session) {
+        let previous = if login.prev_session.trim().is_empty() {
+            Ok(())
+        } else {
+            self.previous_session_allowed(&login.prev_session)
+        };
+        Ok(LoginGate {
+            ip: client_key(self.config.client_ip),
+            // Charged only for a login the service will see: the proxy's own refusals (name
+            // length, malformed request, previous session) must not let anyone spend another
+            // user's bucket and lock that user out without reaching the service.
+            user: login.user_key,
+            previous,
+            request: p.header.uuid,
+            step: GateStep::Ip,
+        })
+    }
+
+    /// The login `gate` stood for, at `now`, after the throttles answered: forward it
+    /// (`Ok`), or the error that ends the connection.
+    pub(crate) fn finish_login(&mut self, now: Instant, gate: LoginGate) -> Result<(), RelayError> {
+        let outcome = match gate.step {
+            GateStep::Done(o) => o,
+            // Not every bucket was asked: nothing proves the login may pass.
+            _ => GateOutcome::Unavailable,
+        };
+        match outcome {
+            GateOutcome::Admitted => {
+                if !gate.request.is_nil() {
+                    if self.pending_logins.len() >= 8 {
+                        self.pending_logins.pop_front();
+                    }
+                    self.pending_logins.push_back((gate.request, now));
+                }
+                self.last_activity = now;
+                Ok(())
+            }
+            GateOutcome::ThrottledIp => {
+                self.events.push_back(Event::LoginThrottled);
+                Err(err(
+                    RelayErrorKind::LimitReached,
+                    "too many login attempts from this address; try again later",
+                ))
+            }
+            GateOutcome::ThrottledUser => {
+                self.events.push_back(Event::LoginThrottled);
+                Err(err(
+                    RelayErrorKind::LimitReached,
+                    "too many login attempts for this user; try again later",
+                ))
+            }
+            GateOutcome::PreviousRefused(why) => {
                 self.events.push_back(Event::LoginRefused);
                 self.events.push_back(Event::PreviousSessionRefused(why));
-                return Err(err(
+                Err(err(
                     RelayErrorKind::RestoreRefused,
                     format!(
                         "login names a previous session this browser session cannot restore: {why}"
                     ),
-                ));
+                ))
+            }
+            GateOutcome::Unavailable => {
+                self.events.push_back(Event::LoginUnavailable);
+                Err(err(
+                    RelayErrorKind::StateUnavailable,
+                    "the login throttles cannot be checked (the shared state is unavailable); \
+                     try again later",
+                ))
             }
         }
-        // Charged only for a login the service will see: the proxy's own refusals above (name
-        // length, malformed request, previous session) must not let anyone spend another
-        // user's bucket and lock that user out without reaching the service.
-        if let Some(u) = &login.user_key {
-            if !throttles.per_user.check(u, now) {
-                self.events.push_back(Event::LoginThrottled);
-                return Err(err(
-                    RelayErrorKind::LimitReached,
-                    "too many login attempts for this user; try again later",
-                ));
-            }
-        }
-        if !p.header.uuid.is_nil() {
-            if self.pending_logins.len() >= 8 {
-                self.pending_logins.pop_front();
-            }
-            self.pending_logins.push_back((p.header.uuid, now));
-        }
-        Ok(())
     }
 
     /// The service lets a login naming a live session take it over without a password (and

@@ -1,6 +1,7 @@
 //! `RelayRules` with virtual time: instants are made up, nothing sleeps.
 
 use super::*;
+use crate::shared_state::LoginThrottles;
 use prl_protocol::codes::ErrorCode;
 use prl_protocol::commands::{self, LoginLocalRequest, LoginRequest, Password, ServerInfo};
 use prl_protocol::scope::CommandScope;
@@ -79,14 +80,23 @@ fn failure_reply(request: &Package) -> Package {
     )
 }
 
-/// Send `p` from the browser at `now`; forwarded or the error.
+/// Send `p` from the browser at `now`, a login's buckets taken from `t` (as the shell asks
+/// the shared state); forwarded or the error.
 fn browser(
     r: &mut RelayRules,
     now: Instant,
     p: &Package,
     t: &LoginThrottles,
 ) -> Result<Verdict, RelayError> {
-    r.handle_browser_package(now, &p.encode(), t)
+    match r.handle_browser_package(now, &p.encode())? {
+        Verdict::Login(p, mut gate) => {
+            while let Some(key) = gate.next() {
+                gate.record(Ok(t.check(key, now)));
+            }
+            r.finish_login(now, gate).map(|()| Verdict::Forward(p))
+        }
+        v => Ok(v),
+    }
 }
 
 /// Log in successfully at `now`, the reply arriving `rtt` later.
@@ -242,7 +252,7 @@ fn packages_must_come_from_this_connection() {
     }
     let e = browser(&mut r, t0, &ping(Uuid::new_v4()), &t).unwrap_err();
     assert_eq!(e.kind, RelayErrorKind::ProtocolViolation);
-    let e = r.handle_browser_package(t0, &[0u8; 100], &t).unwrap_err();
+    let e = r.handle_browser_package(t0, &[0u8; 100]).unwrap_err();
     assert_eq!(e.kind, RelayErrorKind::ProtocolViolation);
     assert!(e.message.starts_with("malformed package"), "{}", e.message);
     // Over the message limit.
@@ -440,6 +450,48 @@ fn restore_proofs_are_redacted_in_debug() {
     let u = Uuid::new_v4();
     let text = format!("{:?}", Restore::Granted(u));
     assert!(!text.contains(&u.simple().to_string()[..8]), "{text}");
+}
+
+#[test]
+fn a_login_the_throttles_cannot_check_is_refused_and_not_forwarded() {
+    let t0 = Instant::now();
+    let mut r = rules(t0);
+    let p = login(&r, "alice", "");
+    let Ok(Verdict::Login(_, mut gate)) = r.handle_browser_package(t0, &p.encode()) else {
+        panic!("a login is gated")
+    };
+    assert_eq!(
+        gate.next(),
+        Some(ThrottleKey::Ip(client_key(r.config.client_ip)))
+    );
+    gate.record(Err(Unavailable("redis refused the connection".into())));
+    assert_eq!(gate.next(), None);
+    let e = r.finish_login(t0, gate).unwrap_err();
+    assert_eq!(e.kind, RelayErrorKind::StateUnavailable);
+    assert!(!e.message.contains("redis"), "{}", e.message);
+    assert_eq!(events(&mut r), vec![Event::LoginUnavailable]);
+    // The per-user bucket failing is refused the same way; nothing is pending either way.
+    let p = login(&r, "alice", "");
+    let Ok(Verdict::Login(_, mut gate)) = r.handle_browser_package(t0, &p.encode()) else {
+        panic!("a login is gated")
+    };
+    gate.record(Ok(true));
+    assert!(matches!(gate.next(), Some(ThrottleKey::User(_))));
+    gate.record(Err(Unavailable("late".into())));
+    assert_eq!(
+        r.finish_login(t0, gate).unwrap_err().kind,
+        RelayErrorKind::StateUnavailable
+    );
+    // A gate finished before every bucket was asked admits nothing.
+    let p = login(&r, "alice", "");
+    let Ok(Verdict::Login(_, gate)) = r.handle_browser_package(t0, &p.encode()) else {
+        panic!("a login is gated")
+    };
+    assert_eq!(
+        r.finish_login(t0, gate).unwrap_err().kind,
+        RelayErrorKind::StateUnavailable
+    );
+    assert!(r.pending_logins.is_empty());
 }
 
 fn vm_start(sender: Uuid) -> Package {

@@ -66,7 +66,7 @@ where
         Ok(Some(Err(e))) => {
             let e = ws_read_error(&e, &limits);
             ctx.state.metrics.reject(e.kind.as_str());
-            writer.fail(e).await;
+            writer.fail(e.for_version(ctx.version)).await;
             return;
         }
         Ok(Some(Ok(Message::Text(text)))) => match ClientMessage::from_json(text.as_str()) {
@@ -112,22 +112,26 @@ where
         Ok(x) => x,
         Err(refused) => {
             ctx.state.metrics.reject(refused.reason);
-            writer.fail(refused.error).await;
+            writer.fail(refused.error.for_version(ctx.version)).await;
             return;
         }
     };
     // Opened or resumed: this connection no longer counts as pre-auth.
     ctx.slots.release_preauth();
     link.slots = Arc::clone(&ctx.slots);
+    // In a cluster both name this instance: the browser resumes here.
+    let instance = ctx.state.shared.public_url().map(str::to_string);
     let hello = if !resumed {
-        ProxyMessage::Opened(opened_message(&link))
+        ProxyMessage::Opened(opened_message(&link, instance))
     } else {
         ProxyMessage::Resumed(Resumed {
             version: RELAY_VERSION,
             resume_token: Secret(link.token.expose().to_string()),
             replayed: replay.len() as u64,
+            instance,
         })
-    };
+    }
+    .for_version(ctx.version);
     if !writer.text(&hello).await {
         detach_or_close(link);
         return;
@@ -144,7 +148,7 @@ where
     ctx.state.metrics.sessions_active.dec();
     match end {
         End::Failed(e) => {
-            writer.fail(e).await;
+            writer.fail(e.for_version(ctx.version)).await;
         }
         End::BrowserClosed => {
             writer.close(CloseCode::Normal).await;
@@ -195,7 +199,7 @@ pub(super) fn ws_read_error(e: &WsError, limits: &LimitsConfig) -> RelayError {
     }
 }
 
-fn opened_message(link: &ServiceLink) -> Opened {
+fn opened_message(link: &ServiceLink, instance: Option<String>) -> Opened {
     Opened {
         version: RELAY_VERSION,
         connection_uuid: link.conn_uuid_text.clone(),
@@ -206,5 +210,6 @@ fn opened_message(link: &ServiceLink) -> Opened {
         tls_version: link.facts.tls_version.clone(),
         resume_token: Secret(link.token.expose().to_string()),
         resume_window_ms: u32::try_from(link.resume.window_ms).unwrap_or(u32::MAX),
+        instance,
     }
 }

@@ -117,7 +117,19 @@ impl Browser {
         headers: &[(&str, &str)],
         first: ClientMessage,
     ) -> Result<(Browser, ProxyMessage), RelayError> {
-        let (mut ws, _) = ws_connect_with(ip, addr, Some(origin), &["prl-relay.v1"], headers)
+        Browser::connect_offering(ip, addr, origin, &["prl-relay.v1"], headers, first).await
+    }
+
+    /// Same, offering the subprotocols `protocols` (relay versions).
+    pub async fn connect_offering(
+        ip: &str,
+        addr: std::net::SocketAddr,
+        origin: &str,
+        protocols: &[&str],
+        headers: &[(&str, &str)],
+        first: ClientMessage,
+    ) -> Result<(Browser, ProxyMessage), RelayError> {
+        let (mut ws, _) = ws_connect_with(ip, addr, Some(origin), protocols, headers)
             .await
             .unwrap();
         ws.send(Message::Text(first.to_json().into()))

@@ -173,7 +173,10 @@ impl Ctx {
                 let took = t0.elapsed();
                 // A browser leaving for good closes normally (without a close code the proxy
                 // takes it for a lost connection and keeps the session for a resume).
-                let _ = ws
+                // The stream's own close (with a frame), not SinkExt's on the Box: with the
+                // Redis client in the workspace `Box<Ws>` is a Sink too (futures-sink's alloc
+                // feature), and method lookup would stop at the Box.
+                let _ = (*ws)
                     .close(Some(CloseFrame {
                         code: CloseCode::Normal,
                         reason: "".into(),

@@ -367,5 +367,5 @@ async fn takeovers(ctx: &mut Ctx, rows: &mut String, uncounted: &mut Vec<&'stati
             still.label()
         ));
     }
-    let _ = victim.close(None).await;
+    let _ = (*victim).close(None).await;
 }
