@@ -497,7 +497,8 @@ fn render_suite(out: &mut String, data: &Data) {
 
 fn command_name() -> String {
     format!(
-        "command {} (answered with 0x{:08x})",
+        "`getVmState` (command {}, `PrlVm_GetState`) of a running simulator VM, answered with \
+         0x{:08x} and the VM's info event",
         crate::ROUND_TRIP_COMMAND,
         crate::ROUND_TRIP_ANSWER.0
     )
