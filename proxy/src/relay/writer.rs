@@ -64,6 +64,10 @@ pub(crate) struct Writer<S> {
     in_flight: usize,
     /// Something was handed to the sink since its last flush.
     unflushed: bool,
+    /// A flush is under way: nothing more is handed to the sink until it completes (the batch
+    /// buffer under tungstenite keeps what it has written until it is all written, so feeding
+    /// it during a flush would grow it past a batch).
+    flushing: bool,
     /// A ping is to be sent.
     ping_due: bool,
     /// A close frame was handed to the sink: nothing more is written.
@@ -102,6 +106,7 @@ where
             budget,
             in_flight: 0,
             unflushed: false,
+            flushing: false,
             ping_due: false,
             closed: false,
             failed: false,
@@ -205,6 +210,7 @@ where
     fn poll_write_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
         loop {
             let next_message = !self.closed
+                && !self.flushing
                 && (self.ping_due || (!self.queue.is_empty() && self.in_flight < BATCH_BYTES));
             if next_message {
                 ready!(Pin::new(&mut self.sink).poll_ready(cx))?;
@@ -229,7 +235,9 @@ where
                 continue;
             }
             if self.unflushed {
+                self.flushing = true;
                 ready!(Pin::new(&mut self.sink).poll_flush(cx))?;
+                self.flushing = false;
                 self.unflushed = false;
                 let written = std::mem::take(&mut self.in_flight);
                 if written > 0 {
@@ -455,6 +463,19 @@ mod tests {
         tokio::time::timeout(Duration::from_millis(100), w.close(CloseCode::Away))
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn nothing_more_is_handed_to_the_socket_while_a_flush_is_under_way() {
+        let (mut w, budget, _browser) = pair(64, 10_000).await;
+        w.push_package(Bytes::from(vec![1; 500]));
+        assert!(poll_once(&mut w).is_pending());
+        assert_eq!(w.in_flight, 500);
+        // The queue takes more, but the socket gets it only once the flush is done.
+        w.push_package(Bytes::from(vec![2; 700]));
+        assert!(poll_once(&mut w).is_pending());
+        assert_eq!((w.in_flight, w.queue.len()), (500, 1));
+        assert_eq!(budget.used(), 1200);
     }
 
     #[tokio::test]
