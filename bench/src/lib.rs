@@ -35,7 +35,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use prl_protocol::codes::cmd;
-use prl_protocol::commands::{self, LoginRequest, Password, Reply};
+use prl_protocol::codes::VmState;
+use prl_protocol::commands::{self, vm_info_request, LoginRequest, Password, Reply, VmInfo};
 use prl_protocol::handshake::SecurityLevel;
 use prl_protocol::package::{Limits, Package};
 use prl_protocol::relay::{
@@ -44,7 +45,7 @@ use prl_protocol::relay::{
 };
 use prl_protocol::{parse_uuid, ErrorCode, Uuid};
 use prl_proxy::{Config, Proxy, ProxyHandle};
-use prl_sim::{SimConfig, Simulator, UserDb};
+use prl_sim::{Inventory, SimConfig, Simulator, UserDb, VmSpec};
 use prl_transport::{connect, ClientConfig, Connection, Endpoint};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -156,7 +157,9 @@ async fn bounded<T>(
 }
 
 /// The simulator's configuration: an ephemeral loopback port, [`USER`], hourly heartbeats so
-/// that none lands inside a measurement; everything else is the simulator's default.
+/// that none lands inside a measurement, an inventory of the demo host and one running VM
+/// ([`round_trip_vm`], asked about by the round trip); everything else is the simulator's
+/// default.
 pub fn sim_config() -> Result<SimConfig, BenchError> {
     let mut config = SimConfig::new();
     config.tcp = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -164,6 +167,10 @@ pub fn sim_config() -> Result<SimConfig, BenchError> {
         .users
         .add(UserDb::parse_spec(&format!("{USER}:{PASSWORD}"))?)?;
     config.heartbeat_interval = Duration::from_secs(3600);
+    config.inventory = Inventory {
+        vms: vec![round_trip_vm()],
+        ..Inventory::demo()
+    };
     Ok(config)
 }
 
@@ -460,20 +467,39 @@ async fn logoff(link: &mut impl Link) -> Result<(), BenchError> {
     check("logoff", &reply_to(link, job, "logoff reply", 8).await?)
 }
 
-/// The small request of the round-trip benchmark, sent after login: ping (2052), which the
-/// service answers with `PRL_ERR_UNIMPLEMENTED` after login and which changes nothing (see
-/// ARCHITECTURE's wire facts). Once host and VM operations exist, `getVmState` (2062, answered
-/// with `PRL_ERR_SUCCESS`) is the command to measure: change these two constants.
-pub const ROUND_TRIP_COMMAND: u32 = cmd::USER_PING;
+/// The VM the round-trip benchmark asks about: one of the simulator's inventory
+/// ([`sim_config`]), running.
+pub const ROUND_TRIP_VM: &str = "bench-round-trip";
+
+/// The round-trip VM as the simulator holds it.
+pub fn round_trip_vm() -> VmSpec {
+    VmSpec {
+        state: VmState::RUNNING,
+        description: "the round-trip benchmark's VM".into(),
+        ..VmSpec::new(ROUND_TRIP_VM)
+    }
+}
+
+/// The small request of the round-trip benchmark, sent after login: `getVmState`
+/// (`PrlVm_GetState`, 2062, `DspCmdGetVmInfo`) of [`ROUND_TRIP_VM`], as `@prl-web/client`
+/// sends it; the service answers with `PRL_ERR_SUCCESS` and the VM's info event, and changes
+/// nothing.
+pub const ROUND_TRIP_COMMAND: u32 = cmd::GET_VM_INFO;
 /// The answer [`ROUND_TRIP_COMMAND`] gets from a logged-in session.
-pub const ROUND_TRIP_ANSWER: ErrorCode = ErrorCode::UNIMPLEMENTED;
+pub const ROUND_TRIP_ANSWER: ErrorCode = ErrorCode::SUCCESS;
 
 /// One [`ROUND_TRIP_COMMAND`] and its reply; returns the time from handing the request to the
-/// link until the reply is decoded.
+/// link until the reply package is decoded. The reply is then checked (outside the time): its
+/// code, and the VM info read as the client reads it, with the VM's state (running).
 async fn round_trip(link: &mut impl Link) -> Result<Duration, BenchError> {
     let job = Uuid::new_v4();
     let me = link.connection_uuid();
-    let request = commands::simple_command(ROUND_TRIP_COMMAND, job, me, &mut Uuid::new_v4);
+    let request = vm_info_request(&round_trip_vm().uuid_text())
+        .to_package(job, me, &mut Uuid::new_v4)
+        .map_err(|e| BenchError::Unexpected {
+            what: "round-trip request",
+            detail: e.to_string(),
+        })?;
     let start = Instant::now();
     link.send(request).await?;
     let reply = reply_to(link, job, "round-trip reply", 8).await?;
@@ -482,6 +508,16 @@ async fn round_trip(link: &mut impl Link) -> Result<Duration, BenchError> {
         return Err(BenchError::Failed {
             what: "round trip",
             code: reply.code,
+        });
+    }
+    let info = VmInfo::from_reply(&reply).map_err(|e| BenchError::Unexpected {
+        what: "round-trip reply",
+        detail: e.to_string(),
+    })?;
+    if info.state != Some(VmState::RUNNING) {
+        return Err(BenchError::Unexpected {
+            what: "round-trip reply",
+            detail: format!("VM state {:?}, expected running", info.state),
         });
     }
     Ok(elapsed)
@@ -953,6 +989,45 @@ mod tests {
             secure.logoff().await.unwrap();
         }
         assert_eq!(r.sim.session_count(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_round_trip_reads_a_running_vms_state_on_every_path() {
+        let r = rig().await;
+        let level = SecurityLevel::High;
+        let mut direct = DirectSession::connect(r.sim.tcp_addr().unwrap(), level)
+            .await
+            .unwrap();
+        direct.login().await.unwrap();
+        let mut browser = BrowserSession::open(&r.ws, SIM_TARGET, level)
+            .await
+            .unwrap();
+        browser.login().await.unwrap();
+        let mut secure = BrowserSession::open(&r.wss, SIM_TARGET, level)
+            .await
+            .unwrap();
+        secure.login().await.unwrap();
+        for _ in 0..3 {
+            assert!(direct.round_trip().await.unwrap() > Duration::ZERO);
+            assert!(browser.round_trip().await.unwrap() > Duration::ZERO);
+            assert!(secure.round_trip().await.unwrap() > Duration::ZERO);
+        }
+        // The request names the simulator's VM: another uuid is the service's typed refusal.
+        let job = Uuid::new_v4();
+        let me = direct.connection_uuid();
+        direct
+            .send(
+                vm_info_request(&VmSpec::new("not-in-the-inventory").uuid_text())
+                    .to_package(job, me, &mut Uuid::new_v4)
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let reply = reply_to(&mut direct, job, "vm info", 8).await.unwrap();
+        assert_eq!(reply.code, ErrorCode::VM_UUID_NOT_FOUND);
+        direct.logoff().await.unwrap();
+        browser.logoff().await.unwrap();
+        secure.logoff().await.unwrap();
     }
 
     #[tokio::test]

@@ -761,8 +761,8 @@ pub const EVENT_BYTES: f64 = 723.0;
 
 /// The configured bound of what one stalled session holds in the proxy with the default
 /// limits, for events of [`EVENT_BYTES`], KiB: the queue toward the browser (`queue_packages`
-/// 64, `queue_bytes` 4 MiB: the package count binds first), the batch the writer task has
-/// taken from it and not yet written (at most 64 KiB and one frame, plus tungstenite's copy of
+/// 64, `queue_bytes` 4 MiB: the package count binds first), the batch the writer has taken
+/// from it and not yet written (at most 64 KiB and one frame, plus tungstenite's copy of
 /// the frame being written), the replay ring (`buffer_packages` 512, `buffer_bytes` 2 MiB) and
 /// what the upstream connection decoded from its last socket read (at most 16 KiB, one TLS
 /// record's worth, and one package). Kernel socket buffers are not process memory.

@@ -533,7 +533,8 @@ fn render_suite(out: &mut String, data: &Data) {
 
 fn command_name() -> String {
     format!(
-        "command {} (answered with 0x{:08x})",
+        "`getVmState` (command {}, `PrlVm_GetState`) of a running simulator VM, answered with \
+         0x{:08x} and the VM's info event",
         crate::ROUND_TRIP_COMMAND,
         crate::ROUND_TRIP_ANSWER.0
     )
@@ -701,11 +702,14 @@ fn reason(data: &Data, goal: &str) -> String {
             "the heap profile above ({parts} KiB per session) is led by state the session \
              cannot drop while it lives: OpenSSL 3.0's per-connection `SSL` object (allocated \
              whole by `SSL_new`, its record-layer arrays sized for 32 pipelines) with its cipher \
-             contexts, session and the peer's DH key; over wss, rustls' per-connection state \
-             and its deframer buffer, which never shrinks below 4 KiB; tungstenite's read buffer, \
-             which keeps the largest message read (the login); the replay ring holding the login \
-             reply for a lossless resume. What this work could remove (I/O buffers, tasks, \
-             channels) is gone."
+             contexts, session and the peer's DH key (`SSL_MODE_RELEASE_BUFFERS` is set: no \
+             idle record buffers); over wss, rustls' per-connection state and its deframer \
+             buffer, which rustls 0.23 resizes to 4 KiB before every read and never below; \
+             tungstenite's buffers: its read buffer keeps the allocation of the largest message \
+             read (the login) and its frame buffer the largest frame written (the login reply), \
+             neither of which tungstenite 0.30 can shrink; the replay ring holding the login \
+             reply for a lossless resume. The session is one task (the writer task and its \
+             channel are gone) and holds no idle I/O buffer of its own."
         )
     } else if goal.starts_with("events") {
         "the suite runs simulator, proxy and clients on the same 2 shared cores: the relayed \
@@ -739,17 +743,25 @@ fn reason(data: &Data, goal: &str) -> String {
                 r50 - d50
             )
         });
+        // What wss adds over ws at the same level, from the same rounds.
+        let tls = inner.and_then(|(_, level)| {
+            Some(us("proxy_wss", level, 0.5)? - us("proxy_ws", level, 0.5)?)
+        });
+        let tls = tls.map_or_else(String::new, |t| {
+            format!(
+                " At this level wss takes {t:+.0} µs over ws at p50: rustls at both ends of the \
+                 browser leg (the benchmark's browser and the proxy)."
+            )
+        });
         format!(
-            "{figures}The simulator answers at once, so the direct round trip is a few dozen \
-             microseconds of loopback and codec work, and the relay's fixed cost is a large \
-             share of it: the relayed path adds two loopback socket crossings (browser to \
-             proxy and back), the proxy's work on each package (decode, rules, re-encode, \
-             replay ring, WebSocket framing; over wss rustls both ways) and one hand-off to \
-             the writer task toward the browser (the upstream connection is driven in the \
-             session's own task). The p99 ratios move with the shared machine's load (see the \
-             spread in the paired table). No CPU profile of this run was taken; against a real \
-             service, whose answers take milliseconds, the same added microseconds are a \
-             small fraction."
+            "{figures}The relayed path adds two loopback socket crossings (browser to proxy and \
+             back) and the proxy's work on each package (decode, rules, re-encode, replay ring, \
+             WebSocket framing; over wss rustls, decrypting the request and encrypting the \
+             reply).{tls} The hand-off to a writer task is gone (the session's task writes \
+             toward the browser itself); the rest is per-package work and socket crossings. \
+             The p99 ratios move with the shared machine's load (see the spread in the paired \
+             table). No CPU profile of this run was taken; against a real service, whose \
+             answers take milliseconds, the same added microseconds are a small fraction."
         )
     } else if goal.starts_with("ahead of") {
         "see the figures: the paired ratio where the peer is faster.".into()

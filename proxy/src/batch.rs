@@ -1,7 +1,7 @@
 //! Write batching under the browser's WebSocket: tungstenite writes every frame at once
 //! (`ws_write_buffer_bytes` 0), so without this each relayed package would be its own socket
-//! write (and, over wss, its own TLS record). [`BatchWriter`] collects the frames the writer
-//! task hands over in one go and writes them with one call at the flush that ends the batch;
+//! write (and, over wss, its own TLS record). [`BatchWriter`] collects the frames the relay's
+//! writer hands over in one go and writes them with one call at the flush that ends the batch;
 //! the buffer is freed once written, so an idle session holds none. Reads pass through.
 
 use std::io;

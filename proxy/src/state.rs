@@ -121,7 +121,7 @@ impl ActiveConfig {
         WebSocketConfig::default()
             // Eagerly allocated per connection: small, since browser messages are small.
             .read_buffer_size(limits.ws_read_buffer_bytes)
-            // 0: every message goes straight to the socket (the writer task batches nothing).
+            // 0: every message goes straight to the socket (`batch::BatchWriter` batches below).
             .write_buffer_size(limits.ws_write_buffer_bytes)
             // The writer sends one message at a time, so one package plus framing bounds it.
             .max_write_buffer_size(

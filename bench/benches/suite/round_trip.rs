@@ -1,7 +1,7 @@
 //! Round trip after login: a logged-in session sends one small command
-//! ([`prl_bench::ROUND_TRIP_COMMAND`], ping until host and VM operations exist) and waits for
-//! its reply, directly (baseline), through prl-proxy over `ws://` and `wss://`, and through
-//! the installed peers. Criterion measures the first three; the paired rounds measure every
+//! ([`prl_bench::ROUND_TRIP_COMMAND`]: `getVmState` of a simulator VM) and waits for its
+//! reply, directly (baseline), through prl-proxy over `ws://` and `wss://`, and through the
+//! installed peers. Criterion measures the first three; the paired rounds measure every
 //! path, [`PER_ROUND`] round trips per path per round, keeping every sample for p50 and p99.
 
 use std::time::Duration;

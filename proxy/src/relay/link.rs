@@ -36,7 +36,7 @@ use super::open::{transport_error, During};
 use super::ring::ReplayRing;
 use super::rules::{Event, Expired, RelayRules, Verdict};
 use super::serve::ws_read_error;
-use super::writer::{Out, Writer};
+use super::writer::Writer;
 use super::{err, evicted, Pool, RelayHub};
 
 pub(super) type WsRead<S> = SplitStream<WebSocketStream<S>>;
@@ -272,42 +272,70 @@ fn from_service(r: Option<Result<ConnEvent, TransportError>>) -> Result<ConnEven
 }
 
 impl ServiceLink {
-    /// Relay one package from the service to the browser through a reserved queue slot.
-    fn relay_to_browser(
-        &mut self,
-        writer: &Writer,
-        permit: tokio::sync::mpsc::OwnedPermit<Box<Out>>,
-        p: &Package,
-    ) {
+    /// Relay one package from the service to the browser's queue (the caller checked that it
+    /// has room).
+    fn relay_to_browser<S>(&mut self, writer: &mut Writer<S>, p: &Package)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         let data = self.service_package(p);
         let n = data.len();
-        writer.budget.add(n);
-        permit.send(Box::new(Out::Binary(data)));
+        writer.push_package(data);
         self.sent_mark = self.ring.last_seq();
         self.state.metrics.relayed("to_browser", n);
     }
 }
 
+/// The earlier of two deadlines.
+fn earliest(
+    a: Option<std::time::Instant>,
+    b: Option<std::time::Instant>,
+) -> Option<std::time::Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Relay between the browser WebSocket and the service until one side ends or a rule does.
 /// One task does it all: the upstream connection is driven here (its reads, writes and
-/// heartbeats), the browser is read here, and packages toward the browser go to its writer.
-pub(super) async fn attached<S>(s: &mut ServiceLink, stream: &mut WsRead<S>, writer: &Writer) -> End
+/// heartbeats), the browser is read here, and packages toward the browser are written here
+/// (the writer's queue drained in the same wake-up that filled it).
+pub(super) async fn attached<S>(
+    s: &mut ServiceLink,
+    stream: &mut WsRead<S>,
+    writer: &mut Writer<S>,
+) -> End
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let ping_every = Duration::from_millis(s.limits.ping_interval_ms);
     let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
     let mut last_seen = Instant::now();
+    let out_budget = Arc::clone(&writer.budget);
     loop {
-        let timeout_at = s.rules.poll_timeout();
+        // The rules' next deadline, or the browser write's stall limit if earlier.
+        let timeout_at = earliest(
+            s.rules.poll_timeout(),
+            writer.stall_deadline().map(Instant::into_std),
+        );
         // Room toward the browser for one more package (its queue and the byte budgets).
-        let room = writer.budget.has_room() && writer.tx.capacity() > 0;
+        let room = writer.has_room();
+        // Only the byte budget of all browsers together is short: wait for it.
+        let wait_budget = !room && !writer.queue_full();
+        let writing = writer.busy();
         // The service takes bytes: read the browser.
         let can_send = s.conn.can_send();
-        let out_budget = Arc::clone(&writer.budget);
-        let out_tx = writer.tx.clone();
         tokio::select! {
             _ = sleep_until(timeout_at) => {
+                if writer.is_stalled(Instant::now()) {
+                    tracing::info!(
+                        stall_ms = writer.stall().as_millis() as u64,
+                        "browser write stalled; treated as gone"
+                    );
+                    writer.give_up();
+                    return End::BrowserGone;
+                }
                 if let Some(expired) = s.rules.handle_timeout(now()) {
                     if expired == Expired::LoginDeadline {
                         s.state.metrics.reject("login_deadline");
@@ -315,9 +343,12 @@ where
                     return End::Failed(s.rules.expiry_error(expired));
                 }
             }
-            _ = writer.tx.closed() => {
-                // The writer ended: the browser's socket failed or stalled past the limit.
-                return End::BrowserGone;
+            // Toward the browser: what is queued, written and flushed.
+            written = std::future::poll_fn(|cx| writer.poll_write(cx)), if writing => {
+                if written.is_err() {
+                    // The browser's socket failed.
+                    return End::BrowserGone;
+                }
             }
             () = unauthenticated_evicted(s.unauthenticated.as_ref()) => {
                 // A full unauthenticated pool gave this slot to another client.
@@ -332,7 +363,7 @@ where
                     // Two intervals without a pong (or anything else): the browser is gone.
                     return End::BrowserGone;
                 }
-                writer.ping.notify_one();
+                writer.ping();
             }
             message = stream.next(), if can_send => {
                 last_seen = Instant::now();
@@ -415,26 +446,22 @@ where
                 };
                 s.count_to_service();
                 if let ConnEvent::Package(p) = event {
-                    let Ok(permit) = writer.tx.clone().try_reserve_owned() else {
-                        return End::BrowserGone;
-                    };
-                    s.relay_to_browser(writer, permit, &p);
+                    // Asked for with room in the queue (`room`).
+                    s.relay_to_browser(writer, &p);
                     // Whatever else arrived with it, while the queue takes it.
                     for _ in 1..SERVICE_BATCH {
-                        if !writer.budget.has_room() {
+                        if !writer.has_room() {
                             break;
                         }
-                        let Ok(permit) = writer.tx.clone().try_reserve_owned() else { break };
                         let Some(p) = s.conn.take_ready() else { break };
-                        s.relay_to_browser(writer, permit, &p);
+                        s.relay_to_browser(writer, &p);
                     }
                 }
             }
-            // No room toward the browser: wait for it (the writer frees it as it writes).
-            _ = async {
-                out_budget.room().await;
-                let _ = out_tx.reserve().await;
-            }, if !room => {}
+            // The queue has room but the budget of all browsers together is spent: wait for
+            // other sessions to write. (A full queue or this session's budget is freed by the
+            // writing branch above.)
+            _ = out_budget.room(), if wait_budget => {}
         }
     }
 }

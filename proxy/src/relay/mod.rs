@@ -8,10 +8,10 @@
 //! Modules: [`serve`] (one WebSocket: first message, then the attached link), [`open`] (open,
 //! resume, the transport error mapping), [`link`] (the upstream connection's state and the
 //! attached / detached loops that drive its rules), [`rules`] (the sans-I/O rules and timers),
-//! [`writer`] (the writer tasks toward the browser and the service), [`ring`] (the replay
-//! ring).
+//! [`writer`] (the writer toward the browser, driven by the session's task), [`ring`] (the
+//! replay ring).
 //!
-//! Memory is bounded everywhere: a writer task drains a bounded queue toward the browser
+//! Memory is bounded everywhere: the session's task drains a bounded queue toward the browser
 //! (package count and bytes); the relay reads the service only when that queue has room, and
 //! reads the browser only when the queue toward the service has room, so a slow side slows the
 //! other down instead of growing buffers. The replay ring that makes resume lossless is

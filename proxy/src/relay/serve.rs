@@ -34,7 +34,7 @@ where
         Some(ctx.state.metrics.queued_bytes.clone()),
         Some(Arc::clone(&ctx.hub.to_browsers)),
     );
-    let writer = Writer::spawn(sink, &limits, budget);
+    let mut writer = Writer::new(sink, &limits, budget);
     // A browser sends its first message as soon as the socket is open: a connection that
     // does not holds a pre-auth slot for at most this long.
     // A full pre-auth pool may give this connection's slot to another client meanwhile.
@@ -144,7 +144,7 @@ where
     }
     link.sent_mark = link.ring.last_seq();
     ctx.state.metrics.sessions_active.inc();
-    let end = attached(&mut link, &mut stream, &writer).await;
+    let end = attached(&mut link, &mut stream, &mut writer).await;
     ctx.state.metrics.sessions_active.dec();
     match end {
         End::Failed(e) => {
