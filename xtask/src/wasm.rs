@@ -339,6 +339,7 @@ pub fn build(root: &Path) -> Result<PathBuf> {
         format!("{LIB}_bg.wasm"),
         format!("{LIB}.js"),
         "index.js".into(),
+        "init.js".into(),
     ] {
         let (r, g, b) = precompress(&out.join(&name))?;
         println!(
