@@ -41,8 +41,10 @@ const NPM_SOURCES: &str = "client-wasm/npm";
 const CURATED: &[&str] = &["index.d.ts", "init.js", "README.md", "CHANGELOG.md"];
 /// Files copied verbatim from the workspace root.
 const LICENCES: &[&str] = &["LICENSE-MIT", "LICENSE-APACHE"];
-/// Gzipped size (wasm + JavaScript) above which the build fails.
-pub const BUDGET_GZIP: u64 = 150 * 1024;
+/// Gzipped size (wasm + JavaScript) above which the build fails: a ratchet just above today's
+/// 114.7 KB (with the host and VM operations), so growth fails CI; lowered as the package
+/// shrinks, down to [`TARGET_GZIP`] (issue 11).
+pub const BUDGET_GZIP: u64 = 116 * 1024;
 /// Gzipped size the package aims to stay under.
 pub const TARGET_GZIP: u64 = 100 * 1024;
 /// wasm-opt's flags: smallest code, run to a fixed point, and the assumption that the low
@@ -460,7 +462,7 @@ mod tests {
         assert_eq!(kb(0), "0.0 KB");
         assert_eq!(kb(1024), "1.0 KB");
         assert_eq!(kb(1536), "1.5 KB");
-        assert_eq!(kb(150 * 1024), "150.0 KB");
+        assert_eq!(kb(116 * 1024), "116.0 KB");
     }
 
     #[test]
