@@ -480,7 +480,12 @@ impl std::fmt::Debug for Server {
 }
 
 /// Every `kind` a `ParallelsError` can carry (for the curated `ErrorKind` type and tests).
+///
+/// An array built in place: a `Vec<String>` return costs a kilobyte of WASM glue.
 #[wasm_bindgen(js_name = errorKinds)]
-pub fn error_kinds() -> Vec<String> {
-    error::ERROR_KINDS.iter().map(|k| (*k).to_owned()).collect()
+pub fn error_kinds() -> js_sys::Array {
+    error::ERROR_KINDS
+        .iter()
+        .map(|k| JsValue::from_str(k))
+        .collect()
 }

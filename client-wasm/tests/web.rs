@@ -116,7 +116,11 @@ fn unknown_event_types_are_refused() {
 
 #[wasm_bindgen_test]
 fn error_kinds_are_unique_snake_case() {
-    let kinds = error_kinds();
+    let kinds: Vec<String> = error_kinds()
+        .iter()
+        .map(|k| k.as_string().unwrap())
+        .collect();
+    assert_eq!(kinds.len(), prl_client_wasm::error::ERROR_KINDS.len());
     for (i, k) in kinds.iter().enumerate() {
         assert!(k.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{k}");
         assert!(!kinds[i + 1..].contains(k), "duplicate {k}");

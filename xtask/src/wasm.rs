@@ -4,7 +4,7 @@
 //!    (opt-level z, lto, panic abort: see the root Cargo.toml);
 //! 2. `wasm-bindgen --target web` (the CLI must equal Cargo.lock's wasm-bindgen: `cargo xtask
 //!    setup` installs it);
-//! 3. `wasm-opt -Oz --converge` from the npm package `binaryen` (a devDependency of
+//! 3. `wasm-opt -Oz --converge --low-memory-unused` from the npm package `binaryen` (a devDependency of
 //!    `tests/e2e`) when it is installed; never Debian's binaryen, whose output breaks in
 //!    Chromium;
 //! 4. the curated sources of `client-wasm/npm/` (package.json, index.d.ts, init.js, README.md,
@@ -41,10 +41,17 @@ const NPM_SOURCES: &str = "client-wasm/npm";
 const CURATED: &[&str] = &["index.d.ts", "init.js", "README.md", "CHANGELOG.md"];
 /// Files copied verbatim from the workspace root.
 const LICENCES: &[&str] = &["LICENSE-MIT", "LICENSE-APACHE"];
-/// Gzipped size (wasm + JavaScript) above which the build fails.
-pub const BUDGET_GZIP: u64 = 150 * 1024;
+/// Gzipped size (wasm + JavaScript) above which the build fails: a ratchet just above today's
+/// 114.7 KB (with the host and VM operations), so growth fails CI; lowered as the package
+/// shrinks, down to [`TARGET_GZIP`] (issue 11).
+pub const BUDGET_GZIP: u64 = 116 * 1024;
 /// Gzipped size the package aims to stay under.
 pub const TARGET_GZIP: u64 = 100 * 1024;
+/// wasm-opt's flags: smallest code, run to a fixed point, and the assumption that the low
+/// 1 KiB of memory is unused (true of rustc's wasm32 layout: the stack sits below the data, at
+/// 1 MiB, so only an overflowed stack could reach it), which folds constant offsets into loads
+/// and stores (-0.7 KB gzip).
+const WASM_OPT_FLAGS: &[&str] = &["-Oz", "--converge", "--low-memory-unused"];
 /// The npm-installed wasm-opt (binaryen), relative to the workspace root.
 const WASM_OPT: &str = "tests/e2e/node_modules/.bin/wasm-opt";
 
@@ -307,14 +314,15 @@ pub fn build(root: &Path) -> Result<PathBuf> {
     if wasm_opt.is_file() {
         exec(
             Command::new(&wasm_opt)
-                .args(["-Oz", "--converge"])
+                .args(WASM_OPT_FLAGS)
                 .arg(&bg)
                 .arg("-o")
                 .arg(&bg),
         )?;
         let after = size_of(&bg)?;
         println!(
-            "build-wasm: wasm-opt -Oz --converge: {} -> {}",
+            "build-wasm: wasm-opt {}: {} -> {}",
+            WASM_OPT_FLAGS.join(" "),
             kb(before.raw),
             kb(after.raw)
         );
@@ -455,7 +463,7 @@ mod tests {
         assert_eq!(kb(0), "0.0 KB");
         assert_eq!(kb(1024), "1.0 KB");
         assert_eq!(kb(1536), "1.5 KB");
-        assert_eq!(kb(150 * 1024), "150.0 KB");
+        assert_eq!(kb(116 * 1024), "116.0 KB");
     }
 
     #[test]
