@@ -16,7 +16,7 @@ pub async fn protocol_abuse(ctx: &mut Ctx) -> Result<()> {
         ("first message fragmented past 8 KiB", [client::frame(false, 1, &[b' '; 6000], None), client::frame(true, 0, &[b' '; 6000], None)].concat(), "limit_reached"),
         ("continuation without a start", client::frame(true, 0, b"{}", None), "protocol_violation"),
         ("unknown message type", client::frame(true, 1, br#"{"type":"attach","version":1}"#, None), "protocol_violation"),
-        ("wrong version", client::frame(true, 1, br#"{"type":"open","version":2,"target":{"host":"sim","port":0},"securityLevel":"low","timeoutMs":3000,"mode":"remote"}"#, None), "protocol_violation"),
+        ("wrong version", client::frame(true, 1, br#"{"type":"open","version":99,"target":{"host":"sim","port":0},"securityLevel":"low","timeoutMs":3000,"mode":"remote"}"#, None), "protocol_violation"),
         ("reserved opcode 3", client::frame(true, 3, b"x", None), "protocol_violation"),
         ("unmasked frame", vec![0x81, 0x02, b'{', b'}'], "protocol_violation"),
     ];
