@@ -72,11 +72,32 @@ pub fn proxy_config(listen: SocketAddr, sim: SocketAddr, web: &Path, pkg: &Path)
 /// Starts `cmd` and waits (up to 60 s) for a stdout line starting with `prefix`; returns the
 /// child and the rest of that line. Later stdout lines are echoed with `tag`.
 fn start(mut cmd: Command, prefix: &'static str, tag: &'static str) -> Result<(Child, String)> {
+    cmd.stderr(Stdio::inherit());
+    let (mut child, rx) = spawn_watching(cmd, tag, prefix, Some(tag))?;
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(rest) => Ok((child, rest)),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{tag} did not print `{prefix}...` (see its output above)")
+        }
+    }
+}
+
+/// Starts `cmd` (its stdin and stderr set by the caller) with stdout piped, and a thread that
+/// sends the rest of the first stdout line starting with `prefix` and then echoes the later
+/// lines with `echo` as their tag (or drops them). One ready-line reader for the demo and the
+/// abuse suite.
+pub(crate) fn spawn_watching(
+    mut cmd: Command,
+    name: &str,
+    prefix: &'static str,
+    echo: Option<&'static str>,
+) -> Result<(Child, mpsc::Receiver<String>)> {
     let mut child = cmd
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
         .spawn()
-        .with_context(|| format!("cannot start {tag}"))?;
+        .with_context(|| format!("cannot start {name}"))?;
     let stdout = child.stdout.take().context("no stdout")?;
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
@@ -89,24 +110,16 @@ fn start(mut cmd: Command, prefix: &'static str, tag: &'static str) -> Result<(C
                     continue;
                 }
             }
-            println!("[{tag}] {line}");
+            if let Some(tag) = echo {
+                println!("[{tag}] {line}");
+            }
         }
     });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(rest) => Ok((child, rest)),
-        Err(_) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("{tag} did not print `{prefix}...` (see its output above)")
-        }
-    }
+    Ok((child, rx))
 }
 
-/// Setup and the builds the demo runs from: the npm package (returned) and the release
-/// prl-sim and prl-proxy.
-pub fn build(root: &Path) -> Result<PathBuf> {
-    setup::run(root)?;
-    let pkg = wasm::build(root)?;
+/// The release prl-sim and prl-proxy, built with the lock file.
+pub(crate) fn build_release_bins(root: &Path) -> Result<()> {
     exec(Command::new(cargo()).current_dir(root).args([
         "build",
         "--locked",
@@ -115,7 +128,15 @@ pub fn build(root: &Path) -> Result<PathBuf> {
         "prl-sim",
         "-p",
         "prl-proxy",
-    ]))?;
+    ]))
+}
+
+/// Setup and the builds the demo runs from: the npm package (returned) and the release
+/// prl-sim and prl-proxy.
+pub fn build(root: &Path) -> Result<PathBuf> {
+    setup::run(root)?;
+    let pkg = wasm::build(root)?;
+    build_release_bins(root)?;
     Ok(pkg)
 }
 

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::{cargo, describe, exec, fmt_duration, stdout_of, wasm};
+use crate::{describe, exec, fmt_duration, stdout_of, wasm};
 use report::Report;
 
 /// Short (CI) or full; everything or the floods only (`--floods-only`).
@@ -56,15 +56,7 @@ pub fn run(root: &Path, plan: Plan, out: Option<PathBuf>) -> Result<()> {
     let started = Instant::now();
     let target = wasm::target_dir(root);
     let bin = target.join("release");
-    exec(Command::new(cargo()).current_dir(root).args([
-        "build",
-        "--locked",
-        "--release",
-        "-p",
-        "prl-sim",
-        "-p",
-        "prl-proxy",
-    ]))?;
+    crate::demo::build_release_bins(root)?;
     if !plan.floods_only && !root.join("dist/npm/index.js").exists() {
         wasm::build(root)?;
     }

@@ -2,11 +2,9 @@
 //! its log in a file of the run, started and awaited by their ready line, killed on drop.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
@@ -71,25 +69,8 @@ pub fn spawn_ready(
         .append(true)
         .open(log)
         .with_context(|| format!("cannot open {}", log.display()))?;
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(err))
-        .stdin(Stdio::null())
-        .spawn()
-        .with_context(|| format!("cannot start {name}"))?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if !sent {
-                if let Some(rest) = line.strip_prefix(prefix) {
-                    let _ = tx.send(rest.trim().to_owned());
-                    sent = true;
-                }
-            }
-        }
-    });
+    cmd.stderr(Stdio::from(err)).stdin(Stdio::null());
+    let (child, rx) = crate::demo::spawn_watching(cmd, name, prefix, None)?;
     let mut proc = Proc { child };
     match rx.recv_timeout(Duration::from_secs(30)) {
         Ok(rest) => Ok((proc, rest)),
