@@ -125,7 +125,8 @@ async function main() {
         await page.waitForFunction(() => window.prlDemoReady === true, null, { timeout: 20000 });
         await page.fill('input[name=password]', 'demo');
         await page.click('#login-button');
-        await page.waitForSelector('#result:not([hidden])', { timeout: 20000 });
+        // Logged in: the console replaces the connect screen.
+        await page.waitForSelector('#console:not([hidden])', { timeout: 20000 });
         const loginMs = Date.now() - t0;
         // Bytes on the wire of the page load (the WebSocket is not an HTTP response).
         let bytes = 0;
