@@ -139,6 +139,18 @@ impl Ctx {
         }
     }
 
+    /// A first message from `from` with the run's own Origin; an opened connection's UUID and
+    /// resume token are remembered for the log scan.
+    async fn first_message(&self, from: IpAddr, first: &str) -> Answer {
+        let answer =
+            client::first_message(from, self.proxy_addr, Some(&self.own_origin), first).await;
+        if let Answer::Opened { conn, token, .. } = &answer {
+            self.remember_uuid(*conn);
+            self.remember_token(token);
+        }
+        answer
+    }
+
     fn remember_token(&self, t: &str) {
         if let Ok(mut s) = self.secrets.lock() {
             s.tokens.push(t.to_string());
@@ -154,18 +166,10 @@ impl Ctx {
         let (user, password) = self.user(n);
         let t0 = Instant::now();
         let first = client::open_json(client::open_request("sim", 0));
-        let answer =
-            client::first_message(from, self.proxy_addr, Some(&self.own_origin), &first).await;
-        let Answer::Opened {
-            mut ws,
-            conn,
-            token,
-        } = answer
-        else {
+        let answer = self.first_message(from, &first).await;
+        let Answer::Opened { mut ws, conn, .. } = answer else {
             return Err(format!("open: {}", answer.label()));
         };
-        self.remember_uuid(conn);
-        self.remember_token(&token);
         let (job, p) = client::login_package(conn, &user, &password, "");
         self.remember_uuid(job);
         match client::request(&mut ws, &p, job, client::STEP).await {
@@ -396,13 +400,8 @@ pub fn random_secret(prefix: &str) -> String {
 /// An opened connection from a fresh address: (ws, connection uuid).
 async fn opened(ctx: &mut Ctx, group: u8, n: usize) -> Option<(Box<super::helpers::Ws>, Uuid)> {
     let first = client::open_json(client::open_request("sim", 0));
-    match client::first_message(src(group, n), ctx.proxy_addr, Some(&ctx.own_origin), &first).await
-    {
-        Answer::Opened { ws, conn, token } => {
-            ctx.remember_uuid(conn);
-            ctx.remember_token(&token);
-            Some((ws, conn))
-        }
+    match ctx.first_message(src(group, n), &first).await {
+        Answer::Opened { ws, conn, .. } => Some((ws, conn)),
         _ => None,
     }
 }

@@ -360,13 +360,8 @@ pub async fn open_relay(ctx: &mut Ctx) -> Result<()> {
             Some(raw) => raw.clone(),
             None => client::open_json(client::open_request(&s.host, s.port)),
         };
-        let answer =
-            client::first_message(src(2, i), ctx.proxy_addr, Some(&ctx.own_origin), &first).await;
+        let answer = ctx.first_message(src(2, i), &first).await;
         let label = answer.label();
-        if let Answer::Opened { conn, token, .. } = &answer {
-            ctx.remember_uuid(*conn);
-            ctx.remember_token(token);
-        }
         drop(answer);
         *by_outcome.entry(label.clone()).or_default() += 1;
         if s.allowed && label != "opened" {

@@ -11,27 +11,18 @@ pub async fn hostile_service(ctx: &mut Ctx) -> Result<()> {
         let mut req = client::open_request("127.0.0.2", port);
         req.timeout_ms = 1500;
         let first = client::open_json(req);
-        let got =
-            match client::first_message(src(25, i), ctx.proxy_addr, Some(&ctx.own_origin), &first)
-                .await
-            {
-                Answer::Opened {
-                    mut ws,
-                    conn,
-                    token,
-                } => {
-                    ctx.remember_uuid(conn);
-                    ctx.remember_token(&token);
-                    let (job, p) = client::login_package(conn, &user, &password, "");
-                    format!(
-                        "opened; login: {}",
-                        client::request(&mut ws, &p, job, client::STEP)
-                            .await
-                            .label()
-                    )
-                }
-                other => other.label(),
-            };
+        let got = match ctx.first_message(src(25, i), &first).await {
+            Answer::Opened { mut ws, conn, .. } => {
+                let (job, p) = client::login_package(conn, &user, &password, "");
+                format!(
+                    "opened; login: {}",
+                    client::request(&mut ws, &p, job, client::STEP)
+                        .await
+                        .label()
+                )
+            }
+            other => other.label(),
+        };
         let took = t0.elapsed();
         let healthy = ctx.healthy().await;
         let _ = writeln!(
@@ -77,16 +68,8 @@ pub async fn faults(ctx: &mut Ctx) -> Result<String> {
     let first = client::open_json(client::open_request("127.0.0.2", addr(KILL_SIM).port()));
     let (user, password) = ctx.user(7);
     let t0 = Instant::now();
-    let got = match client::first_message(src(26, 0), ctx.proxy_addr, Some(&ctx.own_origin), &first)
-        .await
-    {
-        Answer::Opened {
-            mut ws,
-            conn,
-            token,
-        } => {
-            ctx.remember_uuid(conn);
-            ctx.remember_token(&token);
+    let got = match ctx.first_message(src(26, 0), &first).await {
+        Answer::Opened { mut ws, conn, .. } => {
             let (job, p) = client::login_package(conn, &user, &password, "");
             let _ = ws.send(Message::Binary(p.encode().into())).await;
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -155,21 +138,10 @@ pub async fn faults(ctx: &mut Ctx) -> Result<String> {
         .label();
         let mut req = client::open_request("sim", 0);
         req.restore = Some(prl_protocol::relay::Secret(token_opened.clone()));
-        let relogin = match client::first_message(
-            src(26, 4),
-            ctx.proxy_addr,
-            Some(&ctx.own_origin),
-            &client::open_json(req),
-        )
-        .await
-        {
+        let relogin = match ctx.first_message(src(26, 4), &client::open_json(req)).await {
             Answer::Opened {
-                mut ws,
-                conn: c2,
-                token,
+                mut ws, conn: c2, ..
             } => {
-                ctx.remember_uuid(c2);
-                ctx.remember_token(&token);
                 let (job, p) = client::login_package(c2, &user, &password, &uuid_string(&conn));
                 client::request(&mut ws, &p, job, client::STEP)
                     .await
