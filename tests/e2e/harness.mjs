@@ -256,10 +256,11 @@ export function proxyConfig({ listen, staticRoot, pkgDir, ports, resumeWindowMs 
 /**
  * The console's stack as the demo runs it: prl-sim (`simArgs` after its address), prl-proxy
  * serving the console of `web/` and the package, and a forwarder in front of the proxy (the
- * page is loaded through it, so a test can cut the connection; its origin is allowed). Config
- * files go to `work`. Stop it with stopStack.
+ * page is loaded through it, so a test can cut the connection; its origin is allowed). The
+ * proxy allows the simulator's port and `extraPorts`. Config files go to `work`. Stop it with
+ * stopStack.
  */
-export async function startConsoleStack(work, { simArgs = [], simEnv, resumeWindowMs }) {
+export async function startConsoleStack(work, { simArgs = [], simEnv, resumeWindowMs, extraPorts = [] }) {
   const simPort = await freePort();
   const sim = await startProcess(SIM, ['--listen', `127.0.0.1:${simPort}`, ...simArgs], /prl-sim listening/,
     { env: simEnv });
@@ -269,7 +270,7 @@ export async function startConsoleStack(work, { simArgs = [], simEnv, resumeWind
     listen: `127.0.0.1:${proxyPort}`,
     staticRoot: join(ROOT, 'web'),
     pkgDir: PKG_DIR,
-    ports: [simPort],
+    ports: [simPort, ...extraPorts],
     resumeWindowMs,
     origins: [`http://127.0.0.1:${forwarder.port}`],
   }));
