@@ -91,7 +91,7 @@ pub struct ClientConfig {
     pub version: ProtocolVersion,
     /// Our connection UUID (the future session id); a fresh random one when `None`.
     pub connection_uuid: Option<Uuid>,
-    /// TLS settings (anonymous DH by default).
+    /// TLS settings (anonymous DH by default, [`TlsConfig::compacting`]).
     pub tls: Option<TlsConfig>,
     /// Heartbeats, limits and queue sizes of the established connection.
     pub stream: StreamOptions,
@@ -152,13 +152,16 @@ impl ClientConfig {
 }
 
 /// The anonymous-DH client context, built once per process and shared by every connection
-/// that does not bring its own (an OpenSSL context costs about 12 KiB).
+/// that does not bring its own (an OpenSSL context costs about 12 KiB). Its established
+/// sessions free OpenSSL's per-connection state ([`TlsConfig::compacting`]).
 fn default_client_tls() -> Result<TlsConfig, TransportError> {
     static DEFAULT: std::sync::OnceLock<TlsConfig> = std::sync::OnceLock::new();
     if let Some(tls) = DEFAULT.get() {
         return Ok(tls.clone());
     }
-    let tls = TlsConfig::client().map_err(TransportError::TlsSetup)?;
+    let tls = TlsConfig::client()
+        .map_err(TransportError::TlsSetup)?
+        .compacting();
     Ok(DEFAULT.get_or_init(|| tls).clone())
 }
 

@@ -23,6 +23,7 @@
 pub mod client;
 pub mod connection;
 pub mod error;
+mod gcm;
 pub mod inline;
 pub mod server;
 pub mod tls;

@@ -39,6 +39,8 @@ use openssl::ssl::{
 };
 use openssl::x509::X509;
 
+use crate::gcm::GcmSession;
+
 pub use prl_protocol::record::TlsEngine;
 
 /// Cipher list of a side without credentials (anonymous DH only).
@@ -260,6 +262,8 @@ struct ConfigInner {
 #[derive(Clone)]
 pub struct TlsConfig {
     inner: Arc<ConfigInner>,
+    /// Engines hand an AES-GCM session to [`crate::gcm`] once established.
+    compact: bool,
 }
 
 impl fmt::Debug for TlsConfig {
@@ -267,6 +271,7 @@ impl fmt::Debug for TlsConfig {
         f.debug_struct("TlsConfig")
             .field("role", &self.inner.role)
             .field("credentials", &self.inner.has_credentials)
+            .field("compact", &self.compact)
             .finish()
     }
 }
@@ -300,6 +305,16 @@ impl TlsConfig {
     /// True when this side presents a certificate.
     pub fn has_credentials(&self) -> bool {
         self.inner.has_credentials
+    }
+
+    /// The same configuration, its engines freeing OpenSSL's per-connection state (the `SSL`
+    /// object, cipher contexts, session and DH key: about 13 KiB) as soon as an AES-GCM
+    /// session is established, protecting its records themselves from then on
+    /// ([`crate::gcm`]; the wire stays the same TLS 1.2). Other suites stay with OpenSSL.
+    /// Accessors report what was negotiated as before; [`OpenSslEngine::is_compact`] tells.
+    pub fn compacting(mut self) -> Self {
+        self.compact = true;
+        self
     }
 
     /// A fresh engine for one connection.
@@ -353,6 +368,7 @@ impl TlsConfig {
                 local_cn,
                 has_credentials: credentials.is_some(),
             }),
+            compact: false,
         })
     }
 }
@@ -423,8 +439,11 @@ impl MemIo {
 
 /// One connection's OpenSSL session, driven entirely in memory.
 pub struct OpenSslEngine {
-    /// `None` once released ([`OpenSslEngine::release`]).
+    /// `None` once released ([`OpenSslEngine::release`]) or compacted.
     stream: Option<SslStream<MemIo>>,
+    /// The established session's record layer once OpenSSL's state was freed
+    /// ([`TlsConfig::compacting`]).
+    gcm: Option<Box<GcmSession>>,
     config: TlsConfig,
     established: bool,
     /// What the handshake negotiated, kept when the session is released.
@@ -461,6 +480,7 @@ impl OpenSslEngine {
         let stream = SslStream::new(ssl, MemIo::default()).map_err(TlsError::Setup)?;
         Ok(OpenSslEngine {
             stream: Some(stream),
+            gcm: None,
             config,
             established: false,
             facts: Facts::default(),
@@ -482,9 +502,27 @@ impl OpenSslEngine {
     /// nothing through TLS (security level LOW), where the session is never used again. A TLS
     /// record arriving afterwards is an error ([`TlsError::Released`]).
     pub fn release(&mut self) {
+        self.gcm = None;
         if self.stream.is_none() {
             return;
         }
+        self.keep_facts();
+        self.stream = None;
+    }
+
+    /// Whether the session was released.
+    pub fn is_released(&self) -> bool {
+        self.stream.is_none() && self.gcm.is_none()
+    }
+
+    /// Whether the established session's records are protected without OpenSSL
+    /// ([`TlsConfig::compacting`]).
+    pub fn is_compact(&self) -> bool {
+        self.gcm.is_some()
+    }
+
+    /// Remembers what the handshake negotiated, before OpenSSL's state is freed.
+    fn keep_facts(&mut self) {
         self.facts = Facts {
             cipher: self.cipher_name(),
             cipher_standard: self.cipher_standard_name(),
@@ -492,12 +530,25 @@ impl OpenSslEngine {
             key_exchange: self.key_exchange(),
             peer_cn: self.peer_common_name(),
         };
-        self.stream = None;
     }
 
-    /// Whether the session was released.
-    pub fn is_released(&self) -> bool {
-        self.stream.is_none()
+    /// Just established: take an AES-GCM session over and free OpenSSL's state, with what
+    /// OpenSSL had received but not read and produced but not handed out.
+    fn compact(&mut self) -> Result<(), TlsError> {
+        let Some(stream) = &mut self.stream else {
+            return Ok(());
+        };
+        let Some(gcm) = GcmSession::take_over(stream.ssl(), self.config.role()) else {
+            return Ok(());
+        };
+        let mut gcm = gcm?;
+        let io = stream.get_mut();
+        gcm.feed(io.inb.get(io.pos..).unwrap_or_default());
+        gcm.queue_outgoing(std::mem::take(&mut io.out));
+        self.keep_facts();
+        self.stream = None;
+        self.gcm = Some(Box::new(gcm));
+        Ok(())
     }
 
     fn ssl(&self) -> Option<&openssl::ssl::SslRef> {
@@ -600,6 +651,9 @@ impl TlsEngine for OpenSslEngine {
     type Error = TlsError;
 
     fn feed(&mut self, records: &[u8]) {
+        if let Some(gcm) = &mut self.gcm {
+            gcm.feed(records);
+        }
         // Released: nothing is kept; `read_app` reports the record.
         if let Some(stream) = &mut self.stream {
             stream.get_mut().push(records);
@@ -617,6 +671,9 @@ impl TlsEngine for OpenSslEngine {
             Ok(()) => {
                 self.post_handshake_check()?;
                 self.established = true;
+                if self.config.compact {
+                    self.compact()?;
+                }
                 Ok(true)
             }
             Err(e) if matches!(e.code(), ErrorCode::WANT_READ | ErrorCode::WANT_WRITE) => Ok(false),
@@ -627,6 +684,9 @@ impl TlsEngine for OpenSslEngine {
     fn write_app(&mut self, data: &[u8]) -> Result<(), TlsError> {
         if !self.established {
             return Err(TlsError::NotEstablished);
+        }
+        if let Some(gcm) = &mut self.gcm {
+            return gcm.write_app(data);
         }
         let Some(stream) = &mut self.stream else {
             return Err(TlsError::Released);
@@ -647,6 +707,9 @@ impl TlsEngine for OpenSslEngine {
         if !self.established {
             return Err(TlsError::NotEstablished);
         }
+        if let Some(gcm) = &mut self.gcm {
+            return gcm.read_app(out);
+        }
         let Some(stream) = &mut self.stream else {
             return Err(TlsError::Released);
         };
@@ -663,6 +726,9 @@ impl TlsEngine for OpenSslEngine {
     }
 
     fn take_outgoing(&mut self, out: &mut Vec<u8>) {
+        if let Some(gcm) = &mut self.gcm {
+            gcm.take_outgoing(out);
+        }
         let Some(stream) = &mut self.stream else {
             return;
         };
@@ -848,6 +914,7 @@ mod tests {
                 local_cn: None,
                 has_credentials: false,
             }),
+            compact: false,
         };
         let (mut c, mut s) = pair(&bad, &TlsConfig::server().unwrap());
         let (side, err) = handshake(&mut c, &mut s).unwrap_err();
@@ -909,6 +976,171 @@ mod tests {
             s.read_app(&mut Vec::new()).unwrap_err().kind(),
             "tls_closed"
         );
+    }
+
+    /// A compacting client against an OpenSSL server (and the reverse roles).
+    fn compact_pair(client: TlsConfig, server: TlsConfig) -> (OpenSslEngine, OpenSslEngine) {
+        let (mut c, mut s) = pair(&client, &server);
+        handshake(&mut c, &mut s).unwrap();
+        (c, s)
+    }
+
+    #[test]
+    fn a_compacted_session_talks_to_openssl_both_ways_with_the_same_records() {
+        let (mut c, mut s) = compact_pair(
+            TlsConfig::client().unwrap().compacting(),
+            TlsConfig::server().unwrap(),
+        );
+        assert!(c.is_compact() && !c.is_released());
+        assert!(!s.is_compact());
+        assert!(c.ssl().is_none());
+        assert_eq!(c.cipher_name(), Some("ADH-AES256-GCM-SHA384"));
+        assert_eq!(
+            c.cipher_standard_name(),
+            Some("TLS_DH_anon_WITH_AES_256_GCM_SHA384")
+        );
+        assert_eq!(c.tls_version(), "TLSv1.2");
+        assert_eq!(c.key_exchange(), Some(KeyExchange::Dh));
+        for i in 0..5u8 {
+            let up = vec![i; 100 + usize::from(i)];
+            assert_eq!(transfer(&mut c, &mut s, &up), up);
+            let down = vec![i ^ 0x55; 7 * usize::from(i)];
+            assert_eq!(transfer(&mut s, &mut c, &down), down);
+        }
+        // Large writes: records of 15 KiB at most, 29 bytes of overhead each, as OpenSSL's.
+        let data: Vec<u8> = (0..40000u32).map(|i| (i % 251) as u8).collect();
+        c.write_app(&data).unwrap();
+        let mut wire = Vec::new();
+        c.take_outgoing(&mut wire);
+        assert_eq!(wire.len(), 40000 + 3 * 29);
+        let recs = records(&wire);
+        assert_eq!(recs.len(), 3);
+        for r in &recs {
+            assert_eq!(&r[..3], &[0x17, 0x03, 0x03]);
+            assert!(r.len() - 5 <= MAX_PLAINTEXT_PER_RECORD + 24);
+        }
+        s.feed(&wire);
+        let mut got = Vec::new();
+        s.read_app(&mut got).unwrap();
+        assert_eq!(got, data);
+        // OpenSSL's records, fed one byte at a time, lose nothing.
+        s.write_app(&data).unwrap();
+        let mut wire = Vec::new();
+        s.take_outgoing(&mut wire);
+        let mut got = Vec::new();
+        for b in &wire {
+            c.feed(std::slice::from_ref(b));
+            c.read_app(&mut got).unwrap();
+        }
+        assert_eq!(got, data);
+        // Nothing is kept between records.
+        assert_eq!(c.gcm.as_ref().unwrap().input_capacity(), 0);
+    }
+
+    #[test]
+    fn records_arriving_with_the_last_handshake_flight_are_not_lost() {
+        let (mut c, mut s) = pair(
+            &TlsConfig::client().unwrap().compacting(),
+            &TlsConfig::server().unwrap(),
+        );
+        // ClientHello; the server's flight; the client's key exchange and Finished; the
+        // server's Finished, here followed at once by application data.
+        let mut wire = Vec::new();
+        assert!(!c.handshake().unwrap());
+        c.take_outgoing(&mut wire);
+        s.feed(&std::mem::take(&mut wire));
+        assert!(!s.handshake().unwrap());
+        s.take_outgoing(&mut wire);
+        c.feed(&std::mem::take(&mut wire));
+        assert!(!c.handshake().unwrap());
+        c.take_outgoing(&mut wire);
+        s.feed(&std::mem::take(&mut wire));
+        assert!(s.handshake().unwrap());
+        s.write_app(b"first package").unwrap();
+        s.take_outgoing(&mut wire);
+        c.feed(&wire);
+        assert!(c.handshake().unwrap());
+        assert!(c.is_compact());
+        let mut got = Vec::new();
+        c.read_app(&mut got).unwrap();
+        assert_eq!(got, b"first package");
+        assert_eq!(transfer(&mut c, &mut s, b"answer"), b"answer");
+    }
+
+    #[test]
+    fn a_compacted_server_and_both_sides_compacted_work_too() {
+        let (mut c, mut s) = compact_pair(
+            TlsConfig::client().unwrap(),
+            TlsConfig::server().unwrap().compacting(),
+        );
+        assert!(s.is_compact() && !c.is_compact());
+        assert_eq!(transfer(&mut c, &mut s, b"to the server"), b"to the server");
+        assert_eq!(transfer(&mut s, &mut c, b"to the client"), b"to the client");
+        let (mut c, mut s) = compact_pair(
+            TlsConfig::client().unwrap().compacting(),
+            TlsConfig::server().unwrap().compacting(),
+        );
+        assert!(s.is_compact() && c.is_compact());
+        assert_eq!(transfer(&mut c, &mut s, b"up"), b"up");
+        assert_eq!(transfer(&mut s, &mut c, b"down"), b"down");
+    }
+
+    #[test]
+    fn a_compacted_session_keeps_the_certificate_facts() {
+        let creds = credentials("prl-host");
+        let (mut c, mut s) = compact_pair(
+            TlsConfig::client_with_credentials(&creds)
+                .unwrap()
+                .compacting(),
+            TlsConfig::server_with_credentials(&creds).unwrap(),
+        );
+        assert!(c.is_compact());
+        assert_eq!(c.cipher_name(), Some("AES256-GCM-SHA384"));
+        assert_eq!(c.key_exchange(), Some(KeyExchange::Rsa));
+        assert_eq!(c.peer_common_name().as_deref(), Some("prl-host"));
+        assert_eq!(transfer(&mut c, &mut s, b"secret"), b"secret");
+        assert_eq!(transfer(&mut s, &mut c, b"reply"), b"reply");
+    }
+
+    #[test]
+    fn a_compacted_session_reports_close_notify_tampering_and_release() {
+        let (mut c, mut s) = compact_pair(
+            TlsConfig::client().unwrap().compacting(),
+            TlsConfig::server().unwrap(),
+        );
+        // A flipped bit fails authentication.
+        s.write_app(b"payload").unwrap();
+        let mut wire = Vec::new();
+        s.take_outgoing(&mut wire);
+        let last = wire.len() - 1;
+        wire[last] ^= 1;
+        c.feed(&wire);
+        assert_eq!(
+            c.read_app(&mut Vec::new()).unwrap_err().kind(),
+            "tls_record"
+        );
+        // close_notify from a foreign peer.
+        let (mut c, mut s) = compact_pair(
+            TlsConfig::client().unwrap().compacting(),
+            TlsConfig::server().unwrap(),
+        );
+        let _ = s.stream.as_mut().unwrap().shutdown();
+        let mut wire = Vec::new();
+        s.take_outgoing(&mut wire);
+        c.feed(&wire);
+        assert_eq!(
+            c.read_app(&mut Vec::new()).unwrap_err().kind(),
+            "tls_closed"
+        );
+        // Released afterwards (security level LOW), it refuses records.
+        let (mut c, _s) = compact_pair(
+            TlsConfig::client().unwrap().compacting(),
+            TlsConfig::server().unwrap(),
+        );
+        c.release();
+        assert!(c.is_released() && !c.is_compact());
+        assert_eq!(c.cipher_name(), Some("ADH-AES256-GCM-SHA384"));
+        assert_eq!(c.write_app(b"x").unwrap_err().kind(), "tls_released");
     }
 
     #[test]

@@ -397,7 +397,8 @@ where
                             Ok(Verdict::Ignore) => {}
                             Ok(Verdict::Refuse(e)) => {
                                 // The session stays up: the browser hears why and goes on.
-                                if !writer.text(&ProxyMessage::Error(e)).await {
+                                // (Boxed: a rare state, kept out of every idle session's task.)
+                                if !Box::pin(writer.text(&ProxyMessage::Error(e))).await {
                                     return End::BrowserGone;
                                 }
                             }

@@ -21,8 +21,35 @@ use super::link::{attached, detach_or_close, End, ServiceLink, WsRead};
 use super::writer::Writer;
 use super::{err, evicted, open, Context, Pool};
 
+/// A browser WebSocket with its link attached: what the session's task holds while it
+/// relays.
+struct Session<S> {
+    ctx: Context,
+    stream: WsRead<S>,
+    link: Box<ServiceLink>,
+    writer: Writer<S>,
+}
+
 /// Serve one browser WebSocket.
 pub(crate) async fn serve<S>(ws: WebSocketStream<S>, ctx: Context)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // Boxed: the first message, the open or resume and the replay live only until the link
+    // is attached, the end only after it is detached; inline, their states would set the size
+    // of every session's task (about 1 KiB more) for its whole life.
+    let Some(mut session) = Box::pin(start(ws, ctx)).await else {
+        return;
+    };
+    session.ctx.state.metrics.sessions_active.inc();
+    let end = attached(&mut session.link, &mut session.stream, &mut session.writer).await;
+    session.ctx.state.metrics.sessions_active.dec();
+    Box::pin(finish(session, end)).await;
+}
+
+/// The first message within its deadline, the open or resume, `opened` / `resumed` and the
+/// replay: the attached session, or `None` once the connection was answered and closed.
+async fn start<S>(ws: WebSocketStream<S>, ctx: Context) -> Option<Session<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -45,7 +72,7 @@ where
         ) => first,
         () = ctx.slots.preauth_evicted() => {
             writer.fail(evicted(Pool::Preauth)).await;
-            return;
+            return None;
         }
     };
     let message = match first {
@@ -60,14 +87,14 @@ where
                     ),
                 ))
                 .await;
-            return;
+            return None;
         }
-        Ok(None) => return,
+        Ok(None) => return None,
         Ok(Some(Err(e))) => {
             let e = ws_read_error(&e, &limits);
             ctx.state.metrics.reject(e.kind.as_str());
             writer.fail(e.for_version(ctx.version)).await;
-            return;
+            return None;
         }
         Ok(Some(Ok(Message::Text(text)))) => match ClientMessage::from_json(text.as_str()) {
             Ok(m) => m,
@@ -76,7 +103,7 @@ where
                 writer
                     .fail(err(RelayErrorKind::ProtocolViolation, e.to_string()))
                     .await;
-                return;
+                return None;
             }
         },
         Ok(Some(Ok(_))) => {
@@ -87,7 +114,7 @@ where
                     "the first message must be an open or resume control message",
                 ))
                 .await;
-            return;
+            return None;
         }
     };
     // Boxed: the connect's state (resolve, TCP, handshake, TLS) is large and lives only
@@ -101,7 +128,7 @@ where
             }
             () = ctx.slots.preauth_evicted() => {
                 writer.fail(evicted(Pool::Preauth)).await;
-                return;
+                return None;
             }
         },
         ClientMessage::Resume(req) => Box::pin(open::resume(&ctx, req))
@@ -113,7 +140,7 @@ where
         Err(refused) => {
             ctx.state.metrics.reject(refused.reason);
             writer.fail(refused.error.for_version(ctx.version)).await;
-            return;
+            return None;
         }
     };
     // Opened or resumed: this connection no longer counts as pre-auth.
@@ -134,18 +161,36 @@ where
     .for_version(ctx.version);
     if !writer.text(&hello).await {
         detach_or_close(link);
-        return;
+        return None;
     }
     for data in replay {
         if !writer.package(data).await {
             detach_or_close(link);
-            return;
+            return None;
         }
     }
     link.sent_mark = link.ring.last_seq();
-    ctx.state.metrics.sessions_active.inc();
-    let end = attached(&mut link, &mut stream, &mut writer).await;
-    ctx.state.metrics.sessions_active.dec();
+    Some(Session {
+        ctx,
+        stream,
+        link,
+        writer,
+    })
+}
+
+/// The end of an attached session: the browser hears why, then the link closes or is kept
+/// for a resume.
+async fn finish<S>(session: Session<S>, end: End)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // Dropped in reverse: the link (unless kept), then the browser's stream.
+    let Session {
+        ctx,
+        stream: _stream,
+        link,
+        writer,
+    } = session;
     match end {
         End::Failed(e) => {
             writer.fail(e.for_version(ctx.version)).await;
