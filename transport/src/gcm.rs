@@ -143,28 +143,39 @@ impl GcmSession {
         if ssl.server_random(server_random) != 32 || ssl.client_random(client_random) != 32 {
             return None;
         }
+        Some(GcmSession::from_master(
+            algorithm, hash, &master, &seed, role,
+        ))
+    }
+
+    /// The record layer of `role` for a session's master secret and `server_random +
+    /// client_random` (`seed`).
+    fn from_master(
+        algorithm: &'static aead::Algorithm,
+        hash: hmac::Algorithm,
+        master: &[u8; 48],
+        seed: &[u8; 64],
+        role: TlsRole,
+    ) -> Result<GcmSession, TlsError> {
         let key_len = algorithm.key_len();
         // client_write_key, server_write_key, client_write_IV, server_write_IV (no MAC keys).
         let mut block = Zeroizing::new(vec![0u8; 2 * key_len + 2 * 4]);
-        prf(hash, &master[..], b"key expansion", &seed, &mut block);
+        prf(hash, master, b"key expansion", seed, &mut block);
         let (client_key, rest) = block.split_at(key_len);
         let (server_key, rest) = rest.split_at(key_len);
         let (client_salt, server_salt) = rest.split_at(4);
-        let built = (|| {
-            let client = Direction::new(algorithm, client_key, client_salt)?;
-            let server = Direction::new(algorithm, server_key, server_salt)?;
-            let (read, write) = match role {
-                TlsRole::Client => (server, client),
-                TlsRole::Server => (client, server),
-            };
-            Ok(GcmSession {
-                read,
-                write,
-                inb: Vec::new(),
-                out: Vec::new(),
-            })
-        })();
-        Some(built)
+        let client = Direction::new(algorithm, client_key, client_salt)?;
+        let server = Direction::new(algorithm, server_key, server_salt)?;
+        let (read, write) = match role {
+            TlsRole::Client => (server, client),
+            TlsRole::Server => (client, server),
+        };
+        Ok(GcmSession {
+            read,
+            write,
+            inb: Vec::new(),
+            out: Vec::new(),
+        })
     }
 
     /// Bytes from the peer (whole records or parts of them), and what OpenSSL had not read.
@@ -185,30 +196,31 @@ impl GcmSession {
     /// [`MAX_PLAINTEXT_PER_RECORD`] bytes each.
     pub(crate) fn write_app(&mut self, data: &[u8]) -> Result<(), TlsError> {
         for chunk in data.chunks(MAX_PLAINTEXT_PER_RECORD) {
-            let w = &mut self.write;
-            let explicit = w.seq.to_be_bytes();
-            let len = EXPLICIT_NONCE + chunk.len() + TAG;
-            self.out.reserve(HEADER + len);
-            self.out
-                .extend_from_slice(&[APPLICATION_DATA, TLS12[0], TLS12[1]]);
-            // At most 15 KiB + 24: fits.
-            self.out.extend_from_slice(&(len as u16).to_be_bytes());
-            self.out.extend_from_slice(&explicit);
-            let start = self.out.len();
-            self.out.extend_from_slice(chunk);
-            let sealed = self.out.get_mut(start..).unwrap_or_default();
-            let tag = w
-                .key
-                .seal_in_place_separate_tag(
-                    w.nonce(explicit),
-                    w.aad(APPLICATION_DATA, chunk.len()),
-                    sealed,
-                )
-                .map_err(|_| TlsError::Record("aes-gcm encryption failed".into()))?;
-            self.out.extend_from_slice(tag.as_ref());
-            w.advance()?;
+            self.seal(APPLICATION_DATA, chunk)?;
         }
         Ok(())
+    }
+
+    /// Appends one record of type `typ` protecting `chunk` (at most
+    /// [`MAX_PLAINTEXT_PER_RECORD`] bytes) to the records to send.
+    fn seal(&mut self, typ: u8, chunk: &[u8]) -> Result<(), TlsError> {
+        let w = &mut self.write;
+        let explicit = w.seq.to_be_bytes();
+        let len = EXPLICIT_NONCE + chunk.len() + TAG;
+        self.out.reserve(HEADER + len);
+        self.out.extend_from_slice(&[typ, TLS12[0], TLS12[1]]);
+        // At most 15 KiB + 24: fits.
+        self.out.extend_from_slice(&(len as u16).to_be_bytes());
+        self.out.extend_from_slice(&explicit);
+        let start = self.out.len();
+        self.out.extend_from_slice(chunk);
+        let sealed = self.out.get_mut(start..).unwrap_or_default();
+        let tag = w
+            .key
+            .seal_in_place_separate_tag(w.nonce(explicit), w.aad(typ, chunk.len()), sealed)
+            .map_err(|_| TlsError::Record("aes-gcm encryption failed".into()))?;
+        self.out.extend_from_slice(tag.as_ref());
+        w.advance()
     }
 
     /// Decrypts every whole record received, appending application data to `out`.
@@ -307,6 +319,70 @@ impl GcmSession {
             *out = buffered;
         } else {
             out.extend_from_slice(&buffered);
+        }
+    }
+}
+
+/// A fuzzing hook (feature `fuzzing`): the two ends of one AES-256-GCM record layer with fixed
+/// keys, so a fuzzer can send the client end any records, sealed or forged.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    use super::{aead, hmac, GcmSession, TlsError, TlsRole, MAX_PLAINTEXT_PER_RECORD};
+
+    /// The service's end seals, the client's end opens.
+    pub struct GcmPair {
+        client: GcmSession,
+        server: GcmSession,
+    }
+
+    impl GcmPair {
+        /// Both ends of a session with a fixed master secret and randoms.
+        pub fn new() -> GcmPair {
+            let end = |role| {
+                GcmSession::from_master(
+                    &aead::AES_256_GCM,
+                    hmac::HMAC_SHA384,
+                    &[7; 48],
+                    &[9; 64],
+                    role,
+                )
+                .expect("fixed keys are valid")
+            };
+            GcmPair {
+                client: end(TlsRole::Client),
+                server: end(TlsRole::Server),
+            }
+        }
+
+        /// One record of type `typ` sealed by the service's end (`plaintext` cut to a record's
+        /// maximum), as bytes on the wire.
+        pub fn seal(&mut self, typ: u8, plaintext: &[u8]) -> Vec<u8> {
+            let cut = plaintext
+                .get(..MAX_PLAINTEXT_PER_RECORD)
+                .unwrap_or(plaintext);
+            self.server.seal(typ, cut).expect("sealing cannot fail");
+            let mut out = Vec::new();
+            self.server.take_outgoing(&mut out);
+            out
+        }
+
+        /// Bytes received by the client's end; the application data of every whole record
+        /// appended to `out`.
+        pub fn receive(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), TlsError> {
+            self.client.feed(bytes);
+            self.client.read_app(out)
+        }
+    }
+
+    impl std::fmt::Debug for GcmPair {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("GcmPair")
+        }
+    }
+
+    impl Default for GcmPair {
+        fn default() -> Self {
+            GcmPair::new()
         }
     }
 }

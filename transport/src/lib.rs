@@ -24,6 +24,8 @@ pub mod client;
 pub mod connection;
 pub mod error;
 mod gcm;
+#[cfg(feature = "fuzzing")]
+pub use gcm::fuzzing;
 pub mod inline;
 pub mod server;
 pub mod tls;
