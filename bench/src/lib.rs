@@ -68,6 +68,9 @@ pub const SIM_TARGET: &str = "sim";
 pub const WAIT: Duration = Duration::from_secs(10);
 /// Most control frames (ping/pong) skipped while waiting for one message.
 const MAX_SKIPPED_FRAMES: usize = 1000;
+/// Bytes a browser session asks its socket for per read: prl-transport's read chunk, which
+/// the baseline's client reads with.
+const CLIENT_READ_CHUNK: usize = 16 * 1024;
 
 /// A benchmark step that did not do what it should.
 #[derive(Debug, thiserror::Error)]
@@ -697,8 +700,12 @@ impl BrowserSession {
             HeaderValue::from_static(SUBPROTOCOL),
         );
         // A browser's WebSocket has no message or frame size limit: the proxy bounds what it
-        // forwards (`limits.max_package_bytes`).
+        // forwards (`limits.max_package_bytes`). Reads of [`CLIENT_READ_CHUNK`], as the
+        // baseline's client reads: tungstenite zero-fills the free part of its read buffer
+        // before every read, which at its default size (128 KiB) was up to 128 KiB of memset
+        // per message received: client work that neither the baseline nor a browser does.
         let unlimited = WebSocketConfig::default()
+            .read_buffer_size(CLIENT_READ_CHUNK)
             .max_message_size(None)
             .max_frame_size(None);
         let (mut ws, _) =

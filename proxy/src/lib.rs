@@ -25,6 +25,7 @@ pub mod login;
 pub mod metrics;
 pub mod origin;
 pub mod policy;
+mod readahead;
 pub mod registry;
 pub(crate) mod relay;
 pub mod server;

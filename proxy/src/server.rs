@@ -792,7 +792,7 @@ async fn websocket(
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(
                     crate::batch::BatchWriter::new(crate::firstcap::FirstMessageCap::new(
-                        TokioIo::new(upgraded),
+                        crate::readahead::ReadAhead::new(TokioIo::new(upgraded)),
                     )),
                     Role::Server,
                     Some(ws_config),

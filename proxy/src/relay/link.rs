@@ -313,12 +313,24 @@ where
     let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
     let mut last_seen = Instant::now();
     let out_budget = Arc::clone(&writer.budget);
+    // One timer for the session, armed at the earliest deadline seen since it last fired and
+    // moved only when a deadline comes earlier: the idle deadline moves with every package,
+    // and re-arming a timer (the runtime's timer wheel, under its lock) each time would cost
+    // every relayed package. A timer that fires before anything expired is re-armed.
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
+    let mut armed: Option<std::time::Instant> = None;
     loop {
         // The rules' next deadline, or the browser write's stall limit if earlier.
         let timeout_at = earliest(
             s.rules.poll_timeout(),
             writer.stall_deadline().map(Instant::into_std),
         );
+        if let Some(at) = timeout_at {
+            if armed.is_none_or(|armed| at < armed) {
+                timer.as_mut().reset(Instant::from_std(at));
+                armed = Some(at);
+            }
+        }
         // Room toward the browser for one more package (its queue and the byte budgets).
         let room = writer.has_room();
         // Only the byte budget of all browsers together is short: wait for it.
@@ -327,7 +339,8 @@ where
         // The service takes bytes: read the browser.
         let can_send = s.conn.can_send();
         tokio::select! {
-            _ = sleep_until(timeout_at) => {
+            () = timer.as_mut(), if armed.is_some() => {
+                armed = None;
                 if writer.is_stalled(Instant::now()) {
                     tracing::info!(
                         stall_ms = writer.stall().as_millis() as u64,
