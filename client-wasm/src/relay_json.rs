@@ -3,22 +3,26 @@
 //!
 //! The core's serde types are the one definition of the relay messages. The proxy moves them
 //! through serde_json (the core's default `json` feature); the browser client turns that
-//! feature off (serde_json would cost about a quarter of the package's size budget) and moves
-//! the same types through the browser's `JSON.stringify` (values built by serde-wasm-bindgen)
-//! and `JSON.parse` (read by [`crate::js_de`]), then applies the core's own checks
-//! (`check_control_len`, `validate`). Browser tests compare both engines on the same values,
-//! so the wire format cannot drift from `docs/relay-protocol.md`.
+//! feature off (serde_json would cost about a quarter of the package's size budget): it writes
+//! the same types' JSON text with a small serde serializer of its own ([`crate::json_text`],
+//! serde_json's text exactly) and reads text through the browser's `JSON.parse` (its values
+//! read by [`crate::js_de`]), then applies the core's own checks (`check_control_len`,
+//! `validate`). Browser tests compare both with serde_json on the same values, so the wire
+//! format cannot drift from `docs/relay-protocol.md`.
 //!
 //! Secrets: the texts carry tickets and resume tokens. The Rust copies are zeroized on drop
 //! (`Zeroizing`); the JavaScript engine's own copies (the string handed to `WebSocket.send`,
 //! `JSON.parse`'s objects) are garbage-collected strings that no Rust code can wipe.
 
 use js_sys::{Array, Object, Reflect, JSON};
-use prl_protocol::relay::{check_control_len, ClientMessage, ProxyMessage, RelayMessageError};
+use prl_protocol::relay::{
+    check_control_len, ClientMessage, ProxyMessage, RelayMessageError, MAX_CONTROL_LEN,
+};
 use wasm_bindgen::{JsCast, JsValue};
 use zeroize::Zeroizing;
 
 use crate::js_de::from_json_value;
+use crate::json_text::Text;
 
 /// Why a control message could not be encoded or decoded. Messages never echo values (they
 /// may be secrets).
@@ -33,8 +37,8 @@ pub enum CodecError {
     /// Valid JSON, but not a relay message of a known type and shape.
     #[error("malformed control message: not a known relay message of this version")]
     Shape,
-    /// serde-wasm-bindgen or `JSON.stringify` refused the value (cannot happen for the
-    /// relay's plain types).
+    /// A value outside the shapes JSON text is written for: a count at or above 2^53 (a
+    /// JavaScript number would round it).
     #[error("cannot encode the control message")]
     Encode,
 }
@@ -54,10 +58,8 @@ impl CodecError {
 /// drop: it may carry a ticket or a resume token.
 pub fn encode(message: &ClientMessage) -> Result<Zeroizing<String>, CodecError> {
     message.validate()?;
-    let value = serde_wasm_bindgen::to_value(message).map_err(|_| CodecError::Encode)?;
-    let text = JSON::stringify(&value).map_err(|_| CodecError::Encode)?;
-    let text = Zeroizing::new(String::from(text));
-    check_control_len(text.len())?;
+    let (text, len) = Text::write(message, MAX_CONTROL_LEN).map_err(|_| CodecError::Encode)?;
+    check_control_len(len)?;
     Ok(text)
 }
 

@@ -4,14 +4,16 @@
 //!    (opt-level z, lto, panic abort: see the root Cargo.toml);
 //! 2. `wasm-bindgen --target web` (the CLI must equal Cargo.lock's wasm-bindgen: `cargo xtask
 //!    setup` installs it);
-//! 3. `wasm-opt -Oz --converge --low-memory-unused` from the npm package `binaryen` (a devDependency of
+//! 3. the glue's comments dropped ([`strip_comments`]: the doc comments wasm-bindgen copies
+//!    from the Rust exports, which `index.d.ts` documents for users);
+//! 4. `wasm-opt -Oz --converge --low-memory-unused` from the npm package `binaryen` (a devDependency of
 //!    `tests/e2e`) when it is installed; never Debian's binaryen, whose output breaks in
 //!    Chromium;
-//! 4. the curated sources of `client-wasm/npm/` (package.json, index.d.ts, init.js, README.md,
+//! 5. the curated sources of `client-wasm/npm/` (package.json, index.d.ts, init.js, README.md,
 //!    CHANGELOG.md), the licences from the workspace root, and a generated `index.js` that
 //!    re-exports the glue, `init` and the `ParallelsError` class;
-//! 5. raw and gzipped sizes of the `.wasm` and the JavaScript, failing above the budget;
-//! 6. pre-compressed `.br` (brotli 11) and `.gz` (gzip 9) beside the `.wasm` and the top-level
+//! 6. raw and gzipped sizes of the `.wasm` and the JavaScript, failing above the budget;
+//! 7. pre-compressed `.br` (brotli 11) and `.gz` (gzip 9) beside the `.wasm` and the top-level
 //!    JavaScript, which prl-proxy serves by `Accept-Encoding` (compressed once here, at the
 //!    best levels, instead of by the proxy at start-up or per request). They are not part of the
 //!    npm package (its `files` names the originals only).
@@ -42,9 +44,9 @@ const CURATED: &[&str] = &["index.d.ts", "init.js", "README.md", "CHANGELOG.md"]
 /// Files copied verbatim from the workspace root.
 const LICENCES: &[&str] = &["LICENSE-MIT", "LICENSE-APACHE"];
 /// Gzipped size (wasm + JavaScript) above which the build fails: a ratchet just above today's
-/// 114.7 KB (with the host and VM operations), so growth fails CI; lowered as the package
+/// 107.6 KB (with the host and VM operations), so growth fails CI; lowered as the package
 /// shrinks, down to [`TARGET_GZIP`] (issue 11).
-pub const BUDGET_GZIP: u64 = 116 * 1024;
+pub const BUDGET_GZIP: u64 = 109 * 1024;
 /// Gzipped size the package aims to stay under.
 pub const TARGET_GZIP: u64 = 100 * 1024;
 /// wasm-opt's flags: smallest code, run to a fixed point, and the assumption that the low
@@ -273,6 +275,35 @@ fn package_json(root: &Path) -> Result<String> {
     ))
 }
 
+/// The glue without its whole-line comments: the `/** ... */` blocks wasm-bindgen copies from
+/// the Rust doc comments of every export (the package documents its API in `index.d.ts`) and
+/// its own `//` notes. Only lines that are nothing but a comment go, which is exact for
+/// JavaScript without multi-line literals; `None` when the glue might have one (a line with an
+/// odd number of backticks, or a string continued with a backslash), so a future glue is kept
+/// as it is.
+pub fn strip_comments(js: &str) -> Option<String> {
+    let mut out = String::with_capacity(js.len());
+    let mut in_block = false;
+    for line in js.lines() {
+        let code = line.trim();
+        if in_block {
+            in_block = !code.ends_with("*/");
+        } else if code.starts_with("/*") {
+            in_block = !(code.len() >= 4 && code.ends_with("*/"));
+        } else if code.starts_with("//") {
+            // A line comment: dropped.
+        } else if code.matches('`').count() % 2 == 1 || code.ends_with('\\') {
+            // A literal that may go on to the next lines, which cannot be told from comments.
+            return None;
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    // An unclosed block comment: not the glue this expects.
+    (!in_block).then_some(out)
+}
+
 /// Builds the package into `dist/npm/` and returns its directory.
 pub fn build(root: &Path) -> Result<PathBuf> {
     check_wasm_bindgen(root)?;
@@ -308,6 +339,13 @@ pub fn build(root: &Path) -> Result<PathBuf> {
             .arg(&out)
             .arg(&wasm),
     )?;
+    let glue = out.join(format!("{LIB}.js"));
+    let text =
+        fs::read_to_string(&glue).with_context(|| format!("cannot read {}", glue.display()))?;
+    match strip_comments(&text) {
+        Some(stripped) => fs::write(&glue, stripped)?,
+        None => println!("build-wasm: glue comments kept (it has multi-line literals)"),
+    }
     let bg = out.join(format!("{LIB}_bg.wasm"));
     let before = size_of(&bg)?;
     let wasm_opt = root.join(WASM_OPT);
@@ -456,6 +494,19 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(plain, data);
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn glue_comments_are_dropped_and_code_is_kept() {
+        let js = "/**\n * Docs of `x`.\n */\nexport function x() {\n    // a `note\n    \
+                  return '//not a comment'; /* kept */\n}\n    /** one line */\nconst y = `1`;\n";
+        assert_eq!(
+            strip_comments(js).as_deref(),
+            Some("export function x() {\n    return '//not a comment'; /* kept */\n}\nconst y = `1`;\n")
+        );
+        assert_eq!(strip_comments("const t = `\n// in a template\n`;\n"), None);
+        assert_eq!(strip_comments("const s = 'a\\\n// continued';\n"), None);
+        assert_eq!(strip_comments("/**\n * never closed\n"), None);
     }
 
     #[test]
