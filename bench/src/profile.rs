@@ -14,6 +14,10 @@ use crate::BenchError;
 const PARTS: &[(&str, &[&str])] = &[
     ("rustls connection (wss)", &["rustls"]),
     (
+        "upstream TLS after the handshake (AES-GCM keys and records, OpenSSL freed)",
+        &["GcmSession", "gcm::"],
+    ),
+    (
         "tungstenite buffers",
         &["tungstenite", "BytesMut::reserve", "bytes_mut"],
     ),
