@@ -69,6 +69,8 @@ const WASM_OPT_FLAGS: &[&str] = &[
 /// wasm-opt's renaming of imports, exports and the import module to short names, whose report
 /// [`wasm_names`] applies to the glue (-2.7 KB gzip of the `.wasm`, and the glue's copies).
 const MINIFY_NAMES: &str = "--minify-imports-and-exports-and-modules";
+/// Exports that keep their names: `memory` is part of the package's API (`InitOutput`).
+const KEPT_EXPORTS: &[&str] = &["memory"];
 /// The npm-installed wasm-opt (binaryen), relative to the workspace root.
 const WASM_OPT: &str = "tests/e2e/node_modules/.bin/wasm-opt";
 
@@ -469,8 +471,12 @@ pub fn build(root: &Path) -> Result<PathBuf> {
             Some(first) if modules.iter().all(|m| m == first) => first.clone(),
             _ => bail!("wasm-opt left {} import modules", modules.len()),
         };
-        let renames =
+        let mut renames =
             wasm_names::Renames::parse(&String::from_utf8_lossy(&run.stdout), &new_module)?;
+        fs::write(
+            &bg,
+            wasm_names::keep_exports(&binary, &mut renames, KEPT_EXPORTS)?,
+        )?;
         let text = fs::read_to_string(&glue)?;
         fs::write(&glue, renames.apply(&text)?)?;
         let after = size_of(&bg)?;

@@ -132,6 +132,71 @@ impl Renames {
     }
 }
 
+/// `wasm` with the exports named in `keep` given back their old names (the package's
+/// `InitOutput` promises `memory`), and `renames` updated to match. Fails when the binary has
+/// no export section or a kept name would clash with another export.
+pub fn keep_exports(wasm: &[u8], renames: &mut Renames, keep: &[&str]) -> Result<Vec<u8>> {
+    let mut back = BTreeMap::new();
+    for old in keep {
+        if let Some(new) = renames.exports.remove(*old) {
+            back.insert(new, (*old).to_owned());
+        }
+    }
+    let mut r = Reader { data: wasm, at: 8 };
+    let mut out = wasm.get(..8).context("not a wasm binary")?.to_vec();
+    let mut rewritten = false;
+    while r.at < wasm.len() {
+        let start = r.at;
+        let id = r.byte()?;
+        let len = r.leb()? as usize;
+        let end = r.at + len;
+        if id != 7 {
+            out.extend_from_slice(wasm.get(start..end).context("truncated wasm binary")?);
+            r.at = end;
+            continue;
+        }
+        let count = r.leb()?;
+        let mut body = Vec::new();
+        push_leb(&mut body, count);
+        let mut names = std::collections::BTreeSet::new();
+        for _ in 0..count {
+            let name = r.name()?;
+            let name = back.get(&name).cloned().unwrap_or(name);
+            if !names.insert(name.clone()) {
+                bail!("two exports named `{name}`");
+            }
+            push_leb(&mut body, name.len() as u64);
+            body.extend_from_slice(name.as_bytes());
+            body.push(r.byte()?);
+            push_leb(&mut body, r.leb()?);
+        }
+        if r.at != end {
+            bail!("malformed export section");
+        }
+        out.push(id);
+        push_leb(&mut out, body.len() as u64);
+        out.extend_from_slice(&body);
+        rewritten = true;
+    }
+    if !rewritten {
+        bail!("the wasm binary has no export section");
+    }
+    Ok(out)
+}
+
+/// Unsigned LEB128, as wasm writes sizes and indices.
+fn push_leb(out: &mut Vec<u8>, mut value: u64) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
 /// The module names of the imports in a `.wasm` binary, in order (empty when it has no import
 /// section).
 pub fn import_modules(wasm: &[u8]) -> Result<Vec<String>> {
@@ -296,6 +361,36 @@ mod tests {
         let missing = glue.replace("__wbindgen_init_externref_table: function() {},\n", "");
         assert!(renames.apply(&missing).is_err());
         assert!(renames.apply(&glue.replace("./p_bg.js", "./q.js")).is_err());
+    }
+
+    #[test]
+    fn kept_exports_get_their_names_back() {
+        // (module (memory 1) (export "B" (memory 0)) (func) (export "A" (func 0)))
+        let wasm = [
+            0, b'a', b's', b'm', 1, 0, 0, 0, // header
+            1, 4, 1, 0x60, 0, 0, // type section: one () -> ()
+            3, 2, 1, 0, // function section
+            5, 3, 1, 0, 1, // memory section
+            7, 9, 2, 1, b'B', 2, 0, 1, b'A', 0, 0, // export section
+            10, 4, 1, 2, 0, 0x0b, // code section
+        ];
+        let mut renames = Renames::parse(REPORT, "a").unwrap_or_default();
+        let kept = keep_exports(&wasm, &mut renames, &["memory"]).unwrap_or_default();
+        let mut expected = wasm[..23].to_vec();
+        expected.extend_from_slice(&[7, 14, 2, 6]);
+        expected.extend_from_slice(b"memory");
+        expected.extend_from_slice(&[2, 0, 1, b'A', 0, 0, 10, 4, 1, 2, 0, 0x0b]);
+        assert_eq!(kept, expected);
+        assert_eq!(renames.exports.get("memory"), None);
+        assert_eq!(
+            renames.exports.get("server_login").map(String::as_str),
+            Some("A")
+        );
+        // `memory` left as it was in the glue.
+        assert!(renames.apply("x: wasm.memory").is_err()); // no imports defined
+        let mut leb = Vec::new();
+        push_leb(&mut leb, 300);
+        assert_eq!(leb, [0xac, 0x02]);
     }
 
     #[test]
