@@ -21,6 +21,7 @@ mod screenshots;
 mod setup;
 mod test;
 mod wasm;
+mod wasm_names;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
