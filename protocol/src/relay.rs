@@ -240,9 +240,9 @@ pub struct Resumed {
     pub instance: Option<String>,
 }
 
-/// Why the proxy could not open, resume or keep a connection. Stable snake_case names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// Why the proxy could not open, resume or keep a connection. Stable snake_case names
+/// ([`RelayErrorKind::as_str`], which serde uses too: one table of names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RelayErrorKind {
     /// The target (or local login) is not allowed by the proxy's policy.
     PolicyDenied,
@@ -288,6 +288,33 @@ pub enum RelayErrorKind {
     /// kind this one does not end the connection: the session stays up and the browser may
     /// go on. The message names the refused request ([`RelayError::refused_request`]).
     CommandRefused,
+}
+
+impl Serialize for RelayErrorKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for RelayErrorKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = RelayErrorKind;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a relay error kind")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<RelayErrorKind, E> {
+                RelayErrorKind::ALL
+                    .into_iter()
+                    .find(|k| k.as_str() == name)
+                    .ok_or_else(|| {
+                        E::invalid_value(serde::de::Unexpected::Str(name), &"a relay error kind")
+                    })
+            }
+        }
+        deserializer.deserialize_str(Name)
+    }
 }
 
 impl RelayErrorKind {
