@@ -24,13 +24,10 @@
 //!    npm package (its `files` names the originals only).
 
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use flate2::write::GzEncoder;
-use flate2::Compression;
 
 use crate::{cargo, exec, stdout_of, wasm_names};
 
@@ -51,7 +48,7 @@ const LICENCES: &[&str] = &["LICENSE-MIT", "LICENSE-APACHE"];
 /// Gzipped size (wasm + JavaScript) above which the build fails: a ratchet just above today's
 /// 102.6 KB (with the host and VM operations), so growth fails CI; lowered as the package
 /// shrinks, down to [`TARGET_GZIP`] (issue 11).
-pub const BUDGET_GZIP: u64 = 104 * 1024;
+pub const BUDGET_GZIP: u64 = 99 * 1024;
 /// Gzipped size the package aims to stay under.
 pub const TARGET_GZIP: u64 = 100 * 1024;
 /// wasm-opt's flags: smallest code, run to a fixed point, and the assumption that the low
@@ -81,23 +78,29 @@ const KEPT_EXPORTS: &[&str] = &["memory"];
 /// The npm-installed wasm-opt (binaryen), relative to the workspace root.
 const WASM_OPT: &str = "tests/e2e/node_modules/.bin/wasm-opt";
 
-/// Raw and gzip -9 sizes of one file.
+/// Raw and gzip (Zopfli) sizes of one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Size {
     /// Bytes on disk.
     pub raw: u64,
-    /// Bytes after gzip at level 9.
+    /// Bytes as gzip ([`gzip`]).
     pub gzip: u64,
 }
 
-/// Gzip -9 of `data`.
+/// `data` as gzip, compressed by Zopfli: a standard gzip stream any browser inflates, a few
+/// per cent smaller than `gzip -9` (what the pre-compressed `.gz` files are served as).
 pub fn gzip(data: &[u8]) -> Result<Vec<u8>> {
-    let mut enc = GzEncoder::new(Vec::new(), Compression::best());
-    enc.write_all(data)?;
-    Ok(enc.finish()?)
+    let mut out = Vec::new();
+    zopfli::compress(
+        zopfli::Options::default(),
+        zopfli::Format::Gzip,
+        data,
+        &mut out,
+    )?;
+    Ok(out)
 }
 
-/// Gzip -9 size of `data`.
+/// Gzip size of `data` ([`gzip`]).
 pub fn gzip_len(data: &[u8]) -> Result<u64> {
     Ok(gzip(data)?.len() as u64)
 }
