@@ -422,6 +422,13 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         _ => all(root, &target, rest, &started),
     };
     record_step(root, &data, command.trim(), &started, result.is_ok())?;
+    // The machine facts of the report's header: from the last full run, else from this part.
+    if part != "all" && !data.join("run.json").exists() {
+        std::fs::write(
+            data.join("run.json"),
+            serde_json::to_string_pretty(&run_info(root, command.trim(), &started)?)?,
+        )?;
+    }
     // RESULTS.md follows the data, whatever ran (a failed part shows as not run or stale).
     report(root, &target)?;
     result?;
