@@ -22,7 +22,7 @@ use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::hmac;
 use zeroize::Zeroizing;
 
-use crate::tls::{TlsError, TlsRole, MAX_PLAINTEXT_PER_RECORD};
+use crate::tls::{append_owned, TlsError, TlsRole, MAX_PLAINTEXT_PER_RECORD};
 
 const HEADER: usize = 5;
 const EXPLICIT_NONCE: usize = 8;
@@ -185,11 +185,7 @@ impl GcmSession {
 
     /// Records OpenSSL had produced but not handed out yet.
     pub(crate) fn queue_outgoing(&mut self, bytes: Vec<u8>) {
-        if self.out.is_empty() {
-            self.out = bytes;
-        } else {
-            self.out.extend_from_slice(&bytes);
-        }
+        append_owned(&mut self.out, bytes);
     }
 
     /// Encrypts `data` into application-data records of at most
@@ -314,12 +310,7 @@ impl GcmSession {
 
     /// Drains the records to send.
     pub(crate) fn take_outgoing(&mut self, out: &mut Vec<u8>) {
-        let buffered = std::mem::take(&mut self.out);
-        if out.is_empty() {
-            *out = buffered;
-        } else {
-            out.extend_from_slice(&buffered);
-        }
+        append_owned(out, std::mem::take(&mut self.out));
     }
 }
 

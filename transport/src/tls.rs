@@ -733,12 +733,16 @@ impl TlsEngine for OpenSslEngine {
             return;
         };
         // The engine keeps no output buffer between calls (an idle connection holds none).
-        let buffered = std::mem::take(&mut stream.get_mut().out);
-        if out.is_empty() {
-            *out = buffered;
-        } else {
-            out.extend_from_slice(&buffered);
-        }
+        append_owned(out, std::mem::take(&mut stream.get_mut().out));
+    }
+}
+
+/// Appends `bytes` to `out`, taking the allocation over when `out` is empty (no copy).
+pub(crate) fn append_owned(out: &mut Vec<u8>, bytes: Vec<u8>) {
+    if out.is_empty() {
+        *out = bytes;
+    } else {
+        out.extend_from_slice(&bytes);
     }
 }
 
