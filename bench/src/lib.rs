@@ -935,6 +935,26 @@ mod tests {
         wss: ProxyEndpoint,
     }
 
+    /// One logged-in session on each path: direct, through the proxy over ws and over wss.
+    async fn logged_in(
+        r: &Rig,
+        level: SecurityLevel,
+    ) -> (DirectSession, BrowserSession, BrowserSession) {
+        let mut direct = DirectSession::connect(r.sim.tcp_addr().unwrap(), level)
+            .await
+            .unwrap();
+        direct.login().await.unwrap();
+        let mut browser = BrowserSession::open(&r.ws, SIM_TARGET, level)
+            .await
+            .unwrap();
+        browser.login().await.unwrap();
+        let mut secure = BrowserSession::open(&r.wss, SIM_TARGET, level)
+            .await
+            .unwrap();
+        secure.login().await.unwrap();
+        (direct, browser, secure)
+    }
+
     async fn rig() -> Rig {
         let sim = start_sim().await.unwrap();
         let targets = [(SIM_TARGET, sim.tcp_addr().unwrap())];
@@ -974,18 +994,7 @@ mod tests {
     async fn unpaced_sim_tasks_deliver_every_event_on_every_path_at_each_level() {
         let r = rig().await;
         for level in [SecurityLevel::Low, SecurityLevel::High] {
-            let mut direct = DirectSession::connect(r.sim.tcp_addr().unwrap(), level)
-                .await
-                .unwrap();
-            direct.login().await.unwrap();
-            let mut browser = BrowserSession::open(&r.ws, SIM_TARGET, level)
-                .await
-                .unwrap();
-            browser.login().await.unwrap();
-            let mut secure = BrowserSession::open(&r.wss, SIM_TARGET, level)
-                .await
-                .unwrap();
-            secure.login().await.unwrap();
+            let (mut direct, mut browser, mut secure) = logged_in(&r, level).await;
             for _ in 0..2 {
                 assert_eq!(direct.run_task(1000, 0).await.unwrap(), 1001);
                 assert_eq!(browser.run_task(1000, 0).await.unwrap(), 1001);
@@ -1002,18 +1011,7 @@ mod tests {
     async fn the_round_trip_reads_a_running_vms_state_on_every_path() {
         let r = rig().await;
         let level = SecurityLevel::High;
-        let mut direct = DirectSession::connect(r.sim.tcp_addr().unwrap(), level)
-            .await
-            .unwrap();
-        direct.login().await.unwrap();
-        let mut browser = BrowserSession::open(&r.ws, SIM_TARGET, level)
-            .await
-            .unwrap();
-        browser.login().await.unwrap();
-        let mut secure = BrowserSession::open(&r.wss, SIM_TARGET, level)
-            .await
-            .unwrap();
-        secure.login().await.unwrap();
+        let (mut direct, mut browser, mut secure) = logged_in(&r, level).await;
         for _ in 0..3 {
             assert!(direct.round_trip().await.unwrap() > Duration::ZERO);
             assert!(browser.round_trip().await.unwrap() > Duration::ZERO);
