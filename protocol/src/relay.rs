@@ -756,6 +756,14 @@ mod tests {
         for kind in RelayErrorKind::ALL {
             let name = serde_json::to_string(&kind).unwrap();
             assert_eq!(name, format!("\"{}\"", kind.as_str()));
+            assert_eq!(serde_json::from_str::<RelayErrorKind>(&name).unwrap(), kind);
+        }
+        // A kind this version does not know (or another type) is refused, not guessed.
+        for unknown in [r#""no_such_kind""#, r#""Timeout""#, "7", "null"] {
+            assert!(
+                serde_json::from_str::<RelayErrorKind>(unknown).is_err(),
+                "{unknown}"
+            );
         }
     }
 
